@@ -1,0 +1,136 @@
+"""Client-side pacing against the API's 60-second sliding window.
+
+The API counts every request (replays and 4xx included) in a rolling 60 s window per
+key, and another per user. Rather than fire a request we already know will get a 429,
+the pacer waits for a slot. It combines two views of the window:
+
+* our own send times over the last 60 s (exact for what we sent), and
+* the server's `remaining` from the newest response, less what we sent since
+  (covers other clients using the same key).
+
+Until the first response tells us the tier, it assumes the smallest documented limit.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import anyio
+
+from ._timing import Clock
+
+__all__ = ["RateLimitPacer", "RateLimitState"]
+
+WINDOW_SECONDS = 60.0
+DEFAULT_LIMIT = 60  # the free tier, the smallest documented per-key limit
+
+
+@dataclass(frozen=True)
+class RateLimitState:
+    """The newest rate-limit picture, as the API reported it."""
+
+    limit: int | None = None
+    remaining: int | None = None
+    reset_at: float | None = None
+    tier: str | None = None
+    user_ceiling: int | None = None
+    user_remaining: int | None = None
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_rate_limit(
+    headers: Mapping[str, str], meta: Mapping[str, Any] | None
+) -> RateLimitState | None:
+    """Read the window from the `X-RateLimit-*` headers, completed by `meta.rate_limit`."""
+    body = meta.get("rate_limit") if meta else None
+    body = body if isinstance(body, Mapping) else {}
+    limit = _int(headers.get("x-ratelimit-limit")) or _int(body.get("limit"))
+    remaining = _int(headers.get("x-ratelimit-remaining"))
+    if remaining is None:
+        remaining = _int(body.get("remaining"))
+    reset = _int(headers.get("x-ratelimit-reset"))
+    if limit is None and remaining is None:
+        return None
+    return RateLimitState(
+        limit=limit,
+        remaining=remaining,
+        reset_at=float(reset) if reset is not None else None,
+        tier=str(body["tier"]) if body.get("tier") is not None else None,
+        user_ceiling=_int(body.get("user_ceiling")),
+        user_remaining=_int(body.get("user_remaining")),
+    )
+
+
+class RateLimitPacer:
+    """Hands out send slots; every wait for the window, 429s included, happens here."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._lock = anyio.Lock()
+        self._sent: collections.deque[float] = collections.deque()
+        self._state = RateLimitState()
+        # Requests we sent after the response that `_state` came from.
+        self._sent_since_state = 0
+        # Set by a 429: nothing is sent before this time.
+        self._blocked_until: float | None = None
+
+    @property
+    def state(self) -> RateLimitState:
+        return self._state
+
+    def _forget_remaining(self) -> None:
+        # Once a slot has had time to free, the server's last figure is stale: be
+        # optimistic for one request and let its response correct us.
+        self._state = replace(self._state, remaining=None, user_remaining=None)
+        self._sent_since_state = 0
+
+    def _next_slot(self, now: float) -> float | None:
+        """None when a request may go now, else when the next slot frees."""
+        if self._blocked_until is not None:
+            if now < self._blocked_until:
+                return self._blocked_until
+            self._blocked_until = None
+            self._forget_remaining()
+        while self._sent and self._sent[0] <= now - WINDOW_SECONDS:
+            self._sent.popleft()
+        limit = self._state.limit or DEFAULT_LIMIT
+        free = limit - len(self._sent)
+        known = [r for r in (self._state.remaining, self._state.user_remaining) if r is not None]
+        if known:
+            free = min(free, min(known) - self._sent_since_state)
+        if free > 0:
+            return None
+        if self._sent:
+            return self._sent[0] + WINDOW_SECONDS
+        return self._state.reset_at if self._state.reset_at else now + 1.0
+
+    async def acquire(self) -> None:
+        """Wait until a request can be sent without exceeding the known window."""
+        async with self._lock:
+            while (next_slot := self._next_slot(self._clock.now())) is not None:
+                await self._clock.sleep(max(0.05, next_slot - self._clock.now()))
+                if self._blocked_until is None:
+                    self._forget_remaining()
+            self._sent.append(self._clock.now())
+            self._sent_since_state += 1
+
+    def observe(self, state: RateLimitState | None) -> None:
+        """Take the window from a response (call after every response)."""
+        if state is None:
+            return
+        self._state = state
+        self._sent_since_state = 0
+
+    def block(self, seconds: float) -> None:
+        """A 429 said one slot frees in `seconds`: hold every request until then."""
+        until = self._clock.now() + max(seconds, 0.05)
+        self._blocked_until = max(until, self._blocked_until or 0.0)

@@ -1,0 +1,601 @@
+"""The async Tradavity API v1 client.
+
+One shared `httpx2.AsyncClient`, one request path (`TradavityClient.request`) that
+paces, retries, parses the envelope and raises typed errors, and thin typed methods
+over it for the endpoints the server uses.
+
+Every write takes an `idempotency_key` made by the caller once per logical write (see
+`tradavity_mcp.idempotency`); every retry of that write re-sends the same key, so a
+retry after a dropped connection is answered from the API's replay cache instead of
+writing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Generator, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx2
+from pydantic import BaseModel, SecretStr
+from pydantic import ValidationError as PydanticValidationError
+
+from . import __version__
+from ._pacing import RateLimitPacer, RateLimitState, parse_rate_limit
+from ._timing import Clock, SystemClock
+from .errors import (
+    APIConnectionError,
+    APIStatusError,
+    RateLimited,
+    RequestInvalid,
+    error_for,
+)
+from .idempotency import IDEMPOTENCY_KEY_PATTERN, principal_for_key
+from .models import (
+    Account,
+    AutosyncConnection,
+    ConfirmationsReplace,
+    Execution,
+    ExecutionsReplace,
+    Me,
+    Protocol,
+    ProtocolResponseCreate,
+    Screenshot,
+    Strategy,
+    SyncResult,
+    Tag,
+    TagCategory,
+    TagCategoryCreate,
+    TagCreate,
+    TagsReplace,
+    Trade,
+    TradeCreate,
+    TradePatch,
+    TradeRow,
+)
+from .screenshots import prepare_upload
+
+__all__ = ["ApiResponse", "Page", "RetryPolicy", "TradavityClient"]
+
+logger = logging.getLogger("tradavity_mcp.client")
+
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_M = TypeVar("_M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard one logical request tries.
+
+    Retried: transport failures (a connection dropped after the request went out
+    included), 429 `rate_limited`, 503 `deadlock_retry`, 500 `internal_error` and
+    `sync_failed`, 502 `broker_api_error`, and 5xx answers without a known code.
+    Never retried: anything else, in particular validation, auth, scope, not-found,
+    `limit_reached`, `connection_sync_cooldown` and every 409.
+    """
+
+    max_attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    # A Retry-After longer than this (the daily window, say) is not waited out: the
+    # error goes to the caller with its `retry_after`.
+    max_retry_after: float = 60.0
+
+    def backoff(self, attempt: int, jitter: float) -> float:
+        """Capped exponential backoff with equal jitter; `attempt` counts from 1."""
+        ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        return float(ceiling / 2 + ceiling / 2 * jitter)
+
+
+@dataclass(frozen=True)
+class ApiResponse:
+    """A successful answer: `data` and `meta` from the envelope."""
+
+    status: int
+    data: Any
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    replayed: bool = False
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def request_id(self) -> str | None:
+        rid = self.meta.get("request_id")
+        return str(rid) if rid is not None else None
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of trades with its cursor."""
+
+    items: list[TradeRow]
+    next_cursor: str | None
+    has_more: bool
+
+
+class _KeyAuth(httpx2.Auth):
+    """Adds the bearer header at send time; the key lives nowhere else in the client."""
+
+    def __init__(self, key: SecretStr) -> None:
+        self._key = key
+
+    def auth_flow(
+        self, request: httpx2.Request
+    ) -> Generator[httpx2.Request, httpx2.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self._key.get_secret_value()}"
+        yield request
+
+    def __repr__(self) -> str:
+        return "_KeyAuth(key='**********')"
+
+
+def _validate(model: type[_M], body: _M | Mapping[str, Any]) -> _M:
+    """Validate a body locally; a failure is `RequestInvalid` naming every bad field."""
+    if isinstance(body, model):
+        return body
+    try:
+        return model.model_validate(body)
+    except PydanticValidationError as exc:
+        fields: dict[str, str] = {}
+        for err in exc.errors(include_url=False, include_input=False):
+            loc = ".".join(str(p) for p in err["loc"]) or "body"
+            fields[loc] = err["msg"]
+        summary = "; ".join(f"{k}: {v}" for k, v in fields.items())
+        raise RequestInvalid(f"invalid request body: {summary}", fields) from None
+
+
+def _retry_after(headers: Mapping[str, str], details: Mapping[str, Any]) -> float | None:
+    raw = headers.get("retry-after") or details.get("retry_after_seconds")
+    try:
+        return max(0.0, float(raw)) if raw is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _may_have_reached_server(exc: httpx2.TransportError) -> bool:
+    # Failing to connect means the request never left; anything later may have been
+    # processed by the API before the connection broke.
+    return not isinstance(exc, httpx2.ConnectError | httpx2.ConnectTimeout | httpx2.PoolTimeout)
+
+
+class TradavityClient:
+    """Async client for one API key. Use as `async with TradavityClient(...) as api:`."""
+
+    def __init__(
+        self,
+        api_key: SecretStr | str,
+        *,
+        base_url: str = "https://app.tradavity.com/api/v1",
+        transport: httpx2.AsyncBaseTransport | None = None,
+        retry: RetryPolicy | None = None,
+        clock: Clock | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
+        self.principal = principal_for_key(key.get_secret_value())
+        self.retry = retry or RetryPolicy()
+        self._clock = clock or SystemClock()
+        self._pacer = RateLimitPacer(self._clock)
+        self._http = httpx2.AsyncClient(
+            base_url=base_url.rstrip("/") + "/",
+            auth=_KeyAuth(key),
+            transport=transport,
+            timeout=timeout,
+            headers={"User-Agent": f"tradavity-mcp/{__version__}", "Accept": "application/json"},
+            follow_redirects=False,
+        )
+        self.requests_sent = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"TradavityClient(base_url={str(self._http.base_url)!r}, principal={self.principal!r})"
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    @property
+    def rate_limit(self) -> RateLimitState:
+        """The newest rate-limit window the API reported."""
+        return self._pacer.state
+
+    # --- the one request path ---------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        files: Mapping[str, tuple[str, bytes, str]] | None = None,
+        form: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> ApiResponse:
+        """Send one logical request: pace, retry what is safe, parse, raise typed errors."""
+        method = method.upper()
+        headers: dict[str, str] = {}
+        if method in _WRITE_METHODS:
+            if idempotency_key is None or not IDEMPOTENCY_KEY_PATTERN.fullmatch(idempotency_key):
+                raise ValueError("every write needs an Idempotency-Key of 1-64 [A-Za-z0-9_-]")
+            headers["Idempotency-Key"] = idempotency_key
+        if json is not None:
+            headers["Content-Type"] = "application/json"
+        query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
+        url = path.lstrip("/")
+
+        attempt = 0
+        maybe_applied = False
+        while True:
+            attempt += 1
+            await self._pacer.acquire()
+            self.requests_sent += 1
+            try:
+                response = await self._http.request(
+                    method, url, params=query, json=json, files=files, data=form, headers=headers
+                )
+            except httpx2.TransportError as exc:
+                maybe_applied = maybe_applied or (
+                    method in _WRITE_METHODS and _may_have_reached_server(exc)
+                )
+                logger.warning("%s /%s: %s (attempt %d)", method, url, type(exc).__name__, attempt)
+                if attempt >= self.retry.max_attempts:
+                    raise APIConnectionError(
+                        f"no answer from the Tradavity API after {attempt} attempts "
+                        f"({type(exc).__name__})",
+                        outcome_unknown=maybe_applied,
+                        attempts=attempt,
+                    ) from None
+                await self._clock.sleep(self.retry.backoff(attempt, self._clock.jitter()))
+                continue
+
+            result = self._parse(response)
+            if isinstance(result, ApiResponse):
+                logger.debug(
+                    "%s /%s -> %d %s%s",
+                    method,
+                    url,
+                    result.status,
+                    result.request_id or "",
+                    " (replay)" if result.replayed else "",
+                )
+                return result
+            error = result
+            logger.info("%s /%s -> %d %s", method, url, error.status, error.error_code)
+            if not error.retryable or attempt >= self.retry.max_attempts:
+                raise error
+            if isinstance(error, RateLimited):
+                wait = error.retry_after
+                if wait is not None and wait > self.retry.max_retry_after:
+                    raise error
+                self._pacer.block(wait if wait is not None else self.retry.backoff(attempt, 0.5))
+            elif error.retry_after is not None and error.retry_after <= self.retry.max_retry_after:
+                await self._clock.sleep(error.retry_after)
+            else:
+                await self._clock.sleep(self.retry.backoff(attempt, self._clock.jitter()))
+
+    def _parse(self, response: httpx2.Response) -> ApiResponse | APIStatusError:
+        headers = response.headers
+        try:
+            body = response.json() if response.content else None
+        except ValueError:
+            body = None
+        envelope: dict[str, Any] = body if isinstance(body, dict) else {}
+        meta = _dict(envelope.get("meta"))
+        self._pacer.observe(parse_rate_limit(headers, meta))
+
+        if response.is_success and envelope.get("ok", True) is not False:
+            return ApiResponse(
+                status=response.status_code,
+                data=envelope.get("data"),
+                meta=meta,
+                replayed=headers.get("x-idempotent-replay", "").lower() == "true",
+                headers=dict(headers),
+            )
+        err = _dict(envelope.get("error"))
+        details = _dict(err.get("details"))
+        if "x-ratelimit-scope" in headers and "scope" not in details:
+            details = {**details, "scope": headers["x-ratelimit-scope"]}
+        return error_for(
+            status=response.status_code,
+            code=err.get("code"),
+            message=str(err.get("message") or response.reason_phrase or "request failed"),
+            details=details,
+            request_id=meta.get("request_id"),
+            retry_after=_retry_after(headers, details),
+        )
+
+    # --- identity & catalog -----------------------------------------------------------
+
+    async def me(self) -> Me:
+        return Me.model_validate((await self.request("GET", "/me")).data)
+
+    async def catalog(self, name: str, **params: Any) -> Any:
+        """`/usage`, `/brokers`, `/instruments`, `/prop-firm-presets`, `/scopes`, `/emotions`."""
+        return (await self.request("GET", f"/{name}", params=params)).data
+
+    async def emotions(self) -> list[str]:
+        data = await self.catalog("emotions")
+        rows = data.get("emotions", data) if isinstance(data, dict) else data
+        out: list[str] = []
+        for row in rows or []:
+            if isinstance(row, str):
+                out.append(row)
+            elif isinstance(row, dict):
+                value = row.get("value") or row.get("name")
+                if value:
+                    out.append(str(value))
+        return out
+
+    # --- trades -------------------------------------------------------------------------
+
+    async def list_trades(self, **filters: Any) -> Page:
+        resp = await self.request("GET", "/trades", params=filters)
+        rows = _rows(resp.data, "trades")
+        return Page(
+            items=[TradeRow.model_validate(r) for r in rows],
+            next_cursor=resp.meta.get("next_cursor"),
+            has_more=bool(resp.meta.get("has_more")),
+        )
+
+    async def iter_trades(self, **filters: Any) -> AsyncIterator[TradeRow]:
+        """Every trade matching the filters, following the cursor."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_trades(**filters, cursor=cursor)
+            for row in page.items:
+                yield row
+            if not page.has_more or not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    async def get_trade(self, trade_number: int) -> Trade:
+        data = (await self.request("GET", f"/trades/{trade_number}")).data
+        return Trade.model_validate(_unwrap(data, "trade"))
+
+    async def create_trade(
+        self, body: TradeCreate | Mapping[str, Any], *, idempotency_key: str
+    ) -> Trade:
+        payload = _validate(TradeCreate, body).to_json()
+        resp = await self.request("POST", "/trades", json=payload, idempotency_key=idempotency_key)
+        return Trade.model_validate(_unwrap(resp.data, "trade"))
+
+    async def update_trade(
+        self, trade_number: int, body: TradePatch | Mapping[str, Any], *, idempotency_key: str
+    ) -> Trade:
+        payload = _validate(TradePatch, body).to_json()
+        resp = await self.request(
+            "PATCH", f"/trades/{trade_number}", json=payload, idempotency_key=idempotency_key
+        )
+        return Trade.model_validate(_unwrap(resp.data, "trade"))
+
+    async def archive_trade(
+        self, trade_number: int, *, idempotency_key: str, including_copies: bool = False
+    ) -> int:
+        """Archive a trade; returns how many trades were archived."""
+        resp = await self.request(
+            "DELETE",
+            f"/trades/{trade_number}",
+            params={"including_copies": "true"} if including_copies else None,
+            idempotency_key=idempotency_key,
+        )
+        return int(resp.headers.get("x-trades-archived", "1"))
+
+    async def set_trade_tags(
+        self, trade_number: int, tag_ids: list[int], *, idempotency_key: str
+    ) -> list[dict[str, Any]]:
+        """Replace the trade's whole tag set (the API has no add/remove)."""
+        payload = _validate(TagsReplace, {"tag_ids": tag_ids}).to_json()
+        resp = await self.request(
+            "PUT", f"/trades/{trade_number}/tags", json=payload, idempotency_key=idempotency_key
+        )
+        return _rows(resp.data, "tags")
+
+    async def set_executions(
+        self,
+        trade_number: int,
+        body: ExecutionsReplace | Mapping[str, Any],
+        *,
+        idempotency_key: str,
+    ) -> list[Execution]:
+        payload = _validate(ExecutionsReplace, body).to_json()
+        resp = await self.request(
+            "PUT",
+            f"/trades/{trade_number}/executions",
+            json=payload,
+            idempotency_key=idempotency_key,
+        )
+        return [Execution.model_validate(r) for r in _rows(resp.data, "executions")]
+
+    async def list_executions(self, trade_number: int) -> list[Execution]:
+        resp = await self.request("GET", f"/trades/{trade_number}/executions")
+        return [Execution.model_validate(r) for r in _rows(resp.data, "executions")]
+
+    async def set_confirmations(
+        self,
+        trade_number: int,
+        body: ConfirmationsReplace | Mapping[str, Any],
+        *,
+        idempotency_key: str,
+    ) -> list[dict[str, Any]]:
+        payload = _validate(ConfirmationsReplace, body).to_json()
+        resp = await self.request(
+            "PUT",
+            f"/trades/{trade_number}/confirmations",
+            json=payload,
+            idempotency_key=idempotency_key,
+        )
+        return _rows(resp.data, "confirmations")
+
+    async def upload_screenshot(
+        self,
+        trade_number: int,
+        content: bytes,
+        filename: str,
+        *,
+        idempotency_key: str,
+        label: str | None = None,
+        sort_order: int | None = None,
+    ) -> Screenshot:
+        """Multipart upload. Refuses, before sending, files over 10 MB or not PNG/JPEG/PDF."""
+        upload = prepare_upload(content, filename, label=label)
+        form: dict[str, str] = {}
+        if label is not None:
+            form["label"] = label
+        if sort_order is not None:
+            form["sort_order"] = str(sort_order)
+        resp = await self.request(
+            "POST",
+            f"/trades/{trade_number}/screenshots",
+            files={"file": (upload.filename, content, upload.mime_type)},
+            form=form,
+            idempotency_key=idempotency_key,
+        )
+        return Screenshot.model_validate(_unwrap(resp.data, "screenshot"))
+
+    async def list_screenshots(self, trade_number: int) -> list[Screenshot]:
+        resp = await self.request("GET", f"/trades/{trade_number}/screenshots")
+        return [Screenshot.model_validate(r) for r in _rows(resp.data, "screenshots")]
+
+    # --- tags ---------------------------------------------------------------------------
+
+    async def list_tags(self) -> list[Tag]:
+        return [
+            Tag.model_validate(r) for r in _rows((await self.request("GET", "/tags")).data, "tags")
+        ]
+
+    async def list_tag_categories(self) -> list[TagCategory]:
+        data = (await self.request("GET", "/tag-categories")).data
+        return [TagCategory.model_validate(r) for r in _rows(data, "categories", "tag_categories")]
+
+    async def create_tag(self, body: TagCreate | Mapping[str, Any], *, idempotency_key: str) -> Tag:
+        payload = _validate(TagCreate, body).to_json()
+        resp = await self.request("POST", "/tags", json=payload, idempotency_key=idempotency_key)
+        return Tag.model_validate(_unwrap(resp.data, "tag"))
+
+    async def create_tag_category(
+        self, body: TagCategoryCreate | Mapping[str, Any], *, idempotency_key: str
+    ) -> TagCategory:
+        payload = _validate(TagCategoryCreate, body).to_json()
+        resp = await self.request(
+            "POST", "/tag-categories", json=payload, idempotency_key=idempotency_key
+        )
+        return TagCategory.model_validate(_unwrap(resp.data, "category", "tag_category"))
+
+    # --- accounts, strategies, protocols -------------------------------------------------
+
+    async def list_accounts(self, **filters: Any) -> list[Account]:
+        data = (await self.request("GET", "/accounts", params=filters)).data
+        return [Account.model_validate(r) for r in _rows(data, "accounts")]
+
+    async def list_strategies(self) -> list[Strategy]:
+        data = (await self.request("GET", "/strategies")).data
+        return [Strategy.model_validate(r) for r in _rows(data, "strategies")]
+
+    async def get_strategy(self, strategy_id: int) -> Strategy:
+        data = (await self.request("GET", f"/strategies/{strategy_id}")).data
+        return Strategy.model_validate(_unwrap(data, "strategy"))
+
+    async def list_protocols(self, **filters: Any) -> list[Protocol]:
+        data = (await self.request("GET", "/protocols", params=filters)).data
+        return [Protocol.model_validate(r) for r in _rows(data, "protocols")]
+
+    async def get_protocol(self, protocol_id: int) -> Protocol:
+        data = (await self.request("GET", f"/protocols/{protocol_id}")).data
+        return Protocol.model_validate(_unwrap(data, "protocol"))
+
+    async def record_protocol_response(
+        self,
+        protocol_id: int,
+        body: ProtocolResponseCreate | Mapping[str, Any],
+        *,
+        idempotency_key: str,
+    ) -> dict[str, Any]:
+        payload = _validate(ProtocolResponseCreate, body).to_json()
+        resp = await self.request(
+            "POST",
+            f"/protocols/{protocol_id}/responses",
+            json=payload,
+            idempotency_key=idempotency_key,
+        )
+        out = _unwrap(resp.data, "response")
+        return out if isinstance(out, dict) else {}
+
+    async def list_protocol_responses(
+        self, protocol_id: int, **filters: Any
+    ) -> list[dict[str, Any]]:
+        data = (
+            await self.request("GET", f"/protocols/{protocol_id}/responses", params=filters)
+        ).data
+        return _rows(data, "responses")
+
+    # --- auto-sync ----------------------------------------------------------------------
+
+    async def list_connections(self) -> list[AutosyncConnection]:
+        data = (await self.request("GET", "/autosync/connections")).data
+        return [AutosyncConnection.model_validate(r) for r in _rows(data, "connections")]
+
+    async def sync_log(self, **params: Any) -> list[dict[str, Any]]:
+        data = (await self.request("GET", "/autosync/log", params=params)).data
+        return _rows(data, "log", "entries", "logs")
+
+    async def trigger_sync(self, connection_id: int, *, idempotency_key: str) -> SyncResult:
+        """Run a manual sync. A cooldown raises `ConnectionSyncCooldown` (never retried)."""
+        resp = await self.request(
+            "POST", f"/autosync/connections/{connection_id}/sync", idempotency_key=idempotency_key
+        )
+        return SyncResult.model_validate(_unwrap(resp.data, "sync"))
+
+    # --- reports ------------------------------------------------------------------------
+
+    async def stats(self, kind: str = "summary", **filters: Any) -> dict[str, Any]:
+        """`kind` is `summary`, `by-symbol` or `by-strategy`."""
+        data = (await self.request("GET", f"/stats/{kind}", params=filters)).data
+        return data if isinstance(data, dict) else {"rows": data}
+
+    async def calendar(self, **filters: Any) -> dict[str, Any]:
+        data = (await self.request("GET", "/calendar", params=filters)).data
+        return data if isinstance(data, dict) else {"days": data}
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _unwrap(data: Any, *names: str) -> Any:
+    """`{"trade": {...}}` -> `{...}`; a bare object passes through."""
+    if isinstance(data, dict):
+        for name in names:
+            if isinstance(data.get(name), dict):
+                return data[name]
+    return data
+
+
+def _rows(data: Any, *names: str) -> list[dict[str, Any]]:
+    """A list payload, bare or wrapped as `{"<name>": [...]}` / `{"items": [...]}`."""
+    if isinstance(data, list):
+        return [r for r in data if isinstance(r, dict)]
+    if isinstance(data, dict):
+        for name in (*names, "items", "data", "rows"):
+            value = data.get(name)
+            if isinstance(value, list):
+                return [r for r in value if isinstance(r, dict)]
+    return []

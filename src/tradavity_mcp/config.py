@@ -1,0 +1,121 @@
+"""Settings: command-line arguments first, then the environment, then defaults.
+
+The API key is held as a `SecretStr` from the moment it is read, so it cannot reach a
+log line, an error message or a repr by accident. Validation errors name the variable to
+set and the expected shape, never the value that was given.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+from pydantic import SecretStr
+
+__all__ = [
+    "API_KEY_PATTERN",
+    "DEFAULT_BASE_URL",
+    "ConfigError",
+    "Settings",
+    "validate_api_key",
+]
+
+DEFAULT_BASE_URL = "https://app.tradavity.com/api/v1"
+API_KEY_PATTERN = re.compile(r"tvty_[0-9a-f]{48}")
+
+_ENV_KEY = "TRADAVITY_API_KEY"
+_ENV_BASE_URL = "TRADAVITY_BASE_URL"
+_ENV_STATE_DIR = "TRADAVITY_STATE_DIR"
+_ENV_ALLOWED_DIRS = "TRADAVITY_ALLOWED_DIRS"
+_ENV_READ_ONLY = "TRADAVITY_READ_ONLY"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed. The message is one line a user can act on."""
+
+
+def validate_api_key(raw: str, *, source: str = _ENV_KEY) -> SecretStr:
+    """Check the documented key shape (`tvty_` + 48 hex) without ever echoing the key."""
+    key = raw.strip()
+    if not key:
+        raise ConfigError(
+            f"{source} is empty: set it to your Tradavity API key (Settings -> API), "
+            "or run with --sandbox to try the server without one."
+        )
+    if not API_KEY_PATTERN.fullmatch(key):
+        raise ConfigError(
+            f"{source} is not a Tradavity API key: keys are 'tvty_' followed by 48 "
+            "lowercase hex characters. Copy the full key from Settings -> API."
+        )
+    return SecretStr(key)
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server needs to run. Build it with `Settings.load(...)`."""
+
+    api_key: SecretStr | None
+    base_url: str = DEFAULT_BASE_URL
+    sandbox: bool = False
+    read_only: bool = False
+    state_dir: Path = field(
+        default_factory=lambda: Path(platformdirs.user_state_dir("tradavity-mcp"))
+    )
+    allowed_dirs: tuple[Path, ...] = ()
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        sandbox: bool = False,
+        read_only: bool | None = None,
+        state_dir: str | Path | None = None,
+        allowed_dirs: list[str] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Settings:
+        """Resolve settings: explicit arguments win over the environment.
+
+        Raises `ConfigError` with one actionable line when the key is missing (and the
+        sandbox was not asked for) or malformed.
+        """
+        env = os.environ if environ is None else environ
+        raw_key = api_key if api_key is not None else env.get(_ENV_KEY)
+        key: SecretStr | None = None
+        if raw_key is not None and raw_key.strip():
+            key = validate_api_key(raw_key, source="--api-key" if api_key is not None else _ENV_KEY)
+        elif not sandbox:
+            raise ConfigError(
+                f"{_ENV_KEY} is not set: export your Tradavity API key (Settings -> API), "
+                "or run `tradavity-mcp --sandbox` to try it on the built-in sandbox."
+            )
+
+        url = (base_url or env.get(_ENV_BASE_URL) or DEFAULT_BASE_URL).rstrip("/")
+        if not url.startswith(("https://", "http://")):
+            raise ConfigError(f"{_ENV_BASE_URL} must be an http(s) URL, e.g. {DEFAULT_BASE_URL}")
+
+        dirs_raw = (
+            allowed_dirs
+            if allowed_dirs is not None
+            else [d for d in env.get(_ENV_ALLOWED_DIRS, "").split(os.pathsep) if d]
+        )
+        state = Path(
+            state_dir or env.get(_ENV_STATE_DIR) or platformdirs.user_state_dir("tradavity-mcp")
+        )
+        return cls(
+            api_key=key,
+            base_url=url,
+            sandbox=sandbox,
+            read_only=read_only if read_only is not None else _truthy(env.get(_ENV_READ_ONLY)),
+            state_dir=state,
+            allowed_dirs=tuple(Path(d).expanduser().resolve() for d in dirs_raw),
+        )

@@ -1,0 +1,84 @@
+"""Settings resolve from arguments, then the environment, and fail in one clear line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tradavity_mcp.config import DEFAULT_BASE_URL, ConfigError, Settings
+
+KEY = "tvty_" + "0123456789abcdef" * 3
+
+
+def test_missing_key_says_what_to_set() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.load(environ={})
+    message = str(info.value)
+    assert "TRADAVITY_API_KEY" in message
+    assert "--sandbox" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "tvty_short",
+        "sk_" + "0" * 48,
+        "tvty_" + "G" * 48,
+        "tvty_" + "0123456789ABCDEF" * 3,
+        "tvty_" + "0" * 49,
+    ],
+)
+def test_malformed_key_is_refused_without_echoing_it(bad: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.load(environ={"TRADAVITY_API_KEY": bad})
+    assert bad not in str(info.value)
+    assert bad[5:] not in str(info.value)
+    assert "48" in str(info.value)
+
+
+def test_environment_then_defaults() -> None:
+    s = Settings.load(environ={"TRADAVITY_API_KEY": KEY})
+    assert s.base_url == DEFAULT_BASE_URL
+    assert s.read_only is False
+    s = Settings.load(
+        environ={
+            "TRADAVITY_API_KEY": f"  {KEY}\n",
+            "TRADAVITY_BASE_URL": "http://127.0.0.1:8765/api/v1/",
+            "TRADAVITY_READ_ONLY": "true",
+        }
+    )
+    assert s.base_url == "http://127.0.0.1:8765/api/v1"
+    assert s.read_only is True
+    assert s.api_key is not None
+    assert s.api_key.get_secret_value() == KEY
+
+
+def test_arguments_win_over_the_environment(tmp_path: Path) -> None:
+    s = Settings.load(
+        base_url="https://example.test/api/v1",
+        read_only=False,
+        state_dir=tmp_path,
+        allowed_dirs=[str(tmp_path)],
+        environ={
+            "TRADAVITY_API_KEY": KEY,
+            "TRADAVITY_BASE_URL": "http://ignored/api/v1",
+            "TRADAVITY_READ_ONLY": "1",
+        },
+    )
+    assert s.base_url == "https://example.test/api/v1"
+    assert s.read_only is False
+    assert s.state_dir == tmp_path
+    assert s.allowed_dirs == (tmp_path.resolve(),)
+
+
+def test_sandbox_needs_no_key() -> None:
+    s = Settings.load(sandbox=True, environ={})
+    assert s.sandbox is True
+    assert s.api_key is None
+
+
+def test_base_url_must_be_http() -> None:
+    with pytest.raises(ConfigError, match="TRADAVITY_BASE_URL"):
+        Settings.load(environ={"TRADAVITY_API_KEY": KEY, "TRADAVITY_BASE_URL": "ftp://x"})

@@ -1,0 +1,172 @@
+"""Request bodies are checked locally, field by field, before any HTTP is sent."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from tradavity_mcp.errors import RequestInvalid
+from tradavity_mcp.models import (
+    ExecutionsReplace,
+    TradeCreate,
+    TradePatch,
+    format_decimal,
+)
+from tradavity_mcp.screenshots import MAX_SCREENSHOT_BYTES, prepare_upload
+
+from ._scripted import Script, make_client, ok
+
+pytestmark = pytest.mark.anyio
+
+BASE: dict[str, Any] = {
+    "account_id": 1,
+    "trade_date": "2026-05-10T14:32:00Z",
+    "symbol": "MNQ",
+    "direction": "long",
+    "net_pnl": 48,
+}
+
+BAD_CREATES = [
+    ({"direction": "up"}, "direction"),
+    ({"trade_quality_grade": "B+"}, "trade_quality_grade"),
+    ({"confidence_level": 11}, "confidence_level"),
+    ({"quantity": "abc"}, "quantity"),
+    ({"quantity": -1}, "quantity"),
+    ({"sl_price": 0}, "sl_price"),
+    ({"net_pnl": "1e30"}, "net_pnl"),
+    ({"trade_date": "1999-12-31"}, "trade_date"),
+    ({"symbol": ""}, "symbol"),
+    ({"symbol": "X" * 51}, "symbol"),
+    ({"exit_type": "take profit"}, "exit_type"),
+    ({"bias": "bullish"}, "bias"),
+    ({"volume": "huge"}, "volume"),
+    ({"holding_time": -5}, "holding_time"),
+    ({"asset_type": "bonds"}, "asset_type"),
+    ({"setup_quality": "x" * 101}, "setup_quality"),
+    ({"colour": "red"}, "colour"),
+]
+
+
+@pytest.mark.parametrize(("patch", "field"), BAD_CREATES)
+async def test_bad_bodies_never_leave_the_process(patch: dict[str, Any], field: str) -> None:
+    script = Script(ok({"trade": {"trade_number": 1}}, 201))
+    async with make_client(script) as api:
+        with pytest.raises(RequestInvalid) as info:
+            await api.create_trade({**BASE, **patch}, idempotency_key="k")
+    assert script.requests == []
+    assert field in info.value.fields
+    assert field in info.value.message
+
+
+def test_documented_quirks_and_formats() -> None:
+    body = TradeCreate.model_validate(
+        {**BASE, "symbol": " mnq ", "quantity": "2", "fees": "1.24", "general_notes": "a\x00b"}
+    ).to_json()
+    assert body["symbol"] == "MNQ"
+    assert body["quantity"] == 2
+    assert body["fees"] == 1.24
+    assert body["general_notes"] == "ab"
+    assert body["trade_date"] == "2026-05-10T14:32:00Z"
+    # Only what was set goes on the wire.
+    assert set(body) == {*BASE, "quantity", "fees", "general_notes"}
+
+
+def test_date_only_and_tomorrow_bounds() -> None:
+    assert TradeCreate.model_validate({**BASE, "trade_date": "2026-05-10"}).to_json()[
+        "trade_date"
+    ] == "2026-05-10T00:00:00Z"
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).replace(hour=23, minute=0)
+    TradeCreate.model_validate({**BASE, "trade_date": tomorrow})
+    with pytest.raises(ValueError, match="tomorrow"):
+        TradeCreate.model_validate({**BASE, "trade_date": tomorrow + timedelta(days=1)})
+
+
+def test_asset_config_is_checked_per_asset_type() -> None:
+    ok_forex = {**BASE, "asset_type": "forex", "asset_config": {"lot_type": "mini", "pip_value": 1}}
+    TradeCreate.model_validate(ok_forex)
+    with pytest.raises(ValueError, match="lot_type"):
+        TradeCreate.model_validate({**ok_forex, "asset_config": {"lot_type": "jumbo"}})
+
+
+def test_patch_keeps_explicit_nulls_and_refuses_core_fields() -> None:
+    assert TradePatch.model_validate({"sl_price": None}).to_json() == {"sl_price": None}
+    with pytest.raises(ValueError, match="symbol"):
+        TradePatch.model_validate({"symbol": "NQ"})
+    with pytest.raises(ValueError, match="nothing to change"):
+        TradePatch.model_validate({})
+
+
+def test_executions_shape() -> None:
+    with pytest.raises(ValueError, match="entries"):
+        ExecutionsReplace.model_validate({})
+    assert ExecutionsReplace.model_validate({"entries": [], "exits": []}).to_json() == {
+        "entries": [],
+        "exits": [],
+    }
+    with pytest.raises(ValueError, match="price"):
+        ExecutionsReplace.model_validate({"entries": [{"price": 0, "quantity": 1}]})
+    fills = [{"price": 1, "quantity": 1}] * 201
+    with pytest.raises(ValueError, match="200"):
+        ExecutionsReplace.model_validate({"entries": fills})
+
+
+@pytest.mark.parametrize(
+    ("value", "wire"),
+    [
+        (Decimal("48"), 48),
+        (Decimal("1.24"), 1.24),
+        (Decimal("-0.5"), -0.5),
+        (Decimal("999999999999999.99"), "999999999999999.99"),
+    ],
+)
+def test_decimals_go_out_as_exact_numbers(value: Decimal, wire: object) -> None:
+    assert format_decimal(value) == wire
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 32
+PDF = b"%PDF-1.7\n" + b"\x00" * 32
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "expected"),
+    [
+        (PNG, "chart.png", ("chart.png", "image/png")),
+        (PNG, "chart.jpg", ("chart.png", "image/png")),
+        (JPEG, "entry", ("entry.jpg", "image/jpeg")),
+        (JPEG, "x.JPEG", ("x.JPEG", "image/jpeg")),
+        (PDF, "../../etc/report.pdf", ("report.pdf", "application/pdf")),
+    ],
+)
+def test_upload_type_comes_from_magic_bytes(
+    content: bytes, name: str, expected: tuple[str, str]
+) -> None:
+    up = prepare_upload(content, name)
+    assert (up.filename, up.mime_type) == expected
+
+
+async def test_screenshots_refused_before_sending() -> None:
+    script = Script(ok({"screenshot_id": 1}, 201))
+    async with make_client(script) as api:
+        with pytest.raises(RequestInvalid, match="PNG, JPEG or PDF"):
+            await api.upload_screenshot(1, b"GIF89a...", "a.gif", idempotency_key="k")
+        too_big = PNG + b"\x00" * MAX_SCREENSHOT_BYTES
+        with pytest.raises(RequestInvalid, match="10 MB"):
+            await api.upload_screenshot(1, too_big, "a.png", idempotency_key="k")
+    assert script.requests == []
+
+
+async def test_screenshot_goes_out_as_multipart() -> None:
+    script = Script(ok({"screenshot_id": 9, "trade_number": 3}, 201))
+    async with make_client(script) as api:
+        shot = await api.upload_screenshot(3, PNG, "chart", label="Entry", idempotency_key="k")
+    assert shot.screenshot_id == 9
+    req = script.requests[0]
+    assert req.headers["content-type"].startswith("multipart/form-data")
+    assert b'filename="chart.png"' in req.content
+    assert b"Content-Type: image/png" in req.content
+    assert b'name="label"' in req.content
+    assert req.headers["idempotency-key"] == "k"
