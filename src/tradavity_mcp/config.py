@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "ConfigError",
     "Settings",
+    "default_sandbox_db",
     "validate_api_key",
 ]
 
@@ -32,6 +33,12 @@ _ENV_BASE_URL = "TRADAVITY_BASE_URL"
 _ENV_STATE_DIR = "TRADAVITY_STATE_DIR"
 _ENV_ALLOWED_DIRS = "TRADAVITY_ALLOWED_DIRS"
 _ENV_READ_ONLY = "TRADAVITY_READ_ONLY"
+_ENV_SANDBOX_DB = "TRADAVITY_SANDBOX_DB"
+
+
+def default_sandbox_db() -> str:
+    """The sandbox's journal lives in the user data directory, so it survives restarts."""
+    return str(Path(platformdirs.user_data_dir("tradavity-mcp")) / "sandbox.sqlite3")
 
 
 class ConfigError(ValueError):
@@ -70,6 +77,7 @@ class Settings:
         default_factory=lambda: Path(platformdirs.user_state_dir("tradavity-mcp"))
     )
     allowed_dirs: tuple[Path, ...] = ()
+    sandbox_db: str = field(default_factory=default_sandbox_db)
 
     @classmethod
     def load(
@@ -81,6 +89,7 @@ class Settings:
         read_only: bool | None = None,
         state_dir: str | Path | None = None,
         allowed_dirs: list[str] | None = None,
+        sandbox_db: str | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
         """Resolve settings: explicit arguments win over the environment.
@@ -118,4 +127,5 @@ class Settings:
             read_only=read_only if read_only is not None else _truthy(env.get(_ENV_READ_ONLY)),
             state_dir=state,
             allowed_dirs=tuple(Path(d).expanduser().resolve() for d in dirs_raw),
+            sandbox_db=sandbox_db or env.get(_ENV_SANDBOX_DB) or default_sandbox_db(),
         )

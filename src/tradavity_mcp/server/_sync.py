@@ -1,0 +1,96 @@
+"""Manual broker sync: the 20 s cooldown as an answer, not an error, and an optional wait."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from ..errors import ConnectionSyncCooldown
+from ._calls import NotYet, StepFailed, UserError, WriteCall, describe_error
+from ._workspace import Workspace
+
+__all__ = ["MAX_WAIT_SECONDS", "trigger_sync"]
+
+#: `wait=true` waits out at most this long in total (a cooldown is 20 s).
+MAX_WAIT_SECONDS = 60.0
+
+Progress = Callable[[float, float, str], Awaitable[None]]
+
+
+async def trigger_sync(
+    ws: Workspace,
+    call: WriteCall,
+    connection: str | int | None,
+    *,
+    wait: bool,
+    progress: Progress | None = None,
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+) -> dict[str, Any]:
+    conn = await ws.ref.connection(connection)
+    broker = conn.broker_name or conn.broker_key
+    waited = 0.0
+    attempt = 0
+    while True:
+        attempt += 1
+        # A cooldown refusal is not a write: each new try gets its own step (and key).
+        step = "sync" if attempt == 1 else f"sync#{attempt}"
+
+        async def send(key: str) -> dict[str, Any]:
+            result = await ws.api.trigger_sync(conn.connection_id, idempotency_key=key)
+            return result.model_dump(mode="json")
+
+        try:
+            data: dict[str, Any] = await call.step(step, send)
+            break
+        except StepFailed as exc:
+            if not isinstance(exc.error, ConnectionSyncCooldown):
+                subject = f"connection {conn.connection_id}"
+                raise UserError(describe_error(exc, subject=subject)) from None
+            retry_after = float(math.ceil(exc.error.retry_after_seconds))
+            if not wait or waited + retry_after > MAX_WAIT_SECONDS:
+                raise NotYet(
+                    "cooling_down",
+                    {
+                        "connection_id": conn.connection_id,
+                        "broker": broker,
+                        "retry_after_seconds": retry_after,
+                        "message": (
+                            f"{broker} synced moments ago; Tradavity allows one manual sync per "
+                            f"connection every 20 s. Try again in {retry_after:.0f} s "
+                            "(or call with wait=true)."
+                        ),
+                    },
+                ) from None
+            await _wait(retry_after, progress, sleep)
+            waited += retry_after
+    errors = [str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in data["errors"]]
+    ws.ref.invalidate("connections")
+    return {
+        "connection_id": conn.connection_id,
+        "broker": broker,
+        "imported": data.get("imported", 0),
+        "skipped": data.get("skipped", 0),
+        "total_fetched": data.get("total_fetched", 0),
+        "total_trades": data.get("total_trades"),
+        "total_pnl": data.get("total_pnl"),
+        "errors": errors,
+        "message": data.get("message"),
+    }
+
+
+async def _wait(
+    seconds: float, progress: Progress | None, sleep: Callable[[float], Awaitable[None]]
+) -> None:
+    """Sleep in one-second ticks, reporting progress; cancellation ends it at once."""
+    elapsed = 0.0
+    while elapsed < seconds:
+        if progress is not None:
+            await progress(elapsed, seconds, f"cooldown: syncing in {seconds - elapsed:.0f} s")
+        tick = min(1.0, seconds - elapsed)
+        await sleep(tick)
+        elapsed += tick
+    if progress is not None:
+        await progress(seconds, seconds, "cooldown over: syncing")

@@ -1,0 +1,79 @@
+"""A workspace: everything the tools need for one principal (one API key).
+
+On stdio there is one; in hosted per-user mode there is one per user, so no request
+can see or use another user's client, cache or ledger entries.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from datetime import time as dtime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import anyio
+
+from ..client import TradavityClient
+from ..ledger import Ledger
+from ._calls import CallId, UserError, WriteCall
+from ._refdata import RefData
+
+__all__ = ["Workspace"]
+
+
+@dataclass
+class Workspace:
+    api: TradavityClient
+    ledger: Ledger
+    ref: RefData
+    clock: Callable[[], float] = time.time
+    locks: dict[tuple[str, str, str], anyio.Lock] = field(default_factory=dict)
+
+    @property
+    def principal(self) -> str:
+        return self.api.principal
+
+    def call(self, tool: str, call_id: CallId, arguments: dict[str, Any]) -> WriteCall:
+        return WriteCall(
+            ledger=self.ledger,
+            principal=self.principal,
+            tool=tool,
+            call_id=call_id,
+            arguments=arguments,
+            locks=self.locks,
+            now=self.clock,
+        )
+
+    async def timezone(self) -> ZoneInfo:
+        name = (await self.ref.me()).timezone
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            return ZoneInfo("UTC")
+
+    async def to_utc(self, value: str, *, field_name: str = "trade_date") -> datetime:
+        """Parse a trade time: ISO 8601 with an offset, or local to the user's timezone.
+
+        `2026-11-20T09:31` is 9:31 in the user's Tradavity timezone; a bare date is the
+        start of that day there; `now` is now.
+        """
+        text = value.strip()
+        if text.casefold() == "now":
+            return datetime.fromtimestamp(self.clock(), UTC)
+        try:
+            if len(text) == 10:
+                day = date.fromisoformat(text)
+                parsed = datetime.combine(day, dtime(0, 0))
+            else:
+                parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T"))
+        except ValueError:
+            raise UserError(
+                f"{field_name} {value!r} is not a date/time: use ISO 8601, e.g. "
+                "2026-11-20T09:31 (your Tradavity timezone), 2026-11-20T14:31Z, or 'now'"
+            ) from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=await self.timezone())
+        return parsed.astimezone(UTC)

@@ -1,0 +1,118 @@
+"""Structured tool results: small, exact, and each with a one-line text rendering.
+
+Every field here is paid for in every conversation (output schemas are part of
+tools/list), so results carry ids, names and numbers, not raw API payloads.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "ArchiveResult",
+    "JournalResult",
+    "Outcome",
+    "ProtocolResult",
+    "ScreenshotResult",
+    "SyncRunResult",
+    "TagResult",
+    "TradeResult",
+    "TradeSummary",
+]
+
+#: done: written now. replayed: this exact call ran before; its recorded result is
+#: returned and nothing was sent. suspected_duplicate: the host sent the same call
+#: twice; the first result is returned. pending: Tradavity did not confirm yet; the
+#: write is kept and finished automatically with the same idempotency key.
+Outcome = Literal["done", "replayed", "suspected_duplicate", "pending", "partial"]
+
+
+class _Result(BaseModel):
+    # Not extra="forbid": that would add `additionalProperties: false` to every output
+    # schema, paid in every conversation, for no use to the model.
+    model_config = ConfigDict(extra="ignore")
+
+
+class TradeSummary(_Result):
+    trade_number: int
+    symbol: str | None = None
+    direction: str | None = None
+    net_pnl: float | None = None
+    trade_date: str | None = None
+    account: str | None = None
+    grade: str | None = None
+
+    def line(self) -> str:
+        pnl = f"{self.net_pnl:+,.2f}" if self.net_pnl is not None else "?"
+        parts = [f"#{self.trade_number} {self.symbol or '?'} {self.direction or ''} {pnl}".strip()]
+        if self.trade_date:
+            parts.append(f"on {self.trade_date}")
+        if self.account:
+            parts.append(f"({self.account})")
+        if self.grade:
+            parts.append(f"grade {self.grade}")
+        return " ".join(parts)
+
+
+class TradeResult(_Result):
+    outcome: Outcome
+    trade: TradeSummary | None = None
+    note: str | None = None
+
+
+class TagResult(_Result):
+    outcome: Outcome
+    trade_number: int
+    tags: list[str] = []
+    created: list[str] = []
+    note: str | None = None
+
+
+class ScreenshotResult(_Result):
+    outcome: Outcome
+    trade_number: int
+    screenshot_id: int | None = None
+    file_type: str | None = None
+    label: str | None = None
+    note: str | None = None
+
+
+class ProtocolResult(_Result):
+    outcome: Outcome
+    protocol: str
+    response_id: int | None = None
+    status: str | None = None
+    trade_number: int | None = None
+    answered: int = 0
+    note: str | None = None
+
+
+class SyncRunResult(_Result):
+    outcome: Literal["done", "replayed", "cooling_down", "pending"]
+    connection_id: int
+    broker: str | None = None
+    imported: int = 0
+    skipped: int = 0
+    total_fetched: int = 0
+    total_trades: int | None = None
+    total_pnl: float | None = None
+    errors: list[str] = []
+    retry_after_seconds: float | None = None
+    message: str | None = None
+
+
+class ArchiveResult(_Result):
+    outcome: Outcome
+    trade_number: int
+    archived: int = 0
+    note: str | None = None
+
+
+class JournalResult(_Result):
+    outcome: Outcome
+    trade: TradeSummary | None = None
+    #: step -> "done" | "pending" | "failed: <why>" | "not run"
+    steps: dict[str, str] = {}
+    note: str | None = None

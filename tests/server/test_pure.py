@@ -1,0 +1,155 @@
+"""Pure helpers of the server: checklist answers, schema compaction, file confinement."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tradavity_mcp.models import Protocol
+from tradavity_mcp.server._answers import build_item_values
+from tradavity_mcp.server._calls import UserError
+from tradavity_mcp.server._files import dirs_from_roots, read_confined
+from tradavity_mcp.server._refdata import close_matches
+from tradavity_mcp.server._schema import compact_schema
+
+PROTOCOL = Protocol.model_validate(
+    {
+        "protocol_id": 80,
+        "name": "Pre-Trade Checklist",
+        "type": "pre_trade",
+        "sections": [
+            {
+                "name": "Pre-flight",
+                "items": [
+                    {"item_id": 640, "item_type": "checkbox", "label": "Charts are loaded",
+                     "required": True},
+                    {"item_id": 641, "item_type": "yes_no_na", "label": "News today?"},
+                    {"item_id": 642, "item_type": "select", "label": "Bias",
+                     "options": ["long", "short", "neutral"], "required": True},
+                ],
+            },
+            {
+                "name": "Risk",
+                "items": [
+                    {"item_id": 643, "item_type": "rating", "label": "Conviction (1-5)"},
+                    {"item_id": 644, "item_type": "number", "label": "R risk"},
+                    {"item_id": 645, "item_type": "text", "label": "Plan"},
+                ],
+            },
+        ],
+    }
+)
+
+
+def test_answers_by_label_or_id_are_coerced() -> None:
+    values = build_item_values(
+        PROTOCOL,
+        {
+            "charts are loaded": True,
+            "641": "No",
+            "Bias": "LONG",
+            "Conviction (1-5)": "4",
+            "R risk": 1.50,
+            "plan": "fade the open",
+        },
+        completed=True,
+    )
+    assert values == {
+        "640": "1",
+        "641": "no",
+        "642": "long",
+        "643": 4,
+        "644": "1.5",
+        "645": "fade the open",
+    }
+
+
+def test_star_answers_every_yes_no_item() -> None:
+    values = build_item_values(PROTOCOL, {"*": "yes", "Bias": "short"}, completed=True)
+    assert values == {"640": "1", "641": "yes", "642": "short"}
+
+
+@pytest.mark.parametrize(
+    ("answers", "needle"),
+    [
+        ({"Conviction (1-5)": 6, "Bias": "long", "Charts are loaded": True},
+         "'Conviction (1-5)' (rating) accepts a whole number from 1 to 5; got 6"),
+        ({"Bias": "sideways", "Charts are loaded": True}, "accepts one of 'long', 'short'"),
+        ({"News today?": "maybe", "Bias": "long", "Charts are loaded": 1}, "'yes', 'no' or 'na'"),
+        ({"R risk": "lots", "Bias": "long", "Charts are loaded": 1}, "accepts a number"),
+        ({"Charts loaded?": True, "Bias": "long"}, "did you mean 'Charts are loaded'"),
+        ({"Bias": "long"}, "missing: 'Charts are loaded' (checkbox)"),
+    ],
+)
+def test_bad_answers_name_the_item_and_what_it_accepts(answers: dict[str, Any], needle: str) -> None:
+    with pytest.raises(UserError) as info:
+        build_item_values(PROTOCOL, answers, completed=True)
+    assert needle in str(info.value)
+
+
+def test_drafts_may_skip_required_items() -> None:
+    assert build_item_values(PROTOCOL, {"R risk": 2}, completed=False) == {"644": "2"}
+
+
+def test_close_matches_are_case_insensitive() -> None:
+    assert close_matches("fomo", ["FOMO", "Revenge", "Breakout"]) == ["FOMO"]
+    assert close_matches("brekout", ["FOMO", "Revenge", "Breakout"])[0] == "Breakout"
+
+
+def test_compact_schema_keeps_meaning() -> None:
+    schema = {
+        "title": "Args",
+        "type": "object",
+        "properties": {
+            "title": {"title": "Title", "type": "string"},
+            "n": {"anyOf": [{"type": "integer"}, {"type": "null"}], "default": None, "title": "N"},
+            "ref": {"anyOf": [{"type": "string"}, {"type": "integer"}], "title": "Ref"},
+            "opts": {"anyOf": [{"additionalProperties": True, "type": "object"}, {"type": "null"}],
+                     "default": None, "description": "free"},
+            "mode": {"default": "add", "enum": ["add", "remove"], "type": "string"},
+        },
+        "required": ["title", "ref"],
+    }
+    assert compact_schema(schema) == {
+        "type": "object",
+        "properties": {
+            "title": {"type": "string"},
+            "n": {"type": "integer"},
+            "ref": {"type": ["string", "integer"]},
+            "opts": {"type": "object", "description": "free"},
+            "mode": {"default": "add", "enum": ["add", "remove"], "type": "string"},
+        },
+        "required": ["title", "ref"],
+    }
+
+
+def test_files_are_read_only_inside_allowed_dirs(tmp_path: Path) -> None:
+    allowed = tmp_path / "charts"
+    allowed.mkdir()
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"\x89PNG\r\n\x1a\nsecret")
+    good = allowed / "entry.png"
+    good.write_bytes(b"\x89PNG\r\n\x1a\nchart")
+    (allowed / "link.png").symlink_to(secret)
+    (allowed / "sub").mkdir()
+
+    assert read_confined(str(good), [allowed], max_bytes=100) == good.read_bytes()
+    for bad in [str(secret), str(allowed / ".." / "secret.png"), str(allowed / "link.png")]:
+        with pytest.raises(UserError, match="outside the allowed directories"):
+            read_confined(bad, [allowed], max_bytes=100)
+    with pytest.raises(UserError, match="not a regular file"):
+        read_confined(str(allowed / "sub"), [allowed], max_bytes=100)
+    with pytest.raises(UserError, match="no such file"):
+        read_confined(str(allowed / "missing.png"), [allowed], max_bytes=100)
+    with pytest.raises(UserError, match="TRADAVITY_ALLOWED_DIRS"):
+        read_confined(str(good), [], max_bytes=100)
+    with pytest.raises(UserError, match="10 MB"):
+        read_confined(str(good), [allowed], max_bytes=4)
+
+
+def test_roots_become_directories(tmp_path: Path) -> None:
+    uri = "file://" + str(tmp_path).replace(os.sep, "/")
+    assert dirs_from_roots([uri, "https://example.com/x"]) == [tmp_path.resolve()]
