@@ -34,6 +34,7 @@ _ENV_STATE_DIR = "TRADAVITY_STATE_DIR"
 _ENV_ALLOWED_DIRS = "TRADAVITY_ALLOWED_DIRS"
 _ENV_READ_ONLY = "TRADAVITY_READ_ONLY"
 _ENV_SANDBOX_DB = "TRADAVITY_SANDBOX_DB"
+_ENV_OUTPUT_SCHEMAS = "TRADAVITY_OUTPUT_SCHEMAS"
 
 
 def default_sandbox_db() -> str:
@@ -78,6 +79,9 @@ class Settings:
     )
     allowed_dirs: tuple[Path, ...] = ()
     sandbox_db: str = field(default_factory=default_sandbox_db)
+    #: Advertise each tool's output schema in tools/list. Off by default: results are
+    #: structured either way, and the schemas cost ~700 tokens in every conversation.
+    output_schemas: bool = False
 
     @classmethod
     def load(
@@ -90,6 +94,7 @@ class Settings:
         state_dir: str | Path | None = None,
         allowed_dirs: list[str] | None = None,
         sandbox_db: str | None = None,
+        output_schemas: bool | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
         """Resolve settings: explicit arguments win over the environment.
@@ -128,4 +133,9 @@ class Settings:
             state_dir=state,
             allowed_dirs=tuple(Path(d).expanduser().resolve() for d in dirs_raw),
             sandbox_db=sandbox_db or env.get(_ENV_SANDBOX_DB) or default_sandbox_db(),
+            output_schemas=(
+                output_schemas
+                if output_schemas is not None
+                else _truthy(env.get(_ENV_OUTPUT_SCHEMAS))
+            ),
         )

@@ -24,11 +24,20 @@ PROTOCOL = Protocol.model_validate(
             {
                 "name": "Pre-flight",
                 "items": [
-                    {"item_id": 640, "item_type": "checkbox", "label": "Charts are loaded",
-                     "required": True},
+                    {
+                        "item_id": 640,
+                        "item_type": "checkbox",
+                        "label": "Charts are loaded",
+                        "required": True,
+                    },
                     {"item_id": 641, "item_type": "yes_no_na", "label": "News today?"},
-                    {"item_id": 642, "item_type": "select", "label": "Bias",
-                     "options": ["long", "short", "neutral"], "required": True},
+                    {
+                        "item_id": 642,
+                        "item_type": "select",
+                        "label": "Bias",
+                        "options": ["long", "short", "neutral"],
+                        "required": True,
+                    },
                 ],
             },
             {
@@ -75,8 +84,10 @@ def test_star_answers_every_yes_no_item() -> None:
 @pytest.mark.parametrize(
     ("answers", "needle"),
     [
-        ({"Conviction (1-5)": 6, "Bias": "long", "Charts are loaded": True},
-         "'Conviction (1-5)' (rating) accepts a whole number from 1 to 5; got 6"),
+        (
+            {"Conviction (1-5)": 6, "Bias": "long", "Charts are loaded": True},
+            "'Conviction (1-5)' (rating) accepts a whole number from 1 to 5; got 6",
+        ),
         ({"Bias": "sideways", "Charts are loaded": True}, "accepts one of 'long', 'short'"),
         ({"News today?": "maybe", "Bias": "long", "Charts are loaded": 1}, "'yes', 'no' or 'na'"),
         ({"R risk": "lots", "Bias": "long", "Charts are loaded": 1}, "accepts a number"),
@@ -84,7 +95,9 @@ def test_star_answers_every_yes_no_item() -> None:
         ({"Bias": "long"}, "missing: 'Charts are loaded' (checkbox)"),
     ],
 )
-def test_bad_answers_name_the_item_and_what_it_accepts(answers: dict[str, Any], needle: str) -> None:
+def test_bad_answers_name_the_item_and_what_it_accepts(
+    answers: dict[str, Any], needle: str
+) -> None:
     with pytest.raises(UserError) as info:
         build_item_values(PROTOCOL, answers, completed=True)
     assert needle in str(info.value)
@@ -107,8 +120,11 @@ def test_compact_schema_keeps_meaning() -> None:
             "title": {"title": "Title", "type": "string"},
             "n": {"anyOf": [{"type": "integer"}, {"type": "null"}], "default": None, "title": "N"},
             "ref": {"anyOf": [{"type": "string"}, {"type": "integer"}], "title": "Ref"},
-            "opts": {"anyOf": [{"additionalProperties": True, "type": "object"}, {"type": "null"}],
-                     "default": None, "description": "free"},
+            "opts": {
+                "anyOf": [{"additionalProperties": True, "type": "object"}, {"type": "null"}],
+                "default": None,
+                "description": "free",
+            },
             "mode": {"default": "add", "enum": ["add", "remove"], "type": "string"},
         },
         "required": ["title", "ref"],
@@ -120,7 +136,7 @@ def test_compact_schema_keeps_meaning() -> None:
             "n": {"type": "integer"},
             "ref": {"type": ["string", "integer"]},
             "opts": {"type": "object", "description": "free"},
-            "mode": {"default": "add", "enum": ["add", "remove"], "type": "string"},
+            "mode": {"default": "add", "enum": ["add", "remove"]},
         },
         "required": ["title", "ref"],
     }

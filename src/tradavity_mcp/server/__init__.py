@@ -26,10 +26,16 @@ from ..errors import TradavityError
 from ..ledger import Ledger
 from ._calls import CallId, WriteCall
 from ._journal import Body, body_for
+from ._prompts import load_prompts, register_prompts
+from ._read_tools import CURRENT_WORKSPACE, READ_TOOLS, register_read_tools
 from ._refdata import RefData
-from ._schema import compact_schema
+from ._schema import compact_tool
 from ._workspace import Workspace
 from ._write_tools import WRITE_TOOLS, ToolEnv, register_write_tools
+
+#: Every tool and the scope the key needs for it to be listed. The catalog scope is
+#: granted to every key.
+TOOL_SCOPES = {**{k: v for k, v in READ_TOOLS.items() if v != "read:catalog"}, **WRITE_TOOLS}
 
 __all__ = ["AppState", "build_server", "resume_pending"]
 
@@ -103,7 +109,7 @@ def build_server(
                 # each call report what is wrong.
                 logger.warning("could not read the key's scopes from /me: %s", exc)
             if state.scopes is not None:
-                state.hidden_tools = {t for t, s in WRITE_TOOLS.items() if s not in state.scopes}
+                state.hidden_tools = {t for t, s in TOOL_SCOPES.items() if s not in state.scopes}
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_resume_forever, ws, settings, resume_interval)
                 try:
@@ -118,13 +124,15 @@ def build_server(
         instructions=INSTRUCTIONS,
         website_url="https://tradavity.com",
         lifespan=lifespan,
-        middleware=[_ToolsListFilter()],
+        middleware=[_RequestScope(output_schemas=settings.output_schemas)],
     )
     env = ToolEnv(
         workspace=lambda ctx: _state(ctx).workspace_for(ctx),
         allowed_dirs=settings.allowed_dirs,
         stdio=stdio,
     )
+    register_read_tools(mcp, env.workspace)
+    register_prompts(mcp, load_prompts())
     if not settings.read_only:
         register_write_tools(mcp, env)
     return mcp
@@ -136,19 +144,34 @@ def _state(ctx: Context) -> AppState:
     return state
 
 
-class _ToolsListFilter:
-    """Hide tools the key's scopes cannot use (refusing them if a host calls one anyway),
-    and send compact schemas."""
+class _RequestScope:
+    """Around every request: make its workspace current (resources and completions get
+    no Context), hide tools the key's scopes cannot use (refusing them if a host calls
+    one anyway), and send compact tool schemas."""
+
+    def __init__(self, *, output_schemas: bool) -> None:
+        self.output_schemas = output_schemas
 
     async def __call__(
         self, ctx: ServerRequestContext[Any, Any], call_next: CallNext
     ) -> HandlerResult:
         state = ctx.lifespan_context
-        hidden = state.hidden_tools if isinstance(state, AppState) else set()
+        if not isinstance(state, AppState):
+            return await call_next(ctx)
+        token = CURRENT_WORKSPACE.set(state.workspace)
+        try:
+            return await self._handle(state, ctx, call_next)
+        finally:
+            CURRENT_WORKSPACE.reset(token)
+
+    async def _handle(
+        self, state: AppState, ctx: ServerRequestContext[Any, Any], call_next: CallNext
+    ) -> HandlerResult:
+        hidden = state.hidden_tools
         if ctx.method == "tools/call" and hidden:
             name = (ctx.params or {}).get("name")
             if name in hidden:
-                scope = WRITE_TOOLS[name]
+                scope = TOOL_SCOPES[name]
                 return CallToolResult(
                     content=[
                         TextContent(
@@ -161,24 +184,22 @@ class _ToolsListFilter:
                 )
         result = await call_next(ctx)
         if ctx.method == "tools/list":
-            result = _shape_tools_list(result, hidden)
+            result = _shape_tools_list(result, hidden, output_schemas=self.output_schemas)
         return result
 
 
-def _shape_tools_list(result: HandlerResult, hidden: set[str]) -> HandlerResult:
+def _shape_tools_list(
+    result: HandlerResult, hidden: set[str], *, output_schemas: bool
+) -> HandlerResult:
     if isinstance(result, ListToolsResult):
         result = result.model_dump(by_alias=True, mode="json", exclude_none=True)
     if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
         return result
-    tools = []
-    for tool in result["tools"]:
-        if tool.get("name") in hidden:
-            continue
-        tool = dict(tool)
-        for key in ("inputSchema", "outputSchema"):
-            if key in tool:
-                tool[key] = compact_schema(tool[key])
-        tools.append(tool)
+    tools = [
+        compact_tool(t, output_schema=output_schemas)
+        for t in result["tools"]
+        if t.get("name") not in hidden
+    ]
     return {**result, "tools": tools}
 
 

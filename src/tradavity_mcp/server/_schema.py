@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["compact_schema"]
+__all__ = ["compact_output_schema", "compact_schema", "compact_tool"]
 
 _NULL = {"type": "null"}
 
@@ -42,12 +42,52 @@ def compact_schema(schema: Any) -> Any:
             out["anyOf"] = rest
     if out.get("additionalProperties") is True and out.get("type") == "object":
         del out["additionalProperties"]
+    # An enum of strings says its type already.
+    enum = out.get("enum")
+    if (
+        out.get("type") == "string"
+        and isinstance(enum, list)
+        and all(isinstance(v, str) for v in enum)
+    ):
+        del out["type"]
     # Collapse `anyOf: [{"type": "string"}, {"type": "integer"}]` into a type list.
     any_of = out.get("anyOf")
-    if (
-        isinstance(any_of, list)
-        and all(isinstance(s, dict) and set(s) == {"type"} for s in any_of)
-    ):
+    if isinstance(any_of, list) and all(isinstance(s, dict) and set(s) == {"type"} for s in any_of):
         del out["anyOf"]
         out["type"] = [s["type"] for s in any_of]
+    return out
+
+
+def _strip_defaults(schema: Any) -> Any:
+    if isinstance(schema, list):
+        return [_strip_defaults(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    return {
+        k: (
+            {n: _strip_defaults(p) for n, p in v.items()}
+            if k == "properties"
+            else _strip_defaults(v)
+        )
+        for k, v in schema.items()
+        if k != "default"
+    }
+
+
+def compact_output_schema(schema: Any) -> Any:
+    """Output schemas also lose their defaults: they describe results, not arguments."""
+    return _strip_defaults(compact_schema(schema))
+
+
+def compact_tool(tool: dict[str, Any], *, output_schema: bool = True) -> dict[str, Any]:
+    """A tools/list entry with compact schemas and single-spaced descriptions."""
+    out = dict(tool)
+    if not output_schema:
+        out.pop("outputSchema", None)
+    if isinstance(out.get("description"), str):
+        out["description"] = " ".join(out["description"].split())
+    if "inputSchema" in out:
+        out["inputSchema"] = compact_schema(out["inputSchema"])
+    if "outputSchema" in out:
+        out["outputSchema"] = compact_output_schema(out["outputSchema"])
     return out

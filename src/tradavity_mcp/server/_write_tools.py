@@ -212,7 +212,7 @@ def register_write_tools(mcp: MCPServer, env: ToolEnv) -> None:
             env, ctx, "create_trade", fields, allow_duplicate=allow_duplicate
         )
         summary = _summary(data)
-        result = TradeResult(outcome=_outcome(outcome), trade=summary, note=_note(outcome))
+        result = _trade_result(outcome, summary, _note(outcome))
         head = {"done": "Journaled", "replayed": "Already journaled"}.get(outcome, "Trade")
         text = f"{head} trade {summary.line()}." if summary else "Trade not confirmed yet."
         return _text_result(result, _join(text, result.note))
@@ -281,7 +281,10 @@ def register_write_tools(mcp: MCPServer, env: ToolEnv) -> None:
                 "attach_screenshot or record_protocol_response on that trade number."
             )
         result = JournalResult(
-            outcome=_outcome(final), trade=summary, steps=steps, note=_note(outcome, hint)
+            outcome=_outcome(final),
+            steps=steps,
+            note=_note(outcome, hint),
+            **(summary.model_dump() if summary else {}),
         )
         lines = [f"Trade {summary.line()}." if summary else "Trade not confirmed yet."]
         lines += [f"- {s}: {v}" for s, v in steps.items()]
@@ -460,7 +463,7 @@ def register_write_tools(mcp: MCPServer, env: ToolEnv) -> None:
         arguments = {"trade_number": trade_number, "changes": changes}
         outcome, data = await _run(env, ctx, "update_trade", arguments)
         summary = _summary(data)
-        result = TradeResult(outcome=_outcome(outcome), trade=summary, note=_note(outcome))
+        result = _trade_result(outcome, summary, _note(outcome))
         text = f"Updated trade {summary.line()}." if summary else "Update not confirmed yet."
         return _text_result(result, _join(text, result.note))
 
@@ -534,6 +537,11 @@ def _allowed_dirs(env: ToolEnv, roots: Any) -> list[Path] | None:
     if isinstance(roots, ListRootsResult):
         dirs += dirs_from_roots([str(r.uri) for r in roots.roots])
     return dirs
+
+
+def _trade_result(outcome: str, summary: TradeSummary | None, note: str | None) -> TradeResult:
+    fields = summary.model_dump() if summary else {}
+    return TradeResult(outcome=_outcome(outcome), note=note, **fields)
 
 
 def _outcome(value: str) -> Any:

@@ -56,9 +56,16 @@ class TradeSummary(_Result):
         return " ".join(parts)
 
 
+# The trade's essentials, flat: a nested model would cost a `$defs` block per tool.
 class TradeResult(_Result):
     outcome: Outcome
-    trade: TradeSummary | None = None
+    trade_number: int | None = None
+    symbol: str | None = None
+    direction: str | None = None
+    net_pnl: float | None = None
+    trade_date: str | None = None
+    account: str | None = None
+    grade: str | None = None
     note: str | None = None
 
 
@@ -110,9 +117,6 @@ class ArchiveResult(_Result):
     note: str | None = None
 
 
-class JournalResult(_Result):
-    outcome: Outcome
-    trade: TradeSummary | None = None
-    #: step -> "done" | "pending" | "failed: <why>" | "not run"
+class JournalResult(TradeResult):
+    #: step -> "done" | "failed: <why>"
     steps: dict[str, str] = {}
-    note: str | None = None

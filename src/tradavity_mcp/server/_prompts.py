@@ -1,0 +1,165 @@
+"""Prompt templates: one file each in `prompts/`, loaded at start, registered as MCP prompts.
+
+A file is TOML front matter between `+++` lines, then the template text with
+`$argument` placeholders. Each argument has a name, a description, and optionally
+`required`, a `default`, and a `type` that is checked on render:
+
+* `string` (the default): any text;
+* `date`: `YYYY-MM-DD` or `today`;
+* `symbol`: an instrument symbol, uppercased;
+* `enum`: one of `choices`.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import tomllib
+from dataclasses import dataclass
+from datetime import date
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.prompts.base import Prompt, PromptArgument
+
+__all__ = ["PromptTemplate", "default_prompt_dir", "load_prompts", "register_prompts"]
+
+_FRONT = re.compile(r"\A\+\+\+\n(?P<meta>.*?)\n\+\+\+\n(?P<body>.*)\Z", re.S)
+_SYMBOL = re.compile(r"[A-Z0-9._/-]{1,50}")
+
+
+@dataclass(frozen=True)
+class ArgSpec:
+    name: str
+    description: str
+    required: bool
+    type: str
+    default: str | None
+    choices: tuple[str, ...]
+
+    def check(self, value: str) -> str:
+        text = value.strip()
+        if self.type == "date":
+            if text.casefold() == "today":
+                return "today"
+            try:
+                return date.fromisoformat(text).isoformat()
+            except ValueError:
+                raise ValueError(f"{self.name} must be YYYY-MM-DD or 'today'") from None
+        if self.type == "symbol":
+            symbol = text.upper()
+            if not _SYMBOL.fullmatch(symbol):
+                raise ValueError(f"{self.name} must be an instrument symbol like MNQ or EURUSD")
+            return symbol
+        if self.type == "enum":
+            for choice in self.choices:
+                if choice.casefold() == text.casefold():
+                    return choice
+            raise ValueError(f"{self.name} must be one of {', '.join(self.choices)}")
+        return text
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    name: str
+    title: str
+    description: str
+    arguments: tuple[ArgSpec, ...]
+    body: str
+
+    def render(self, values: dict[str, Any]) -> str:
+        unknown = set(values) - {a.name for a in self.arguments}
+        if unknown:
+            raise ValueError(f"unknown arguments: {', '.join(sorted(unknown))}")
+        filled: dict[str, str] = {}
+        for arg in self.arguments:
+            raw = values.get(arg.name)
+            if raw is None or str(raw).strip() == "":
+                if arg.required:
+                    raise ValueError(f"{arg.name} is required: {arg.description}")
+                filled[arg.name] = arg.default or ""
+            else:
+                filled[arg.name] = arg.check(str(raw))
+        return string.Template(self.body).substitute(filled)
+
+
+def _parse(text: str, origin: str) -> PromptTemplate:
+    match = _FRONT.match(text.replace("\r\n", "\n"))
+    if match is None:
+        raise ValueError(f"{origin}: expected TOML front matter between +++ lines")
+    meta = tomllib.loads(match["meta"])
+    args = tuple(
+        ArgSpec(
+            name=str(a["name"]),
+            description=str(a.get("description", "")),
+            required=bool(a.get("required", False)),
+            type=str(a.get("type", "string")),
+            default=str(a["default"]) if "default" in a else None,
+            choices=tuple(str(c) for c in a.get("choices", ())),
+        )
+        for a in meta.get("arguments", [])
+    )
+    template = PromptTemplate(
+        name=str(meta["name"]),
+        title=str(meta.get("title", meta["name"])),
+        description=str(meta.get("description", "")),
+        arguments=args,
+        body=match["body"],
+    )
+    # Every placeholder must be an argument, so a typo fails at start, not mid-chat.
+    names = {a.name for a in args}
+    for found in string.Template.pattern.finditer(template.body):
+        placeholder = found.group("named") or found.group("braced")
+        if placeholder and placeholder not in names:
+            raise ValueError(f"{origin}: ${placeholder} is not an argument")
+    return template
+
+
+def default_prompt_dir() -> Path:
+    """The shipped templates: inside the wheel, or `prompts/` in a source checkout."""
+    shipped = resources.files("tradavity_mcp").joinpath("prompts")
+    if shipped.is_dir():
+        return Path(str(shipped))
+    return Path(__file__).resolve().parents[3] / "prompts"
+
+
+def load_prompts(directory: Path | None = None) -> list[PromptTemplate]:
+    folder = directory or default_prompt_dir()
+    return [_parse(p.read_text("utf-8"), p.name) for p in sorted(folder.glob("*.md"))]
+
+
+def register_prompts(mcp: MCPServer, templates: list[PromptTemplate]) -> None:
+    for template in templates:
+
+        def render(_t: PromptTemplate = template, **values: Any) -> str:
+            return _t.render(values)
+
+        mcp.add_prompt(
+            Prompt(
+                name=template.name,
+                title=template.title,
+                description=template.description,
+                arguments=[
+                    PromptArgument(
+                        name=a.name,
+                        description=_describe(a),
+                        required=a.required,
+                    )
+                    for a in template.arguments
+                ],
+                fn=render,
+            )
+        )
+
+
+def _describe(arg: ArgSpec) -> str:
+    extra = ""
+    if arg.type == "enum":
+        extra = f" ({' | '.join(arg.choices)})"
+    elif arg.type == "date":
+        extra = " (YYYY-MM-DD)"
+    if arg.default and not arg.required:
+        extra += f"; default: {arg.default}"
+    return arg.description + extra
