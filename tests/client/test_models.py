@@ -75,9 +75,10 @@ def test_documented_quirks_and_formats() -> None:
 
 
 def test_date_only_and_tomorrow_bounds() -> None:
-    assert TradeCreate.model_validate({**BASE, "trade_date": "2026-05-10"}).to_json()[
-        "trade_date"
-    ] == "2026-05-10T00:00:00Z"
+    assert (
+        TradeCreate.model_validate({**BASE, "trade_date": "2026-05-10"}).to_json()["trade_date"]
+        == "2026-05-10T00:00:00Z"
+    )
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).replace(hour=23, minute=0)
     TradeCreate.model_validate({**BASE, "trade_date": tomorrow})
     with pytest.raises(ValueError, match="tomorrow"):

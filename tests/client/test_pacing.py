@@ -63,10 +63,9 @@ async def test_a_burst_is_paced_and_never_hits_429() -> None:
 async def test_before_the_first_answer_the_smallest_tier_is_assumed() -> None:
     clock = FakeClock()
     server = SlidingWindowServer(clock, limit=60)
-    async with make_client(server, clock=clock) as api:
-        async with anyio.create_task_group() as tg:
-            for _ in range(70):
-                tg.start_soon(api.me)
+    async with make_client(server, clock=clock) as api, anyio.create_task_group() as tg:
+        for _ in range(70):
+            tg.start_soon(api.me)
     assert server.count_429 == 0
     assert server.count_ok == 70
 

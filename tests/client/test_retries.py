@@ -158,7 +158,9 @@ async def test_retry_after_is_honoured() -> None:
 
 async def test_retry_after_beyond_the_cap_is_not_waited_out() -> None:
     clock = FakeClock()
-    daily = fail(429, "rate_limited", headers={"Retry-After": "3600", "X-RateLimit-Scope": "key-daily"})
+    daily = fail(
+        429, "rate_limited", headers={"Retry-After": "3600", "X-RateLimit-Scope": "key-daily"}
+    )
     script = Script(daily, ok({}))
     async with make_client(script, clock=clock, retry=RetryPolicy(max_retry_after=60)) as api:
         with pytest.raises(errors.RateLimited) as info:

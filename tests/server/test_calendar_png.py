@@ -35,7 +35,8 @@ def test_cells_match_the_data() -> None:
         pnl = DAYS.get(date(2026, 11, day))
         assert _pixel(image, day) == day_colour(pnl, scale), day
     green, red = _pixel(image, 10), _pixel(image, 4)
-    assert green[1] > green[0] and red[0] > red[1]
+    assert green[1] > green[0]
+    assert red[0] > red[1]
     assert _pixel(image, 11) == FLAT
     assert _pixel(image, 20) == EMPTY
 

@@ -13,7 +13,7 @@ REQUIRED = {"journal_voice_note", "end_of_day_review", "weekly_review", "pre_tra
 
 def test_the_shipped_prompts_load() -> None:
     prompts = {p.name: p for p in load_prompts()}
-    assert REQUIRED <= set(prompts)
+    assert set(prompts) >= REQUIRED
     for prompt in prompts.values():
         assert prompt.description
         # Each tells the model which of our tools to use.
