@@ -95,6 +95,7 @@ class Settings:
         allowed_dirs: list[str] | None = None,
         sandbox_db: str | None = None,
         output_schemas: bool | None = None,
+        require_key: bool = True,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
         """Resolve settings: explicit arguments win over the environment.
@@ -107,7 +108,7 @@ class Settings:
         key: SecretStr | None = None
         if raw_key is not None and raw_key.strip():
             key = validate_api_key(raw_key, source="--api-key" if api_key is not None else _ENV_KEY)
-        elif not sandbox:
+        elif require_key and not sandbox:
             raise ConfigError(
                 f"{_ENV_KEY} is not set: export your Tradavity API key (Settings -> API), "
                 "or run `tradavity-mcp --sandbox` to try it on the built-in sandbox."

@@ -22,7 +22,7 @@ def _pixel(image: Image.Image, day: int) -> tuple[int, int, int]:
     left, top, right, bottom = cell_box(2026, 11, day)
     # Sample inside the cell, away from the day number and the amount.
     x, y = (left + right) // 2 + 20, (top + bottom) // 2 - 8
-    r, g, b = image.getpixel((x, y))[:3]  # type: ignore[index,misc]
+    r, g, b = image.getpixel((x, y))[:3]  # type: ignore[index]
     return r, g, b
 
 

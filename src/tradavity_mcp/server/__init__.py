@@ -1,45 +1,60 @@
 """The tradavity-mcp MCP server.
 
-`build_server(settings)` returns a ready `MCPServer`. Its lifespan owns the one API
-client and the write ledger, learns the key's scopes from `/me` (tools the key cannot
-use are not listed), and runs the resumer that finishes pending writes.
+`build_server(settings)` returns a ready `MCPServer`. Its lifespan owns the API client
+and the write ledger (shared by every connection of the process), learns each key's
+scopes from `/me` (tools a key cannot use are not listed), and runs the resumer that
+finishes pending writes. `build_http_app(...)` wraps it for the HTTP transports.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import httpx2
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import MCPServer
+from mcp.server.subscriptions import InMemorySubscriptionBus
+from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import CallToolResult, ListToolsResult, TextContent
+from pydantic import AnyHttpUrl, SecretStr
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 from .. import __version__
 from ..client import TradavityClient
 from ..config import Settings
 from ..errors import TradavityError
 from ..ledger import Ledger
-from ._calls import CallId, WriteCall
+from ._calls import CallId, UserError, WriteCall
+from ._hosted import PerUserVerifier, ServerTokenVerifier, Workspaces
 from ._journal import Body, body_for
 from ._prompts import load_prompts, register_prompts
-from ._read_tools import CURRENT_WORKSPACE, READ_TOOLS, register_read_tools
+from ._read_tools import CURRENT_WORKSPACE, READ_TOOLS, current_workspace, register_read_tools
 from ._refdata import RefData
 from ._schema import compact_tool
+from ._sync_tools import SyncNotifier, refresh_sync, register_sync_tools
 from ._workspace import Workspace
 from ._write_tools import WRITE_TOOLS, ToolEnv, register_write_tools
 
-#: Every tool and the scope the key needs for it to be listed. The catalog scope is
-#: granted to every key.
-TOOL_SCOPES = {**{k: v for k, v in READ_TOOLS.items() if v != "read:catalog"}, **WRITE_TOOLS}
-
-__all__ = ["AppState", "build_server", "resume_pending"]
+__all__ = ["AppState", "HostedOptions", "build_http_app", "build_server", "resume_pending"]
 
 logger = logging.getLogger("tradavity_mcp.server")
+
+#: Every tool and the scope the key needs for it to be listed. The catalog scope is
+#: granted to every key.
+TOOL_SCOPES = {
+    **{k: v for k, v in READ_TOOLS.items() if v != "read:catalog"},
+    "sync_status": "read:autosync",
+    **WRITE_TOOLS,
+}
 
 INSTRUCTIONS = """\
 Tradavity trading journal. To journal a trade the user describes, call journal_trade once \
@@ -52,18 +67,125 @@ will be finished automatically."""
 
 #: How often the resumer looks for pending writes.
 RESUME_INTERVAL_SECONDS = 30.0
+#: How often the sync log is read for runs the platform started itself.
+SYNC_POLL_SECONDS = 120.0
+
+AuthMode = Literal["none", "token", "per-user"]
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class HostedOptions:
+    """How the HTTP transports authenticate (see `_hosted`)."""
+
+    auth: AuthMode = "none"
+    #: The shared secret for `auth="token"`.
+    token: SecretStr | None = None
+    #: Where clients reach this server, for the OAuth resource metadata.
+    public_url: str = "http://127.0.0.1:8000"
 
 
 @dataclass
 class AppState:
-    """What the lifespan yields: the workspace(s) and what the key may do."""
+    """What the lifespan yields: the workspace(s) requests run in."""
 
-    workspace: Workspace
-    scopes: frozenset[str] | None = None
-    hidden_tools: set[str] = field(default_factory=set)
+    default: Workspace | None = None
+    registry: Workspaces | None = None
+    workspaces_seen: list[Workspace] = field(default_factory=list)
 
-    def workspace_for(self, ctx: Context) -> Workspace:
-        return self.workspace
+    def workspace_for_request(self) -> Workspace:
+        """The calling user's workspace: per bearer key in per-user mode, else the one."""
+        if self.registry is not None:
+            token = get_access_token()
+            ws = self.registry.get(token.token) if token is not None else None
+            if ws is None:
+                raise UserError("not authenticated: send your Tradavity API key as the bearer")
+            return ws
+        if self.default is None:
+            raise UserError("the server has no API key configured")
+        return self.default
+
+    def workspaces(self) -> list[Workspace]:
+        out = [self.default] if self.default is not None else []
+        return out + (self.registry.all() if self.registry is not None else [])
+
+
+class _Backend:
+    """Process-wide resources, opened by the first lifespan entry and closed by the last.
+
+    Streamable HTTP enters the lifespan once; the SSE transport enters it for every
+    connection. Sharing keeps one API client, one ledger and one resumer either way.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        api_key: str | None,
+        base_url: str,
+        transport: httpx2.AsyncBaseTransport | None,
+        per_user: bool,
+        resume_interval: float,
+        notifier: SyncNotifier,
+    ) -> None:
+        self._notifier = notifier
+        self._settings = settings
+        self._api_key = api_key
+        self._base_url = base_url
+        self._transport = transport
+        self._per_user = per_user
+        self._resume_interval = resume_interval
+        self._lock = anyio.Lock()
+        self._users = 0
+        self._stack: AsyncExitStack | None = None
+        self.state: AppState | None = None
+
+    async def acquire(self) -> AppState:
+        async with self._lock:
+            self._users += 1
+            if self.state is None:
+                self._stack = AsyncExitStack()
+                try:
+                    self.state = await self._open(self._stack)
+                except BaseException:
+                    self._users -= 1
+                    await self._stack.aclose()
+                    self._stack = None
+                    raise
+            return self.state
+
+    async def release(self) -> None:
+        async with self._lock:
+            self._users -= 1
+            if self._users == 0 and self._stack is not None:
+                stack, self._stack, self.state = self._stack, None, None
+                await stack.aclose()
+
+    async def _open(self, stack: AsyncExitStack) -> AppState:
+        ledger = Ledger(self._settings.state_dir / "ledger.sqlite3")
+        stack.callback(ledger.close)
+        state = AppState()
+        if self._per_user:
+            registry = Workspaces(base_url=self._base_url, ledger=ledger, transport=self._transport)
+            stack.push_async_callback(registry.aclose)
+            state.registry = registry
+        elif self._api_key is not None:
+            api = TradavityClient(self._api_key, base_url=self._base_url, transport=self._transport)
+            stack.push_async_callback(api.aclose)
+            ws = Workspace(api=api, ledger=ledger, ref=RefData(api))
+            try:
+                ws.scopes = (await ws.ref.me()).scopes
+            except TradavityError as exc:
+                # Start anyway (the API may be down for a while): list every tool and let
+                # each call report what is wrong.
+                logger.warning("could not read the key's scopes from /me: %s", exc)
+            state.default = ws
+        tg = await stack.enter_async_context(anyio.create_task_group())
+        stack.callback(tg.cancel_scope.cancel)
+        tg.start_soon(_resume_forever, state, self._settings, self._resume_interval)
+        tg.start_soon(self._notifier.run)
+        tg.start_soon(_poll_sync_forever, state, SYNC_POLL_SECONDS)
+        return state
 
 
 def _sandbox_transport(settings: Settings) -> tuple[httpx2.AsyncBaseTransport, str]:
@@ -78,44 +200,61 @@ def build_server(
     *,
     transport: httpx2.AsyncBaseTransport | None = None,
     stdio: bool = True,
+    hosted: HostedOptions | None = None,
     resume_interval: float = RESUME_INTERVAL_SECONDS,
 ) -> MCPServer:
     """Build the MCP server for these settings.
 
     `transport` replaces the network (tests hand in the sandbox). In sandbox mode
     without one, the server talks to an in-process sandbox with the demo key.
+    `hosted` configures authentication for the HTTP transports.
     """
+    hosted = hosted or HostedOptions()
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
     base_url = settings.base_url
     if transport is None and settings.sandbox:
-        transport, api_key = _sandbox_transport(settings)
+        transport, demo_key = _sandbox_transport(settings)
         base_url = "http://sandbox.local/api/v1"
-    if api_key is None:
-        raise ValueError("no API key: pass one in settings or use sandbox mode")
+        api_key = api_key or demo_key
+    per_user = hosted.auth == "per-user"
+    if api_key is None and not per_user:
+        raise ValueError("no API key: pass one in settings, use the sandbox, or per-user auth")
+
+    bus = InMemorySubscriptionBus()
+    notifier = SyncNotifier(bus)
+    backend = _Backend(
+        settings,
+        notifier=notifier,
+        api_key=api_key,
+        base_url=base_url,
+        transport=transport,
+        per_user=per_user,
+        resume_interval=resume_interval,
+    )
 
     @asynccontextmanager
     async def lifespan(server: MCPServer) -> AsyncIterator[AppState]:
-        async with AsyncExitStack() as stack:
-            api = TradavityClient(api_key, base_url=base_url, transport=transport)
-            stack.push_async_callback(api.aclose)
-            ledger = Ledger(settings.state_dir / "ledger.sqlite3")
-            stack.callback(ledger.close)
-            ws = Workspace(api=api, ledger=ledger, ref=RefData(api))
-            state = AppState(workspace=ws)
-            try:
-                state.scopes = (await ws.ref.me()).scopes
-            except TradavityError as exc:
-                # Start anyway (the API may be down for a while): list every tool and let
-                # each call report what is wrong.
-                logger.warning("could not read the key's scopes from /me: %s", exc)
-            if state.scopes is not None:
-                state.hidden_tools = {t for t, s in TOOL_SCOPES.items() if s not in state.scopes}
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_resume_forever, ws, settings, resume_interval)
-                try:
-                    yield state
-                finally:
-                    tg.cancel_scope.cancel()
+        state = await backend.acquire()
+        try:
+            yield state
+        finally:
+            await backend.release()
+
+    auth_kwargs: dict[str, Any] = {}
+    if hosted.auth != "none":
+        if hosted.auth == "token":
+            if hosted.token is None:
+                raise ValueError("token auth needs a server token (TRADAVITY_MCP_TOKEN)")
+            auth_kwargs["token_verifier"] = ServerTokenVerifier(hosted.token)
+        else:
+            auth_kwargs["token_verifier"] = PerUserVerifier(
+                lambda: backend.state.registry if backend.state else None
+            )
+        auth_kwargs["auth"] = AuthSettings(
+            issuer_url=AnyHttpUrl("https://app.tradavity.com"),
+            resource_server_url=AnyHttpUrl(hosted.public_url.rstrip("/") + "/mcp"),
+            validate_token_resource=False,
+        )
 
     mcp = MCPServer(
         "tradavity",
@@ -124,33 +263,65 @@ def build_server(
         instructions=INSTRUCTIONS,
         website_url="https://tradavity.com",
         lifespan=lifespan,
-        middleware=[_RequestScope(output_schemas=settings.output_schemas)],
+        middleware=[_RequestScope(output_schemas=settings.output_schemas, notifier=notifier)],
+        subscriptions=bus,
+        **auth_kwargs,
     )
     env = ToolEnv(
-        workspace=lambda ctx: _state(ctx).workspace_for(ctx),
+        workspace=lambda ctx: current_workspace(),
         allowed_dirs=settings.allowed_dirs,
         stdio=stdio,
     )
     register_read_tools(mcp, env.workspace)
+    register_sync_tools(mcp, notifier, env.workspace)
     register_prompts(mcp, load_prompts())
     if not settings.read_only:
         register_write_tools(mcp, env)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"ok": True, "version": __version__})
+
+    # The SDK's `custom_route` decorator is untyped; register through a typed name.
+    route: Callable[[Handler], Handler] = mcp.custom_route(
+        "/healthz", methods=["GET"], include_in_schema=False
+    )
+    route(healthz)
     return mcp
 
 
-def _state(ctx: Context) -> AppState:
-    state = ctx.request_context.lifespan_context
-    assert isinstance(state, AppState)
-    return state
+def build_http_app(
+    mcp: MCPServer,
+    *,
+    kind: Literal["http", "sse"],
+    host: str,
+    allowed_hosts: list[str] | None = None,
+    allowed_origins: list[str] | None = None,
+) -> Starlette:
+    """The ASGI app for streamable HTTP (`/mcp`) or legacy SSE (`/sse`), with `/healthz`.
+
+    On loopback the SDK's DNS-rebinding protection applies by itself; elsewhere the
+    allowed Host and Origin values must be listed.
+    """
+    security: TransportSecuritySettings | None = None
+    if allowed_hosts or allowed_origins:
+        security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=list(allowed_hosts or []),
+            allowed_origins=list(allowed_origins or []),
+        )
+    if kind == "sse":
+        return mcp.sse_app(transport_security=security, host=host)
+    return mcp.streamable_http_app(transport_security=security, host=host)
 
 
 class _RequestScope:
-    """Around every request: make its workspace current (resources and completions get
-    no Context), hide tools the key's scopes cannot use (refusing them if a host calls
-    one anyway), and send compact tool schemas."""
+    """Around every request: make the caller's workspace current (resources and
+    completions get no Context), hide tools its key's scopes cannot use (refusing them
+    if a host calls one anyway), and send compact tool schemas."""
 
-    def __init__(self, *, output_schemas: bool) -> None:
+    def __init__(self, *, output_schemas: bool, notifier: SyncNotifier) -> None:
         self.output_schemas = output_schemas
+        self.notifier = notifier
 
     async def __call__(
         self, ctx: ServerRequestContext[Any, Any], call_next: CallNext
@@ -158,26 +329,31 @@ class _RequestScope:
         state = ctx.lifespan_context
         if not isinstance(state, AppState):
             return await call_next(ctx)
-        token = CURRENT_WORKSPACE.set(state.workspace)
         try:
-            return await self._handle(state, ctx, call_next)
+            ws = state.workspace_for_request()
+        except UserError:
+            return await call_next(ctx)
+        self.notifier.watch(ws)
+        token = CURRENT_WORKSPACE.set(ws)
+        try:
+            return await self._handle(ws, ctx, call_next)
         finally:
             CURRENT_WORKSPACE.reset(token)
 
     async def _handle(
-        self, state: AppState, ctx: ServerRequestContext[Any, Any], call_next: CallNext
+        self, ws: Workspace, ctx: ServerRequestContext[Any, Any], call_next: CallNext
     ) -> HandlerResult:
-        hidden = state.hidden_tools
+        scopes = ws.scopes
+        hidden = set() if scopes is None else {t for t, s in TOOL_SCOPES.items() if s not in scopes}
         if ctx.method == "tools/call" and hidden:
             name = (ctx.params or {}).get("name")
             if name in hidden:
-                scope = TOOL_SCOPES[name]
                 return CallToolResult(
                     content=[
                         TextContent(
                             type="text",
-                            text=f"{name} needs the '{scope}' scope, which this API key lacks. "
-                            "Ask the user to grant it in Tradavity Settings -> API.",
+                            text=f"{name} needs the '{TOOL_SCOPES[name]}' scope, which this "
+                            "API key lacks. Ask the user to grant it in Tradavity Settings -> API.",
                         )
                     ],
                     is_error=True,
@@ -229,10 +405,24 @@ async def resume_pending(ws: Workspace, settings: Settings) -> int:
     return finished
 
 
-async def _resume_forever(ws: Workspace, settings: Settings, interval: float) -> None:
+async def _poll_sync_forever(state: AppState, interval: float) -> None:
+    """Pick up syncs the platform ran on its own (the 15-minute schedule)."""
     while True:
-        try:
-            await resume_pending(ws, settings)
-        except Exception:  # the resumer must outlive any one failure
-            logger.exception("resumer pass failed")
+        await anyio.sleep(interval)
+        for ws in state.workspaces():
+            if ws.scopes is not None and "read:autosync" not in ws.scopes:
+                continue
+            try:
+                await refresh_sync(ws)
+            except Exception as exc:  # polling must outlive any one failure
+                logger.info("sync poll failed: %s", exc)
+
+
+async def _resume_forever(state: AppState, settings: Settings, interval: float) -> None:
+    while True:
+        for ws in state.workspaces():
+            try:
+                await resume_pending(ws, settings)
+            except Exception:  # the resumer must outlive any one failure
+                logger.exception("resumer pass failed")
         await anyio.sleep(interval)

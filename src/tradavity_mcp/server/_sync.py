@@ -8,8 +8,9 @@ from typing import Any
 
 import anyio
 
-from ..errors import ConnectionSyncCooldown
-from ._calls import NotYet, StepFailed, UserError, WriteCall, describe_error
+from ..errors import ConnectionSyncCooldown, TokenExpired
+from ..models import AutosyncConnection
+from ._calls import NotYet, Pending, StepFailed, UserError, WriteCall, describe_error
 from ._workspace import Workspace
 
 __all__ = ["MAX_WAIT_SECONDS", "trigger_sync"]
@@ -31,6 +32,24 @@ async def trigger_sync(
 ) -> dict[str, Any]:
     conn = await ws.ref.connection(connection)
     broker = conn.broker_name or conn.broker_key
+    run_id = ws.sync.start_manual(conn.connection_id, broker)
+    try:
+        return await _sync_run(ws, call, conn, broker, run_id, wait, progress, sleep)
+    except anyio.get_cancelled_exc_class():
+        ws.sync.cancelled(run_id)
+        raise
+
+
+async def _sync_run(
+    ws: Workspace,
+    call: WriteCall,
+    conn: AutosyncConnection,
+    broker: str | None,
+    run_id: str,
+    wait: bool,
+    progress: Progress | None,
+    sleep: Callable[[float], Awaitable[None]],
+) -> dict[str, Any]:
     waited = 0.0
     attempt = 0
     while True:
@@ -42,21 +61,35 @@ async def trigger_sync(
             result = await ws.api.trigger_sync(conn.connection_id, idempotency_key=key)
             return result.model_dump(mode="json")
 
+        ws.sync.started(run_id)
         try:
             data: dict[str, Any] = await call.step(step, send)
             break
+        except Pending as exc:
+            ws.sync.failed(run_id, exc.reason, retry="check sync history in a moment")
+            raise
         except StepFailed as exc:
             if not isinstance(exc.error, ConnectionSyncCooldown):
                 subject = f"connection {conn.connection_id}"
-                raise UserError(describe_error(exc, subject=subject)) from None
+                message = describe_error(exc, subject=subject)
+                retry = (
+                    "reconnect the broker in Tradavity Settings -> Auto-Sync"
+                    if isinstance(exc.error, TokenExpired)
+                    else None
+                )
+                ws.sync.failed(run_id, message, retry=retry)
+                raise UserError(message) from None
             retry_after = float(math.ceil(exc.error.retry_after_seconds))
+            ws.sync.cooling_down(run_id, retry_after)
             if not wait or waited + retry_after > MAX_WAIT_SECONDS:
+                ws.sync.cancelled(run_id)
                 raise NotYet(
                     "cooling_down",
                     {
                         "connection_id": conn.connection_id,
                         "broker": broker,
                         "retry_after_seconds": retry_after,
+                        "run_id": run_id,
                         "message": (
                             f"{broker} synced moments ago; Tradavity allows one manual sync per "
                             f"connection every 20 s. Try again in {retry_after:.0f} s "
@@ -67,8 +100,10 @@ async def trigger_sync(
             await _wait(retry_after, progress, sleep)
             waited += retry_after
     errors = [str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in data["errors"]]
+    ws.sync.completed(run_id, {**data, "errors": errors})
     ws.ref.invalidate("connections")
     return {
+        "run_id": run_id,
         "connection_id": conn.connection_id,
         "broker": broker,
         "imported": data.get("imported", 0),

@@ -20,6 +20,7 @@ from ..client import TradavityClient
 from ..ledger import Ledger
 from ._calls import CallId, UserError, WriteCall
 from ._refdata import RefData
+from ._syncwatch import SyncMonitor
 
 __all__ = ["Workspace"]
 
@@ -31,6 +32,10 @@ class Workspace:
     ref: RefData
     clock: Callable[[], float] = time.time
     locks: dict[tuple[str, str, str], anyio.Lock] = field(default_factory=dict)
+    #: What the key may do, from `/me`; None when it could not be read.
+    scopes: frozenset[str] | None = None
+    #: Sync runs and events seen by this workspace.
+    sync: SyncMonitor = field(default_factory=SyncMonitor)
 
     @property
     def principal(self) -> str:

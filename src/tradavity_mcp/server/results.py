@@ -98,6 +98,7 @@ class ProtocolResult(_Result):
 
 class SyncRunResult(_Result):
     outcome: Literal["done", "replayed", "cooling_down", "pending"]
+    run_id: str | None = None
     connection_id: int
     broker: str | None = None
     imported: int = 0

@@ -1,0 +1,214 @@
+"""Sync status for models and clients: the `sync_status` tool, sync resources, and
+notifications to subscribers when runs change (both protocol eras).
+
+* 2026-07-28 clients listen through `subscriptions/listen`; we publish
+  `ResourceUpdated` on the server's subscription bus.
+* 2025-11-25 clients send `resources/subscribe`; we remember which session asked for
+  which URI (and for which principal) and send `notifications/resources/updated` to
+  those sessions only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import anyio
+from mcp.server.context import ServerRequestContext
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
+from mcp.types import (
+    CallToolResult,
+    EmptyResult,
+    SubscribeRequestParams,
+    TextContent,
+    ToolAnnotations,
+    UnsubscribeRequestParams,
+)
+from pydantic import Field
+
+from ..errors import TradavityError
+from ._calls import UserError, describe_error
+from ._read_tools import CURRENT_WORKSPACE, JSON, current_workspace
+from ._syncwatch import SyncEvent
+from ._workspace import Workspace
+
+__all__ = ["SYNC_URIS", "SyncNotifier", "refresh_sync", "register_sync_tools"]
+
+logger = logging.getLogger("tradavity_mcp.sync")
+
+SYNC_URIS = ("tradavity://sync/runs", "tradavity://sync/recent", "tradavity://sync/status")
+
+_READ = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
+)
+
+
+async def refresh_sync(ws: Workspace) -> list[dict[str, Any]]:
+    """Read connections and the sync log afresh; return each connection's status."""
+    ws.ref.invalidate("connections")
+    connections = await ws.ref.connections()
+    brokers = {c.connection_id: c.broker_key for c in connections}
+    try:
+        ws.sync.ingest_log(await ws.api.sync_log(limit=50), brokers)
+    except TradavityError as exc:
+        logger.info("could not read the sync log: %s", exc)
+    return [ws.sync.status(c.model_dump(mode="json")).to_json() for c in connections]
+
+
+class SyncNotifier:
+    """Turns sync events into resource-updated notifications for subscribers."""
+
+    def __init__(self, bus: InMemorySubscriptionBus) -> None:
+        self.bus = bus
+        self._send, self._receive = anyio.create_memory_object_stream[tuple[str, SyncEvent]](1000)
+        #: legacy session -> (principal, subscribed URIs)
+        self._legacy: dict[Any, tuple[str, set[str]]] = {}
+        self._watched: set[int] = set()
+
+    def watch(self, ws: Workspace) -> None:
+        """Start forwarding this workspace's sync events (once per workspace)."""
+        if id(ws) in self._watched:
+            return
+        self._watched.add(id(ws))
+        principal = ws.principal
+
+        def on_event(event: SyncEvent) -> None:
+            try:
+                self._send.send_nowait((principal, event))
+            except anyio.WouldBlock:
+                logger.warning("sync notification queue full; dropping one")
+
+        ws.sync.subscribe(on_event)
+
+    async def run(self) -> None:
+        async with self._receive:
+            async for principal, _event in self._receive:
+                for uri in SYNC_URIS:
+                    await self.bus.publish(ResourceUpdated(uri=uri))
+                    await self._notify_legacy(principal, uri)
+
+    async def _notify_legacy(self, principal: str, uri: str) -> None:
+        for session, (owner, uris) in list(self._legacy.items()):
+            if owner != principal or not any(u.split("?")[0] == uri for u in uris):
+                continue
+            try:
+                await session.send_resource_updated(uri)
+            except Exception:  # a gone session: forget it
+                self._legacy.pop(session, None)
+
+    async def on_subscribe(
+        self, ctx: ServerRequestContext[Any, Any], params: SubscribeRequestParams
+    ) -> EmptyResult:
+        ws = CURRENT_WORKSPACE.get()
+        if ws is not None:
+            self.watch(ws)
+            _, uris = self._legacy.setdefault(ctx.session, (ws.principal, set()))
+            uris.add(str(params.uri))
+        return EmptyResult()
+
+    async def on_unsubscribe(
+        self, ctx: ServerRequestContext[Any, Any], params: UnsubscribeRequestParams
+    ) -> EmptyResult:
+        entry = self._legacy.get(ctx.session)
+        if entry is not None:
+            entry[1].discard(str(params.uri))
+        return EmptyResult()
+
+
+def register_sync_tools(
+    mcp: MCPServer, notifier: SyncNotifier, workspace: Callable[[Context], Workspace]
+) -> None:
+    low = mcp._lowlevel_server
+    low.add_request_handler("resources/subscribe", SubscribeRequestParams, notifier.on_subscribe)
+    low.add_request_handler(
+        "resources/unsubscribe", UnsubscribeRequestParams, notifier.on_unsubscribe
+    )
+
+    @mcp.tool(title="Sync status", annotations=_READ)
+    async def sync_status(
+        ctx: Context,
+        connection: Annotated[
+            int | None, Field(description="Connection id; all connections if omitted")
+        ] = None,
+    ) -> CallToolResult:
+        """Broker sync state per connection (idle, syncing, cooling_down, needs_reconnect,
+        errored, disabled), last success, next scheduled sync and recent runs."""
+        ws = workspace(ctx)
+        notifier.watch(ws)
+        try:
+            statuses = await refresh_sync(ws)
+        except (UserError, TradavityError) as exc:
+            raise ToolError(describe_error(exc)) from None
+        if connection is not None:
+            statuses = [s for s in statuses if s["connection_id"] == connection]
+            if not statuses:
+                raise ToolError(f"no connection {connection}; call lookup name=connections")
+        lines = []
+        for s in statuses:
+            line = f"{s['connection_id']} {s.get('broker')} ({s.get('account')}): {s['state']}"
+            if "cooldown_seconds_left" in s:
+                line += f", {s['cooldown_seconds_left']:.0f} s left"
+            if "action" in s:
+                line += f". {s['action']}"
+            lines.append(line)
+        return CallToolResult(
+            content=[TextContent(type="text", text="\n".join(lines) or "No connections.")],
+            structured_content={"connections": statuses},
+        )
+
+    @mcp.resource(
+        "tradavity://sync/status",
+        name="sync-status",
+        title="Sync status",
+        description="Per-connection sync state",
+        mime_type=JSON,
+    )
+    async def status_resource() -> str:
+        ws = current_workspace()
+        notifier.watch(ws)
+        try:
+            return _dump({"connections": await refresh_sync(ws)})
+        except (UserError, TradavityError) as exc:
+            raise ResourceError(describe_error(exc)) from None
+
+    @mcp.resource(
+        "tradavity://sync/runs{?limit}",
+        name="sync-runs",
+        title="Sync runs",
+        description="Latest event of each sync run, newest first (24 h)",
+        mime_type=JSON,
+    )
+    async def runs_resource(limit: str | None = None) -> str:
+        ws = current_workspace()
+        notifier.watch(ws)
+        n = _limit(limit, default=20)
+        return _dump({"runs": [e.to_json() for e in ws.sync.runs(n)]})
+
+    @mcp.resource(
+        "tradavity://sync/recent{?limit}",
+        name="sync-recent",
+        title="Recent sync events",
+        description="Sync events, newest first (default 50, max 200; 24 h)",
+        mime_type=JSON,
+    )
+    async def recent_resource(limit: str | None = None) -> str:
+        ws = current_workspace()
+        notifier.watch(ws)
+        n = _limit(limit, default=50)
+        return _dump({"events": [e.to_json() for e in ws.sync.events(n)]})
+
+
+def _limit(raw: str | None, *, default: int) -> int:
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= 200:
+        raise ResourceError("limit must be a whole number from 1 to 200")
+    return int(raw)
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,348 @@
+"""Sync you can watch: runs, events and per-connection status for broker auto-sync.
+
+Tradavity's API answers a manual sync with its result and keeps a sync log; it has no
+job or status endpoint. This module gives syncs the shape of a job API (learned from
+channel-sync jobs, managed-sync status and sync-status streams):
+
+* every sync we trigger, and every row of `/autosync/log` (the 15-minute schedule
+  included), is a **run** with a stable `run_id`, a source, a stage, a status, counts,
+  times and, on failure, the error with what to do about it;
+* every change of a run is an **event** (kept 24 hours, at most `MAX_EVENTS`, newest
+  first), fanned out to subscribers: MCP resource notifications and the SSE stream;
+* each connection has a **status**: idle, syncing, cooling_down (with seconds left),
+  needs_reconnect, errored or disabled, with its last success and next scheduled sync.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+__all__ = [
+    "COOLDOWN_SECONDS",
+    "EVENT_TTL_SECONDS",
+    "MAX_EVENTS",
+    "ConnectionStatus",
+    "SyncEvent",
+    "SyncMonitor",
+]
+
+COOLDOWN_SECONDS = 20.0
+EVENT_TTL_SECONDS = 24 * 3600.0
+MAX_EVENTS = 5000
+SCHEDULE_SECONDS = 15 * 60.0
+
+Stage = Literal["queued", "started", "fetching", "saving", "completed", "failed", "cancelled"]
+Status = Literal["in_progress", "success", "partial", "failed", "cancelled"]
+State = Literal["idle", "syncing", "cooling_down", "needs_reconnect", "errored", "disabled"]
+
+_FINAL_STATUS: dict[str, Status] = {
+    "success": "success",
+    "completed": "success",
+    "ok": "success",
+    "partial": "partial",
+    "failed": "failed",
+    "error": "failed",
+    "cancelled": "cancelled",
+}
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _ts(value: Any) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class SyncEvent:
+    """One change of one run. `seq` orders events across runs."""
+
+    seq: int
+    at: float
+    run_id: str
+    connection_id: int
+    broker: str | None
+    source: Literal["manual", "schedule"]
+    stage: Stage
+    status: Status
+    imported: int = 0
+    skipped: int = 0
+    fetched: int = 0
+    started_at: float | None = None
+    ended_at: float | None = None
+    error: str | None = None
+    retry: str | None = None
+    retry_after_seconds: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("at", "started_at", "ended_at"):
+            data[key] = _iso(data[key])
+        return {k: v for k, v in data.items() if v is not None}
+
+
+@dataclass
+class ConnectionStatus:
+    connection_id: int
+    broker: str | None
+    account: str | None
+    state: State
+    cooldown_seconds_left: float | None = None
+    reason: str | None = None
+    action: str | None = None
+    last_success_at: str | None = None
+    next_scheduled_sync_at: str | None = None
+    recent_runs: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None and v != []}
+
+
+Listener = Callable[[SyncEvent], None]
+
+
+class SyncMonitor:
+    """Runs and events of one workspace (one principal)."""
+
+    def __init__(self, clock: Callable[[], float] = time.time, *, max_events: int = MAX_EVENTS):
+        self._clock = clock
+        self._events: deque[SyncEvent] = deque(maxlen=max_events)
+        self._runs: dict[str, SyncEvent] = {}
+        self._run_for_log: dict[int, str] = {}
+        self._last_manual: dict[int, float] = {}
+        self._seq = itertools.count(1)
+        self._ids = itertools.count(1)
+        self._listeners: list[Listener] = []
+
+    # --- subscribers ---------------------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def _emit(self, event: SyncEvent) -> SyncEvent:
+        self._events.append(event)
+        self._runs[event.run_id] = event
+        for listener in list(self._listeners):
+            listener(event)
+        return event
+
+    # --- reading -------------------------------------------------------------------------
+
+    def events(self, limit: int = 50) -> list[SyncEvent]:
+        """Newest first, at most `limit`, none older than 24 hours."""
+        cutoff = self._clock() - EVENT_TTL_SECONDS
+        fresh = [e for e in reversed(self._events) if e.at >= cutoff]
+        return fresh[:limit]
+
+    def events_after(self, seq: int) -> list[SyncEvent]:
+        """Oldest first: every event newer than `seq` (for streams)."""
+        cutoff = self._clock() - EVENT_TTL_SECONDS
+        return [e for e in self._events if e.seq > seq and e.at >= cutoff]
+
+    def runs(self, limit: int = 20) -> list[SyncEvent]:
+        """The latest event of each run, newest first."""
+        cutoff = self._clock() - EVENT_TTL_SECONDS
+        latest = sorted(
+            (e for e in self._runs.values() if e.at >= cutoff), key=lambda e: e.seq, reverse=True
+        )
+        return latest[:limit]
+
+    def cooldown_left(self, connection_id: int) -> float:
+        last = self._last_manual.get(connection_id)
+        if last is None:
+            return 0.0
+        return max(0.0, COOLDOWN_SECONDS - (self._clock() - last))
+
+    # --- our own triggers ----------------------------------------------------------------
+
+    def start_manual(self, connection_id: int, broker: str | None) -> str:
+        run_id = f"run_{int(self._clock())}_{next(self._ids)}"
+        now = self._clock()
+        self._emit(
+            SyncEvent(
+                seq=next(self._seq),
+                at=now,
+                run_id=run_id,
+                connection_id=connection_id,
+                broker=broker,
+                source="manual",
+                stage="queued",
+                status="in_progress",
+            )
+        )
+        return run_id
+
+    def _advance(self, run_id: str, **changes: Any) -> SyncEvent | None:
+        current = self._runs.get(run_id)
+        if current is None:
+            return None
+        return self._emit(replace(current, seq=next(self._seq), at=self._clock(), **changes))
+
+    def started(self, run_id: str) -> None:
+        self._advance(run_id, stage="started", started_at=self._clock())
+
+    def completed(self, run_id: str, result: dict[str, Any]) -> None:
+        log_id = result.get("log_id")
+        if isinstance(log_id, int):
+            self._run_for_log[log_id] = run_id
+        errors = [str(e) for e in result.get("errors") or []]
+        event = self._advance(
+            run_id,
+            stage="completed",
+            status="partial" if errors else "success",
+            imported=int(result.get("imported") or 0),
+            skipped=int(result.get("skipped") or 0),
+            fetched=int(result.get("total_fetched") or 0),
+            ended_at=self._clock(),
+            error="; ".join(errors) or None,
+        )
+        if event is not None:
+            self._last_manual[event.connection_id] = self._clock()
+
+    def cooling_down(self, run_id: str, retry_after: float) -> None:
+        event = self._advance(
+            run_id,
+            stage="queued",
+            retry_after_seconds=retry_after,
+            retry=f"cooldown: syncs again in {retry_after:.0f} s",
+        )
+        if event is not None:
+            # The API told us when the window ends; remember it as the last manual sync.
+            self._last_manual[event.connection_id] = self._clock() - COOLDOWN_SECONDS + retry_after
+
+    def failed(self, run_id: str, error: str, *, retry: str | None = None) -> None:
+        self._advance(
+            run_id,
+            stage="failed",
+            status="failed",
+            ended_at=self._clock(),
+            error=error,
+            retry=retry,
+        )
+
+    def cancelled(self, run_id: str) -> None:
+        self._advance(run_id, stage="cancelled", status="cancelled", ended_at=self._clock())
+
+    # --- the platform's log --------------------------------------------------------------
+
+    def ingest_log(self, rows: Iterable[dict[str, Any]], brokers: dict[int, str | None]) -> int:
+        """Turn log rows we have not seen into finished runs. Returns how many were new."""
+        new = 0
+        for row in sorted(rows, key=lambda r: int(r.get("log_id") or 0)):
+            log_id = row.get("log_id")
+            if not isinstance(log_id, int) or log_id in self._run_for_log:
+                continue
+            connection_id = int(row.get("connection_id") or 0)
+            run_id = f"log_{log_id}"
+            self._run_for_log[log_id] = run_id
+            started = _ts(row.get("started_at"))
+            ended = _ts(row.get("finished_at") or row.get("ended_at"))
+            raw_status = str(row.get("status") or "success").casefold()
+            status = _FINAL_STATUS.get(raw_status, "failed")
+            errors = [str(e) for e in row.get("errors") or []]
+            source: Literal["manual", "schedule"] = (
+                "manual" if row.get("trigger") == "manual" else "schedule"
+            )
+            at = ended or started or self._clock()
+            self._emit(
+                SyncEvent(
+                    seq=next(self._seq),
+                    at=at,
+                    run_id=run_id,
+                    connection_id=connection_id,
+                    broker=str(row.get("broker_key") or brokers.get(connection_id) or "") or None,
+                    source=source,
+                    stage="failed" if status == "failed" else "completed",
+                    status=status,
+                    imported=int(row.get("imported") or 0),
+                    skipped=int(row.get("skipped") or 0),
+                    fetched=int(row.get("total_fetched") or 0),
+                    started_at=started,
+                    ended_at=ended,
+                    error="; ".join(errors) or (row.get("message") if status == "failed" else None),
+                    retry="the next scheduled sync retries it" if status == "failed" else None,
+                )
+            )
+            if source == "manual" and ended is not None:
+                prev = self._last_manual.get(connection_id, 0.0)
+                self._last_manual[connection_id] = max(prev, ended)
+            new += 1
+        return new
+
+    # --- status --------------------------------------------------------------------------
+
+    def status(self, connection: dict[str, Any]) -> ConnectionStatus:
+        cid = int(connection.get("connection_id") or 0)
+        runs = [r for r in self.runs(200) if r.connection_id == cid]
+        broker = connection.get("broker_name") or connection.get("broker_key")
+        status = ConnectionStatus(
+            connection_id=cid,
+            broker=str(broker) if broker else None,
+            account=connection.get("account_name"),
+            state="idle",
+            recent_runs=[r.to_json() for r in runs[:5]],
+        )
+        successes = [r for r in runs if r.status in {"success", "partial"}]
+        last_ok = max((r.ended_at or r.at for r in successes), default=None)
+        api_last = _ts(connection.get("last_sync_at"))
+        if last_ok is None or (api_last is not None and api_last > last_ok):
+            last_ok = api_last
+        status.last_success_at = _iso(last_ok)
+        next_sync = _ts(connection.get("next_sync_at"))
+        if next_sync is None and last_ok is not None:
+            next_sync = last_ok + SCHEDULE_SECONDS
+        status.next_scheduled_sync_at = _iso(next_sync)
+
+        token = str(connection.get("token_status") or "").casefold()
+        api_state = str(connection.get("status") or "").casefold()
+        latest = runs[0] if runs else None
+        if connection.get("is_active") is False or api_state in {"disabled", "paused", "inactive"}:
+            status.state = "disabled"
+            status.action = "Enable the connection in Tradavity Settings -> Auto-Sync."
+        elif (
+            token in {"expired", "invalid", "revoked"}
+            or api_state == "token_expired"
+            or (
+                latest is not None
+                and latest.error is not None
+                and "token" in latest.error.casefold()
+                and latest.status == "failed"
+            )
+        ):
+            status.state = "needs_reconnect"
+            status.reason = "the broker login expired and could not be renewed"
+            status.action = "Reconnect the broker in Tradavity Settings -> Auto-Sync."
+        elif latest is not None and latest.status == "in_progress":
+            if latest.retry_after_seconds is not None and self.cooldown_left(cid) > 0:
+                status.state = "cooling_down"
+                status.cooldown_seconds_left = round(self.cooldown_left(cid), 1)
+            else:
+                status.state = "syncing"
+        elif self.cooldown_left(cid) > 0:
+            status.state = "cooling_down"
+            status.cooldown_seconds_left = round(self.cooldown_left(cid), 1)
+        elif latest is not None and latest.status == "failed":
+            status.state = "errored"
+            status.reason = latest.error
+            status.action = latest.retry
+        return status
