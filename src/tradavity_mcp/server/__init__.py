@@ -31,7 +31,6 @@ from starlette.responses import JSONResponse, Response
 from .. import __version__
 from ..client import TradavityClient
 from ..config import Settings
-from ..errors import TradavityError
 from ..ledger import Ledger
 from ._calls import CallId, UserError, WriteCall
 from ._hosted import PerUserVerifier, ServerTokenVerifier, Workspaces
@@ -172,16 +171,13 @@ class _Backend:
         elif self._api_key is not None:
             api = TradavityClient(self._api_key, base_url=self._base_url, transport=self._transport)
             stack.push_async_callback(api.aclose)
-            ws = Workspace(api=api, ledger=ledger, ref=RefData(api))
-            try:
-                ws.scopes = (await ws.ref.me()).scopes
-            except TradavityError as exc:
-                # Start anyway (the API may be down for a while): list every tool and let
-                # each call report what is wrong.
-                logger.warning("could not read the key's scopes from /me: %s", exc)
-            state.default = ws
+            state.default = Workspace(api=api, ledger=ledger, ref=RefData(api))
         tg = await stack.enter_async_context(anyio.create_task_group())
         stack.callback(tg.cancel_scope.cancel)
+        if state.default is not None:
+            # Not awaited: the server answers `initialize` at once, even with the API
+            # down; tools/list waits briefly for the scopes.
+            tg.start_soon(state.default.load_scopes)
         tg.start_soon(_resume_forever, state, self._settings, self._resume_interval)
         tg.start_soon(self._notifier.run)
         tg.start_soon(_poll_sync_forever, state, SYNC_POLL_SECONDS)
@@ -343,6 +339,8 @@ class _RequestScope:
     async def _handle(
         self, ws: Workspace, ctx: ServerRequestContext[Any, Any], call_next: CallNext
     ) -> HandlerResult:
+        if ctx.method in {"tools/list", "tools/call"}:
+            await ws.wait_for_scopes()
         scopes = ws.scopes
         hidden = set() if scopes is None else {t for t, s in TOOL_SCOPES.items() if s not in scopes}
         if ctx.method == "tools/call" and hidden:

@@ -101,6 +101,8 @@ class Workspaces:
         async with self._lock:
             if entry is None:
                 ws = Workspace(api=api, ledger=self._ledger, ref=RefData(api))
+                ws.scopes = me.scopes
+                ws.scopes_ready.set()
                 entry = _Entry(workspace=ws, scopes=me.scopes, verified_at=self._clock())
             else:
                 entry = _Entry(

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import anyio
+from anyio.streams.memory import MemoryObjectSendStream
 from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
@@ -64,7 +65,7 @@ class SyncNotifier:
 
     def __init__(self, bus: InMemorySubscriptionBus) -> None:
         self.bus = bus
-        self._send, self._receive = anyio.create_memory_object_stream[tuple[str, SyncEvent]](1000)
+        self._send: MemoryObjectSendStream[tuple[str, SyncEvent]] | None = None
         #: legacy session -> (principal, subscribed URIs)
         self._legacy: dict[Any, tuple[str, set[str]]] = {}
         self._watched: set[int] = set()
@@ -77,19 +78,29 @@ class SyncNotifier:
         principal = ws.principal
 
         def on_event(event: SyncEvent) -> None:
+            if self._send is None:
+                return
             try:
                 self._send.send_nowait((principal, event))
             except anyio.WouldBlock:
                 logger.warning("sync notification queue full; dropping one")
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                pass
 
         ws.sync.subscribe(on_event)
 
     async def run(self) -> None:
-        async with self._receive:
-            async for principal, _event in self._receive:
-                for uri in SYNC_URIS:
-                    await self.bus.publish(ResourceUpdated(uri=uri))
-                    await self._notify_legacy(principal, uri)
+        """Deliver notifications until cancelled (runs in the server's task group)."""
+        send, receive = anyio.create_memory_object_stream[tuple[str, SyncEvent]](1000)
+        self._send = send
+        try:
+            async with send, receive:
+                async for principal, _event in receive:
+                    for uri in SYNC_URIS:
+                        await self.bus.publish(ResourceUpdated(uri=uri))
+                        await self._notify_legacy(principal, uri)
+        finally:
+            self._send = None
 
     async def _notify_legacy(self, principal: str, uri: str) -> None:
         for session, (owner, uris) in list(self._legacy.items()):

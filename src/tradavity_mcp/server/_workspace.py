@@ -6,6 +6,7 @@ can see or use another user's client, cache or ledger entries.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,12 +18,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import anyio
 
 from ..client import TradavityClient
+from ..errors import TradavityError
 from ..ledger import Ledger
 from ._calls import CallId, UserError, WriteCall
 from ._refdata import RefData
 from ._syncwatch import SyncMonitor
 
 __all__ = ["Workspace"]
+
+logger = logging.getLogger("tradavity_mcp.server")
+
+#: How long tools/list waits for the key's scopes before listing every tool.
+SCOPES_WAIT_SECONDS = 1.5
 
 
 @dataclass
@@ -36,6 +43,21 @@ class Workspace:
     scopes: frozenset[str] | None = None
     #: Sync runs and events seen by this workspace.
     sync: SyncMonitor = field(default_factory=SyncMonitor)
+    #: Set once `scopes` is known (or known to be unknowable for now).
+    scopes_ready: anyio.Event = field(default_factory=anyio.Event)
+
+    async def load_scopes(self) -> None:
+        """Learn the key's scopes from `/me`; on failure leave them unknown (list all)."""
+        try:
+            self.scopes = (await self.ref.me()).scopes
+        except TradavityError as exc:
+            logger.warning("could not read the key's scopes from /me: %s", exc)
+        finally:
+            self.scopes_ready.set()
+
+    async def wait_for_scopes(self, seconds: float = SCOPES_WAIT_SECONDS) -> None:
+        with anyio.move_on_after(seconds):
+            await self.scopes_ready.wait()
 
     @property
     def principal(self) -> str:

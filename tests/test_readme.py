@@ -1,0 +1,63 @@
+"""The README tells the truth: its tables match the server, its commands match CI."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx2
+import pytest
+from mcp import Client
+
+from tradavity_mcp.config import Settings
+from tradavity_mcp.server import build_server
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text("utf-8")
+
+
+def _section(name: str) -> list[str]:
+    match = re.search(rf"<!-- {name}:start -->\n(.*?)<!-- {name}:end -->", README, re.S)
+    assert match, f"README has no {name} section"
+    rows = [line for line in match.group(1).splitlines() if line.startswith("| `")]
+    return [line.split("|")[1].strip().strip("`") for line in rows]
+
+
+def _offline(request: httpx2.Request) -> httpx2.Response:
+    raise httpx2.ConnectError("offline")
+
+
+async def test_tables_match_the_server(tmp_path: Path) -> None:
+    settings = Settings.load(environ={"TRADAVITY_API_KEY": "tvty_" + "0" * 48}, state_dir=tmp_path)
+    server = build_server(settings, transport=httpx2.MockTransport(_offline))
+    async with Client(server, mode="legacy") as client:
+        tools = [t.name for t in (await client.list_tools()).tools]
+        resources = [str(r.uri) for r in (await client.list_resources()).resources]
+        resources += [
+            r.uri_template for r in (await client.list_resource_templates()).resource_templates
+        ]
+        prompts = [p.name for p in (await client.list_prompts()).prompts]
+    assert _section("tools") == tools
+    assert sorted(_section("resources")) == sorted(resources)
+    assert sorted(_section("prompts")) == sorted(prompts)
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    commands = re.findall(r"```bash\n(.*?)\n```", README, re.S)
+    assert "pip install . && tradavity-mcp demo" in commands
+    assert "pip install '.[test]' && pytest" in commands
+    ci = (ROOT / ".ci" / "run").read_text("utf-8").splitlines()
+    assert "pip install '.[test]' && pytest" in ci
+
+
+def test_registry_marker_and_version() -> None:
+    import json
+
+    import tradavity_mcp
+
+    server_json = json.loads((ROOT / "server.json").read_text("utf-8"))
+    assert f"<!-- mcp-name: {server_json['name']} -->" in README
+    assert server_json["version"] == tradavity_mcp.__version__
+    assert all(p["version"] == tradavity_mcp.__version__ for p in server_json["packages"])
