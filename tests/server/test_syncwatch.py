@@ -13,8 +13,13 @@ class Clock:
         return self.now
 
 
-CONN = {"connection_id": 7, "broker_key": "tradovate", "account_name": "Apex 50K",
-        "is_active": True, "token_status": "valid"}
+CONN = {
+    "connection_id": 7,
+    "broker_key": "tradovate",
+    "account_name": "Apex 50K",
+    "is_active": True,
+    "token_status": "valid",
+}
 
 
 def test_a_triggered_sync_produces_its_run_and_events_in_order() -> None:
@@ -54,11 +59,22 @@ def test_scheduled_runs_from_the_log_and_failures() -> None:
     clock = Clock()
     mon = SyncMonitor(clock)
     rows = [
-        {"log_id": 1, "connection_id": 7, "trigger": "schedule", "status": "success",
-         "started_at": "2027-01-15T08:00:00Z", "finished_at": "2027-01-15T08:00:04Z",
-         "imported": 3},
-        {"log_id": 2, "connection_id": 7, "trigger": "schedule", "status": "failed",
-         "errors": ["broker API timeout"]},
+        {
+            "log_id": 1,
+            "connection_id": 7,
+            "trigger": "schedule",
+            "status": "success",
+            "started_at": "2027-01-15T08:00:00Z",
+            "finished_at": "2027-01-15T08:00:04Z",
+            "imported": 3,
+        },
+        {
+            "log_id": 2,
+            "connection_id": 7,
+            "trigger": "schedule",
+            "status": "failed",
+            "errors": ["broker API timeout"],
+        },
     ]
     assert mon.ingest_log(rows, {7: "tradovate"}) == 2
     assert mon.ingest_log(rows, {7: "tradovate"}) == 0
