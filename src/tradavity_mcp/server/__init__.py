@@ -9,6 +9,8 @@ finishes pending writes. `build_http_app(...)` wraps it for the HTTP transports.
 from __future__ import annotations
 
 import logging
+import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ from pydantic import AnyHttpUrl, SecretStr
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount
 
 from .. import __version__
 from ..client import TradavityClient
@@ -39,11 +42,19 @@ from ._prompts import load_prompts, register_prompts
 from ._read_tools import CURRENT_WORKSPACE, READ_TOOLS, current_workspace, register_read_tools
 from ._refdata import RefData
 from ._schema import compact_tool
+from ._sync_stream import sync_stream_endpoint
 from ._sync_tools import SyncNotifier, refresh_sync, register_sync_tools
 from ._workspace import Workspace
 from ._write_tools import WRITE_TOOLS, ToolEnv, register_write_tools
 
-__all__ = ["AppState", "HostedOptions", "build_http_app", "build_server", "resume_pending"]
+__all__ = [
+    "AppState",
+    "HostedOptions",
+    "StreamOptions",
+    "build_http_app",
+    "build_server",
+    "resume_pending",
+]
 
 logger = logging.getLogger("tradavity_mcp.server")
 
@@ -74,6 +85,15 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 @dataclass(frozen=True)
+class StreamOptions:
+    """The `/sync/stream` heartbeat: its period and the clock that decides it is due."""
+
+    heartbeat_seconds: float = 15.0
+    clock: Callable[[], float] = time.monotonic
+    poll_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
 class HostedOptions:
     """How the HTTP transports authenticate (see `_hosted`)."""
 
@@ -82,6 +102,7 @@ class HostedOptions:
     token: SecretStr | None = None
     #: Where clients reach this server, for the OAuth resource metadata.
     public_url: str = "http://127.0.0.1:8000"
+    stream: StreamOptions = field(default_factory=StreamOptions)
 
 
 @dataclass
@@ -126,8 +147,10 @@ class _Backend:
         per_user: bool,
         resume_interval: float,
         notifier: SyncNotifier,
+        sleep: Callable[[float], Awaitable[None]],
     ) -> None:
         self._notifier = notifier
+        self._sleep = sleep
         self._settings = settings
         self._api_key = api_key
         self._base_url = base_url
@@ -171,7 +194,7 @@ class _Backend:
         elif self._api_key is not None:
             api = TradavityClient(self._api_key, base_url=self._base_url, transport=self._transport)
             stack.push_async_callback(api.aclose)
-            state.default = Workspace(api=api, ledger=ledger, ref=RefData(api))
+            state.default = Workspace(api=api, ledger=ledger, ref=RefData(api), sleep=self._sleep)
         tg = await stack.enter_async_context(anyio.create_task_group())
         stack.callback(tg.cancel_scope.cancel)
         if state.default is not None:
@@ -198,6 +221,7 @@ def build_server(
     stdio: bool = True,
     hosted: HostedOptions | None = None,
     resume_interval: float = RESUME_INTERVAL_SECONDS,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
 ) -> MCPServer:
     """Build the MCP server for these settings.
 
@@ -226,6 +250,7 @@ def build_server(
         transport=transport,
         per_user=per_user,
         resume_interval=resume_interval,
+        sleep=sleep or anyio.sleep,
     )
 
     @asynccontextmanager
@@ -237,15 +262,15 @@ def build_server(
             await backend.release()
 
     auth_kwargs: dict[str, Any] = {}
+    verifier: ServerTokenVerifier | PerUserVerifier | None = None
     if hosted.auth != "none":
         if hosted.auth == "token":
             if hosted.token is None:
                 raise ValueError("token auth needs a server token (TRADAVITY_MCP_TOKEN)")
-            auth_kwargs["token_verifier"] = ServerTokenVerifier(hosted.token)
+            verifier = ServerTokenVerifier(hosted.token)
         else:
-            auth_kwargs["token_verifier"] = PerUserVerifier(
-                lambda: backend.state.registry if backend.state else None
-            )
+            verifier = PerUserVerifier(lambda: backend.state.registry if backend.state else None)
+        auth_kwargs["token_verifier"] = verifier
         auth_kwargs["auth"] = AuthSettings(
             issuer_url=AnyHttpUrl("https://app.tradavity.com"),
             resource_server_url=AnyHttpUrl(hosted.public_url.rstrip("/") + "/mcp"),
@@ -282,7 +307,54 @@ def build_server(
         "/healthz", methods=["GET"], include_in_schema=False
     )
     route(healthz)
+
+    async def authenticate(request: Request) -> Workspace | Response:
+        """The same authentication as `/mcp`, for the routes the SDK leaves open."""
+        state = backend.state
+        if state is None:
+            return JSONResponse({"error": "starting"}, status_code=503)
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header[:7].casefold() == "bearer " else ""
+        if verifier is not None:
+            access = await verifier.verify_token(token) if token else None
+            if access is None:
+                return _unauthorized(hosted.public_url)
+            if state.registry is not None:
+                ws = state.registry.get(token)
+                if ws is None:
+                    return _unauthorized(hosted.public_url)
+                return ws
+        if state.default is None:
+            return _unauthorized(hosted.public_url)
+        return state.default
+
+    stream = sync_stream_endpoint(
+        authenticate,
+        heartbeat_seconds=hosted.stream.heartbeat_seconds,
+        clock=hosted.stream.clock,
+        poll_seconds=hosted.stream.poll_seconds,
+    )
+    route2: Callable[[Handler], Handler] = mcp.custom_route(
+        "/sync/stream", methods=["GET"], include_in_schema=False
+    )
+    route2(stream)
+    _BACKENDS[mcp] = backend
     return mcp
+
+
+#: The shared backend of each server, for `build_http_app`.
+_BACKENDS: weakref.WeakKeyDictionary[MCPServer, _Backend] = weakref.WeakKeyDictionary()
+
+
+def _unauthorized(public_url: str) -> Response:
+    metadata = public_url.rstrip("/") + "/.well-known/oauth-protected-resource/mcp"
+    return JSONResponse(
+        {"error": "invalid_token", "error_description": "send Authorization: Bearer <token>"},
+        status_code=401,
+        headers={
+            "WWW-Authenticate": f'Bearer error="invalid_token", resource_metadata="{metadata}"'
+        },
+    )
 
 
 def build_http_app(
@@ -305,9 +377,28 @@ def build_http_app(
             allowed_hosts=list(allowed_hosts or []),
             allowed_origins=list(allowed_origins or []),
         )
-    if kind == "sse":
-        return mcp.sse_app(transport_security=security, host=host)
-    return mcp.streamable_http_app(transport_security=security, host=host)
+    inner = (
+        mcp.sse_app(transport_security=security, host=host)
+        if kind == "sse"
+        else mcp.streamable_http_app(transport_security=security, host=host)
+    )
+    backend = _BACKENDS[mcp]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Hold the backend for the app's whole life: SSE would otherwise open it only
+        # while a connection is up, and /sync/stream needs it between connections.
+        await backend.acquire()
+        try:
+            if kind == "http":
+                async with mcp.session_manager.run():
+                    yield
+            else:
+                yield
+        finally:
+            await backend.release()
+
+    return Starlette(routes=[Mount("/", app=inner)], lifespan=lifespan)
 
 
 class _RequestScope:

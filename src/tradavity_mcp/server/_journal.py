@@ -531,6 +531,11 @@ def body_for(
             )
         case "trigger_sync":
             return lambda ws, call: trigger_sync(
-                ws, call, a.get("connection"), wait=bool(a.get("wait")), progress=progress
+                ws,
+                call,
+                a.get("connection"),
+                wait=bool(a.get("wait")),
+                progress=progress,
+                sleep=ws.sleep,
             )
     raise KeyError(tool)

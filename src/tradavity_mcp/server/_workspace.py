@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from datetime import time as dtime
@@ -38,6 +38,8 @@ class Workspace:
     ledger: Ledger
     ref: RefData
     clock: Callable[[], float] = time.time
+    #: How waits (a sync cooldown) sleep; tests pass one that moves the sandbox clock.
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep
     locks: dict[tuple[str, str, str], anyio.Lock] = field(default_factory=dict)
     #: What the key may do, from `/me`; None when it could not be read.
     scopes: frozenset[str] | None = None

@@ -1,0 +1,112 @@
+"""`GET /sync/stream`: sync events as Server-Sent Events, for hosted agents.
+
+The stream opens with a `: connected` comment, replays the last `replay` events
+(default 20, at most 200; or every event after `Last-Event-ID`), then sends each new
+event as `event: sync.status` with its sequence number as the SSE `id`, and a
+`: heartbeat` comment every 15 seconds. Reconnecting with `Last-Event-ID` (or a large
+enough `replay`) misses nothing from the last 24 hours. Authentication is the same as
+for `/mcp`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from ._syncwatch import SyncEvent
+from ._workspace import Workspace
+
+__all__ = ["HEARTBEAT_SECONDS", "sync_stream_endpoint"]
+
+HEARTBEAT_SECONDS = 15.0
+DEFAULT_REPLAY = 20
+MAX_REPLAY = 200
+
+Authenticate = Callable[[Request], Awaitable[Workspace | Response]]
+
+
+def _frame(event: SyncEvent) -> str:
+    data = json.dumps(event.to_json(), separators=(",", ":"))
+    return f"id: {event.seq}\nevent: sync.status\ndata: {data}\n\n"
+
+
+def sync_stream_endpoint(
+    authenticate: Authenticate,
+    *,
+    heartbeat_seconds: float = HEARTBEAT_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+    poll_seconds: float = 1.0,
+) -> Callable[[Request], Awaitable[Response]]:
+    """The endpoint. `clock` decides when a heartbeat is due (tests pass one they move);
+    `poll_seconds` is how often it is consulted while the stream is idle."""
+
+    async def endpoint(request: Request) -> Response:
+        who = await authenticate(request)
+        if isinstance(who, Response):
+            return who
+        ws = who
+        raw = request.query_params.get("replay", str(DEFAULT_REPLAY))
+        if not raw.isdigit() or int(raw) > MAX_REPLAY:
+            return JSONResponse(
+                {"error": f"replay must be a whole number from 0 to {MAX_REPLAY}"}, status_code=400
+            )
+        last_id = request.headers.get("last-event-id", "")
+        if last_id.isdigit():
+            backlog = ws.sync.events_after(int(last_id))
+        else:
+            backlog = list(reversed(ws.sync.events(int(raw))))
+        return StreamingResponse(
+            _stream(ws, backlog, heartbeat_seconds, clock, poll_seconds),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    return endpoint
+
+
+async def _stream(
+    ws: Workspace,
+    backlog: list[SyncEvent],
+    heartbeat_seconds: float,
+    clock: Callable[[], float],
+    poll_seconds: float,
+) -> AsyncIterator[str]:
+    send, receive = anyio.create_memory_object_stream[SyncEvent](256)
+
+    def on_event(event: SyncEvent) -> None:
+        # A client too slow to read loses live events; it reconnects with Last-Event-ID.
+        with contextlib.suppress(
+            anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError
+        ):
+            send.send_nowait(event)
+
+    # Subscribe before sending the backlog, so nothing falls between the two.
+    unsubscribe = ws.sync.subscribe(on_event)
+    last_sent = backlog[-1].seq if backlog else 0
+    try:
+        async with send, receive:
+            yield ": connected\n\n"
+            for event in backlog:
+                yield _frame(event)
+            last_beat = clock()
+            while True:
+                received: SyncEvent | None = None
+                with anyio.move_on_after(poll_seconds):
+                    received = await receive.receive()
+                # Yield outside the cancel scope: a generator must not suspend inside one.
+                if received is not None:
+                    if received.seq > last_sent:
+                        last_sent = received.seq
+                        yield _frame(received)
+                    continue
+                if clock() - last_beat >= heartbeat_seconds:
+                    last_beat = clock()
+                    yield ": heartbeat\n\n"
+    finally:
+        unsubscribe()
