@@ -245,9 +245,16 @@ class RefData:
                 "there are no auto-sync connections; connect a broker in Tradavity first"
             )
         if ref is None or (isinstance(ref, str) and not ref.strip()):
-            active = [c for c in connections if c.is_active is not False]
-            if len(active) == 1:
-                return active[0]
+            # Without a name, only a connection that can sync is a candidate.
+            usable = [
+                c
+                for c in connections
+                if c.is_active is not False
+                and (c.token_status or "").casefold() not in {"expired", "invalid", "revoked"}
+                and (c.status or "").casefold() not in {"token_expired", "disabled", "inactive"}
+            ]
+            if len(usable) == 1:
+                return usable[0]
             raise UserError(
                 "which connection? Pass connection as an id, broker or account name: "
                 + one_of([_connection_label(c) for c in connections])

@@ -1,0 +1,121 @@
+"""Fixtures for end-to-end tests: a real MCP client, our server, the sandbox API."""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.server.mcpserver import MCPServer
+from mcp.types import CallToolResult, RequestParamsMeta, TextContent
+from PIL import Image
+
+from tradavity_mcp.client import TradavityClient
+from tradavity_mcp.config import Settings
+from tradavity_mcp.sandbox import (
+    DEMO_KEY,
+    ManualClock,
+    SandboxConfig,
+    SandboxTransport,
+    create_app,
+)
+from tradavity_mcp.server import build_server
+
+SANDBOX_URL = "http://sandbox.local/api/v1"
+
+
+def png_bytes(colour: tuple[int, int, int] = (30, 120, 200)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), colour).save(out, format="PNG")
+    return out.getvalue()
+
+
+def text_of(result: CallToolResult) -> str:
+    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
+
+
+def data_of(result: CallToolResult) -> dict[str, Any]:
+    assert not result.is_error, text_of(result)
+    assert result.structured_content is not None
+    return dict(result.structured_content)
+
+
+@dataclass
+class Env:
+    """One test's world: the sandbox app, its clock, settings and a verifying API client."""
+
+    app: Any
+    clock: ManualClock
+    settings: Settings
+    charts: Path
+    api: TradavityClient
+
+    def server(self, **kwargs: Any) -> MCPServer:
+        async def sleep(seconds: float) -> None:
+            self.clock.advance(seconds)
+            await anyio.lowlevel.checkpoint()
+
+        kwargs.setdefault("sleep", sleep)
+        return build_server(self.settings, transport=SandboxTransport(self.app), **kwargs)
+
+    @property
+    def sandbox(self) -> Any:
+        return self.app.state.sandbox
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    clock = ManualClock()
+    app = create_app(SandboxConfig(db=":memory:", clock=clock))
+    charts = tmp_path / "charts"
+    charts.mkdir()
+    settings = Settings.load(
+        environ={"TRADAVITY_API_KEY": DEMO_KEY},
+        base_url=SANDBOX_URL,
+        state_dir=tmp_path / "state",
+        allowed_dirs=[str(charts)],
+    )
+    async with TradavityClient(
+        DEMO_KEY, base_url=SANDBOX_URL, transport=SandboxTransport(app)
+    ) as api:
+        yield Env(app=app, clock=clock, settings=settings, charts=charts, api=api)
+
+
+@pytest.fixture(params=["auto", "legacy"], ids=["2026-07-28", "2025-11-25"])
+def era(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def client(env: Env, era: str) -> AsyncIterator[Client]:
+    async with Client(env.server(), mode=era) as c:
+        yield c
+
+
+Call = Callable[..., Awaitable[CallToolResult]]
+
+
+def meta(values: dict[str, str]) -> RequestParamsMeta:
+    """Custom `_meta` keys (hosts' tool-use ids, ours) as the SDK's open TypedDict."""
+    return cast(RequestParamsMeta, values)
+
+
+@pytest.fixture
+def b64png() -> str:
+    return base64.b64encode(png_bytes()).decode()
+
+
+@pytest.fixture(autouse=True)
+def _no_key_in_logs(caplog: pytest.LogCaptureFixture) -> Any:
+    """Every e2e test also checks the key never reached a log record."""
+    caplog.set_level(logging.DEBUG)
+    yield
+    assert DEMO_KEY not in caplog.text
+    assert DEMO_KEY[5:] not in caplog.text

@@ -1,0 +1,53 @@
+"""The tools/list context budget, and a snapshot so any schema change shows in review."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from .conftest import Env
+
+pytestmark = pytest.mark.anyio
+
+BUDGET_CHARS = 12_000
+SNAPSHOT = Path(__file__).parent / "snapshots" / "tools_list.json"
+
+
+async def _tools(env: Env, **kwargs: object) -> list[dict[str, object]]:
+    async with Client(env.server(), **kwargs) as client:  # type: ignore[arg-type]
+        tools = (await client.list_tools()).tools
+    return [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools]
+
+
+async def test_tools_list_fits_the_budget(env: Env) -> None:
+    tools = await _tools(env)
+    size = len(json.dumps(tools, separators=(",", ":"), ensure_ascii=False))
+    assert size <= BUDGET_CHARS, f"tools/list is {size} characters (budget {BUDGET_CHARS})"
+    assert len(tools) >= 14
+    for tool in tools:
+        assert tool.get("description"), tool["name"]
+        assert tool.get("title"), tool["name"]
+        annotations = tool.get("annotations")
+        assert isinstance(annotations, dict)
+        assert set(annotations) == {
+            "readOnlyHint",
+            "destructiveHint",
+            "idempotentHint",
+            "openWorldHint",
+        }
+
+
+async def test_tools_list_snapshot(env: Env) -> None:
+    tools = await _tools(env)
+    text = json.dumps(tools, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
+        SNAPSHOT.parent.mkdir(exist_ok=True)
+        SNAPSHOT.write_text(text, "utf-8")
+    assert SNAPSHOT.exists(), "no snapshot: run UPDATE_SNAPSHOTS=1 pytest tests/e2e/test_budget.py"
+    assert text == SNAPSHOT.read_text("utf-8"), (
+        "tools/list changed: review the diff, then UPDATE_SNAPSHOTS=1 to accept it"
+    )

@@ -1,0 +1,221 @@
+"""Reading: resources and templates match the API, read tools, prompts, completions."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from datetime import date
+from typing import Any
+
+import pytest
+from mcp import Client
+from mcp.types import (
+    ImageContent,
+    PromptReference,
+    ResourceTemplateReference,
+    TextContent,
+    TextResourceContents,
+)
+from PIL import Image
+
+from tradavity_mcp.sandbox import READONLY_KEY
+from tradavity_mcp.server._calendar_png import cell_box, day_colour
+
+from .conftest import Env, data_of, text_of
+
+pytestmark = pytest.mark.anyio
+
+
+async def _json(client: Client, uri: str) -> Any:
+    result = await client.read_resource(uri)
+    content = result.contents[0]
+    assert isinstance(content, TextResourceContents)
+    assert content.mime_type == "application/json"
+    assert "null" not in content.text
+    return json.loads(content.text)
+
+
+async def test_stats_resources_match_the_api(client: Client, env: Env) -> None:
+    for kind in ("summary", "by-symbol", "by-strategy"):
+        got = await _json(client, f"tradavity://stats/{kind}?range=90d")
+        want = await env.api.stats(kind, range="90d")
+        assert json.dumps(got, sort_keys=True) == json.dumps(_drop_nulls(want), sort_keys=True)
+    summary = await _json(client, "tradavity://stats/summary?range=90d")
+    assert summary["totals"]["trade_rows"] > 50
+    accounts = await env.api.list_accounts()
+    by_account = await _json(
+        client, f"tradavity://stats/summary?range=90d&account={accounts[0].id}"
+    )
+    want = await env.api.stats("summary", range="90d", account=accounts[0].id)
+    assert by_account == _drop_nulls(want)
+
+
+async def test_calendar_resource_and_tool_match_the_api(client: Client, env: Env) -> None:
+    got = await _json(client, "tradavity://calendar?range=30d")
+    want = _drop_nulls(await env.api.calendar(range="30d"))
+    assert got == want
+    assert data_of(await client.call_tool("get_calendar", {"range": "30d"})) == want
+    assert want["summary"]["timezone"]
+
+
+async def test_catalog_and_reference_lists(client: Client, env: Env) -> None:
+    for name in (
+        "me",
+        "usage",
+        "brokers",
+        "instruments",
+        "prop-firm-presets",
+        "scopes",
+        "emotions",
+    ):
+        data = await _json(client, f"tradavity://catalog/{name}")
+        assert data, name
+    accounts = await _json(client, "tradavity://accounts")
+    assert {a["name"] for a in accounts} == {a.account_name for a in await env.api.list_accounts()}
+    tags = await _json(client, "tradavity://tags")
+    assert all("category" in t for t in tags)
+    strategies = await _json(client, "tradavity://strategies")
+    assert any(s["setups"] for s in strategies)
+    protocols = await _json(client, "tradavity://protocols")
+    one = await _json(client, f"tradavity://protocols/{protocols[0]['id']}")
+    assert one["items"]
+    trade = await _json(client, "tradavity://trades/1")
+    assert trade["trade_number"] == 1
+    missing = await client.call_tool("get_trade", {"trade_number": 999999})
+    assert missing.is_error
+
+
+async def test_read_tools(client: Client, env: Env) -> None:
+    page = data_of(await client.call_tool("find_trades", {"limit": 5}))
+    assert page["count"] == 5
+    assert "next_cursor" in page
+    following = data_of(
+        await client.call_tool("find_trades", {"limit": 5, "cursor": page["next_cursor"]})
+    )
+    first_numbers = {t["trade_number"] for t in page["trades"]}
+    assert first_numbers.isdisjoint(t["trade_number"] for t in following["trades"])
+    row = page["trades"][0]
+    assert isinstance(row.get("account"), str | None)
+    symbol = row["symbol"]
+    by_symbol = data_of(
+        await client.call_tool("find_trades", {"symbol": symbol.lower(), "limit": 50})
+    )
+    assert {t["symbol"] for t in by_symbol["trades"]} == {symbol}
+    losers = data_of(await client.call_tool("find_trades", {"outcome": "loss", "limit": 50}))
+    assert all(t["net_pnl"] < 0 for t in losers["trades"])
+    full = data_of(await client.call_tool("get_trade", {"trade_number": row["trade_number"]}))
+    assert full["trade_number"] == row["trade_number"]
+    stats = data_of(await client.call_tool("get_stats", {"kind": "by-symbol", "range": "90d"}))
+    assert stats
+    bad = await client.call_tool("get_stats", {"range": "forever"})
+    assert bad.is_error
+    assert "range" in text_of(bad)
+    me = data_of(await client.call_tool("lookup", {"name": "me"}))
+    assert me
+
+
+async def test_calendar_image_cells_match_the_data(client: Client, env: Env) -> None:
+    data = data_of(await client.call_tool("get_calendar", {"range": "mtd"}))
+    result = await client.call_tool("get_calendar", {"range": "mtd", "format": "image"})
+    image_block = next(c for c in result.content if isinstance(c, ImageContent))
+    assert image_block.mime_type == "image/png"
+    png = base64.b64decode(image_block.data)
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    days = {date.fromisoformat(d["date"]): float(d["net_pnl"]) for d in data["days"]}
+    today = date.today()
+    scale = max((abs(v) for v in days.values()), default=0.0)
+    import calendar
+
+    for day in range(1, calendar.monthrange(today.year, today.month)[1] + 1):
+        left, top, right, bottom = cell_box(today.year, today.month, day)
+        x, y = (left + right) // 2 + 20, (top + bottom) // 2 - 8
+        pixel = image.getpixel((x, y))
+        assert isinstance(pixel, tuple)
+        assert pixel[:3] == day_colour(days.get(date(today.year, today.month, day)), scale), day
+    text = next(c for c in result.content if isinstance(c, TextContent)).text
+    assert today.strftime("%B %Y") in text
+
+
+async def test_prompts_render_with_arguments(client: Client) -> None:
+    prompts = {p.name: p for p in (await client.list_prompts()).prompts}
+    assert {"journal_voice_note", "end_of_day_review", "weekly_review", "pre_trade_check"} <= set(
+        prompts
+    )
+    voice = await client.get_prompt(
+        "journal_voice_note", {"transcript": "long 2 MNQ, out +48, tag FOMO"}
+    )
+    text = voice.messages[0].content
+    assert isinstance(text, TextContent)
+    assert "long 2 MNQ, out +48, tag FOMO" in text.text
+    assert "journal_trade" in text.text
+    check = await client.get_prompt("pre_trade_check", {"symbol": "es", "direction": "short"})
+    assert isinstance(check.messages[0].content, TextContent)
+    assert "trade ES (direction: short)" in check.messages[0].content.text
+    for name, args in [
+        ("end_of_day_review", {"date": "2026-11-20"}),
+        ("weekly_review", {"range": "mtd", "account": "Main"}),
+    ]:
+        rendered = await client.get_prompt(name, args)
+        assert rendered.messages
+
+
+async def test_completions(client: Client, env: Env) -> None:
+    accounts = [a.account_name for a in await env.api.list_accounts() if not a.is_archived]
+    prefix = accounts[0][:2]
+    got = await client.complete(
+        PromptReference(type="ref/prompt", name="weekly_review"),
+        {"name": "account", "value": prefix},
+    )
+    assert accounts[0] in got.completion.values
+    assert all(
+        v.casefold().startswith(prefix.casefold()) or prefix.casefold() in v.casefold()
+        for v in got.completion.values
+    )
+    ranges = await client.complete(
+        ResourceTemplateReference(
+            type="ref/resource", uri="tradavity://calendar{?range,from_date,to_date,account}"
+        ),
+        {"name": "range", "value": "m"},
+    )
+    assert ranges.completion.values == ["mtd"]
+    symbols = await client.complete(
+        PromptReference(type="ref/prompt", name="pre_trade_check"),
+        {"name": "symbol", "value": "MN"},
+    )
+    assert "MNQ" in symbols.completion.values
+    kinds = await client.complete(
+        ResourceTemplateReference(type="ref/resource", uri="tradavity://catalog/{name}"),
+        {"name": "name", "value": "pr"},
+    )
+    assert kinds.completion.values == ["prop-firm-presets"]
+
+
+async def test_read_only_key_lists_no_write_tools(env: Env) -> None:
+    from tradavity_mcp.config import Settings
+
+    settings = Settings.load(
+        environ={"TRADAVITY_API_KEY": READONLY_KEY}, state_dir=env.settings.state_dir
+    )
+    from tradavity_mcp.sandbox import SandboxTransport
+    from tradavity_mcp.server import build_server
+
+    server = build_server(settings, transport=SandboxTransport(env.app))
+    async with Client(server) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert "find_trades" in names
+        assert "create_trade" not in names
+        refused = await client.call_tool(
+            "create_trade",
+            {"symbol": "ES", "direction": "long", "net_pnl": 1, "trade_date": "now"},
+        )
+        assert refused.is_error
+        assert "write:trades" in text_of(refused)
+
+
+def _drop_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_nulls(v) for k, v in value.items() if v is not None and v != ""}
+    if isinstance(value, list):
+        return [_drop_nulls(v) for v in value]
+    return value
