@@ -685,16 +685,18 @@ async def list_categories(ctx: Ctx) -> Result:
     return Result(data={"categories": ctx.store.all("tag_category", ctx.uid)})
 
 
+_ID_FIELD = {"tag_category": "category_id", "tag": "tag_id", "account": "account_id"}
+
+
 def _unique(ctx: Ctx, kind: str, field: str, value: str, skip: int | None = None) -> None:
+    """409 duplicate_name when another live document of this kind has the same name."""
+    id_field = _ID_FIELD[kind]
     for doc in ctx.store.all(kind, ctx.uid):
-        if (
-            doc[field].casefold() == value.casefold()
-            and doc.get(f"{kind}_id") != skip
-            and not doc.get("is_archived")
-        ):
-            raise ApiError(
-                409, "duplicate_name", f"A {kind.replace('_', ' ')} named {value!r} exists."
-            )
+        if doc.get("is_archived") or doc[id_field] == skip:
+            continue
+        if doc[field].casefold() == value.casefold():
+            label = kind.replace("_", " ")
+            raise ApiError(409, "duplicate_name", f"A {label} named {value!r} already exists.")
 
 
 @route("POST", "/tag-categories", "write:tags")
