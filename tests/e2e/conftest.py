@@ -6,13 +6,16 @@ import base64
 import io
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import anyio
+import httpx2
 import pytest
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, RequestParamsMeta, TextContent
 from PIL import Image
@@ -100,6 +103,16 @@ async def client(env: Env, era: str) -> AsyncIterator[Client]:
 
 
 Call = Callable[..., Awaitable[CallToolResult]]
+
+
+@asynccontextmanager
+async def http_transport(base: str, key: str) -> AsyncIterator[Any]:
+    """Streamable HTTP with a bearer key; the SDK leaves a client we hand it open."""
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http,
+        streamable_http_client(f"{base}/mcp", http_client=http) as streams,
+    ):
+        yield streams
 
 
 def meta(values: dict[str, str]) -> RequestParamsMeta:

@@ -15,13 +15,25 @@ __all__ = ["serve_in_thread"]
 
 
 @contextmanager
-def serve_in_thread(app: Starlette, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-    """Run `app` with uvicorn until the block ends; yields the API base URL."""
+def serve_in_thread(
+    app: Starlette,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    path: str = "/api/v1",
+    lifespan: bool = False,
+) -> Iterator[str]:
+    """Run `app` with uvicorn until the block ends; yields its base URL (+ `path`).
+
+    The sandbox needs no lifespan; pass `lifespan=True, path=""` to serve an MCP app.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="critical", lifespan="off", access_log=False)
+    config = uvicorn.Config(
+        app, log_level="critical", lifespan="on" if lifespan else "off", access_log=False
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -31,7 +43,7 @@ def serve_in_thread(app: Starlette, host: str = "127.0.0.1", port: int = 0) -> I
             raise RuntimeError("the sandbox did not start")
         time.sleep(0.01)
     try:
-        yield f"http://{host}:{bound_port}/api/v1"
+        yield f"http://{host}:{bound_port}{path}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)

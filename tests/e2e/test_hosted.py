@@ -1,0 +1,167 @@
+"""Every way in over real loopback HTTP: streamable HTTP and SSE, both eras, hosted auth."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.sse import sse_client
+from pydantic import SecretStr
+
+from tradavity_mcp.config import Settings
+from tradavity_mcp.sandbox import (
+    DEMO_KEY,
+    SECOND_PRO_KEY,
+    SandboxConfig,
+    SandboxTransport,
+    create_app,
+    serve_in_thread,
+)
+from tradavity_mcp.server import HostedOptions, build_http_app, build_server
+
+from .conftest import data_of, http_transport, text_of
+
+pytestmark = pytest.mark.anyio
+
+TOKEN = "s3cret-" + "x" * 40
+
+
+def _serve(tmp_path: Path, kind: str, auth: str) -> Iterator[str]:
+    sandbox = create_app(SandboxConfig(db=":memory:"))
+    settings = Settings.load(
+        environ={} if auth == "per-user" else {"TRADAVITY_API_KEY": DEMO_KEY},
+        base_url="http://sandbox.local/api/v1",
+        state_dir=tmp_path / "state",
+        require_key=auth != "per-user",
+    )
+    hosted = HostedOptions(
+        auth=auth,  # type: ignore[arg-type]
+        token=SecretStr(TOKEN) if auth == "token" else None,
+        public_url="http://127.0.0.1",
+    )
+    server = build_server(settings, transport=SandboxTransport(sandbox), stdio=False, hosted=hosted)
+    app = build_http_app(server, kind="sse" if kind == "sse" else "http", host="127.0.0.1")
+    with serve_in_thread(app, path="", lifespan=True) as base:
+        yield base
+
+
+@pytest.fixture
+def per_user(tmp_path: Path) -> Iterator[str]:
+    yield from _serve(tmp_path, "http", "per-user")
+
+
+@pytest.fixture
+def token_server(tmp_path: Path) -> Iterator[str]:
+    yield from _serve(tmp_path, "http", "token")
+
+
+@pytest.fixture
+def sse_server(tmp_path: Path) -> Iterator[str]:
+    yield from _serve(tmp_path, "sse", "per-user")
+
+
+def _http(base: str, key: str) -> Any:
+    return http_transport(base, key)
+
+
+@pytest.mark.parametrize("era", ["auto", "legacy"])
+async def test_streamable_http_both_eras(per_user: str, era: str) -> None:
+    async with Client(_http(per_user, DEMO_KEY), mode=era) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert {"journal_trade", "find_trades", "sync_status"} <= names
+        page = data_of(await client.call_tool("find_trades", {"limit": 3}))
+        assert page["count"] == 3
+
+
+async def test_sse_transport(sse_server: str) -> None:
+    transport = sse_client(f"{sse_server}/sse", headers={"Authorization": f"Bearer {DEMO_KEY}"})
+    async with Client(transport, mode="legacy") as client:
+        me = data_of(await client.call_tool("lookup", {"name": "me"}))
+        assert me["user"]["name"] == "Dana Demo"
+
+
+async def test_auth_refusals(per_user: str, token_server: str) -> None:
+    async with httpx2.AsyncClient() as http:
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+        for base, headers in [
+            (per_user, {}),
+            (per_user, {"Authorization": "Bearer tvty_" + "9" * 48}),
+            (per_user, {"Authorization": "Bearer not-a-key"}),
+            (token_server, {"Authorization": f"Bearer {DEMO_KEY}"}),
+        ]:
+            resp = await http.post(
+                f"{base}/mcp",
+                json=body,
+                headers={**headers, "Accept": "application/json, text/event-stream"},
+            )
+            assert resp.status_code == 401
+            challenge = resp.headers["www-authenticate"]
+            assert challenge.startswith("Bearer")
+            assert "resource_metadata" in challenge
+            assert DEMO_KEY not in resp.text
+        health = await http.get(f"{per_user}/healthz")
+        assert health.json()["ok"] is True
+        rebinding = await http.post(
+            f"{per_user}/mcp",
+            json=body,
+            headers={
+                "Host": "evil.example.com",
+                "Authorization": f"Bearer {DEMO_KEY}",
+                "Accept": "application/json, text/event-stream",
+            },
+        )
+        assert rebinding.status_code in {401, 421}
+    async with Client(_http(token_server, TOKEN)) as client:
+        assert (
+            data_of(await client.call_tool("lookup", {"name": "me"}))["user"]["name"] == "Dana Demo"
+        )
+
+
+async def test_per_user_isolation_with_two_users_journaling_at_once(per_user: str) -> None:
+    results: dict[str, dict[str, Any]] = {}
+
+    async def journal(key: str, pnl: float) -> None:
+        async with Client(_http(per_user, key)) as client:
+            account = data_of(await client.call_tool("lookup", {"name": "accounts"}))["items"][0]
+            result = data_of(
+                await client.call_tool(
+                    "create_trade",
+                    {
+                        "symbol": "MNQ",
+                        "direction": "long",
+                        "net_pnl": pnl,
+                        "trade_date": "2026-11-20T10:00",
+                        "account": account["name"],
+                    },
+                )
+            )
+            tags = data_of(await client.call_tool("lookup", {"name": "tags"}))["items"]
+            mine = data_of(await client.call_tool("find_trades", {"symbol": "MNQ", "limit": 200}))
+            results[key] = {
+                "trade": result,
+                "account": account["name"],
+                "tags": {t["name"] for t in tags},
+                "pnls": {t["net_pnl"] for t in mine["trades"]},
+            }
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(journal, DEMO_KEY, 111.11)
+        tg.start_soon(journal, SECOND_PRO_KEY, 222.22)
+    demo, second = results[DEMO_KEY], results[SECOND_PRO_KEY]
+    assert demo["account"] != second["account"]
+    assert 111.11 in demo["pnls"]
+    assert 222.22 not in demo["pnls"]
+    assert 222.22 in second["pnls"]
+    assert 111.11 not in second["pnls"]
+    assert "FOMO" in demo["tags"]
+    assert "FOMO" not in second["tags"]
+    # Another user's trade number is simply not theirs.
+    async with Client(_http(per_user, SECOND_PRO_KEY)) as client:
+        other = await client.call_tool("get_trade", {"trade_number": demo["trade"]["trade_number"]})
+        assert other.is_error or data_of(other)["net_pnl"] != 111.11
+        assert DEMO_KEY not in text_of(other)
