@@ -1,0 +1,208 @@
+"""Auto-sync connections, their log and the manual sync."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from . import _trades as T
+from ._http import iso, owned, page, path_int, route
+from ._pipeline import Ctx, Result
+from ._validate import ApiError, Invalid
+
+__all__: list[str] = []
+
+SCHEDULE = 15 * 60
+COOLDOWN = 20
+
+
+def _catch_up(ctx: Ctx, conn: dict[str, Any]) -> dict[str, Any]:
+    """Scheduled syncs happen every 15 minutes; write the ones due since the last read."""
+    due = conn["scheduled_until"]
+    first = max(due + SCHEDULE, ctx.now - 24 * 3600)
+    count = 0
+    t = first
+    while t <= ctx.now and count < 96:
+        expired = conn["token_status"] == "expired"  # noqa: S105 - a status, not a secret
+        lid = ctx.store.next_id("synclog")
+        ctx.store.put(
+            "synclog",
+            lid,
+            ctx.uid,
+            {
+                "log_id": lid,
+                "connection_id": conn["connection_id"],
+                "broker_key": conn["broker_key"],
+                "trigger": "schedule",
+                "status": "failed" if expired else "success",
+                "started_at": iso(t),
+                "finished_at": iso(t + 4),
+                "imported": 0,
+                "skipped": 0 if expired else 3,
+                "total_fetched": 0 if expired else 3,
+                "errors": ["broker token expired; reconnect in settings"] if expired else [],
+                "message": "Token expired" if expired else "No new trades",
+            },
+        )
+        if not expired:
+            conn = {**conn, "last_sync_at": iso(t + 4)}
+        due = t
+        t += SCHEDULE
+        count += 1
+    if due != conn["scheduled_until"]:
+        conn = {**conn, "scheduled_until": due}
+        ctx.store.put("connection", conn["connection_id"], ctx.uid, conn)
+    return conn
+
+
+def _connection_out(ctx: Ctx, conn: dict[str, Any]) -> dict[str, Any]:
+    account = ctx.store.get("account", conn["account_id"]) or {}
+    return {
+        "connection_id": conn["connection_id"],
+        "broker_key": conn["broker_key"],
+        "broker_name": conn["broker_name"],
+        "account_id": conn["account_id"],
+        "account_name": account.get("account_name"),
+        "is_active": conn["is_active"],
+        "status": conn["status"],
+        "token_status": conn["token_status"],
+        "last_sync_at": conn["last_sync_at"],
+        "next_sync_at": iso(conn["scheduled_until"] + SCHEDULE),
+    }
+
+
+@route("GET", "/autosync/connections", "read:autosync")
+async def list_connections(ctx: Ctx) -> Result:
+    rows = [_catch_up(ctx, c) for c in ctx.store.all("connection", ctx.uid)]
+    return Result(data={"connections": [_connection_out(ctx, c) for c in rows]})
+
+
+@route("GET", "/autosync/connections/{id}", "read:autosync")
+async def get_connection(ctx: Ctx) -> Result:
+    conn = _catch_up(ctx, owned(ctx, "connection", path_int(ctx, "id"), "Connection"))
+    return Result(data={"connection": _connection_out(ctx, conn)})
+
+
+@route("GET", "/autosync/log", "read:autosync")
+async def sync_log(ctx: Ctx) -> Result:
+    for conn in ctx.store.all("connection", ctx.uid):
+        _catch_up(ctx, conn)
+    rows = sorted(ctx.store.all("synclog", ctx.uid), key=lambda r: -r["log_id"])
+    if ctx.params.get("connection_id"):
+        rows = [r for r in rows if str(r["connection_id"]) == ctx.params["connection_id"]]
+    rows_page, meta = page(ctx, rows, cap=200)
+    return Result(data={"log": rows_page, **meta})
+
+
+@route("POST", "/autosync/connections/{id}/sync", "write:autosync")
+async def trigger_sync(ctx: Ctx) -> Result:
+    conn = _catch_up(ctx, owned(ctx, "connection", path_int(ctx, "id"), "Connection"))
+    if ctx.body not in (None, {}):
+        raise Invalid({"body": "this endpoint takes no body"})
+    if not ctx.pro:
+        raise ApiError(
+            429,
+            "limit_reached",
+            "Manual sync needs the Pro plan.",
+            {"plan": ctx.user["plan"], "required_plan": "pro"},
+        )
+    if not conn["is_active"]:
+        raise Invalid({"connection": "is inactive"})
+    last = conn.get("last_manual_at")
+    if last is not None and ctx.now - last < COOLDOWN:
+        wait = max(1, int(COOLDOWN - (ctx.now - last) + 0.999))
+        raise ApiError(
+            429,
+            "connection_sync_cooldown",
+            f"This connection synced moments ago; try again in {wait} s.",
+            {"retry_after_seconds": wait},
+            {"Retry-After": str(wait), "X-RateLimit-Scope": "connection-sync"},
+        )
+    if conn["token_status"] == "expired":  # noqa: S105 - a status, not a secret
+        raise ApiError(
+            401,
+            "token_expired",
+            "The broker token expired and could not be refreshed; reconnect it in "
+            "Settings -> Auto-Sync.",
+        )
+    rng = random.Random(conn["connection_id"] * 1009 + conn["imports"])
+    new = rng.choice([0, 1, 1, 2])
+    imported = []
+    for i in range(new):
+        body = {
+            "account_id": conn["account_id"],
+            "trade_date": iso(ctx.now - 600 * (i + 1)),
+            "symbol": rng.choice(["MNQ", "MES"]),
+            "direction": rng.choice(["long", "short"]),
+            "quantity": 1,
+            "multiplier": 2,
+            "net_pnl": round(rng.uniform(-80, 120), 2),
+            "fees": 1.24,
+        }
+        imported.append(
+            T.store_trade(
+                ctx.store,
+                ctx.uid,
+                body,
+                ctx.now,
+                executions=[
+                    {
+                        "type": "entry",
+                        "price": 21000.25,
+                        "quantity": 1,
+                        "execution_time": body["trade_date"],
+                    },
+                    {
+                        "type": "exit",
+                        "price": 21010.5,
+                        "quantity": 1,
+                        "execution_time": body["trade_date"],
+                    },
+                ],
+            )
+        )
+    skipped = rng.randint(0, 3)
+    lid = ctx.store.next_id("synclog")
+    ctx.store.put(
+        "synclog",
+        lid,
+        ctx.uid,
+        {
+            "log_id": lid,
+            "connection_id": conn["connection_id"],
+            "broker_key": conn["broker_key"],
+            "trigger": "manual",
+            "status": "success",
+            "started_at": iso(ctx.now),
+            "finished_at": iso(ctx.now + 2),
+            "imported": new,
+            "skipped": skipped,
+            "total_fetched": new + skipped,
+            "errors": [],
+            "message": f"Imported {new} new trade(s)",
+        },
+    )
+    ctx.store.put(
+        "connection",
+        conn["connection_id"],
+        ctx.uid,
+        {
+            **conn,
+            "last_manual_at": ctx.now,
+            "last_sync_at": iso(ctx.now),
+            "imports": conn["imports"] + 1,
+        },
+    )
+    return Result(
+        data={
+            "connection_id": conn["connection_id"],
+            "log_id": lid,
+            "imported": new,
+            "skipped": skipped,
+            "total_fetched": new + skipped,
+            "total_trades": len(T.user_trades(ctx.store, ctx.uid)),
+            "total_pnl": round(sum(t["net_pnl"] for t in imported), 2),
+            "errors": [],
+            "message": f"Imported {new} new trade(s), skipped {skipped} already journaled.",
+        }
+    )

@@ -1,0 +1,99 @@
+"""Tags and tag categories."""
+
+from __future__ import annotations
+
+from ._http import color, owned, path_int, route, unique
+from ._pipeline import Ctx, Result
+from ._validate import ApiError, Invalid, check_body, integer, string
+
+__all__: list[str] = []
+
+
+@route("GET", "/tags", "read:tags")
+async def list_tags(ctx: Ctx) -> Result:
+    rows = ctx.store.all("tag", ctx.uid)
+    if ctx.params.get("category_id"):
+        rows = [t for t in rows if str(t["category_id"]) == ctx.params["category_id"]]
+    if ctx.params.get("type"):
+        if ctx.params["type"] not in ("mistake", "custom"):
+            raise Invalid({"type": "is not a tag type"}, allowed=["mistake", "custom"])
+        rows = [t for t in rows if t["type"] == ctx.params["type"]]
+    return Result(data={"tags": sorted(rows, key=lambda t: t["tag_id"])})
+
+
+@route("GET", "/tag-categories", "read:tags")
+async def list_categories(ctx: Ctx) -> Result:
+    return Result(data={"categories": ctx.store.all("tag_category", ctx.uid)})
+
+
+@route("POST", "/tag-categories", "write:tags")
+async def create_category(ctx: Ctx) -> Result:
+    body = check_body(ctx.body, {"name": string(1, 50, nullable=False)}, required=("name",))
+    unique(ctx, "tag_category", "name", body["name"])
+    cid = ctx.store.next_id("tag_category")
+    doc = {"category_id": cid, "name": body["name"]}
+    ctx.store.put("tag_category", cid, ctx.uid, doc)
+    return Result(201, {"category": doc})
+
+
+@route("PATCH", "/tag-categories/{id}", "write:tags")
+async def rename_category(ctx: Ctx) -> Result:
+    doc = owned(ctx, "tag_category", path_int(ctx, "id"), "Tag category")
+    body = check_body(ctx.body, {"name": string(1, 50, nullable=False)}, required=("name",))
+    unique(ctx, "tag_category", "name", body["name"], skip=doc["category_id"])
+    doc = {**doc, "name": body["name"]}
+    ctx.store.put("tag_category", doc["category_id"], ctx.uid, doc)
+    return Result(data={"category": doc})
+
+
+@route("DELETE", "/tag-categories/{id}", "write:tags")
+async def delete_category(ctx: Ctx) -> Result:
+    doc = owned(ctx, "tag_category", path_int(ctx, "id"), "Tag category")
+    if any(t["category_id"] == doc["category_id"] for t in ctx.store.all("tag", ctx.uid)):
+        raise ApiError(409, "category_has_tags", "Move or delete the category's tags first.")
+    ctx.store.delete("tag_category", doc["category_id"])
+    return Result(204)
+
+
+_TAG = {"category_id": integer(1), "name": string(1, 100, nullable=False), "color": color}
+
+
+@route("POST", "/tags", "write:tags")
+async def create_tag(ctx: Ctx) -> Result:
+    body = check_body(ctx.body, _TAG, required=("category_id", "name"))
+    owned(ctx, "tag_category", body["category_id"], "Tag category")
+    unique(ctx, "tag", "name", body["name"])
+    tid = ctx.store.next_id("tag")
+    doc = {
+        "tag_id": tid,
+        "name": body["name"],
+        "category_id": body["category_id"],
+        "color": body.get("color", "#3b82f6"),
+        "type": "custom",
+    }
+    ctx.store.put("tag", tid, ctx.uid, doc)
+    return Result(201, {"tag": doc})
+
+
+@route("PATCH", "/tags/{id}", "write:tags")
+async def update_tag(ctx: Ctx) -> Result:
+    doc = owned(ctx, "tag", path_int(ctx, "id"), "Tag")
+    body = check_body(ctx.body, _TAG)
+    if "name" in body:
+        unique(ctx, "tag", "name", body["name"], skip=doc["tag_id"])
+    if "category_id" in body:
+        owned(ctx, "tag_category", body["category_id"], "Tag category")
+    doc = {**doc, **body}
+    ctx.store.put("tag", doc["tag_id"], ctx.uid, doc)
+    return Result(data={"tag": doc})
+
+
+@route("DELETE", "/tags/{id}", "write:tags")
+async def delete_tag(ctx: Ctx) -> Result:
+    doc = owned(ctx, "tag", path_int(ctx, "id"), "Tag")
+    for trade in ctx.store.all("trade", ctx.uid):
+        if doc["tag_id"] in trade.get("tag_ids", []):
+            kept = [t for t in trade["tag_ids"] if t != doc["tag_id"]]
+            ctx.store.put("trade", trade["trade_id"], ctx.uid, {**trade, "tag_ids": kept})
+    ctx.store.delete("tag", doc["tag_id"])
+    return Result(204)

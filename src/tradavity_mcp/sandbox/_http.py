@@ -1,0 +1,107 @@
+"""What every endpoint module shares: the route table and small request helpers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from ._pipeline import Ctx, Result, Route
+from ._validate import ApiError, Invalid, integer
+
+__all__ = [
+    "ROUTES",
+    "color",
+    "iso",
+    "owned",
+    "page",
+    "param",
+    "path_int",
+    "route",
+    "trade_of",
+    "unique",
+]
+
+ROUTES: list[Route] = []
+Handler = Callable[[Ctx], Awaitable[Result]]
+
+
+def route(method: str, path: str, scope: str | None) -> Callable[[Handler], Handler]:
+    pattern = re.compile(re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path))
+
+    def register(fn: Handler) -> Handler:
+        ROUTES.append(Route(method, pattern, fn, scope))
+        return fn
+
+    return register
+
+
+def param(ctx: Ctx, name: str, check: Any, default: Any = None) -> Any:
+    """A query or form value through a check; a bad one is a 400 naming it."""
+    raw = ctx.params.get(name, ctx.form.get(name, default))
+    if raw is None:
+        return None
+    try:
+        return check(raw)
+    except ValueError as exc:
+        raise Invalid({name: str(exc)}) from None
+
+
+def color(value: Any) -> Any:
+    if not isinstance(value, str) or not re.fullmatch(r"#[0-9A-Fa-f]{6}", value):
+        raise ValueError("must be a #RRGGBB colour")
+    return value
+
+
+def path_int(ctx: Ctx, name: str) -> int:
+    raw = ctx.path[name]
+    if not raw.isdigit():
+        raise ApiError(404, "not_found", "Not found.")
+    return int(raw)
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def trade_of(ctx: Ctx, *, archived_ok: bool = False) -> dict[str, Any]:
+    number = path_int(ctx, "n")
+    for trade in ctx.store.all("trade", ctx.uid):
+        if trade["trade_number"] == number:
+            if trade.get("archived") and not archived_ok:
+                raise ApiError(404, "not_found", "Trade is archived.")
+            return trade
+    raise ApiError(404, "not_found", "Trade not found.")
+
+
+def owned(ctx: Ctx, kind: str, doc_id: int, what: str) -> dict[str, Any]:
+    doc = ctx.store.get(kind, doc_id, ctx.uid)
+    if doc is None:
+        raise ApiError(404, "not_found", f"{what} not found.")
+    return doc
+
+
+def page(
+    ctx: Ctx, rows: list[Any], default: int = 50, cap: int = 500
+) -> tuple[list[Any], dict[str, Any]]:
+    limit = param(ctx, "limit", integer(1, cap), default)
+    offset = param(ctx, "offset", integer(0), 0)
+    return rows[offset : offset + limit], {
+        "total_count": len(rows),
+        "has_more": offset + limit < len(rows),
+    }
+
+
+_ID_FIELD = {"tag_category": "category_id", "tag": "tag_id", "account": "account_id"}
+
+
+def unique(ctx: Ctx, kind: str, field: str, value: str, skip: int | None = None) -> None:
+    """409 duplicate_name when another live document of this kind has the same name."""
+    id_field = _ID_FIELD[kind]
+    for doc in ctx.store.all(kind, ctx.uid):
+        if doc.get("is_archived") or doc[id_field] == skip:
+            continue
+        if doc[field].casefold() == value.casefold():
+            label = kind.replace("_", " ")
+            raise ApiError(409, "duplicate_name", f"A {label} named {value!r} already exists.")
