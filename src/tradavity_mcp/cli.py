@@ -95,9 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sandbox = sub.add_parser("sandbox", help="serve the Tradavity API sandbox over HTTP")
-    from .sandbox import _cli as sandbox_cli
+    from .sandbox._cli import add_arguments
 
-    sandbox_cli.add_arguments(sandbox)
+    add_arguments(sandbox)
     sub.add_parser("demo", help="journal a sample trade end to end on the sandbox")
     config = sub.add_parser("config", help="print the snippet that adds this server to a client")
     config.add_argument("client", choices=CLIENTS)
@@ -126,9 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_demo()
     if args.command == "sandbox":
-        from .sandbox import _cli as sandbox_cli
+        from .sandbox._cli import run
 
-        return int(sandbox_cli.run(args))
+        return run(args)
     return _serve(args, parser)
 
 

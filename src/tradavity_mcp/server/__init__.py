@@ -32,7 +32,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount
 
 from .. import __version__
-from ..client import TradavityClient
+from .._timing import Clock as ApiClock
+from ..client import RetryPolicy, TradavityClient
 from ..config import Settings
 from ..ledger import Ledger
 from ._calls import CallId, UserError, WriteCall
@@ -148,7 +149,11 @@ class _Backend:
         resume_interval: float,
         notifier: SyncNotifier,
         sleep: Callable[[float], Awaitable[None]],
+        retry: RetryPolicy | None,
+        api_clock: ApiClock | None,
     ) -> None:
+        self._retry = retry
+        self._api_clock = api_clock
         self._notifier = notifier
         self._sleep = sleep
         self._settings = settings
@@ -188,11 +193,23 @@ class _Backend:
         stack.callback(ledger.close)
         state = AppState()
         if self._per_user:
-            registry = Workspaces(base_url=self._base_url, ledger=ledger, transport=self._transport)
+            registry = Workspaces(
+                base_url=self._base_url,
+                ledger=ledger,
+                transport=self._transport,
+                retry=self._retry,
+                api_clock=self._api_clock,
+            )
             stack.push_async_callback(registry.aclose)
             state.registry = registry
         elif self._api_key is not None:
-            api = TradavityClient(self._api_key, base_url=self._base_url, transport=self._transport)
+            api = TradavityClient(
+                self._api_key,
+                base_url=self._base_url,
+                transport=self._transport,
+                retry=self._retry,
+                clock=self._api_clock,
+            )
             stack.push_async_callback(api.aclose)
             state.default = Workspace(api=api, ledger=ledger, ref=RefData(api), sleep=self._sleep)
         tg = await stack.enter_async_context(anyio.create_task_group())
@@ -222,12 +239,15 @@ def build_server(
     hosted: HostedOptions | None = None,
     resume_interval: float = RESUME_INTERVAL_SECONDS,
     sleep: Callable[[float], Awaitable[None]] | None = None,
+    retry: RetryPolicy | None = None,
+    api_clock: ApiClock | None = None,
 ) -> MCPServer:
     """Build the MCP server for these settings.
 
     `transport` replaces the network (tests hand in the sandbox). In sandbox mode
     without one, the server talks to an in-process sandbox with the demo key.
-    `hosted` configures authentication for the HTTP transports.
+    `hosted` configures authentication for the HTTP transports. `retry` and
+    `api_clock` reach the API client (drills retry fast; benchmarks speed time up).
     """
     hosted = hosted or HostedOptions()
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
@@ -251,6 +271,8 @@ def build_server(
         per_user=per_user,
         resume_interval=resume_interval,
         sleep=sleep or anyio.sleep,
+        retry=retry,
+        api_clock=api_clock,
     )
 
     @asynccontextmanager

@@ -220,6 +220,11 @@ class WriteCall:
             except Pending as exc:
                 logger.warning("%s: step %s pending: %s", self.tool, exc.step, exc.reason)
                 return "pending", {"pending_step": exc.step, "reason": exc.reason}
+            except APIConnectionError as exc:
+                # The API went away before the first write (while resolving names): the
+                # call is kept and finished once it is back, like any other pending write.
+                logger.warning("%s: Tradavity unreachable; call kept pending", self.tool)
+                return "pending", {"pending_step": "lookup", "reason": exc.message}
             except NotYet as exc:
                 if not self.completed_steps():
                     self.ledger.forget_call(*self._id)

@@ -28,7 +28,8 @@ import httpx2
 from mcp.server.auth.provider import AccessToken
 from pydantic import SecretStr
 
-from ..client import TradavityClient
+from .._timing import Clock as ApiClock
+from ..client import RetryPolicy, TradavityClient
 from ..config import API_KEY_PATTERN
 from ..errors import TradavityError
 from ..ledger import Ledger
@@ -66,7 +67,11 @@ class Workspaces:
         ledger: Ledger,
         transport: httpx2.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
+        retry: RetryPolicy | None = None,
+        api_clock: ApiClock | None = None,
     ) -> None:
+        self._retry = retry
+        self._api_clock = api_clock
         self._base_url = base_url
         self._ledger = ledger
         self._transport = transport
@@ -118,7 +123,13 @@ class Workspaces:
         return entry
 
     def _client(self, token: str) -> TradavityClient:
-        return TradavityClient(SecretStr(token), base_url=self._base_url, transport=self._transport)
+        return TradavityClient(
+            SecretStr(token),
+            base_url=self._base_url,
+            transport=self._transport,
+            retry=self._retry,
+            clock=self._api_clock,
+        )
 
     async def _drop(self, fingerprint: str) -> None:
         async with self._lock:
