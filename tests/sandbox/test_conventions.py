@@ -223,7 +223,7 @@ async def test_method_not_allowed_unknown_path_and_body_cap(live: Live) -> None:
     err = _error(wrong)
     assert (wrong.status_code, err["code"]) == (405, "method_not_allowed")
     assert err["details"]["allowed"] == ["GET"]
-    nowhere = await live.call("GET", "/goals")
+    nowhere = await live.call("GET", "/journal-entries")
     assert (nowhere.status_code, _error(nowhere)["code"]) == (404, "not_found")
     huge = await live.call(
         "POST",

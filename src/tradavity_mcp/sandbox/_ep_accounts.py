@@ -1,17 +1,63 @@
-"""Trading accounts and their balance profile."""
+"""Trading accounts, their balance profile, balance events and payouts.
+
+Shapes as built here: an account row carries `account_id, account_name, account_type,
+currency, broker_key, breakeven_offset_low, breakeven_offset_high, is_archived,
+trade_template_id, created_at` (plus `balance` when the key has `read:balance`); a balance
+event `event_id, account_id, event_type, note, balance_at_event, pnl_at_event, rule_type,
+rule_limit, rule_actual, created_at`; a payout `payout_id, account_id, status, gross_amount,
+profit_split_pct, firm_cut, net_amount, balance_before, balance_after,
+total_profit_at_request, note, requested_at`.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ._http import owned, path_int, route
+from ._catalog import BROKERS
+from ._http import flag, iso, owned, page, param, path_int, route, unique
 from ._pipeline import Ctx, Result
-from ._validate import ApiError
+from ._validate import ApiError, Invalid, boolean, check_body, enum, integer, num, string
 
 __all__: list[str] = []
 
+ACCOUNT_TYPES = ("live", "demo", "paper", "funded", "live_funded", "trading_combine")
+EVENT_TYPES = (
+    "status_change",
+    "rule_violation",
+    "manual_update",
+    "payout",
+    "reset",
+    "target_adjustment",
+)
+ACCOUNT_CAP = {"free": 3, "pro": 25}
+_OPEN_PAYOUTS = {"pending", "approved", "processing"}
 
-def _account_out(doc: dict[str, Any], balance: bool) -> dict[str, Any]:
+
+def _currency(value: Any) -> Any:
+    if not isinstance(value, str) or not value.isalpha() or len(value) != 3:
+        raise ValueError("must be a three-letter ISO 4217 code")
+    return value.upper()
+
+
+def _broker(value: Any) -> Any:
+    if value is None:
+        return None
+    if value not in {b["broker_key"] for b in BROKERS}:
+        raise ValueError("is not a broker in the /brokers catalog")
+    return value
+
+
+_FIELDS = {
+    "account_name": string(1, 100, nullable=False),
+    "account_type": enum(ACCOUNT_TYPES, nullable=False),
+    "currency": _currency,
+    "broker_key": _broker,
+    "breakeven_offset_low": num(hi=0),
+    "breakeven_offset_high": num(lo=0),
+}
+
+
+def account_out(doc: dict[str, Any], balance: bool) -> dict[str, Any]:
     out = {k: v for k, v in doc.items() if k != "balance"}
     if balance and doc.get("balance"):
         out["balance"] = doc["balance"]
@@ -20,26 +66,239 @@ def _account_out(doc: dict[str, Any], balance: bool) -> dict[str, Any]:
 
 @route("GET", "/accounts", "read:accounts")
 async def list_accounts(ctx: Ctx) -> Result:
-    rows = ctx.store.all("account", ctx.uid)
-    if ctx.params.get("include_archived", "").lower() not in {"1", "true"}:
+    rows = sorted(ctx.store.all("account", ctx.uid), key=lambda a: a["account_id"])
+    if not flag(ctx, "include_archived"):
         rows = [a for a in rows if not a.get("is_archived")]
     if ctx.params.get("broker_key"):
         rows = [a for a in rows if a.get("broker_key") == ctx.params["broker_key"]]
     if ctx.params.get("account_type"):
+        if ctx.params["account_type"] not in ACCOUNT_TYPES:
+            raise Invalid({"account_type": "is not an account type"}, allowed=list(ACCOUNT_TYPES))
         rows = [a for a in rows if a["account_type"] == ctx.params["account_type"]]
-    return Result(data={"accounts": [_account_out(a, False) for a in rows]})
+    wants = "read:balance" in ctx.scopes
+    return Result(data={"accounts": [account_out(a, wants) for a in rows]})
 
 
 @route("GET", "/accounts/{id}", "read:accounts")
 async def get_account(ctx: Ctx) -> Result:
     doc = owned(ctx, "account", path_int(ctx, "id"), "Account")
     wants = "read:balance" in ctx.scopes and ctx.params.get("include") != "basic"
-    return Result(data={"account": _account_out(doc, wants)})
+    return Result(data={"account": account_out(doc, wants)})
+
+
+@route("POST", "/accounts", "write:accounts")
+async def create_account(ctx: Ctx) -> Result:
+    body = check_body(ctx.body, _FIELDS, required=("account_name",))
+    unique(ctx, "account", "account_name", body["account_name"])
+    active = [a for a in ctx.store.all("account", ctx.uid) if not a.get("is_archived")]
+    cap = ACCOUNT_CAP[ctx.user["plan"]]
+    if len(active) >= cap:
+        raise ApiError(
+            429,
+            "limit_reached",
+            f"Your plan allows {cap} active accounts.",
+            {"limit": cap, "current": len(active), "plan": ctx.user["plan"]},
+        )
+    aid = ctx.store.next_id("account")
+    doc = {
+        "account_id": aid,
+        "account_name": body["account_name"],
+        "account_type": body.get("account_type", "live"),
+        "currency": body.get("currency", "USD"),
+        "broker_key": body.get("broker_key"),
+        "breakeven_offset_low": body.get("breakeven_offset_low") or 0.0,
+        "breakeven_offset_high": body.get("breakeven_offset_high") or 0.0,
+        "is_archived": False,
+        "balance": None,
+        "trade_template_id": None,
+        "created_at": iso(ctx.now),
+    }
+    ctx.store.put("account", aid, ctx.uid, doc)
+    return Result(201, {"account": account_out(doc, "read:balance" in ctx.scopes)})
+
+
+def _set_archived(ctx: Ctx, doc: dict[str, Any], archived: bool) -> dict[str, Any]:
+    if archived:
+        others = [
+            a
+            for a in ctx.store.all("account", ctx.uid)
+            if not a.get("is_archived") and a["account_id"] != doc["account_id"]
+        ]
+        if not others:
+            raise ApiError(409, "conflict", "You cannot archive your only active account.")
+        for conn in ctx.store.all("connection", ctx.uid):
+            if conn["account_id"] == doc["account_id"] and conn["is_active"]:
+                ctx.store.put(
+                    "connection",
+                    conn["connection_id"],
+                    ctx.uid,
+                    {**conn, "is_active": False, "status": "disconnected", "token_status": "none"},
+                )
+    else:
+        unique(ctx, "account", "account_name", doc["account_name"], skip=doc["account_id"])
+    updated = {**doc, "is_archived": archived}
+    ctx.store.put("account", doc["account_id"], ctx.uid, updated)
+    return updated
+
+
+@route("PATCH", "/accounts/{id}", "write:accounts")
+async def update_account(ctx: Ctx) -> Result:
+    doc = owned(ctx, "account", path_int(ctx, "id"), "Account")
+    spec = {
+        **_FIELDS,
+        "trade_template_id": integer(1, nullable=True),
+        "is_archived": boolean(),
+    }
+    body = check_body(ctx.body, spec)
+    if not body:
+        raise Invalid({"body": "has no fields to change"})
+    if "is_archived" in body:
+        if len(body) > 1:
+            raise Invalid({"is_archived": "cannot be combined with other field updates"})
+        if body["is_archived"] == bool(doc.get("is_archived")):
+            updated = doc
+        else:
+            updated = _set_archived(ctx, doc, body["is_archived"])
+        return Result(data={"account": account_out(updated, "read:balance" in ctx.scopes)})
+    if "account_name" in body:
+        unique(ctx, "account", "account_name", body["account_name"], skip=doc["account_id"])
+    for name in ("breakeven_offset_low", "breakeven_offset_high"):
+        if name in body and body[name] is None:
+            body[name] = 0.0
+    updated = {**doc, **body}
+    ctx.store.put("account", doc["account_id"], ctx.uid, updated)
+    return Result(data={"account": account_out(updated, "read:balance" in ctx.scopes)})
+
+
+@route("DELETE", "/accounts/{id}", "write:accounts")
+async def archive_account(ctx: Ctx) -> Result:
+    doc = owned(ctx, "account", path_int(ctx, "id"), "Account")
+    if doc.get("is_archived"):
+        raise ApiError(404, "not_found", "Account is already archived.")
+    _set_archived(ctx, doc, True)
+    return Result(204)
+
+
+# --- balance ------------------------------------------------------------------------------
+
+
+def _balanced(ctx: Ctx) -> dict[str, Any]:
+    doc = owned(ctx, "account", path_int(ctx, "id"), "Account")
+    if not doc.get("balance"):
+        raise ApiError(404, "not_found", "This account has no balance profile.")
+    return doc
 
 
 @route("GET", "/accounts/{id}/balance", "read:balance")
 async def get_balance(ctx: Ctx) -> Result:
+    return Result(data={"balance": _balanced(ctx)["balance"]})
+
+
+@route("GET", "/accounts/{id}/balance/events", "read:balance")
+async def list_balance_events(ctx: Ctx) -> Result:
     doc = owned(ctx, "account", path_int(ctx, "id"), "Account")
+    rows = [
+        e for e in ctx.store.all("balance_event", ctx.uid) if e["account_id"] == doc["account_id"]
+    ]
+    kind = ctx.params.get("event_type")
+    if kind:
+        if kind not in EVENT_TYPES:
+            raise Invalid({"event_type": "is not an event type"}, allowed=list(EVENT_TYPES))
+        rows = [e for e in rows if e["event_type"] == kind]
+    rows.sort(key=lambda e: (e["created_at"], e["event_id"]), reverse=True)
+    chunk, meta = page(ctx, rows, cap=200)
+    return Result(data={"events": chunk, **meta})
+
+
+@route("POST", "/accounts/{id}/balance/events", "write:balance")
+async def record_balance_event(ctx: Ctx) -> Result:
+    doc = owned(ctx, "account", path_int(ctx, "id"), "Account")
+    body = check_body(
+        ctx.body,
+        {
+            "note": string(1, 1000, nullable=False),
+            "balance_at_event": num(nullable=True),
+            "pnl_at_event": num(nullable=True),
+            "rule_type": string(0, 50),
+            "rule_limit": num(nullable=True),
+            "rule_actual": num(nullable=True),
+        },
+        required=("note",),
+    )
     if not doc.get("balance"):
-        raise ApiError(404, "not_found", "This account has no balance profile.")
-    return Result(data={"balance": doc["balance"]})
+        raise Invalid(
+            {"account_id": "has no balance profile"},
+            "Initialize the account's balance in the settings UI before recording events.",
+        )
+    eid = ctx.store.next_id("balance_event")
+    event = {
+        "event_id": eid,
+        "account_id": doc["account_id"],
+        "event_type": "manual_update",
+        "note": body["note"],
+        "balance_at_event": body.get("balance_at_event"),
+        "pnl_at_event": body.get("pnl_at_event"),
+        "rule_type": body.get("rule_type"),
+        "rule_limit": body.get("rule_limit"),
+        "rule_actual": body.get("rule_actual"),
+        "created_at": iso(ctx.now),
+    }
+    ctx.store.put("balance_event", eid, ctx.uid, event)
+    return Result(201, {"event": event})
+
+
+@route("GET", "/accounts/{id}/balance/payouts", "read:balance")
+async def list_payouts(ctx: Ctx) -> Result:
+    doc = owned(ctx, "account", path_int(ctx, "id"), "Account")
+    rows = [p for p in ctx.store.all("payout", ctx.uid) if p["account_id"] == doc["account_id"]]
+    status = param(ctx, "status", enum(("pending", "approved", "processing", "paid", "rejected")))
+    if status:
+        rows = [p for p in rows if p["status"] == status]
+    rows.sort(key=lambda p: p["payout_id"], reverse=True)
+    chunk, meta = page(ctx, rows, cap=200)
+    return Result(data={"payouts": chunk, **meta})
+
+
+@route("POST", "/accounts/{id}/balance/payouts", "write:balance")
+async def request_payout(ctx: Ctx) -> Result:
+    doc = owned(ctx, "account", path_int(ctx, "id"), "Account")
+    body = check_body(
+        ctx.body,
+        {"gross_amount": num(gt=0), "note": string(0, 500)},
+        required=("gross_amount",),
+    )
+    if not doc.get("balance"):
+        raise Invalid({"account_id": "has no balance profile"})
+    balance = doc["balance"]
+    current = float(balance["current_balance"])
+    open_sum = sum(
+        p["gross_amount"]
+        for p in ctx.store.all("payout", ctx.uid)
+        if p["account_id"] == doc["account_id"] and p["status"] in _OPEN_PAYOUTS
+    )
+    effective = round(current - open_sum, 2)
+    gross = round(float(body["gross_amount"]), 2)
+    if gross > effective:
+        raise Invalid(
+            {"gross_amount": f"exceeds the available balance ({effective:.2f})"},
+            available_balance=effective,
+        )
+    split = float(balance.get("profit_split_pct") or 100)
+    net = round(gross * split / 100, 2)
+    pid = ctx.store.next_id("payout")
+    payout = {
+        "payout_id": pid,
+        "account_id": doc["account_id"],
+        "status": "pending",
+        "gross_amount": gross,
+        "profit_split_pct": split,
+        "firm_cut": round(gross - net, 2),
+        "net_amount": net,
+        "balance_before": current,
+        "balance_after": round(current - gross, 2),
+        "total_profit_at_request": round(current - float(balance["starting_balance"]), 2),
+        "note": body.get("note"),
+        "requested_at": iso(ctx.now),
+    }
+    ctx.store.put("payout", pid, ctx.uid, payout)
+    return Result(201, {"payout": payout})

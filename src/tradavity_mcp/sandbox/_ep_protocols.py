@@ -1,4 +1,11 @@
-"""Protocols (sections and items) and their recorded responses."""
+"""Protocols (sections and items) and their recorded responses.
+
+A protocol is `protocol_id, type, name, description, is_active, is_default, created_at,
+sections[]`; a section `section_id, name, sort_order, items[]`; an item `item_id,
+item_type, label, options, is_required, sort_order`. A response is `response_id,
+protocol_id, trade_number, status, completion_pct, completed_at, created_at` plus, when read
+singly, `answers[]` of `item_id, item_type, section_id, value`.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +13,26 @@ import re
 from typing import Any
 
 from . import _trades as T
-from ._http import iso, owned, page, param, path_int, route
+from ._http import flag, iso, owned, page, param, path_int, route
 from ._pipeline import Ctx, Result
-from ._validate import ApiError, Invalid, check_body, enum, integer
+from ._validate import ApiError, Invalid, boolean, check_body, enum, integer, string
 
 __all__: list[str] = []
+
+PROTOCOL_TYPES = ("pre_market", "pre_trade", "in_trade", "post_trade", "end_of_day", "weekly")
+ITEM_TYPES = ("checkbox", "yes_no_na", "rating", "text", "select", "number")
+PROTOCOL_CAP = {"free": 1, "pro": 10}  # per protocol type
 
 
 @route("GET", "/protocols", "read:protocols")
 async def list_protocols(ctx: Ctx) -> Result:
     rows = ctx.store.all("protocol", ctx.uid)
-    kinds = ("pre_market", "pre_trade", "in_trade", "post_trade", "end_of_day", "weekly")
+    kinds = PROTOCOL_TYPES
     if ctx.params.get("type"):
         if ctx.params["type"] not in kinds:
             raise Invalid({"type": "is not a protocol type"}, allowed=list(kinds))
         rows = [p for p in rows if p["type"] == ctx.params["type"]]
-    if ctx.params.get("active_only", "").lower() in {"1", "true"}:
+    if flag(ctx, "active_only"):
         rows = [p for p in rows if p["is_active"]]
     return Result(
         data={
@@ -40,6 +51,158 @@ async def list_protocols(ctx: Ctx) -> Result:
 @route("GET", "/protocols/{id}", "read:protocols")
 async def get_protocol(ctx: Ctx) -> Result:
     return Result(data={"protocol": owned(ctx, "protocol", path_int(ctx, "id"), "Protocol")})
+
+
+def _item(raw: Any, where: str, problems: dict[str, str]) -> dict[str, Any] | None:
+    try:
+        item = check_body(
+            raw,
+            {
+                "item_type": enum(ITEM_TYPES, nullable=False),
+                "label": string(1, 200, nullable=False),
+                "options": lambda v: v,
+                "is_required": boolean(),
+                "required": boolean(),
+            },
+            required=("item_type", "label"),
+        )
+    except Invalid as exc:
+        for k, v in exc.details.get("fields", {}).items():
+            problems[f"{where}.{k}"] = v
+        return None
+    options = item.get("options")
+    if item["item_type"] == "select":
+        if (
+            not isinstance(options, list)
+            or not 2 <= len(options) <= 10
+            or not all(isinstance(o, str) and 0 < len(o.strip()) <= 80 for o in options)
+        ):
+            problems[f"{where}.options"] = "select needs 2-10 non-empty options of up to 80 chars"
+            return None
+    elif options is not None:
+        problems[f"{where}.options"] = "only select items take options"
+        return None
+    return item
+
+
+@route("POST", "/protocols", "write:protocols")
+async def create_protocol(ctx: Ctx) -> Result:
+    body = check_body(
+        ctx.body,
+        {
+            "type": enum(PROTOCOL_TYPES, nullable=False),
+            "name": string(1, 100, nullable=False),
+            "description": string(0, 500),
+            "set_as_default": boolean(),
+            "sections": lambda v: v,
+        },
+        required=("type", "name", "sections"),
+    )
+    sections = body["sections"]
+    if not isinstance(sections, list) or not 1 <= len(sections) <= 8:
+        raise Invalid({"sections": "must be an array of 1-8 sections"})
+    problems: dict[str, str] = {}
+    built = []
+    for i, raw in enumerate(sections):
+        try:
+            section = check_body(
+                raw,
+                {"name": string(1, 100, nullable=False), "items": lambda v: v},
+                required=("name", "items"),
+            )
+        except Invalid as exc:
+            for k, v in exc.details.get("fields", {}).items():
+                problems[f"sections[{i}].{k}"] = v
+            continue
+        items = section["items"]
+        if not isinstance(items, list) or not 1 <= len(items) <= 15:
+            problems[f"sections[{i}].items"] = "must be an array of 1-15 items"
+            continue
+        checked = [_item(it, f"sections[{i}].items[{j}]", problems) for j, it in enumerate(items)]
+        built.append((section["name"], checked))
+    if problems:
+        raise Invalid(problems)
+    same_type = [p for p in ctx.store.all("protocol", ctx.uid) if p["type"] == body["type"]]
+    cap = PROTOCOL_CAP[ctx.user["plan"]]
+    if len(same_type) >= cap:
+        raise ApiError(
+            429,
+            "limit_reached",
+            f"Your plan allows {cap} {body['type']} protocol(s).",
+            {"limit": cap, "current": len(same_type), "plan": ctx.user["plan"]},
+        )
+    has_default = any(p["is_active"] and p["is_default"] for p in same_type)
+    pid = ctx.store.next_id("protocol")
+    doc = {
+        "protocol_id": pid,
+        "type": body["type"],
+        "name": body["name"],
+        "description": body.get("description"),
+        "is_active": True,
+        "is_default": bool(body.get("set_as_default")) and not has_default,
+        "sections": [
+            {
+                "section_id": ctx.store.next_id("protocol_section"),
+                "name": name,
+                "sort_order": i,
+                "items": [
+                    {
+                        "item_id": ctx.store.next_id("protocol_item"),
+                        "item_type": it["item_type"],
+                        "label": it["label"],
+                        "options": it.get("options"),
+                        "is_required": bool(it.get("is_required", it.get("required", False))),
+                        "sort_order": j,
+                    }
+                    for j, it in enumerate(items)
+                    if it is not None
+                ],
+            }
+            for i, (name, items) in enumerate(built)
+        ],
+        "created_at": iso(ctx.now),
+    }
+    ctx.store.put("protocol", pid, ctx.uid, doc)
+    return Result(201, {"protocol": doc})
+
+
+@route("PATCH", "/protocols/{id}", "write:protocols")
+async def update_protocol(ctx: Ctx) -> Result:
+    doc = owned(ctx, "protocol", path_int(ctx, "id"), "Protocol")
+    body = check_body(
+        ctx.body,
+        {
+            "name": string(1, 100, nullable=False),
+            "description": string(0, 500),
+            "is_active": boolean(),
+            "is_default": boolean(),
+        },
+    )
+    if not body:
+        raise Invalid({"body": "has no fields to change"})
+    if body.get("is_default"):
+        for other in ctx.store.all("protocol", ctx.uid):
+            if (
+                other["type"] == doc["type"]
+                and other["protocol_id"] != doc["protocol_id"]
+                and other["is_default"]
+            ):
+                ctx.store.put(
+                    "protocol", other["protocol_id"], ctx.uid, {**other, "is_default": False}
+                )
+    updated = {**doc, **body}
+    ctx.store.put("protocol", doc["protocol_id"], ctx.uid, updated)
+    return Result(data={"protocol": updated})
+
+
+@route("DELETE", "/protocols/{id}", "write:protocols")
+async def delete_protocol(ctx: Ctx) -> Result:
+    doc = owned(ctx, "protocol", path_int(ctx, "id"), "Protocol")
+    for resp in ctx.store.all("response", ctx.uid):
+        if resp["protocol_id"] == doc["protocol_id"]:
+            ctx.store.delete("response", resp["response_id"])
+    ctx.store.delete("protocol", doc["protocol_id"])
+    return Result(204)
 
 
 def _item_values(
@@ -157,6 +320,17 @@ async def list_responses(ctx: Ctx) -> Result:
         trades = [t for t in ctx.store.all("trade", ctx.uid) if t["trade_number"] == number]
         ids = {t["trade_id"] for t in trades} | {t.get("source_trade_id") for t in trades}
         rows = [r for r in rows if r.get("trade_id") in ids]
+    start, end, _ = T.date_window(ctx.params, ctx.tz, ctx.now, default_days=None)
+    if start is not None or end is not None:
+        rows = [
+            r
+            for r in rows
+            if r.get("completed_at")
+            and (start is None or r["completed_at"] >= iso(start.timestamp()))
+            and (end is None or r["completed_at"] < iso(end.timestamp()))
+        ]
+    rows.sort(key=lambda r: (r.get("completed_at") or r["created_at"], r["response_id"]))
+    rows.reverse()
     rows_page, meta = page(ctx, rows, cap=200)
     return Result(
         data={"responses": [_response_out(ctx, r, values=False) for r in rows_page], **meta}

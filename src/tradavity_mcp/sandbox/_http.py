@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ._pipeline import Ctx, Result, Route
-from ._validate import ApiError, Invalid, integer
+from ._validate import ApiError, Invalid, boolean, integer
 
 __all__ = [
     "ROUTES",
     "color",
+    "flag",
     "iso",
     "owned",
     "page",
@@ -93,7 +94,13 @@ def page(
     }
 
 
-_ID_FIELD = {"tag_category": "category_id", "tag": "tag_id", "account": "account_id"}
+_ID_FIELD = {
+    "tag_category": "category_id",
+    "tag": "tag_id",
+    "account": "account_id",
+    "strategy": "strategy_id",
+    "copy_group": "group_id",
+}
 
 
 def unique(ctx: Ctx, kind: str, field: str, value: str, skip: int | None = None) -> None:
@@ -105,3 +112,14 @@ def unique(ctx: Ctx, kind: str, field: str, value: str, skip: int | None = None)
         if doc[field].casefold() == value.casefold():
             label = kind.replace("_", " ")
             raise ApiError(409, "duplicate_name", f"A {label} named {value!r} already exists.")
+
+
+def flag(ctx: Ctx, name: str) -> bool:
+    """A boolean query parameter (`true`/`false`/`1`/`0`); absent is false."""
+    raw = ctx.params.get(name)
+    if raw is None or raw == "":
+        return False
+    try:
+        return bool(boolean()(raw))
+    except ValueError as exc:
+        raise Invalid({name: str(exc)}) from None

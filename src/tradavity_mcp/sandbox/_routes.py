@@ -6,6 +6,8 @@ from . import (  # noqa: F401 - imported for their route registrations
     _ep_accounts,
     _ep_autosync,
     _ep_catalog,
+    _ep_copy_groups,
+    _ep_goals,
     _ep_protocols,
     _ep_reports,
     _ep_screenshots,

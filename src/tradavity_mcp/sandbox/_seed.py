@@ -260,6 +260,111 @@ class _Seeder:
             },
         )
 
+    def extras(self, uid: int, apex: int, topstep: int) -> None:
+        """Goals, a copy group, balance events and a payout (no randomness: adding these
+        leaves every other seeded row as it was)."""
+        created = iso(self.now - 75 * 86400)
+        gid = self.id("copy_group")
+        self.s.put(
+            "copy_group",
+            gid,
+            uid,
+            {
+                "group_id": gid,
+                "name": "Apex + Topstep",
+                "copy_mode": "master",
+                "master_account_id": apex,
+                "scale_fees": True,
+                "is_active": True,
+                "created_at": created,
+                "members": [
+                    {
+                        "id": self.id("copy_group_member"),
+                        "account_id": apex,
+                        "quantity_multiplier": 1.0,
+                        "sort_order": 0,
+                    },
+                    {
+                        "id": self.id("copy_group_member"),
+                        "account_id": topstep,
+                        "quantity_multiplier": 0.5,
+                        "sort_order": 1,
+                    },
+                ],
+            },
+        )
+        for name, metric, target, direction, timeframe, status, account in [
+            ("Monthly profit target", "net_pnl", 5000, "at_least", "monthly", "active", None),
+            ("Max 5 trades a day", "max_trades_per_day", 5, "at_most", "daily", "active", None),
+            ("Weekly win rate 55%", "win_rate", 55, "at_least", "weekly", "active", apex),
+            ("A+ setups only", "a_plus_rate", 30, "at_least", "monthly", "paused", None),
+        ]:
+            goal_id = self.id("goal")
+            self.s.put(
+                "goal",
+                goal_id,
+                uid,
+                {
+                    "goal_id": goal_id,
+                    "goal_name": name,
+                    "metric": metric,
+                    "target_value": target,
+                    "direction": direction,
+                    "timeframe": timeframe,
+                    "custom_start": None,
+                    "custom_end": None,
+                    "status": status,
+                    "scope": f"account_{account}" if account else "all",
+                    "account_id": account,
+                    "copy_group_id": None,
+                    "created_at": created,
+                },
+            )
+        for days_ago, kind, note, bal in [
+            (60, "status_change", "Evaluation passed; account funded.", 50000.0),
+            (30, "manual_update", "Reconciled with the broker statement.", 51210.25),
+            (12, "rule_violation", "Daily loss limit approached (90%).", 51880.0),
+            (5, "payout", "Payout requested: 1,000.00", 52340.5),
+        ]:
+            eid = self.id("balance_event")
+            self.s.put(
+                "balance_event",
+                eid,
+                uid,
+                {
+                    "event_id": eid,
+                    "account_id": apex,
+                    "event_type": kind,
+                    "note": note,
+                    "balance_at_event": bal,
+                    "pnl_at_event": round(bal - 50000, 2),
+                    "rule_type": "max_daily_loss" if kind == "rule_violation" else None,
+                    "rule_limit": 1100.0 if kind == "rule_violation" else None,
+                    "rule_actual": 990.0 if kind == "rule_violation" else None,
+                    "created_at": iso(self.now - days_ago * 86400),
+                },
+            )
+        pid = self.id("payout")
+        self.s.put(
+            "payout",
+            pid,
+            uid,
+            {
+                "payout_id": pid,
+                "account_id": apex,
+                "status": "paid",
+                "gross_amount": 1000.0,
+                "profit_split_pct": 90.0,
+                "firm_cut": 100.0,
+                "net_amount": 900.0,
+                "balance_before": 53340.5,
+                "balance_after": 52340.5,
+                "total_profit_at_request": 3340.5,
+                "note": "First payout",
+                "requested_at": iso(self.now - 5 * 86400),
+            },
+        )
+
     # --- trades ----------------------------------------------------------------------------
 
     def trades(
@@ -402,6 +507,8 @@ def seed(store: Store, now: float, seed_value: int = 42) -> None:
                 "max_drawdown": 2500,
                 "source_preset": "apex",
                 "status": "active",
+                "profit_split_pct": 90,
+                "payout_deadline": None,
             },
         )
         topstep = s.account(DEMO_USER, "Topstep XFA", "trading_combine", "topstepx", -2, 2)
@@ -493,6 +600,8 @@ def seed(store: Store, now: float, seed_value: int = 42) -> None:
             strategies,
             copies=(apex, topstep),
         )
+
+        s.extras(DEMO_USER, apex, topstep)
 
         free = s.account(FREE_USER, "Free Sim", "demo", "ninjatrader", 0, 0)
         free_tags = s.tags(FREE_USER, {"Mistakes": ["FOMO", "Chasing"], "Setups": ["Breakout"]})

@@ -9,14 +9,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 __all__ = ["serve_in_thread"]
 
 
 @contextmanager
 def serve_in_thread(
-    app: Starlette,
+    app: ASGIApp,
     host: str = "127.0.0.1",
     port: int = 0,
     *,

@@ -10,7 +10,20 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["ApiError", "Check", "Invalid", "check_body", "dt", "enum", "integer", "num", "string"]
+__all__ = [
+    "ApiError",
+    "Check",
+    "Invalid",
+    "boolean",
+    "check_body",
+    "day",
+    "dt",
+    "enum",
+    "integer",
+    "num",
+    "obj",
+    "string",
+]
 
 
 class ApiError(Exception):
@@ -145,6 +158,55 @@ def dt(*, nullable: bool = False) -> Check:
         except ValueError:
             raise _reject("must be an ISO 8601 datetime") from None
         return moment.astimezone(UTC)
+
+    return check
+
+
+def boolean(*, nullable: bool = False) -> Check:
+    """JSON true/false; "true"/"false"/"1"/"0" strings and 0/1 are accepted too."""
+
+    def check(value: Any) -> Any:
+        if value is None and nullable:
+            return None
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in {"true", "false", "1", "0"}:
+            return value.strip().lower() in {"true", "1"}
+        raise _reject("must be true or false")
+
+    return check
+
+
+def day(*, nullable: bool = False) -> Check:
+    """A `YYYY-MM-DD` date between 2000-01-01 and 2100-12-31, returned as text."""
+
+    def check(value: Any) -> Any:
+        if value is None and nullable:
+            return None
+        if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+            raise _reject("must be a YYYY-MM-DD date")
+        try:
+            parsed = datetime.strptime(value.strip(), "%Y-%m-%d")
+        except ValueError:
+            raise _reject("must be a valid YYYY-MM-DD date") from None
+        if not 2000 <= parsed.year <= 2100:
+            raise _reject("must be between 2000-01-01 and 2100-12-31")
+        return value.strip()
+
+    return check
+
+
+def obj(*, nullable: bool = True) -> Check:
+    """A free-form JSON object, stored as sent."""
+
+    def check(value: Any) -> Any:
+        if value is None and nullable:
+            return None
+        if not isinstance(value, dict):
+            raise _reject("must be a JSON object")
+        return value
 
     return check
 
