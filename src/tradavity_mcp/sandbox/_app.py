@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ from ._clock import Clock, SystemClock
 from ._faults import Faults, FaultSpec
 from ._pipeline import Dropped, Pipeline, RequestRecord
 from ._routes import ROUTES
-from ._seed import seed
+from ._seed import DEMO_KEY, hash_key, iso, seed
 from ._store import Store
 
 __all__ = ["SandboxConfig", "SandboxState", "create_app"]
@@ -52,7 +53,37 @@ class SandboxState:
         self.pipeline.set_faults(spec)
 
     def reset_counters(self) -> None:
+        """Zero the counters and empty the request log."""
         self.pipeline.reset()
+
+    def issue_key(
+        self, like: str = DEMO_KEY, *, scopes: list[str] | None = None, name: str = "Test key"
+    ) -> str:
+        """A new API key for the user who owns `like` (its scopes unless given)."""
+        digest = hash_key(like)
+        model = next((k for k in self.store.all("key") if k["hash"] == digest), None)
+        if model is None:
+            raise ValueError("no such key")
+        with self.store.transaction():
+            kid = self.store.next_id("key")
+            key = "tvty_" + hashlib.sha256(f"issued-{kid}".encode()).hexdigest()[:48]
+            self.store.put(
+                "key",
+                kid,
+                model["user_id"],
+                {
+                    **model,
+                    "key_id": kid,
+                    "hash": hash_key(key),
+                    "prefix": key[:12],
+                    "name": name,
+                    "scopes": list(model["scopes"] if scopes is None else scopes),
+                    "revoked": False,
+                    "expires_at": None,
+                    "created_at": iso(self.clock.now()),
+                },
+            )
+        return key
 
 
 class _Api:

@@ -118,7 +118,6 @@ class Pipeline:
         self.request_log: list[RequestRecord] = []
         self._windows: dict[str, deque[float]] = {}
         self._idem: dict[tuple[int, str], _Idem] = {}
-        self._keys = {k["hash"]: k for k in store.all("key")}
 
     def set_faults(self, spec: FaultSpec | None) -> None:
         self.faults.spec = spec
@@ -229,7 +228,8 @@ class Pipeline:
         auth = request.headers.get("authorization", "")
         raw_key = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
         raw_key = raw_key or request.headers.get("x-api-key", "").strip()
-        key = self._keys.get(hash_key(raw_key)) if raw_key else None
+        digest = hash_key(raw_key) if raw_key else None
+        key = next((k for k in self.store.all("key") if k["hash"] == digest), None)
         if key is None:
             ip = request.client.host if request.client else "unknown"
             hits = self._window(f"ip:{ip}", 60, now)
