@@ -246,6 +246,10 @@ class TradavityClient:
                 response = await self._http.request(
                     method, url, params=query, json=json, files=files, data=form, headers=headers
                 )
+            except httpx2.InvalidURL as exc:
+                # The request cannot even be built (a filter thousands of characters long):
+                # nothing was sent, and retrying cannot help.
+                raise RequestInvalid(f"request refused before sending: {exc}") from None
             except httpx2.TransportError as exc:
                 maybe_applied = maybe_applied or (
                     method in _WRITE_METHODS and _may_have_reached_server(exc)

@@ -216,3 +216,11 @@ async def test_writes_without_a_valid_key_are_refused_before_sending() -> None:
         with pytest.raises(ValueError, match="Idempotency-Key"):
             await api.request("POST", "/trades", json=TRADE, idempotency_key="has space")
     assert script.requests == []
+
+
+async def test_a_request_that_cannot_be_built_is_refused_locally() -> None:
+    script = Script(ok({}))
+    async with make_client(script) as api:
+        with pytest.raises(errors.RequestInvalid, match="too long"):
+            await api.list_trades(symbol="x" * 70_000)
+    assert script.requests == []

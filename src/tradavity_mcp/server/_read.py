@@ -6,6 +6,7 @@ flattened, and reference lists carry just what a model needs to speak in names.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any, Literal
 
 from ..errors import NotFound, ValidationFailed
@@ -56,6 +57,12 @@ def _filters(**given: Any) -> dict[str, Any]:
 def _date_filters(range_: str | None, from_: str | None, to: str | None) -> dict[str, Any]:
     if range_ is not None and range_ not in RANGES:
         raise UserError(f"range must be one of {', '.join(RANGES)}; got {range_!r}")
+    for name, value in (("from_date", from_), ("to_date", to)):
+        if value is not None:
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                raise UserError(f"{name} must be a date, YYYY-MM-DD; got {value!r}") from None
     return _filters(range=range_, **{"from": from_}, to=to)
 
 

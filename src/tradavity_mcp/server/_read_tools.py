@@ -61,7 +61,16 @@ CompletionHandler = Callable[
 ]
 
 Range = Literal["today", "yesterday", "7d", "30d", "90d", "mtd", "ytd", "all"]
-DateArg = Annotated[str | None, Field(description="YYYY-MM-DD")]
+DateArg = Annotated[date | None, Field(description="YYYY-MM-DD")]
+
+
+Short = Annotated[str | None, Field(max_length=100)]
+
+
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day is not None else None
+
+
 AccountArg = Annotated[str | int | None, Field(description="Account name or id")]
 
 
@@ -107,12 +116,12 @@ def register_read_tools(mcp: MCPServer, workspace: Callable[[Context], Workspace
         from_date: DateArg = None,
         to_date: DateArg = None,
         account: AccountArg = None,
-        symbol: str | None = None,
+        symbol: Short = None,
         direction: Literal["long", "short"] | None = None,
         strategy: Annotated[str | int | None, Field(description="Name or id")] = None,
-        setup: str | None = None,
+        setup: Short = None,
         grade: Literal["A+", "A", "B", "C", "F"] | None = None,
-        tag: str | None = None,
+        tag: Short = None,
         outcome: Literal["win", "loss", "breakeven"] | None = None,
         pnl_min: float | None = None,
         pnl_max: float | None = None,
@@ -128,7 +137,7 @@ def register_read_tools(mcp: MCPServer, workspace: Callable[[Context], Workspace
                 workspace(ctx),
                 limit=limit,
                 cursor=cursor,
-                **{"from": from_date, "to": to_date},
+                **{"from": _iso(from_date), "to": _iso(to_date)},
                 account=account,
                 symbol=symbol,
                 direction=direction,
@@ -166,7 +175,12 @@ def register_read_tools(mcp: MCPServer, workspace: Callable[[Context], Workspace
         expectancy, profit factor). Default range: last 30 days."""
         data = await _guard(
             _read.stats(
-                workspace(ctx), kind, range_=range, from_=from_date, to=to_date, account=account
+                workspace(ctx),
+                kind,
+                range_=range,
+                from_=_iso(from_date),
+                to=_iso(to_date),
+                account=account,
             )
         )
         return _result(data)
@@ -185,7 +199,11 @@ def register_read_tools(mcp: MCPServer, workspace: Callable[[Context], Workspace
         """Daily P&L in the user's timezone (default: this month), as data or a picture."""
         data = await _guard(
             _read.calendar(
-                workspace(ctx), range_=range, from_=from_date, to=to_date, account=account
+                workspace(ctx),
+                range_=range,
+                from_=_iso(from_date),
+                to=_iso(to_date),
+                account=account,
             )
         )
         if format == "image":
