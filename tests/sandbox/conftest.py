@@ -23,7 +23,7 @@ from tradavity_mcp.sandbox import (
     serve_in_thread,
 )
 
-START = 1_795_000_000.0  # 2026-11-18 (a Wednesday), 10:26 UTC
+START = 1_795_000_000.0  # 2026-11-18 (a Wednesday), 11:06:40 UTC
 
 
 @pytest.fixture

@@ -88,3 +88,36 @@ def test_spec_parsing_and_determinism() -> None:
     assert draws[0] == draws[1] == draws[2]
     a, b = Faults(spec, seed=7), Faults(spec, seed=7)
     assert [a.draw("error_500") for _ in range(50)] == [b.draw("error_500") for _ in range(50)]
+
+
+async def test_faults_spare_unauthenticated_requests_and_drops_spare_reads(live: Live) -> None:
+    live.state.set_faults(FaultSpec(error_500=1.0))
+    anonymous = await live.http.get(live.base + "/me")
+    assert anonymous.status_code == 401
+    assert (await live.call("GET", "/me")).status_code == 500
+    live.state.set_faults(FaultSpec(drop_after_commit=1.0))
+    assert (await live.call("GET", "/trades")).status_code == 200
+    live.state.set_faults(None)
+    assert live.state.counters["error_500"] == 1
+    assert live.state.counters["drop_after_commit"] == 0
+
+
+def test_fault_sequences_repeat_under_a_seed() -> None:
+    import asyncio
+
+    from tradavity_mcp.sandbox import DEMO_KEY, SandboxConfig, create_app, serve_in_thread
+
+    spec = FaultSpec.parse("error_500=0.2,deadlock_503=0.2,rate_limit_429=0.2")
+
+    async def statuses(base: str) -> list[int]:
+        async with httpx2.AsyncClient() as http:
+            headers = {"Authorization": f"Bearer {DEMO_KEY}"}
+            return [(await http.get(base + "/me", headers=headers)).status_code for _ in range(40)]
+
+    runs = []
+    for seed in (11, 11, 12):
+        app = create_app(SandboxConfig(faults=spec, fault_seed=seed))
+        with serve_in_thread(app) as base:
+            runs.append(asyncio.run(statuses(base)))
+    assert runs[0] == runs[1] != runs[2]
+    assert {200, 500, 503, 429} <= set(runs[0])

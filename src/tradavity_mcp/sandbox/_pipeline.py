@@ -9,6 +9,7 @@ import json
 import math
 import os
 import re
+import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -118,6 +119,12 @@ class Pipeline:
         self.request_log: list[RequestRecord] = []
         self._windows: dict[str, deque[float]] = {}
         self._idem: dict[tuple[int, str], _Idem] = {}
+        for kid, idem_key, fingerprint, created, response in store.load_replays(
+            clock.now() - IDEMPOTENCY_TTL
+        ):
+            done = asyncio.Event()
+            done.set()
+            self._idem[(kid, idem_key)] = _Idem(fingerprint, created, done, response)
 
     def set_faults(self, spec: FaultSpec | None) -> None:
         self.faults.spec = spec
@@ -333,58 +340,69 @@ class Pipeline:
         try:
             with self.store.transaction():
                 result = await route.handler(ctx)
+                if result.raw is None:
+                    envelope = {
+                        "ok": True,
+                        "data": result.data,
+                        "meta": {"request_id": rid, "rate_limit": rate, **result.meta},
+                    }
+                    payload = b"" if result.status == 204 else _dump(envelope)
+                else:
+                    payload = result.raw
+                if entry is not None:
+                    # Cached in the same transaction as the write: both land or neither.
+                    entry.response = (result.status, payload, dict(result.headers))
+                    self.store.save_replay(
+                        key["key_id"], idem_key or "", fingerprint, now, entry.response
+                    )
         except BaseException:
             if entry is not None:
+                entry.response = None
                 self._idem.pop((key["key_id"], idem_key or ""), None)
                 entry.done.set()
             raise
+        if entry is not None:
+            entry.done.set()
         if write:
             self.counters["writes_committed"] += 1
-        if result.raw is not None:
-            return (
-                result.status,
-                result.raw,
-                {**rate_headers, **result.headers},
-                False,
-                False,
-                result.media_type,
-            )
-        envelope = {
-            "ok": True,
-            "data": result.data,
-            "meta": {"request_id": rid, "rate_limit": rate, **result.meta},
-        }
-        payload = b"" if result.status == 204 else _dump(envelope)
-        headers = {**result.headers}
-        if entry is not None:
-            entry.response = (result.status, payload, headers)
-            entry.done.set()
         drop = write and self.faults.draw("drop_after_commit")
         if drop:
             self.counters["drop_after_commit"] += 1
-        return result.status, payload, {**rate_headers, **headers}, drop, False, "application/json"
+        return (
+            result.status,
+            payload,
+            {**rate_headers, **result.headers},
+            drop,
+            False,
+            result.media_type,
+        )
 
     async def _idem_lookup(
         self, kid: int, idem_key: str, fingerprint: str, now: float
     ) -> tuple[int, bytes, dict[str, str]] | None:
-        entry = self._idem.get((kid, idem_key))
-        if entry is None or now - entry.created > IDEMPOTENCY_TTL:
-            return None
-        if entry.fingerprint != fingerprint:
-            raise ApiError(
-                409,
-                "idempotency_conflict",
-                "This Idempotency-Key was used with a different request body.",
-            )
-        if entry.response is None:
-            # Another request with this key is running: wait for the leader's answer.
+        """The cached response for a replay, waiting for a running leader if need be; None
+        when this request should run (and become the leader)."""
+        deadline = time.monotonic() + LEADER_WAIT
+        while True:
+            entry = self._idem.get((kid, idem_key))
+            if entry is None or now - entry.created >= IDEMPOTENCY_TTL:
+                return None
+            if entry.fingerprint != fingerprint:
+                raise ApiError(
+                    409,
+                    "idempotency_conflict",
+                    "This Idempotency-Key was used with a different request body.",
+                )
+            if entry.response is not None:
+                return entry.response
+            # Another request with this key is running: wait for the leader's answer, then
+            # look again (the leader may have failed, leaving the slot to this request).
             try:
-                await asyncio.wait_for(entry.done.wait(), LEADER_WAIT)
+                await asyncio.wait_for(entry.done.wait(), max(0.0, deadline - time.monotonic()))
             except TimeoutError:
-                raise ApiError(409, "conflict", "The original request is still running.") from None
-            if entry.response is None:
-                return None  # the leader failed; this request runs afresh
-        return entry.response
+                raise ApiError(
+                    409, "conflict", "The original request with this key is still running."
+                ) from None
 
     def _route(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         allowed: list[str] = []

@@ -26,6 +26,16 @@ CREATE TABLE IF NOT EXISTS docs (
     PRIMARY KEY (kind, id)
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS replays (
+    key_id      INTEGER NOT NULL,
+    idem_key    TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    created     REAL NOT NULL,
+    status      INTEGER NOT NULL,
+    body        BLOB NOT NULL,
+    headers     TEXT NOT NULL,
+    PRIMARY KEY (key_id, idem_key)
+);
 """
 
 Doc = dict[str, Any]
@@ -133,6 +143,37 @@ class Store:
         if user_id is None:
             return list(docs.values())
         return [d for i, d in docs.items() if self._owner.get((kind, i)) == user_id]
+
+    # --- the idempotency cache ------------------------------------------------------------
+
+    def save_replay(
+        self,
+        key_id: int,
+        idem_key: str,
+        fingerprint: str,
+        created: float,
+        response: tuple[int, bytes, dict[str, str]],
+    ) -> None:
+        """Cache a response for replays (inside the write's transaction when there is one);
+        entries older than a day are dropped on the way."""
+        status, body, headers = response
+        with self.transaction():
+            self._db.execute("DELETE FROM replays WHERE created < ?", (created - 86400,))
+            self._db.execute(
+                "INSERT OR REPLACE INTO replays VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key_id, idem_key, fingerprint, created, status, body, json.dumps(headers)),
+            )
+
+    def load_replays(
+        self, since: float
+    ) -> Iterator[tuple[int, str, str, float, tuple[int, bytes, dict[str, str]]]]:
+        rows = self._db.execute(
+            "SELECT key_id, idem_key, fingerprint, created, status, body, headers FROM replays "
+            "WHERE created >= ?",
+            (since,),
+        ).fetchall()
+        for key_id, idem_key, fingerprint, created, status, body, headers in rows:
+            yield key_id, idem_key, fingerprint, created, (status, bytes(body), json.loads(headers))
 
     def close(self) -> None:
         with self._lock:
