@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 from ._catalog import BROKERS, EMOTIONS, INSTRUMENTS, PRESETS, SCOPE_CATALOG
 from ._http import param, path_int, route
 from ._pipeline import Ctx, Result
@@ -38,15 +40,28 @@ async def me(ctx: Ctx) -> Result:
 
 @route("GET", "/usage", "read:catalog")
 async def usage(ctx: Ctx) -> Result:
-    log = [r for r in ctx.state.request_log][-500:]
+    hits = ctx.state.usage.get(ctx.key["key_id"], deque())
+    while hits and hits[0][0] <= ctx.now - 86400:
+        hits.popleft()
     paths: dict[str, int] = {}
-    for r in log:
-        paths[r.path] = paths.get(r.path, 0) + 1
-    top = sorted(paths.items(), key=lambda kv: -kv[1])[:5]
+    for _, path, _ in hits:
+        paths[path] = paths.get(path, 0) + 1
+    top = sorted(paths.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+    shots = [s for s in ctx.store.all("screenshot", ctx.uid) if not s.get("archived")]
     return Result(
         data={
-            "last_24h": {"requests": len(log), "errors": sum(1 for r in log if r.status >= 400)},
+            "key": {"name": ctx.key["name"], "prefix": ctx.key["prefix"]},
+            "last_24h": {
+                "requests": len(hits),
+                "errors": sum(1 for _, _, status in hits if status >= 400),
+                "last_60s": sum(1 for at, _, _ in hits if at > ctx.now - 60),
+            },
             "top_paths": [{"path": p, "requests": n} for p, n in top],
+            "storage": {
+                "used_bytes": sum(s["file_size"] for s in shots),
+                "quota_bytes": (5 if ctx.pro else 1) * 1024**3,
+                "files": len(shots),
+            },
         }
     )
 

@@ -89,6 +89,10 @@ def _check_trade_refs(ctx: Ctx, body: dict[str, Any], account_id: int | None) ->
             raise Invalid({"strategy_id": "is not one of your strategies"})
         if strategy.get("account_id") and account_id and strategy["account_id"] != account_id:
             raise Invalid({"strategy_id": "is bound to another account"})
+        if strategy.get("copy_group_id") and account_id:
+            group = ctx.store.get("copy_group", strategy["copy_group_id"], ctx.uid) or {}
+            if account_id not in {m["account_id"] for m in group.get("members", [])}:
+                raise Invalid({"strategy_id": "is bound to a copy group this account is not in"})
         if body.get("setup_id") is not None and body["setup_id"] not in {
             s["setup_id"] for s in strategy["setups"]
         }:
@@ -186,7 +190,16 @@ async def patch_trade(ctx: Ctx) -> Result:
             if other["trade_id"] != trade["trade_id"] and (
                 other["trade_id"] == source_id or other.get("source_trade_id") == source_id
             ):
-                ctx.store.put("trade", other["trade_id"], ctx.uid, {**other, **shared})
+                copy = {**other, **shared}
+                strategy = (
+                    ctx.store.get("strategy", copy["strategy_id"], ctx.uid)
+                    if copy.get("strategy_id")
+                    else None
+                )
+                if strategy and strategy.get("account_id") not in (None, copy["account_id"]):
+                    # An account-scoped strategy does not fit this copy: unlink, not error.
+                    copy["strategy_id"] = copy["setup_id"] = None
+                ctx.store.put("trade", other["trade_id"], ctx.uid, copy)
                 propagated = True
     return Result(
         data={"trade": T.detail(ctx.store, ctx.uid, updated, ctx.scopes), "propagated": propagated}

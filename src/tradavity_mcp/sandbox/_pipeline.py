@@ -117,6 +117,8 @@ class Pipeline:
         self.routes = routes
         self.counters: Counter[str] = Counter()
         self.request_log: list[RequestRecord] = []
+        # Per key: (time, path, status) of every authenticated request, for /usage.
+        self.usage: dict[int, deque[tuple[float, str, int]]] = {}
         self._windows: dict[str, deque[float]] = {}
         self._idem: dict[tuple[int, str], _Idem] = {}
         for kid, idem_key, fingerprint, created, response in store.load_replays(
@@ -219,6 +221,11 @@ class Pipeline:
         self.request_log.append(
             RequestRecord(request.method, request.url.path, status, code, idem_key, replayed)
         )
+        key_id = getattr(request.state, "key_id", None)
+        if key_id is not None:
+            self.usage.setdefault(key_id, deque()).append(
+                (self.clock.now(), request.url.path, status)
+            )
         return status, body, headers, drop, media
 
     async def _handle(
@@ -255,6 +262,7 @@ class Pipeline:
             raise ApiError(401, "key_revoked", "This API key was revoked.")
         if key.get("expires_at") and key["expires_at"] <= _iso(now):
             raise ApiError(401, "key_expired", "This API key has expired.")
+        request.state.key_id = key["key_id"]
         user = self.store.get("user", key["user_id"])
         assert user is not None
         rate = self._limit(key, user, now)
@@ -449,7 +457,9 @@ class Pipeline:
         if not raw.strip():
             return None, {}, {}, ""
         try:
-            body = json.loads(raw)
+            # strict=False: raw control characters (NUL included) inside strings are
+            # accepted; NULs are stripped during validation, the rest stored as sent.
+            body = json.loads(raw, strict=False)
         except ValueError:
             raise Invalid({"body": "is not valid JSON"}) from None
         return body, {}, {}, json.dumps(body, sort_keys=True, separators=(",", ":"))
