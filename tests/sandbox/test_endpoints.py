@@ -393,3 +393,20 @@ async def test_autosync_cooldown_token_and_plan(live: Live) -> None:
     assert any(
         r["status"] == "failed" for r in log if r["connection_id"] == expired["connection_id"]
     )
+
+
+async def test_scheduled_syncs_appear_lazily_every_15_minutes(live: Live) -> None:
+    before = (await live.call("GET", "/autosync/log", params={"connection_id": 1})).json()["data"]
+    assert before["log"] == []  # the first slot is eight minutes away
+    conn = (await live.call("GET", "/autosync/connections/1")).json()["data"]["connection"]
+    live.clock.advance(3 * 3600)
+    rows = (
+        await live.call("GET", "/autosync/log", params={"connection_id": 1, "limit": 50})
+    ).json()["data"]["log"]
+    assert len(rows) == 12
+    assert {r["trigger"] for r in rows} == {"schedule"}
+    assert rows[-1]["started_at"] == conn["next_sync_at"]
+    assert {r["status"] for r in rows} == {"success", "partial"}
+    assert all(r["errors"] for r in rows if r["status"] == "partial")
+    later = (await live.call("GET", "/autosync/connections/1")).json()["data"]["connection"]
+    assert later["last_sync_at"] > conn["next_sync_at"]

@@ -1,20 +1,57 @@
 """The Tradavity API sandbox: a contract-faithful emulator of the Public API v1.
 
-It is what a newcomer runs first (`tradavity-mcp --sandbox`, `tradavity-mcp demo`), the
-backend of the test suite, and the target of fault drills. Real v1 paths under
-`/api/v1`, the envelope, auth, scopes, rate limits, idempotency, and seeded demo data.
+It is what a newcomer runs first (`tradavity-mcp sandbox`, `tradavity-mcp demo`), the
+backend of the test suites, and the target of fault drills: real v1 paths under `/api/v1`
+over SQLite, the `{ok, data, meta}` envelope, Bearer / X-API-Key auth (keys in the query
+string refused), scopes (`read:catalog` implicit), the per-key / per-user / per-day sliding
+windows and the pre-auth IP window, the idempotency contract (24 h replays per key and
+Idempotency-Key, stored with the write they answer; 409 on another body; one leader for
+concurrent identical requests), deterministic faults, and seeded demo data. Every rule that
+depends on time reads the configured clock.
 
 Shapes the reference leaves open, as built here:
 
-* auto-sync connections: `connection_id, broker_key, broker_name, account_id,
-  account_name, is_active, status (active | token_expired), token_status (valid |
-  expired), last_sync_at, next_sync_at` (scheduled every 15 minutes);
-* sync log rows: `log_id, connection_id, broker_key, trigger (manual | schedule),
-  status (success | failed), started_at, finished_at, imported, skipped, total_fetched,
-  errors[], message`;
-* idempotency: successful responses are cached for 24 h per key and Idempotency-Key;
-  a failed request is not cached, so its retry runs afresh. Writes without the header
-  are accepted (as the reference's own examples do) and not deduplicated.
+* auto-sync connection: `connection_id, broker_key, broker_name, account_id, account_name,
+  is_active, status (active | token_expired | disconnected), token_status (valid | expired
+  | none), last_sync_at, next_sync_at` (scheduled every 15 minutes);
+* sync log row (`GET /autosync/log`, newest first, `?connection_id=` filter, offset
+  pagination): `log_id, connection_id, broker_key, trigger (manual | schedule), status
+  (success | partial | failed), started_at, finished_at, imported, skipped, total_fetched,
+  errors[], message`. Scheduled runs are written lazily, on the next read after the clock
+  passes each 15-minute slot; runs on an expired token fail;
+* list payloads are wrapped by resource name (`{"trades": [...]}`, `{"log": [...]}`,
+  `{"categories": [...]}` ...); single resources likewise (`{"trade": {...}}`); the sync
+  result and `/me` are bare objects; trades paginate by cursor in `meta`, other lists carry
+  `total_count` / `has_more` next to the rows;
+* a replay returns the cached body byte for byte (its original `meta.request_id` and
+  `meta.rate_limit` included) with fresh rate-limit headers and `X-Idempotent-Replay`; a
+  failed request is not cached, so its retry runs afresh. Writes without the header are
+  accepted (as the reference's own examples are) and not deduplicated.
+
+Seeded data (ids are stable for a given seed; trades move with the clock's today):
+
+* users: 1 Dana Demo (pro, America/New_York; DEMO_KEY every scope, READONLY_KEY every
+  read scope, REVOKED_KEY, EXPIRED_KEY), 2 Frank Free (free, Europe/London; FREE_KEY),
+  3 Priya Pro (pro, Asia/Singapore; SECOND_PRO_KEY);
+* demo accounts: 1 "Apex 50K" (funded, tradovate, BE window -5..5, balance profile),
+  2 "Topstep XFA" (trading_combine, topstepx, -2..2), 3 "Personal Live" (live, 0..0),
+  4 "Old Sim" (archived); 5 "Free Sim" (user 2); 6 "Sim Pro" (user 3);
+* demo tag categories 1 Mistakes, 2 Setups, 3 Psychology; tags 1 FOMO, 2 Revenge,
+  3 Overtrading, 4 Moved Stop, 5 Early Exit, 6 Breakout, 7 Pullback, 8 Reversal,
+  9 A+ Setup, 10 Opening Range, 11 Confident, 12 Hesitant, 13 Tilted;
+* strategies 1 Opening Range Breakout (setups 1 ORB Long, 2 ORB Short), 2 Trend Pullback
+  (3 9 EMA Pullback, 4 VWAP Reclaim), 3 Mean Reversion (5 Failed Breakout), confirmations
+  1-8 on those setups;
+* protocols 1 "Pre-Trade Checklist" (pre_trade, items 1-7: checkbox*, yes_no_na*,
+  select* [long, short, neutral], rating*, number, yes_no_na, text; * = required) and
+  2 "End-of-Day Review" (end_of_day, items 8-13: rating*, yes_no_na*, number, select
+  [trend, range, choppy], checkbox, text); 3 belongs to user 2;
+* auto-sync connections 1 (tradovate on account 1, valid) and 2 (rithmic on account 2,
+  token expired); 3 and 4 belong to users 2 and 3;
+* copy group 1 "Apex + Topstep" (accounts 1 master and 2 at 0.5x); goals 1-4 (the fourth
+  paused); balance events and a paid payout on account 1;
+* about 220 demo trades over the last 90 days (some 25 of them copies on account 2 of a
+  decision on account 1), with executions, tags, grades, strategies and emotions.
 """
 
 from ._app import SandboxConfig, SandboxState, create_app
