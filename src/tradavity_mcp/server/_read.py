@@ -80,8 +80,10 @@ async def _api(call: Any, *, subject: str) -> Any:
 async def find_trades(
     ws: Workspace, *, limit: int = 20, cursor: str | None = None, **filters: Any
 ) -> dict[str, Any]:
+    account = filters.get("account")
+    subject = f"account {account!r}" if account is not None else "trades"
     page = await _api(
-        ws.api.list_trades(limit=limit, cursor=cursor, **_filters(**filters)), subject="trades"
+        ws.api.list_trades(limit=limit, cursor=cursor, **_filters(**filters)), subject=subject
     )
     rows = []
     for row in page.items:

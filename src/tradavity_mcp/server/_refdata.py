@@ -43,10 +43,14 @@ def one_of(values: Sequence[str], limit: int = 12) -> str:
     return shown + (f" (+{len(values) - limit} more)" if len(values) > limit else "")
 
 
+_PLURAL = {"strategy": "strategies"}
+
+
 def _miss(kind: str, word: str, names: Sequence[str]) -> UserError:
     near = close_matches(word, names)
     hint = f" Did you mean {one_of(near)}?" if near else ""
-    known = f" Known {kind}s: {one_of(sorted(names))}." if names else f" There are no {kind}s."
+    kinds = _PLURAL.get(kind, kind + "s")
+    known = f" Known {kinds}: {one_of(sorted(names))}." if names else f" There are no {kinds}."
     return UserError(f"unknown {kind} {word!r}.{hint}{known}")
 
 
