@@ -35,6 +35,7 @@ _ENV_ALLOWED_DIRS = "TRADAVITY_ALLOWED_DIRS"
 _ENV_READ_ONLY = "TRADAVITY_READ_ONLY"
 _ENV_SANDBOX_DB = "TRADAVITY_SANDBOX_DB"
 _ENV_OUTPUT_SCHEMAS = "TRADAVITY_OUTPUT_SCHEMAS"
+_ENV_SANDBOX = "TRADAVITY_SANDBOX"
 
 
 def default_sandbox_db() -> str:
@@ -104,6 +105,7 @@ class Settings:
         sandbox was not asked for) or malformed.
         """
         env = os.environ if environ is None else environ
+        sandbox = sandbox or _truthy(env.get(_ENV_SANDBOX))
         raw_key = api_key if api_key is not None else env.get(_ENV_KEY)
         key: SecretStr | None = None
         if raw_key is not None and raw_key.strip():

@@ -90,11 +90,13 @@ async def _stream(
     unsubscribe = ws.sync.subscribe(on_event)
     last_sent = backlog[-1].seq if backlog else 0
     try:
+        # The heartbeat period starts when the stream opens, not after the backlog is
+        # written: a client may already be waiting on the clock by then.
+        last_beat = clock()
         async with send, receive:
             yield ": connected\n\n"
             for event in backlog:
                 yield _frame(event)
-            last_beat = clock()
             while True:
                 received: SyncEvent | None = None
                 with anyio.move_on_after(poll_seconds):
