@@ -94,10 +94,14 @@ def _parser() -> argparse.ArgumentParser:
         help="stderr log level",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sandbox = sub.add_parser("sandbox", help="serve the Tradavity API sandbox over HTTP")
-    from .sandbox._cli import add_arguments
-
-    add_arguments(sandbox)
+    # The sandbox parses its own flags: declaring them here would import the whole
+    # sandbox (an app, its seed data, uvicorn) on every start of the server.
+    sandbox = sub.add_parser(
+        "sandbox",
+        help="serve the Tradavity API sandbox over HTTP (see `tradavity-mcp sandbox --help`)",
+        add_help=False,
+    )
+    sandbox.add_argument("sandbox_args", nargs=argparse.REMAINDER)
     sub.add_parser("demo", help="journal a sample trade end to end on the sandbox")
     config = sub.add_parser("config", help="print the snippet that adds this server to a client")
     config.add_argument("client", choices=CLIENTS)
@@ -126,9 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_demo()
     if args.command == "sandbox":
-        from .sandbox._cli import run
+        from .sandbox._cli import add_arguments, run
 
-        return run(args)
+        sandbox_parser = argparse.ArgumentParser(prog="tradavity-mcp sandbox")
+        add_arguments(sandbox_parser)
+        return run(sandbox_parser.parse_args(args.sandbox_args))
     return _serve(args, parser)
 
 
@@ -176,7 +182,7 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         token=token,
         public_url=args.public_url or f"http://{args.host}:{args.port}",
     )
-    server = build_server(settings, stdio=not http, hosted=hosted)
+    server = build_server(settings, stdio=not http, hosted=hosted, log_level=args.log_level)
     if not http:
         server.run()
         return 0

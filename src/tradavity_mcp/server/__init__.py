@@ -241,6 +241,7 @@ def build_server(
     sleep: Callable[[float], Awaitable[None]] | None = None,
     retry: RetryPolicy | None = None,
     api_clock: ApiClock | None = None,
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING",
 ) -> MCPServer:
     """Build the MCP server for these settings.
 
@@ -307,6 +308,9 @@ def build_server(
         website_url="https://tradavity.com",
         lifespan=lifespan,
         middleware=[_RequestScope(output_schemas=settings.output_schemas, notifier=notifier)],
+        # The SDK configures root logging (Rich, at this level) if nothing has yet: keep it
+        # quiet by default, so an embedding host is not flooded with per-request INFO lines.
+        log_level=log_level,
         subscriptions=bus,
         **auth_kwargs,
     )

@@ -412,6 +412,8 @@ async def journal_trade(
 
             await run("executions", put_fills)
     if tags:
+        # The trade was just created, so it has no tags: `replace` writes the set without
+        # first reading the (empty) current one.
         await run(
             "tags",
             lambda: tag_trade(
@@ -419,7 +421,7 @@ async def journal_trade(
                 call,
                 number,
                 tags,
-                mode="add",
+                mode="replace",
                 create_missing=create_missing_tags,
                 category=None,
             ),
