@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -46,7 +46,6 @@ __all__ = [
     "Protocol",
     "ProtocolItem",
     "ProtocolResponseCreate",
-    "ProtocolResponseSummary",
     "ProtocolSection",
     "RequestBody",
     "Screenshot",
@@ -390,9 +389,17 @@ class ApiModel(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
 
-class NamedRef(ApiModel):
-    id: int | None = None
-    name: str | None = None
+class _WithId(ApiModel):
+    """A resource whose id the API names `<resource>_id`, also accepted as bare `id`."""
+
+    _id_field: ClassVar[str] = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _id_alias(cls, data: Any) -> Any:
+        if isinstance(data, dict) and cls._id_field not in data and "id" in data:
+            data = {**data, cls._id_field: data["id"]}
+        return data
 
 
 class TradeRow(ApiModel):
@@ -418,7 +425,8 @@ class Execution(ApiModel):
     sort_order: int | None = None
 
 
-class Tag(ApiModel):
+class Tag(_WithId):
+    _id_field: ClassVar[str] = "tag_id"
     id: int = Field(validation_alias="tag_id")
     name: str
     category_id: int | None = None
@@ -426,24 +434,11 @@ class Tag(ApiModel):
     color: str | None = None
     type: str | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _id_alias(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "tag_id" not in data and "id" in data:
-            data = {**data, "tag_id": data["id"]}
-        return data
 
-
-class TagCategory(ApiModel):
+class TagCategory(_WithId):
+    _id_field: ClassVar[str] = "category_id"
     id: int = Field(validation_alias="category_id")
     name: str
-
-    @model_validator(mode="before")
-    @classmethod
-    def _id_alias(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "category_id" not in data and "id" in data:
-            data = {**data, "category_id": data["id"]}
-        return data
 
 
 class Screenshot(ApiModel):
@@ -454,15 +449,6 @@ class Screenshot(ApiModel):
     label: str | None = None
     sort_order: int | None = None
     download_url: str | None = None
-
-
-class ProtocolResponseSummary(ApiModel):
-    response_id: int
-    protocol_id: int | None = None
-    status: str | None = None
-    trade_number: int | None = None
-    completion_pct: float | None = None
-    completed_at: str | None = None
 
 
 class Trade(ApiModel):
@@ -486,7 +472,8 @@ class Trade(ApiModel):
     protocol_responses: list[dict[str, Any]] = Field(default_factory=list)
 
 
-class Account(ApiModel):
+class Account(_WithId):
+    _id_field: ClassVar[str] = "account_id"
     id: int = Field(validation_alias="account_id")
     account_name: str
     account_type: str | None = None
@@ -494,25 +481,12 @@ class Account(ApiModel):
     broker_key: str | None = None
     is_archived: bool | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _id_alias(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "account_id" not in data and "id" in data:
-            data = {**data, "account_id": data["id"]}
-        return data
 
-
-class Strategy(ApiModel):
+class Strategy(_WithId):
+    _id_field: ClassVar[str] = "strategy_id"
     id: int = Field(validation_alias="strategy_id")
     name: str
     setups: list[dict[str, Any]] = Field(default_factory=list)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _id_alias(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "strategy_id" not in data and "id" in data:
-            data = {**data, "strategy_id": data["id"]}
-        return data
 
 
 class ProtocolItem(ApiModel):
@@ -538,20 +512,14 @@ class ProtocolSection(ApiModel):
     items: list[ProtocolItem] = Field(default_factory=list)
 
 
-class Protocol(ApiModel):
+class Protocol(_WithId):
+    _id_field: ClassVar[str] = "protocol_id"
     protocol_id: int
     name: str
     type: str | None = None
     is_active: bool | None = None
     is_default: bool | None = None
     sections: list[ProtocolSection] = Field(default_factory=list)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _id_alias(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "protocol_id" not in data and "id" in data:
-            data = {**data, "protocol_id": data["id"]}
-        return data
 
     @property
     def items(self) -> list[ProtocolItem]:

@@ -47,7 +47,6 @@ __all__ = [
     "CALL_ID_META_KEY",
     "HOST_CALL_ID_KEYS",
     "CallId",
-    "CallOutcome",
     "NotYet",
     "Pending",
     "StepFailed",
@@ -69,8 +68,6 @@ HOST_CALL_ID_KEYS = ("claudecode/toolUseId", "vscode.requestId")
 DUPLICATE_WINDOW_SECONDS = 300.0
 #: The API keeps idempotent responses for 24 h; past that a re-send could write again.
 REPLAY_WINDOW_SECONDS = 23.5 * 3600
-
-CallOutcome = Literal["done", "replayed", "suspected_duplicate", "pending"]
 
 
 class UserError(Exception):
