@@ -96,12 +96,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # The sandbox parses its own flags: declaring them here would import the whole
     # sandbox (an app, its seed data, uvicorn) on every start of the server.
-    sandbox = sub.add_parser(
-        "sandbox",
-        help="serve the Tradavity API sandbox over HTTP (see `tradavity-mcp sandbox --help`)",
-        add_help=False,
+    # Listed for --help only: main() hands `sandbox ...` to the sandbox's parser first.
+    sub.add_parser(
+        "sandbox", help="serve the Tradavity API sandbox over HTTP (see `sandbox --help`)"
     )
-    sandbox.add_argument("sandbox_args", nargs=argparse.REMAINDER)
     sub.add_parser("demo", help="journal a sample trade end to end on the sandbox")
     config = sub.add_parser("config", help="print the snippet that adds this server to a client")
     config.add_argument("client", choices=CLIENTS)
@@ -115,8 +113,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["sandbox"]:
+        return _sandbox(arguments[1:])
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     logging.basicConfig(
         level=args.log_level,
         stream=sys.stderr,
@@ -129,13 +130,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .demo import run_demo
 
         return run_demo()
-    if args.command == "sandbox":
-        from .sandbox._cli import add_arguments, run
-
-        sandbox_parser = argparse.ArgumentParser(prog="tradavity-mcp sandbox")
-        add_arguments(sandbox_parser)
-        return run(sandbox_parser.parse_args(args.sandbox_args))
     return _serve(args, parser)
+
+
+def _sandbox(arguments: list[str]) -> int:
+    from .sandbox._cli import add_arguments, run
+
+    parser = argparse.ArgumentParser(
+        prog="tradavity-mcp sandbox", description="Serve the Tradavity API sandbox over HTTP."
+    )
+    add_arguments(parser)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    return run(parser.parse_args(arguments))
 
 
 def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

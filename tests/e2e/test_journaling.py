@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -380,3 +381,53 @@ async def test_key_never_appears_in_results(client: Client, env: Env) -> None:
         assert DEMO_KEY not in str(result.structured_content)
     me = await client.read_resource("tradavity://catalog/me")
     assert DEMO_KEY not in str(me)
+
+
+async def test_archive_is_confirmed_by_elicitation(env: Env) -> None:
+    from mcp.types import ElicitResult
+
+    answers: list[bool] = []
+
+    async def decline_then_accept(context: Any, params: Any) -> ElicitResult:
+        answers.append(True)
+        confirm = len(answers) > 1
+        return ElicitResult(action="accept", content={"confirm": confirm})
+
+    async with Client(env.server(), elicitation_callback=decline_then_accept) as client:
+        account = await _account(client)
+        number = data_of(await client.call_tool("create_trade", _trade(account)))["trade_number"]
+        refused = await client.call_tool("archive_trade", {"trade_number": number})
+        assert refused.is_error
+        assert "did not confirm" in text_of(refused)
+        assert (await env.api.get_trade(number)).trade_number == number  # still there
+        done = data_of(await client.call_tool("archive_trade", {"trade_number": number}))
+        assert done["archived"] == 1
+    assert len(answers) == 2
+
+
+async def test_screenshot_paths_allowed_by_the_clients_roots(env: Env, tmp_path: Path) -> None:
+    from mcp.types import ListRootsResult, Root
+
+    shared = tmp_path / "client-root"
+    shared.mkdir()
+    chart = shared / "chart.png"
+    chart.write_bytes(png_bytes())
+
+    async def roots(context: Any) -> ListRootsResult:
+        return ListRootsResult(roots=[Root(uri=shared.as_uri())])
+
+    async with Client(env.server(), list_roots_callback=roots) as client:
+        account = await _account(client)
+        number = data_of(await client.call_tool("create_trade", _trade(account)))["trade_number"]
+        attached = data_of(
+            await client.call_tool(
+                "attach_screenshot", {"trade_number": number, "path": str(chart)}
+            )
+        )
+        assert attached["screenshot_id"]
+    async with Client(env.server()) as client:  # no roots: only the configured directories
+        refused = await client.call_tool(
+            "attach_screenshot", {"trade_number": number, "path": str(chart), "label": "again"}
+        )
+        assert refused.is_error
+        assert "outside the allowed directories" in text_of(refused)
