@@ -188,28 +188,26 @@ class _Backend:
                 stack, self._stack, self.state = self._stack, None, None
                 await stack.aclose()
 
+    def _client(self, key: SecretStr) -> TradavityClient:
+        """The one place API clients are made: the server's own, and each hosted user's."""
+        return TradavityClient(
+            key,
+            base_url=self._base_url,
+            transport=self._transport,
+            retry=self._retry,
+            clock=self._api_clock,
+        )
+
     async def _open(self, stack: AsyncExitStack) -> AppState:
         ledger = Ledger(self._settings.state_dir / "ledger.sqlite3")
         stack.callback(ledger.close)
         state = AppState()
         if self._per_user:
-            registry = Workspaces(
-                base_url=self._base_url,
-                ledger=ledger,
-                transport=self._transport,
-                retry=self._retry,
-                api_clock=self._api_clock,
-            )
+            registry = Workspaces(make_client=self._client, ledger=ledger)
             stack.push_async_callback(registry.aclose)
             state.registry = registry
         elif self._api_key is not None:
-            api = TradavityClient(
-                self._api_key,
-                base_url=self._base_url,
-                transport=self._transport,
-                retry=self._retry,
-                clock=self._api_clock,
-            )
+            api = self._client(SecretStr(self._api_key))
             stack.push_async_callback(api.aclose)
             state.default = Workspace(api=api, ledger=ledger, ref=RefData(api), sleep=self._sleep)
         tg = await stack.enter_async_context(anyio.create_task_group())

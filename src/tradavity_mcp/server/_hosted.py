@@ -24,12 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
-import httpx2
 from mcp.server.auth.provider import AccessToken
 from pydantic import SecretStr
 
-from .._timing import Clock as ApiClock
-from ..client import RetryPolicy, TradavityClient
+from ..client import TradavityClient
 from ..config import API_KEY_PATTERN
 from ..errors import TradavityError
 from ..ledger import Ledger
@@ -63,18 +61,12 @@ class Workspaces:
     def __init__(
         self,
         *,
-        base_url: str,
+        make_client: Callable[[SecretStr], TradavityClient],
         ledger: Ledger,
-        transport: httpx2.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
-        retry: RetryPolicy | None = None,
-        api_clock: ApiClock | None = None,
     ) -> None:
-        self._retry = retry
-        self._api_clock = api_clock
-        self._base_url = base_url
+        self._make_client = make_client
         self._ledger = ledger
-        self._transport = transport
         self._clock = clock
         self._by_token: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = anyio.Lock()
@@ -93,7 +85,7 @@ class Workspaces:
             if entry is not None and self._clock() - entry.verified_at < VERIFY_TTL_SECONDS:
                 self._by_token.move_to_end(fingerprint)
                 return entry
-        api = entry.workspace.api if entry is not None else self._client(token)
+        api = entry.workspace.api if entry is not None else self._make_client(SecretStr(token))
         try:
             me = await api.me()
         except TradavityError as exc:
@@ -121,15 +113,6 @@ class Workspaces:
         for old in evicted:
             await old.workspace.api.aclose()
         return entry
-
-    def _client(self, token: str) -> TradavityClient:
-        return TradavityClient(
-            SecretStr(token),
-            base_url=self._base_url,
-            transport=self._transport,
-            retry=self._retry,
-            clock=self._api_clock,
-        )
 
     async def _drop(self, fingerprint: str) -> None:
         async with self._lock:
