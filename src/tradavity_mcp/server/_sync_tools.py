@@ -10,7 +10,6 @@ notifications to subscribers when runs change (both protocol eras).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -33,7 +32,7 @@ from pydantic import Field
 
 from ..errors import TradavityError
 from ._calls import UserError, describe_error
-from ._read_tools import CURRENT_WORKSPACE, JSON, current_workspace
+from ._read_tools import CURRENT_WORKSPACE, JSON, _dump, current_workspace
 from ._syncwatch import SyncEvent
 from ._workspace import Workspace
 
@@ -114,9 +113,9 @@ class SyncNotifier:
     async def on_subscribe(
         self, ctx: ServerRequestContext[Any, Any], params: SubscribeRequestParams
     ) -> EmptyResult:
+        # The request middleware has already set the workspace and watches its events.
         ws = CURRENT_WORKSPACE.get()
         if ws is not None:
-            self.watch(ws)
             _, uris = self._legacy.setdefault(ctx.session, (ws.principal, set()))
             uris.add(str(params.uri))
         return EmptyResult()
@@ -149,7 +148,6 @@ def register_sync_tools(
         """Broker sync state per connection (idle, syncing, cooling_down, needs_reconnect,
         errored, disabled), last success, next scheduled sync and recent runs."""
         ws = workspace(ctx)
-        notifier.watch(ws)
         try:
             statuses = await refresh_sync(ws)
         except (UserError, TradavityError) as exc:
@@ -180,7 +178,6 @@ def register_sync_tools(
     )
     async def status_resource() -> str:
         ws = current_workspace()
-        notifier.watch(ws)
         try:
             return _dump({"connections": await refresh_sync(ws)})
         except (UserError, TradavityError) as exc:
@@ -195,7 +192,6 @@ def register_sync_tools(
     )
     async def runs_resource(limit: str | None = None) -> str:
         ws = current_workspace()
-        notifier.watch(ws)
         n = _limit(limit, default=20)
         return _dump({"runs": [e.to_json() for e in ws.sync.runs(n)]})
 
@@ -208,7 +204,6 @@ def register_sync_tools(
     )
     async def recent_resource(limit: str | None = None) -> str:
         ws = current_workspace()
-        notifier.watch(ws)
         n = _limit(limit, default=50)
         return _dump({"events": [e.to_json() for e in ws.sync.events(n)]})
 
@@ -219,7 +214,3 @@ def _limit(raw: str | None, *, default: int) -> int:
     if not raw.isdigit() or not 1 <= int(raw) <= 200:
         raise ResourceError("limit must be a whole number from 1 to 200")
     return int(raw)
-
-
-def _dump(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
