@@ -3,6 +3,11 @@
 Three users: the pro-plan demo user (about 200 trades over 90 days on three accounts,
 copy-trade decisions, tags, strategies, checklists, two broker connections), a
 free-plan user and a second pro user with small journals of their own.
+
+`demo_days` stretches the demo user's journal (same trades a day on average, so a
+730-day journal holds about 1,600 trades). A journal longer than the default also
+wanders into the rest of the futures catalog now and then, as traders do over the
+years; the default journal is the same, trade for trade, as it always was.
 """
 
 from __future__ import annotations
@@ -13,14 +18,16 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ._catalog import EMOTIONS, SCOPES
+from ._catalog import EMOTIONS, INSTRUMENTS, SCOPES
 from ._store import Store
 from ._trades import store_trade
 
 __all__ = [
+    "DEFAULT_DEMO_DAYS",
     "DEMO_KEY",
     "EXPIRED_KEY",
     "FREE_KEY",
+    "MAX_DEMO_DAYS",
     "READONLY_KEY",
     "REVOKED_KEY",
     "SECOND_PRO_KEY",
@@ -37,6 +44,12 @@ REVOKED_KEY = "tvty_" + "dead" * 12
 EXPIRED_KEY = "tvty_" + "e1a5" * 12
 
 DEMO_USER, FREE_USER, SECOND_USER = 1, 2, 3
+
+#: The demo journal's length, and how many trades it holds at that length.
+DEFAULT_DEMO_DAYS = 90
+_DEMO_TRADES = 196
+#: Ten years: enough for any growth measurement, small enough to seed in seconds.
+MAX_DEMO_DAYS = 3650
 
 
 def hash_key(key: str) -> str:
@@ -377,6 +390,8 @@ class _Seeder:
         tag_ids: list[int],
         strategies: list[dict[str, Any]],
         copies: tuple[int, int] | None,
+        *,
+        wander: bool = False,
     ) -> None:
         zone = ZoneInfo(tz)
         today = datetime.fromtimestamp(self.now, zone).date()
@@ -390,7 +405,14 @@ class _Seeder:
             ("6E", 1.08, 125000, 0.00005),
             ("EURUSD", 1.08, 100000, 0.0001),
         ]
-        weights = [30, 20, 10, 10, 8, 8, 4, 10]
+        weights: list[float] = [30, 20, 10, 10, 8, 8, 4, 10]
+        if wander:
+            core = {s[0] for s in symbols}
+            for inst in INSTRUMENTS:
+                if inst["asset_type"] == "futures" and inst["symbol"] not in core:
+                    tick = float(inst["tick_size"])
+                    symbols.append((inst["symbol"], tick * 4000, inst["multiplier"], tick))
+                    weights.append(0.5)
         moments: list[datetime] = []
         for _ in range(count):
             day = today - timedelta(days=self.rng.randrange(0, days))
@@ -475,8 +497,12 @@ class _Seeder:
                 )
 
 
-def seed(store: Store, now: float, seed_value: int = 42) -> None:
-    """Fill an empty store."""
+def seed(
+    store: Store, now: float, seed_value: int = 42, *, demo_days: int = DEFAULT_DEMO_DAYS
+) -> None:
+    """Fill an empty store; the demo user's journal spans `demo_days` days."""
+    if not 1 <= demo_days <= MAX_DEMO_DAYS:
+        raise ValueError(f"demo_days must be 1 to {MAX_DEMO_DAYS}; got {demo_days}")
     s = _Seeder(store, now, seed_value)
     read_all = [x for x in SCOPES if x.startswith("read:")]
     with store.transaction():
@@ -593,12 +619,13 @@ def seed(store: Store, now: float, seed_value: int = 42) -> None:
         s.trades(
             DEMO_USER,
             "America/New_York",
-            196,
-            90,
+            max(1, round(_DEMO_TRADES * demo_days / DEFAULT_DEMO_DAYS)),
+            demo_days,
             [apex, topstep, live],
             list(tag_ids.values()),
             strategies,
             copies=(apex, topstep),
+            wander=demo_days > DEFAULT_DEMO_DAYS,
         )
 
         s.extras(DEMO_USER, apex, topstep)
