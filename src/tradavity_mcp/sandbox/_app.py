@@ -17,7 +17,7 @@ from ._clock import Clock, SystemClock
 from ._faults import Faults, FaultSpec
 from ._pipeline import Dropped, Pipeline, RequestRecord
 from ._routes import ROUTES
-from ._seed import DEMO_KEY, hash_key, iso, seed
+from ._seed import DEFAULT_DEMO_DAYS, DEMO_KEY, hash_key, iso, seed
 from ._store import Store
 
 __all__ = ["SandboxConfig", "SandboxState", "create_app"]
@@ -30,6 +30,8 @@ class SandboxConfig:
     fault_seed: int = 0
     clock: Clock | None = None
     seed: int = 42
+    #: The seeded demo journal's length in days (used only when the store is empty).
+    demo_days: int = DEFAULT_DEMO_DAYS
 
 
 @dataclass
@@ -114,7 +116,7 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
     clock = config.clock or SystemClock()
     store = Store(config.db)
     if store.empty:
-        seed(store, clock.now(), config.seed)
+        seed(store, clock.now(), config.seed, demo_days=config.demo_days)
     pipeline = Pipeline(store, clock, Faults(config.faults, config.fault_seed), ROUTES)
 
     async def root(request: Request) -> JSONResponse:
