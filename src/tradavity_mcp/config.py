@@ -36,6 +36,10 @@ _ENV_READ_ONLY = "TRADAVITY_READ_ONLY"
 _ENV_SANDBOX_DB = "TRADAVITY_SANDBOX_DB"
 _ENV_OUTPUT_SCHEMAS = "TRADAVITY_OUTPUT_SCHEMAS"
 _ENV_SANDBOX = "TRADAVITY_SANDBOX"
+_ENV_SANDBOX_DEMO_DAYS = "TRADAVITY_SANDBOX_DEMO_DAYS"
+#: The sandbox's own bound (`sandbox._seed.MAX_DEMO_DAYS`), repeated so that reading the
+#: settings does not import the sandbox.
+_MAX_DEMO_DAYS = 3650
 
 
 def default_sandbox_db() -> str:
@@ -67,6 +71,20 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _demo_days(raw: str | None) -> int | None:
+    if raw is None or not raw.strip():
+        return None
+    try:
+        days = int(raw.strip())
+    except ValueError:
+        days = 0
+    if not 1 <= days <= _MAX_DEMO_DAYS:
+        raise ConfigError(
+            f"{_ENV_SANDBOX_DEMO_DAYS} must be a whole number of days, 1 to {_MAX_DEMO_DAYS}"
+        )
+    return days
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the server needs to run. Build it with `Settings.load(...)`."""
@@ -83,6 +101,8 @@ class Settings:
     #: Advertise each tool's output schema in tools/list. Off by default: results are
     #: structured either way, and the schemas cost ~700 tokens in every conversation.
     output_schemas: bool = False
+    #: The embedded sandbox's demo journal length in days (None: the sandbox's default).
+    sandbox_demo_days: int | None = None
 
     @classmethod
     def load(
@@ -141,4 +161,5 @@ class Settings:
                 if output_schemas is not None
                 else _truthy(env.get(_ENV_OUTPUT_SCHEMAS))
             ),
+            sandbox_demo_days=_demo_days(env.get(_ENV_SANDBOX_DEMO_DAYS)),
         )
