@@ -225,7 +225,10 @@ class _Backend:
 def _sandbox_transport(settings: Settings) -> tuple[httpx2.AsyncBaseTransport, str]:
     from ..sandbox import DEMO_KEY, SandboxConfig, SandboxTransport, create_app
 
-    app = create_app(SandboxConfig(db=settings.sandbox_db))
+    config = SandboxConfig(db=settings.sandbox_db)
+    if settings.sandbox_demo_days is not None:
+        config.demo_days = settings.sandbox_demo_days
+    app = create_app(config)
     return SandboxTransport(app), DEMO_KEY
 
 
