@@ -29,7 +29,7 @@ from ..models import (
 from ..screenshots import MAX_SCREENSHOT_BYTES, prepare_upload
 from ._answers import build_item_values
 from ._calls import StepFailed, UserError, WriteCall, describe_error
-from ._files import read_confined
+from ._files import read_confined_async
 from ._sync import Progress, trigger_sync
 from ._workspace import Workspace
 from .results import TradeSummary
@@ -255,7 +255,7 @@ async def tag_trade(
     return {"trade_number": trade_number, "tags": names, "created": created}
 
 
-def _screenshot_bytes(
+async def _screenshot_bytes(
     ws: Workspace,
     path: str | None,
     data: str | None,
@@ -269,7 +269,7 @@ def _screenshot_bytes(
             raise UserError(
                 "local file paths are only accepted on stdio; send the image as base64 data"
             )
-        content = read_confined(path, allowed, max_bytes=MAX_SCREENSHOT_BYTES)
+        content = await read_confined_async(path, allowed, max_bytes=MAX_SCREENSHOT_BYTES)
         return content, filename or Path(path).name
     assert data is not None
     if not filename:
@@ -295,7 +295,7 @@ async def attach_screenshot(
     allowed_dirs: Sequence[Path] | None,
     step: str = "screenshot",
 ) -> dict[str, Any]:
-    content, name = _screenshot_bytes(ws, path, data, filename, allowed_dirs)
+    content, name = await _screenshot_bytes(ws, path, data, filename, allowed_dirs)
     try:
         prepare_upload(content, name, label=label)
     except RequestInvalid as exc:
