@@ -3,6 +3,12 @@
 A model may ask for any path; we read only regular files whose real location (after
 every `..` and symlink is resolved) lies inside an allowed directory, and we check that
 the file we opened is the one we checked, so a swapped symlink cannot slip through.
+
+Nothing here may block the server: the path is checked with `stat` before it is opened
+(a FIFO, a device or a socket is refused unopened), it is opened with `O_NONBLOCK` (so
+a FIFO swapped in after the check cannot hang the open), and `read_confined_async` runs
+the whole read in a worker thread under a timeout (a stuck network mount cannot freeze
+the event loop either).
 """
 
 from __future__ import annotations
@@ -13,9 +19,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import anyio
+import anyio.to_thread
+
 from ._calls import UserError
 
-__all__ = ["dirs_from_roots", "read_confined"]
+__all__ = ["READ_TIMEOUT_SECONDS", "dirs_from_roots", "read_confined", "read_confined_async"]
+
+#: How long reading one screenshot may take before the call gives up.
+READ_TIMEOUT_SECONDS = 10.0
+
+_CHUNK = 1 << 20
 
 
 def dirs_from_roots(uris: Sequence[str]) -> list[Path]:
@@ -28,38 +42,102 @@ def dirs_from_roots(uris: Sequence[str]) -> list[Path]:
     return out
 
 
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a special file"
+
+
+def _not_regular(path: str, mode: int) -> UserError:
+    return UserError(
+        f"{path} is not a regular file ({_kind(mode)}); only image or PDF files can be attached"
+    )
+
+
 def read_confined(path: str, allowed: Sequence[Path], *, max_bytes: int) -> bytes:
+    """The bytes of `path`, if it is a regular file inside one of `allowed`.
+
+    Never blocks on a special file. Raises `UserError` saying why a path is refused.
+    """
     if not allowed:
         raise UserError(
             "reading local files is off: no allowed directories. Set TRADAVITY_ALLOWED_DIRS "
             "(or --allowed-dir) to the folder with your charts, or send the image as base64 data"
         )
+    if "\x00" in path:
+        raise UserError("path contains a NUL character; pass the file's real path")
     requested = Path(path).expanduser()
     try:
         real = requested.resolve(strict=True)
-    except (OSError, RuntimeError):
+    except (OSError, RuntimeError, ValueError):
         raise UserError(f"no such file: {path}") from None
     roots = [d.resolve() for d in allowed]
     if not any(real == root or real.is_relative_to(root) for root in roots):
         shown = ", ".join(str(r) for r in roots)
         raise UserError(f"{path} is outside the allowed directories ({shown})")
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        checked = os.stat(real)
+    except OSError:
+        raise UserError(f"cannot read {path}") from None
+    # Refuse special files before opening them: opening a FIFO for reading waits for
+    # a writer, and a device may never answer.
+    if not stat.S_ISREG(checked.st_mode):
+        raise _not_regular(path, checked.st_mode)
+    flags = (
+        os.O_RDONLY
+        | getattr(os, "O_NOFOLLOW", 0)
+        | getattr(os, "O_NONBLOCK", 0)
+        | getattr(os, "O_NOCTTY", 0)
+    )
     try:
         fd = os.open(real, flags)
     except OSError:
         raise UserError(f"cannot open {path}") from None
     try:
         info = os.fstat(fd)
-        checked = os.stat(real)
         if (info.st_dev, info.st_ino) != (checked.st_dev, checked.st_ino):
             raise UserError(f"{path} changed while it was being opened; try again")
         if not stat.S_ISREG(info.st_mode):
-            raise UserError(f"{path} is not a regular file")
+            raise _not_regular(path, info.st_mode)
         if info.st_size > max_bytes:
             raise UserError(
                 f"{path} is {info.st_size / 1048576:.1f} MB; screenshots are limited to 10 MB"
             )
-        with os.fdopen(os.dup(fd), "rb") as fh:
-            return fh.read(max_bytes + 1)
+        chunks: list[bytes] = []
+        size = 0
+        while size <= max_bytes:
+            chunk = os.read(fd, min(_CHUNK, max_bytes + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    except BlockingIOError:
+        raise UserError(
+            f"{path} is not ready to be read; only regular files can be attached"
+        ) from None
     finally:
         os.close(fd)
+
+
+async def read_confined_async(
+    path: str,
+    allowed: Sequence[Path],
+    *,
+    max_bytes: int,
+    limit_seconds: float = READ_TIMEOUT_SECONDS,
+) -> bytes:
+    """`read_confined` in a worker thread, given up after `limit_seconds`: the event
+    loop (and every other call) keeps running whatever the file system does."""
+    with anyio.move_on_after(limit_seconds) as scope:
+        return await anyio.to_thread.run_sync(
+            lambda: read_confined(path, allowed, max_bytes=max_bytes), abandon_on_cancel=True
+        )
+    assert scope.cancelled_caught
+    raise UserError(f"reading {path} took longer than {limit_seconds:g} s; gave up")
