@@ -8,14 +8,28 @@ import errno
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 from mcp import Client
+from pydantic import SecretStr
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Mount, Route
 
-from tradavity_mcp.server import _files
+from tradavity_mcp.config import Settings
+from tradavity_mcp.sandbox import (
+    DEMO_KEY,
+    SandboxConfig,
+    SandboxTransport,
+    create_app,
+    serve_in_thread,
+)
+from tradavity_mcp.server import HostedOptions, _files, build_http_app, build_server
 from tradavity_mcp.server._calls import UserError
 
 from .conftest import Env, data_of, png_bytes, text_of
@@ -143,3 +157,124 @@ async def test_a_read_that_hangs_is_given_up_off_the_event_loop(
         release.set()
     assert time.monotonic() - started < 1.0
     assert ticks >= 10  # the loop kept running while the read was stuck
+
+
+# --- every HTTP route behind the Host/Origin and bearer checks ---------------------------
+
+TOKEN = "t0ken-" + "y" * 40
+
+
+def _app(tmp_path: Path, kind: str, auth: str, **where: Any) -> Starlette:
+    settings = Settings.load(
+        environ={} if auth == "per-user" else {"TRADAVITY_API_KEY": DEMO_KEY},
+        base_url="http://sandbox.local/api/v1",
+        state_dir=tmp_path / f"state-{kind}-{auth}",
+        require_key=auth != "per-user",
+    )
+    hosted = HostedOptions(
+        auth=auth,  # type: ignore[arg-type]
+        token=SecretStr(TOKEN) if auth == "token" else None,
+        public_url="http://127.0.0.1",
+    )
+    sandbox = SandboxTransport(create_app(SandboxConfig(db=":memory:")))
+    server = build_server(settings, transport=sandbox, stdio=False, hosted=hosted)
+    where.setdefault("host", "127.0.0.1")
+    return build_http_app(server, kind="sse" if kind == "sse" else "http", **where)
+
+
+def _routes(routes: list[BaseRoute], prefix: str = "") -> list[tuple[str, str]]:
+    """(method, path) for every route of the app, mounts included."""
+    out: list[tuple[str, str]] = []
+    for route in routes:
+        if isinstance(route, Mount):
+            if route.routes:
+                out += _routes(list(route.routes), prefix + route.path)
+            else:
+                out.append(("POST", prefix + route.path + "/"))
+        elif isinstance(route, Route):
+            methods = sorted((route.methods or {"GET", "POST"}) - {"HEAD"})
+            out += [(method, prefix + route.path) for method in methods]
+        else:
+            raise AssertionError(f"a route of a kind this test does not know: {route!r}")
+    return out
+
+
+@contextmanager
+def _served(app: Starlette) -> Iterator[str]:
+    with serve_in_thread(app, path="", lifespan=True) as base:
+        yield base
+
+
+@pytest.mark.parametrize(
+    ("kind", "auth"), [("http", "none"), ("http", "per-user"), ("http", "token"), ("sse", "token")]
+)
+async def test_every_route_checks_host_origin_and_bearer(
+    tmp_path: Path, kind: str, auth: str
+) -> None:
+    app = _app(tmp_path, kind, auth)
+    routes = _routes(list(app.routes))
+    paths = {path for _, path in routes}
+    assert {"/healthz", "/sync/stream", "/mcp" if kind == "http" else "/sse"} <= paths
+    bearer = {"none": {}, "per-user": {"Authorization": f"Bearer {DEMO_KEY}"}}.get(
+        auth, {"Authorization": f"Bearer {TOKEN}"}
+    )
+    with _served(app) as base:
+        async with httpx2.AsyncClient(timeout=10) as http:
+            for method, path in routes:
+                url = base + path
+                foreign_host = await http.request(
+                    method, url, headers={**bearer, "Host": "evil.example"}
+                )
+                assert foreign_host.status_code == 421, (method, path)
+                assert DEMO_KEY not in foreign_host.text
+                foreign_origin = await http.request(
+                    method, url, headers={**bearer, "Origin": "http://evil.example"}
+                )
+                assert foreign_origin.status_code == 403, (method, path)
+                if auth == "none":
+                    continue
+                anonymous = await http.request(method, url)
+                public = path == "/healthz" or path.startswith("/.well-known/")
+                assert (anonymous.status_code == 401) is not public, (method, path)
+                if not public:
+                    assert anonymous.headers["www-authenticate"].startswith("Bearer")
+            health = await http.get(base + "/healthz")
+            assert health.json()["ok"] is True
+
+
+async def test_sync_stream_refuses_a_foreign_host_without_auth(tmp_path: Path) -> None:
+    """The reviewer's attack: a local no-auth server, a page on evil.example rebinding
+    to 127.0.0.1, reading the user's sync events."""
+    with _served(_app(tmp_path, "http", "none")) as base:
+        async with httpx2.AsyncClient(timeout=10) as http:
+            refused = await http.get(
+                f"{base}/sync/stream?replay=5", headers={"Host": "evil.example"}
+            )
+            assert refused.status_code == 421
+            assert "sync.status" not in refused.text
+            async with http.stream("GET", f"{base}/sync/stream?replay=0") as ok:
+                assert ok.status_code == 200
+                with anyio.fail_after(5):
+                    async for line in ok.aiter_lines():
+                        assert line == ": connected"
+                        break
+
+
+async def test_a_public_bind_checks_listed_hosts_and_lets_probes_reach_healthz(
+    tmp_path: Path,
+) -> None:
+    app = _app(
+        tmp_path,
+        "http",
+        "token",
+        host="0.0.0.0",  # noqa: S104 (the settings only)
+        allowed_hosts=["mcp.example.com"],
+    )
+    with _served(app) as base:
+        async with httpx2.AsyncClient(timeout=10) as http:
+            named = {"Host": "mcp.example.com"}
+            assert (await http.get(f"{base}/sync/stream", headers=named)).status_code == 401
+            evil = {"Host": "evil.example", "Authorization": f"Bearer {TOKEN}"}
+            assert (await http.get(f"{base}/sync/stream", headers=evil)).status_code == 421
+            probe = await http.get(f"{base}/healthz", headers={"Host": "10.0.0.5:8000"})
+            assert probe.status_code == 200

@@ -23,13 +23,15 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus
-from mcp.server.transport_security import TransportSecuritySettings
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from mcp.types import CallToolResult, ListToolsResult, TextContent
 from pydantic import AnyHttpUrl, SecretStr
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
 from .._timing import Clock as ApiClock
@@ -37,7 +39,7 @@ from ..client import RetryPolicy, TradavityClient
 from ..config import Settings
 from ..ledger import Ledger
 from ._calls import CallId, UserError, WriteCall
-from ._hosted import PerUserVerifier, ServerTokenVerifier, Workspaces
+from ._hosted import CLIENT_ADDRESS, PerUserVerifier, ServerTokenVerifier, Workspaces
 from ._journal import Body, body_for
 from ._prompts import load_prompts, register_prompts
 from ._read_tools import CURRENT_WORKSPACE, READ_TOOLS, current_workspace, register_read_tools
@@ -166,6 +168,9 @@ class _Backend:
         self._users = 0
         self._stack: AsyncExitStack | None = None
         self.state: AppState | None = None
+        #: How the HTTP app authenticates routes the SDK does not (set by `build_server`
+        #: when the server authenticates at all).
+        self.authenticate: Callable[[Request], Awaitable[Workspace | Response]] | None = None
 
     async def acquire(self) -> AppState:
         async with self._lock:
@@ -365,6 +370,8 @@ def build_server(
         "/sync/stream", methods=["GET"], include_in_schema=False
     )
     route2(stream)
+    if verifier is not None:
+        backend.authenticate = authenticate
     _BACKENDS[mcp] = backend
     return mcp
 
@@ -384,6 +391,84 @@ def _unauthorized(public_url: str) -> Response:
     )
 
 
+#: Binds on which the SDK turns DNS-rebinding protection on by itself.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+#: Routes answered without authentication (they say nothing about the user).
+PUBLIC_PATHS = frozenset({"/healthz"})
+PUBLIC_PREFIXES = ("/.well-known/",)
+
+
+def _security_for(
+    host: str, allowed_hosts: list[str] | None, allowed_origins: list[str] | None
+) -> TransportSecuritySettings | None:
+    """The Host/Origin rules: the ones listed, else the SDK's loopback defaults on a
+    loopback bind, else none (the CLI refuses such a bind without `--allowed-host`)."""
+    if allowed_hosts or allowed_origins:
+        return TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=list(allowed_hosts or []),
+            allowed_origins=list(allowed_origins or []),
+        )
+    if host in LOOPBACK_HOSTS:
+        return TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
+            allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+        )
+    return None
+
+
+class _HttpGuard:
+    """ASGI middleware in front of every route, present and future: the Host/Origin
+    checks `/mcp` gets from the SDK, and the bearer check when the server authenticates
+    (except `PUBLIC_PATHS`). It also records the client's address for the pre-auth
+    limits of `_hosted`."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        security: TransportSecuritySettings | None,
+        check_public: bool,
+        authenticate: Callable[[Request], Awaitable[Workspace | Response]] | None,
+    ) -> None:
+        self.app = app
+        self.checks = TransportSecurityMiddleware(security) if security is not None else None
+        self.check_public = check_public
+        self.authenticate = authenticate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in {"http", "websocket"}:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        token = CLIENT_ADDRESS.set(str(client[0]) if client else "unknown")
+        try:
+            refusal = await self._refusal(scope)
+            if refusal is None:
+                await self.app(scope, receive, send)
+            elif scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+            else:
+                await refusal(scope, receive, send)
+        finally:
+            CLIENT_ADDRESS.reset(token)
+
+    async def _refusal(self, scope: Scope) -> Response | None:
+        request = Request(scope)
+        path = request.url.path
+        public = path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+        if self.checks is not None and (self.check_public or path not in PUBLIC_PATHS):
+            refused = await self.checks.validate_request(request, is_post=False)
+            if refused is not None:
+                return refused
+        if self.authenticate is not None and not public:
+            who = await self.authenticate(request)
+            if isinstance(who, Response):
+                return who
+        return None
+
+
 def build_http_app(
     mcp: MCPServer,
     *,
@@ -392,18 +477,15 @@ def build_http_app(
     allowed_hosts: list[str] | None = None,
     allowed_origins: list[str] | None = None,
 ) -> Starlette:
-    """The ASGI app for streamable HTTP (`/mcp`) or legacy SSE (`/sse`), with `/healthz`.
+    """The ASGI app for streamable HTTP (`/mcp`) or legacy SSE (`/sse`), with `/healthz`
+    and `/sync/stream`.
 
-    On loopback the SDK's DNS-rebinding protection applies by itself; elsewhere the
-    allowed Host and Origin values must be listed.
+    Every route sits behind `_HttpGuard`: on loopback the SDK's DNS-rebinding rules
+    apply by default; elsewhere the allowed Host and Origin values must be listed.
+    `/healthz` is answered without authentication, and for any Host on a non-loopback
+    bind (load balancers probe it by address).
     """
-    security: TransportSecuritySettings | None = None
-    if allowed_hosts or allowed_origins:
-        security = TransportSecuritySettings(
-            enable_dns_rebinding_protection=True,
-            allowed_hosts=list(allowed_hosts or []),
-            allowed_origins=list(allowed_origins or []),
-        )
+    security = _security_for(host, allowed_hosts, allowed_origins)
     inner = (
         mcp.sse_app(transport_security=security, host=host)
         if kind == "sse"
@@ -425,7 +507,13 @@ def build_http_app(
         finally:
             await backend.release()
 
-    return Starlette(routes=[Mount("/", app=inner)], lifespan=lifespan)
+    guard = Middleware(
+        _HttpGuard,
+        security=security,
+        check_public=host in LOOPBACK_HOSTS,
+        authenticate=backend.authenticate,
+    )
+    return Starlette(routes=[Mount("/", app=inner)], middleware=[guard], lifespan=lifespan)
 
 
 class _RequestScope:

@@ -21,6 +21,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import anyio
@@ -34,9 +35,13 @@ from ..ledger import Ledger
 from ._refdata import RefData
 from ._workspace import Workspace
 
-__all__ = ["PerUserVerifier", "ServerTokenVerifier", "Workspaces"]
+__all__ = ["CLIENT_ADDRESS", "PerUserVerifier", "ServerTokenVerifier", "Workspaces"]
 
 logger = logging.getLogger("tradavity_mcp.hosted")
+
+#: The network address of the HTTP client being served (set by the HTTP app's guard),
+#: for the per-client limits on checking unknown keys.
+CLIENT_ADDRESS: ContextVar[str] = ContextVar("tradavity_client_address", default="unknown")
 
 #: How long a verified key is trusted before `/me` is asked again.
 VERIFY_TTL_SECONDS = 300.0
