@@ -16,7 +16,7 @@ import jsonschema  # type: ignore[import-untyped]  # no stubs shipped
 from tradavity_mcp.sandbox import DEMO_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = ROOT.parent / "shared" / "mcp-registry" / "server.schema.2025-12-11.json"
+SCHEMA = ROOT / "tests" / "fixtures" / "server.schema.2025-12-11.json"
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -82,3 +82,122 @@ def test_server_json_validates_against_the_registry_schema() -> None:
     broken = {**document, "version": "latest"}
     broken["packages"] = [{**document["packages"][0], "version": "latest"}]
     assert not jsonschema.Draft7Validator(schema).is_valid(broken)
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADAVITY_")}
+    env.update(extra)
+    return env
+
+
+def test_busy_port_is_one_line_naming_the_port(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = _run(
+            "--sandbox",
+            "--transport",
+            "http",
+            "--port",
+            str(port),
+            env=_clean_env(
+                TRADAVITY_STATE_DIR=str(tmp_path / "state"),
+                TRADAVITY_SANDBOX_DB=str(tmp_path / "sandbox.sqlite3"),
+            ),
+        )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"tradavity-mcp: port {port} on 127.0.0.1 is already in use: stop the program using "
+        "it, or pass another --port"
+    ]
+
+
+def test_wrong_base_url_at_start_names_the_variable(tmp_path: Path) -> None:
+    from tradavity_mcp.sandbox import SandboxConfig, create_app, serve_in_thread
+
+    with serve_in_thread(create_app(SandboxConfig(db=":memory:"))) as base:
+        wrong = base.replace("/api/v1", "/api/v2")
+        env = _clean_env(
+            TRADAVITY_API_KEY=DEMO_KEY,
+            TRADAVITY_BASE_URL=wrong,
+            TRADAVITY_STATE_DIR=str(tmp_path / "state"),
+        )
+        done = _run("--transport", "http", "--port", "0", env=env)
+        per_user = _run("--transport", "http", "--port", "0", "--auth", "per-user", env=env)
+    line = (
+        f"tradavity-mcp: TRADAVITY_BASE_URL {wrong} is not the Tradavity API (GET /me "
+        "answered 404): set it to the API's /api/v1 address, e.g. "
+        "https://app.tradavity.com/api/v1, or unset it"
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [line]
+    assert per_user.returncode == 2
+    assert per_user.stderr.splitlines() == [line]
+
+
+def test_revoked_key_at_start_of_http(tmp_path: Path) -> None:
+    from tradavity_mcp.sandbox import REVOKED_KEY, SandboxConfig, create_app, serve_in_thread
+
+    with serve_in_thread(create_app(SandboxConfig(db=":memory:"))) as base:
+        done = _run(
+            "--transport",
+            "http",
+            "--port",
+            "0",
+            env=_clean_env(
+                TRADAVITY_API_KEY=REVOKED_KEY,
+                TRADAVITY_BASE_URL=base,
+                TRADAVITY_STATE_DIR=str(tmp_path / "state"),
+            ),
+        )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "tradavity-mcp: TRADAVITY_API_KEY was revoked (401 key_revoked): create a new key in "
+        "Tradavity -> Settings -> API and set TRADAVITY_API_KEY to it"
+    ]
+    assert REVOKED_KEY not in done.stderr
+
+
+def test_on_a_terminal_it_says_what_it_is_waiting_for(tmp_path: Path) -> None:
+    import pty
+
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tradavity_mcp", "--sandbox"],
+        stdin=terminal,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_clean_env(
+            TRADAVITY_STATE_DIR=str(tmp_path / "state"),
+            TRADAVITY_SANDBOX_DB=str(tmp_path / "sandbox.sqlite3"),
+        ),
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        os.close(controller)
+        os.close(terminal)
+        if proc.stderr is not None:
+            proc.stderr.close()
+    assert line.rstrip("\n") == (
+        "tradavity-mcp: this is an MCP server waiting for a client on stdin (Ctrl-C to quit); "
+        "to try it run `tradavity-mcp demo`, or open it in the MCP Inspector: "
+        "`npx @modelcontextprotocol/inspector tradavity-mcp --sandbox`"
+    )
+
+
+def test_help_shows_defaults_and_demo_help_says_what_it_does() -> None:
+    env = _clean_env(COLUMNS="200")
+    main_help = _run("--help", env=env).stdout
+    assert "HTTP port (default: 8000)" in main_help
+    assert "stderr log level (default: WARNING)" in main_help
+    assert "default: https://app.tradavity.com/api/v1" in main_help
+    demo_help = " ".join(_run("demo", "--help", env=env).stdout.split())
+    assert "Journal a sample trade end to end on the built-in sandbox, with no API key" in demo_help
+    doctor_help = " ".join(_run("doctor", "--help", env=env).stdout.split())
+    assert "Exit status 0 when nothing failed, 1 otherwise." in doctor_help

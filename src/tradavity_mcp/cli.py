@@ -6,20 +6,61 @@ Everything the server logs goes to stderr; on stdio, stdout belongs to the proto
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
 
+import platformdirs
 from pydantic import SecretStr
 
 from . import __version__
 from .client_config import CLIENTS, snippet
-from .config import ConfigError, Settings
+from .config import DEFAULT_BASE_URL, ConfigError, Settings
 
 __all__ = ["main"]
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+#: What a person who started the server in a terminal sees (stdin is a TTY, not a client).
+TTY_HINT = (
+    "tradavity-mcp: this is an MCP server waiting for a client on stdin (Ctrl-C to quit); "
+    "to try it run `tradavity-mcp demo`, or open it in the MCP Inspector: "
+    "`npx @modelcontextprotocol/inspector tradavity-mcp --sandbox`"
+)
+
+DEMO_DESCRIPTION = (
+    "Journal a sample trade end to end on the built-in sandbox, with no API key and nothing "
+    "sent anywhere: it starts the sandbox on loopback, launches this server as a real stdio "
+    "subprocess, connects an MCP client, journals a voice note (trade, tags, chart "
+    "screenshot, checklist), syncs the broker, and prints the trade, this week's figures "
+    "and the month day by day, in the demo trader's timezone."
+)
+
+DOCTOR_DESCRIPTION = (
+    "Check this setup and print one line per check with the fix for each problem: the API "
+    "key's format, the base URL (GET /me), the key's scopes, the state directory, the write "
+    "ledger, pending writes and the clock. The key itself is never printed. Exit status 0 "
+    "when nothing failed, 1 otherwise."
+)
+
+
+class _Help(argparse.HelpFormatter):
+    """Help that shows each option's default, where it has a meaningful one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in text
+            or "default" in text
+            or default in (None, False, [], argparse.SUPPRESS)
+            or not action.option_strings
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="tradavity-mcp",
         description="MCP server for the Tradavity trading journal. Serves MCP on stdio by "
         "default; set TRADAVITY_API_KEY, or pass --sandbox to try it without one.",
+        formatter_class=_Help,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
@@ -37,16 +79,23 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--read-only", action="store_true", default=None, help="list only the read tools"
     )
-    parser.add_argument("--base-url", help="API base URL (env TRADAVITY_BASE_URL)")
     parser.add_argument(
-        "--state-dir", help="where the write ledger lives (env TRADAVITY_STATE_DIR)"
+        "--base-url",
+        help=f"API base URL (env TRADAVITY_BASE_URL; default: {DEFAULT_BASE_URL})",
+    )
+    parser.add_argument(
+        "--state-dir",
+        help="where the write ledger lives (env TRADAVITY_STATE_DIR; default: "
+        f"{platformdirs.user_state_dir('tradavity-mcp')})",
     )
     parser.add_argument(
         "--allowed-dir",
-        action="append",
+        action="extend",
+        nargs="*",
         dest="allowed_dirs",
         metavar="DIR",
-        help="directory screenshots may be read from (repeatable; env TRADAVITY_ALLOWED_DIRS)",
+        help="folders screenshots may be read from (one or more; repeatable; env "
+        "TRADAVITY_ALLOWED_DIRS; default: none, plus the client's roots)",
     )
     parser.add_argument(
         "--output-schemas",
@@ -100,8 +149,31 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "sandbox", help="serve the Tradavity API sandbox over HTTP (see `sandbox --help`)"
     )
-    sub.add_parser("demo", help="journal a sample trade end to end on the sandbox")
-    config = sub.add_parser("config", help="print the snippet that adds this server to a client")
+    sub.add_parser(
+        "demo",
+        help="journal a sample trade end to end on the sandbox (no key needed)",
+        description=DEMO_DESCRIPTION,
+    )
+    doctor = sub.add_parser(
+        "doctor",
+        help="check the key, base URL, scopes, state directory, ledger and clock",
+        description=DOCTOR_DESCRIPTION,
+        formatter_class=_Help,
+    )
+    doctor.add_argument(
+        "--sandbox",
+        action="store_true",
+        dest="doctor_sandbox",
+        help="check the setup for the built-in sandbox instead",
+    )
+    doctor.add_argument("--base-url", dest="doctor_base_url", help="as for the server")
+    doctor.add_argument("--state-dir", dest="doctor_state_dir", help="as for the server")
+    config = sub.add_parser(
+        "config",
+        help="print the snippet that adds this server to a client",
+        description="Print the snippet that adds this server to an MCP client. It never "
+        "contains your key: replace the placeholder (VS Code asks for it as a secret).",
+    )
     config.add_argument("client", choices=CLIENTS)
     config.add_argument(
         "--sandbox", action="store_true", dest="config_sandbox", help="run on the sandbox"
@@ -130,6 +202,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .demo import run_demo
 
         return run_demo()
+    if args.command == "doctor":
+        from .doctor import run_doctor
+
+        args.sandbox = args.sandbox or args.doctor_sandbox
+        args.base_url = args.doctor_base_url or args.base_url
+        args.state_dir = args.doctor_state_dir or args.state_dir
+        return run_doctor(args)
     return _serve(args, parser)
 
 
@@ -188,8 +267,15 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         token=token,
         public_url=args.public_url or f"http://{args.host}:{args.port}",
     )
+    if http and not settings.sandbox:
+        problem = _check_base_url(settings, per_user=args.auth == "per-user")
+        if problem is not None:
+            print(f"tradavity-mcp: {problem}", file=sys.stderr)
+            return 2
     server = build_server(settings, stdio=not http, hosted=hosted, log_level=args.log_level)
     if not http:
+        if sys.stdin.isatty():
+            print(TTY_HINT, file=sys.stderr, flush=True)
         server.run()
         return 0
     import uvicorn
@@ -202,9 +288,53 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         allowed_origins=args.allowed_origin,
     )
     path = "/sse" if args.transport == "sse" else "/mcp"
-    print(f"tradavity-mcp on http://{args.host}:{args.port}{path}", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower())
+    # Bind before saying where we listen: a busy port is one line, not a traceback.
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((args.host, args.port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            print(
+                f"tradavity-mcp: port {args.port} on {args.host} is already in use: stop the "
+                "program using it, or pass another --port",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                f"tradavity-mcp: cannot listen on {args.host} port {args.port}: "
+                f"{exc.strerror or exc}",
+                file=sys.stderr,
+            )
+        return 1
+    port = sock.getsockname()[1]
+    host = f"[{args.host}]" if family == socket.AF_INET6 else args.host
+    print(f"tradavity-mcp on http://{host}:{port}{path}", file=sys.stderr, flush=True)
+    config = uvicorn.Config(app, log_level=args.log_level.lower())
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
     return 0
+
+
+def _check_base_url(settings: Settings, *, per_user: bool) -> str | None:
+    """`GET /me` once before serving HTTP: a wrong TRADAVITY_BASE_URL or a refused key is
+    one line now, not "not found" on every call. An API that is down or failing does not
+    stop the start (writes wait in the ledger); it is named in one warning line."""
+    import anyio
+
+    from .doctor import describe_probe, probe_me
+
+    key = None if per_user or settings.api_key is None else settings.api_key.get_secret_value()
+    probe = anyio.run(probe_me, settings.base_url, key)
+    line = describe_probe(probe, with_key=key is not None)
+    if line is not None and probe.kind in {"unreachable", "error"}:
+        print(f"tradavity-mcp: warning: {line}; starting anyway", file=sys.stderr)
+        return None
+    return line
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,355 @@
+"""`tradavity-mcp doctor`: is this setup ready to journal? One line per check, a fix for
+each problem, never the key.
+
+Checks, in order: the API key's format, the base URL (`GET /me` answers like the Tradavity
+API), the key's scopes against the tools, the state directory, the write ledger, pending
+writes, and the clock against the API's. Exit 0 when nothing failed, 1 otherwise.
+
+`probe_me` is also what `tradavity-mcp --transport http` runs before it serves, so a
+wrong `TRADAVITY_BASE_URL` is one clear line at start instead of "not found" on every call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+import anyio
+import httpx2
+from pydantic import SecretStr
+
+from . import __version__
+from .config import API_KEY_PATTERN, DEFAULT_BASE_URL, ConfigError, Settings
+from .ledger import Ledger
+
+__all__ = ["Check", "Probe", "describe_probe", "probe_me", "run_doctor"]
+
+Status = Literal["ok", "warn", "FAIL"]
+
+#: Beyond this the API's "today", rate windows and replay windows disagree with ours.
+CLOCK_WARN_SECONDS = 60.0
+CLOCK_FAIL_SECONDS = 300.0
+
+_KEY_FIX = "create a new key in Tradavity -> Settings -> API and set TRADAVITY_API_KEY to it"
+
+
+@dataclass
+class Check:
+    status: Status
+    name: str
+    detail: str
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What `GET /me` said. `kind` is one of: ok, unreachable, not_api, key_refused, error."""
+
+    kind: str
+    base_url: str
+    status: int = 0
+    code: str = ""
+    message: str = ""
+    me: dict[str, Any] = field(default_factory=dict)
+    skew_seconds: float | None = None
+
+
+async def probe_me(
+    base_url: str,
+    key: str | None,
+    *,
+    transport: httpx2.AsyncBaseTransport | None = None,
+    wait_seconds: float = 10.0,
+) -> Probe:
+    """One `GET /me`, no retries. Without a key a real API answers 401 `unauthorized`."""
+    headers = {"Accept": "application/json", "User-Agent": f"tradavity-mcp/{__version__}"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    url = base_url.rstrip("/") + "/me"
+    try:
+        async with httpx2.AsyncClient(transport=transport, timeout=wait_seconds) as http:
+            sent = time.time()
+            response = await http.get(url, headers=headers)
+            received = time.time()
+    except httpx2.HTTPError as exc:
+        return Probe("unreachable", base_url, message=type(exc).__name__)
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or "ok" not in body or response.status_code == 404:
+        # /me exists on every key and plan: a 404 there means the URL is not the API's.
+        return Probe("not_api", base_url, status=response.status_code)
+    skew = None
+    if "date" in response.headers:
+        try:
+            theirs = parsedate_to_datetime(response.headers["date"]).timestamp()
+            skew = theirs - (sent + received) / 2
+        except (TypeError, ValueError):
+            skew = None
+    if body.get("ok") is True and response.is_success:
+        data = body.get("data")
+        return Probe(
+            "ok",
+            base_url,
+            status=response.status_code,
+            me=data if isinstance(data, dict) else {},
+            skew_seconds=skew,
+        )
+    error = _dict(body.get("error"))
+    code = str(error.get("code") or "")
+    kind = "key_refused" if response.status_code == 401 else "error"
+    return Probe(
+        kind,
+        base_url,
+        status=response.status_code,
+        code=code,
+        message=str(error.get("message") or ""),
+        skew_seconds=skew,
+    )
+
+
+def describe_probe(probe: Probe, *, with_key: bool) -> str | None:
+    """One line for a probe that went wrong (None when it is fine), naming what to change."""
+    url = probe.base_url
+    if probe.kind == "unreachable":
+        return (
+            f"TRADAVITY_BASE_URL {url} cannot be reached ({probe.message}): check the URL "
+            f"(the default is {DEFAULT_BASE_URL}) and the network"
+        )
+    if probe.kind == "not_api":
+        return (
+            f"TRADAVITY_BASE_URL {url} is not the Tradavity API (GET /me answered "
+            f"{probe.status}): set it to the API's /api/v1 address, "
+            f"e.g. {DEFAULT_BASE_URL}, or unset it"
+        )
+    if probe.kind == "key_refused":
+        if not with_key:
+            return None  # the API is there; a keyless probe is refused by design
+        reason = {
+            "key_revoked": "was revoked",
+            "key_expired": "has expired",
+        }.get(probe.code, "is not accepted (unknown or mistyped)")
+        return f"TRADAVITY_API_KEY {reason} ({probe.status} {probe.code}): {_KEY_FIX}"
+    if probe.kind == "error":
+        return (
+            f"GET {url}/me answered {probe.status} {probe.code}: {probe.message} "
+            "(try again shortly; if it persists, check TRADAVITY_BASE_URL)"
+        )
+    return None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+# --- the checks ---------------------------------------------------------------------------
+
+
+def _check_key(settings: Settings, raw: str | None) -> Check:
+    if settings.sandbox:
+        return Check("ok", "API key", "not needed: running on the built-in sandbox")
+    if raw is None or not raw.strip():
+        return Check(
+            "FAIL",
+            "API key",
+            "TRADAVITY_API_KEY is not set",
+            "export TRADAVITY_API_KEY=<your key from Tradavity -> Settings -> API>, "
+            "or try it without one: tradavity-mcp doctor --sandbox",
+        )
+    if not API_KEY_PATTERN.fullmatch(raw.strip()):
+        return Check(
+            "FAIL",
+            "API key",
+            "TRADAVITY_API_KEY is not a Tradavity key ('tvty_' + 48 lowercase hex characters)",
+            "copy the full key again from Tradavity -> Settings -> API (it is shown once; "
+            "if it is lost, create a new one)",
+        )
+    return Check("ok", "API key", "set, and shaped like a Tradavity key")
+
+
+def _check_api(probe: Probe, settings: Settings, *, with_key: bool) -> Check:
+    shown = "the built-in sandbox" if settings.sandbox else settings.base_url
+    line = describe_probe(probe, with_key=with_key)
+    if line is not None:
+        detail, _, fix = line.partition(": ")
+        return Check("FAIL", "base URL", detail, fix)
+    if probe.kind != "ok":
+        return Check("ok", "base URL", f"{shown} answers like the Tradavity API (key not sent)")
+    user = _dict(probe.me.get("user"))
+    prefs = probe.me.get("preferences")
+    tz = prefs.get("timezone") if isinstance(prefs, dict) else None
+    plan = probe.me.get("plan")
+    tier = plan.get("tier") if isinstance(plan, dict) else plan
+    who = ", ".join(str(x) for x in (tier, tz) if x)
+    return Check("ok", "base URL", f"{shown} answers as {user.get('name', 'your user')} ({who})")
+
+
+def _check_scopes(probe: Probe, settings: Settings) -> Check:
+    if probe.kind != "ok":
+        return Check("warn", "scopes", "not checked (GET /me did not succeed with the key)")
+    from .server import TOOL_SCOPES
+    from .server._write_tools import WRITE_TOOLS
+
+    key = _dict(probe.me.get("key"))
+    granted = {str(s) for s in key.get("scopes") or []}
+    wanted = {
+        tool: scope
+        for tool, scope in TOOL_SCOPES.items()
+        if not (settings.read_only and tool in WRITE_TOOLS)
+    }
+    missing = sorted({s for s in wanted.values() if s not in granted})
+    if not missing:
+        return Check("ok", "scopes", "the key grants every scope the tools need")
+    hidden = sorted(t for t, s in wanted.items() if s in missing)
+    return Check(
+        "warn",
+        "scopes",
+        f"the key lacks {', '.join(missing)}, so {len(hidden)} tools are hidden "
+        f"({', '.join(hidden)})",
+        "grant those scopes to the key in Tradavity -> Settings -> API (or create a key with "
+        "'Read + Write everything'); a read-only key is fine with --read-only",
+    )
+
+
+def _check_state_dir(state_dir: Path) -> Check:
+    fix = (
+        "set TRADAVITY_STATE_DIR (or --state-dir) to a folder this user can write, "
+        "or fix the folder's permissions"
+    )
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=state_dir, prefix=".doctor-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        return Check("FAIL", "state dir", f"{state_dir} cannot be written ({reason})", fix)
+    return Check("ok", "state dir", f"{state_dir} is writable")
+
+
+def _check_ledger(state_dir: Path) -> tuple[Check, Check]:
+    path = state_dir / "ledger.sqlite3"
+    try:
+        ledger = Ledger(path)
+    except Exception as exc:  # the ledger's own errors vary; report any of them plainly
+        return (
+            Check(
+                "FAIL",
+                "ledger",
+                f"{path} cannot be opened ({type(exc).__name__}: {exc})",
+                "stop every tradavity-mcp process, move the file aside (its pending writes "
+                "will not be resumed), and start the server again: it makes a new ledger",
+            ),
+            Check("warn", "pending", "not checked (the ledger did not open)"),
+        )
+    try:
+        pending = ledger.pending_calls()
+    except Exception as exc:
+        return (
+            Check("FAIL", "ledger", f"{path} cannot be read ({type(exc).__name__}: {exc})"),
+            Check("warn", "pending", "not checked (the ledger could not be read)"),
+        )
+    finally:
+        close = getattr(ledger, "close", None)
+        if callable(close):
+            close()
+    ok = Check("ok", "ledger", f"{path} opens")
+    if not pending:
+        return ok, Check("ok", "pending", "no writes waiting to be finished")
+    oldest = min(getattr(p, "created_at", time.time()) for p in pending)
+    since = datetime.fromtimestamp(oldest).astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    tools = sorted({str(getattr(p, "tool", "?")) for p in pending})
+    return ok, Check(
+        "warn",
+        "pending",
+        f"{len(pending)} write(s) not confirmed yet ({', '.join(tools)}; oldest {since})",
+        "start the server with the API reachable: it finishes them by itself, each exactly once",
+    )
+
+
+def _check_clock(probe: Probe) -> Check:
+    if probe.skew_seconds is None:
+        why = "no answer from the API" if probe.kind == "unreachable" else "no Date header"
+        return Check("ok", "clock", f"not measured ({why})")
+    skew = probe.skew_seconds
+    way = "ahead of" if skew < 0 else "behind"
+    text = f"this machine is {abs(skew):.0f} s {way} the API's clock"
+    fix = "turn on automatic time (NTP) in your system settings"
+    if abs(skew) >= CLOCK_FAIL_SECONDS:
+        return Check("FAIL", "clock", text, fix)
+    if abs(skew) >= CLOCK_WARN_SECONDS:
+        return Check("warn", "clock", text, fix)
+    return Check("ok", "clock", f"within {max(1.0, abs(skew)):.0f} s of the API's clock")
+
+
+async def _checks(settings: Settings, raw_key: str | None) -> list[Check]:
+    checks = [_check_key(settings, raw_key)]
+    if settings.sandbox:
+        from .sandbox import DEMO_KEY, SandboxConfig, SandboxTransport, create_app
+
+        app = create_app(SandboxConfig(db=settings.sandbox_db))
+        with_key = True
+        probe = await probe_me(
+            "http://sandbox.local/api/v1", DEMO_KEY, transport=SandboxTransport(app)
+        )
+    else:
+        # Without a usable key the base URL is still checked: the API answers 401.
+        key = settings.api_key if checks[0].status == "ok" else None
+        with_key = key is not None
+        probe = await probe_me(settings.base_url, key.get_secret_value() if key else None)
+    checks.append(_check_api(probe, settings, with_key=with_key))
+    checks.append(_check_scopes(probe, settings))
+    state = _check_state_dir(settings.state_dir)
+    checks.append(state)
+    if state.status == "ok":
+        checks.extend(_check_ledger(settings.state_dir))
+    else:
+        checks.append(Check("warn", "ledger", "not checked (the state directory is unusable)"))
+    checks.append(_check_clock(probe))
+    return checks
+
+
+def report(checks: list[Check], out: TextIO) -> int:
+    width = max(len(c.name) for c in checks)
+    for c in checks:
+        out.write(f"  {c.status:<4}  {c.name:<{width}}  {c.detail}\n")
+        if c.fix and c.status != "ok":
+            out.write(f"  {'':<4}  {'':<{width}}  fix: {c.fix}\n")
+    failed = sum(c.status == "FAIL" for c in checks)
+    warned = sum(c.status == "warn" for c in checks)
+    if failed:
+        out.write(f"\n{failed} problem(s) to fix" + (f", {warned} warning(s)" if warned else ""))
+        out.write(": see each 'fix:' line above.\n")
+        return 1
+    out.write("\nReady to journal" + (f" ({warned} warning(s) above)" if warned else "") + ".\n")
+    return 0
+
+
+def run_doctor(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """Run every check for the settings the server itself would use."""
+    raw_key = os.environ.get("TRADAVITY_API_KEY")
+    out.write(f"tradavity-mcp {__version__} doctor\n\n")
+    try:
+        settings = Settings.load(
+            base_url=args.base_url,
+            sandbox=args.sandbox,
+            read_only=args.read_only,
+            state_dir=args.state_dir,
+            require_key=False,
+            # The key is checked below with its own fix; here it must not stop the rest.
+            environ={k: v for k, v in os.environ.items() if k != "TRADAVITY_API_KEY"},
+        )
+    except ConfigError as exc:
+        out.write(f"  FAIL  settings  {exc}\n")
+        return 1
+    if raw_key and API_KEY_PATTERN.fullmatch(raw_key.strip()):
+        settings = replace(settings, api_key=SecretStr(raw_key.strip()))
+    return report(anyio.run(_checks, settings, raw_key), out)

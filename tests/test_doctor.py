@@ -1,0 +1,148 @@
+"""`tradavity-mcp doctor` as a person runs it: a real process against the sandbox over HTTP."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tradavity_mcp.sandbox import (
+    DEMO_KEY,
+    READONLY_KEY,
+    REVOKED_KEY,
+    SandboxConfig,
+    create_app,
+    serve_in_thread,
+)
+
+
+@pytest.fixture(scope="module")
+def base_url() -> Iterator[str]:
+    with serve_in_thread(create_app(SandboxConfig(db=":memory:"))) as url:
+        yield url
+
+
+def _doctor(
+    tmp_path: Path, *args: str, key: str | None, base: str | None, state: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADAVITY_")}
+    env["TRADAVITY_STATE_DIR"] = str(state or tmp_path / "state")
+    if key is not None:
+        env["TRADAVITY_API_KEY"] = key
+    if base is not None:
+        env["TRADAVITY_BASE_URL"] = base
+    return subprocess.run(
+        [sys.executable, "-m", "tradavity_mcp", "doctor", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+
+
+def _line(out: str, name: str) -> str:
+    """The report line of one check, its status and text with the padding squeezed."""
+    for line in out.splitlines():
+        words = line.split()
+        if words[1:2] == name.split()[:1] and " ".join(words[1:]).startswith(name):
+            return " ".join(words)
+    raise AssertionError(f"no {name!r} line in:\n{out}")
+
+
+def test_right_setup_is_ready(tmp_path: Path, base_url: str) -> None:
+    done = _doctor(tmp_path, key=DEMO_KEY, base=base_url)
+    assert done.returncode == 0, done.stdout
+    assert _line(done.stdout, "base URL") == (
+        f"ok base URL {base_url} answers as Dana Demo (pro, America/New_York)"
+    )
+    for name in ("API key", "scopes", "state dir", "ledger", "pending", "clock"):
+        assert _line(done.stdout, name).startswith("ok "), done.stdout
+    assert done.stdout.rstrip().endswith("Ready to journal.")
+    assert DEMO_KEY not in done.stdout + done.stderr
+    assert DEMO_KEY[5:20] not in done.stdout + done.stderr
+
+
+def test_wrong_base_url(tmp_path: Path, base_url: str) -> None:
+    wrong = base_url.replace("/api/v1", "/api/v2")
+    done = _doctor(tmp_path, key=DEMO_KEY, base=wrong)
+    assert done.returncode == 1
+    assert _line(done.stdout, "base URL") == (
+        f"FAIL base URL TRADAVITY_BASE_URL {wrong} is not the Tradavity API (GET /me answered 404)"
+    )
+    assert "fix: set it to the API's /api/v1 address" in done.stdout
+
+
+def test_bad_key(tmp_path: Path, base_url: str) -> None:
+    unknown = "tvty_" + "1" * 48
+    done = _doctor(tmp_path, key=unknown, base=base_url)
+    assert done.returncode == 1
+    assert _line(done.stdout, "base URL") == (
+        "FAIL base URL TRADAVITY_API_KEY is not accepted (unknown or mistyped) (401 unauthorized)"
+    )
+    assert unknown not in done.stdout + done.stderr
+    malformed = _doctor(tmp_path, key="tvty_123", base=base_url)
+    assert malformed.returncode == 1
+    assert _line(malformed.stdout, "API key") == (
+        "FAIL API key TRADAVITY_API_KEY is not a Tradavity key "
+        "('tvty_' + 48 lowercase hex characters)"
+    )
+    # The base URL is still checked without the key.
+    assert _line(malformed.stdout, "base URL").startswith("ok base URL")
+    assert "tvty_123" not in malformed.stdout + malformed.stderr
+
+
+def test_revoked_key(tmp_path: Path, base_url: str) -> None:
+    done = _doctor(tmp_path, key=REVOKED_KEY, base=base_url)
+    assert done.returncode == 1
+    assert _line(done.stdout, "base URL") == (
+        "FAIL base URL TRADAVITY_API_KEY was revoked (401 key_revoked)"
+    )
+    assert "fix: create a new key in Tradavity -> Settings -> API" in done.stdout
+    assert REVOKED_KEY not in done.stdout + done.stderr
+
+
+def test_read_only_key_warns_about_hidden_tools(tmp_path: Path, base_url: str) -> None:
+    done = _doctor(tmp_path, key=READONLY_KEY, base=base_url)
+    assert done.returncode == 0
+    assert _line(done.stdout, "scopes").startswith(
+        "warn scopes the key lacks write:autosync, write:protocols, write:screenshots, "
+        "write:tags, write:trades, so 8 tools are hidden"
+    )
+
+
+def test_unwritable_state_dir(tmp_path: Path, base_url: str) -> None:
+    # A file where the folder should be: unwritable for root too.
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    state = blocker / "state"
+    done = _doctor(tmp_path, key=DEMO_KEY, base=base_url, state=state)
+    assert done.returncode == 1
+    assert _line(done.stdout, "state dir") == (
+        f"FAIL state dir {state} cannot be written (Not a directory)"
+    )
+    assert _line(done.stdout, "ledger") == (
+        "warn ledger not checked (the state directory is unusable)"
+    )
+
+
+def test_broken_ledger_names_the_file(tmp_path: Path, base_url: str) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "ledger.sqlite3").write_bytes(b"this is not a database" * 100)
+    done = _doctor(tmp_path, key=DEMO_KEY, base=base_url, state=state)
+    assert done.returncode == 1
+    assert _line(done.stdout, "ledger").startswith(
+        f"FAIL ledger {state / 'ledger.sqlite3'} cannot be opened ("
+    )
+    assert "fix: stop every tradavity-mcp process, move the file aside" in done.stdout
+
+
+def test_sandbox_needs_no_key(tmp_path: Path) -> None:
+    done = _doctor(tmp_path, "--sandbox", key=None, base=None)
+    assert done.returncode == 0, done.stdout
+    assert _line(done.stdout, "API key") == "ok API key not needed: running on the built-in sandbox"
