@@ -8,8 +8,8 @@ import errno
 import os
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import anyio
 import httpx2
 import pytest
 from mcp import Client
+from mcp.types import ResourceUpdatedNotification
 from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route
@@ -24,6 +25,8 @@ from starlette.routing import BaseRoute, Mount, Route
 from tradavity_mcp.config import Settings
 from tradavity_mcp.sandbox import (
     DEMO_KEY,
+    SECOND_PRO_KEY,
+    ManualClock,
     SandboxConfig,
     SandboxTransport,
     create_app,
@@ -31,8 +34,9 @@ from tradavity_mcp.sandbox import (
 )
 from tradavity_mcp.server import HostedOptions, _files, build_http_app, build_server
 from tradavity_mcp.server._calls import UserError
+from tradavity_mcp.server._sync_tools import SYNC_URIS
 
-from .conftest import Env, data_of, png_bytes, text_of
+from .conftest import Env, data_of, http_transport, png_bytes, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -278,3 +282,79 @@ async def test_a_public_bind_checks_listed_hosts_and_lets_probes_reach_healthz(
             assert (await http.get(f"{base}/sync/stream", headers=evil)).status_code == 421
             probe = await http.get(f"{base}/healthz", headers={"Host": "10.0.0.5:8000"})
             assert probe.status_code == 200
+
+
+# --- sync notifications reach only the user they concern --------------------------------
+
+
+class _Watcher:
+    """One user's MCP client over streamable HTTP, recording sync notifications."""
+
+    def __init__(self, base: str, key: str, era: str) -> None:
+        self.base, self.key, self.era = base, key, era
+        self.updates: list[str] = []
+        self.got = anyio.Event()
+
+    async def on_message(self, message: Any) -> None:
+        if isinstance(message, ResourceUpdatedNotification):
+            self.record(str(message.params.uri))
+
+    def record(self, uri: str) -> None:
+        self.updates.append(uri)
+        self.got.set()
+
+
+@asynccontextmanager
+async def _watching(w: _Watcher) -> AsyncIterator[Client]:
+    """Connected, and subscribed to every sync resource on `w.era`'s own path."""
+    async with Client(
+        http_transport(w.base, w.key), mode=w.era, message_handler=w.on_message
+    ) as client:
+        if w.era == "legacy":
+            for uri in SYNC_URIS:
+                await client.session.subscribe_resource(uri)
+            yield client
+            return
+        async with (
+            client.listen(resource_subscriptions=list(SYNC_URIS)) as sub,
+            anyio.create_task_group() as tg,
+        ):
+
+            async def pump() -> None:
+                async for event in sub:
+                    w.record(str(getattr(event, "uri", event)))
+
+            tg.start_soon(pump)
+            yield client
+            tg.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("era", ["auto", "legacy"], ids=["2026-07-28", "2025-11-25"])
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
+async def test_another_users_sync_notifies_nobody_else(tmp_path: Path, era: str) -> None:
+    clock = ManualClock()
+    settings = Settings.load(
+        environ={},
+        base_url="http://sandbox.local/api/v1",
+        state_dir=tmp_path / "state",
+        require_key=False,
+    )
+    sandbox = SandboxTransport(create_app(SandboxConfig(db=":memory:", clock=clock)))
+    hosted = HostedOptions(auth="per-user", public_url="http://127.0.0.1")
+    server = build_server(settings, transport=sandbox, stdio=False, hosted=hosted)
+    app = build_http_app(server, kind="http", host="127.0.0.1")
+    with serve_in_thread(app, path="", lifespan=True) as base:
+        alice, bob = _Watcher(base, DEMO_KEY, era), _Watcher(base, SECOND_PRO_KEY, era)
+        async with _watching(alice) as a, _watching(bob) as b:
+            # Both users' brokers run their scheduled syncs; Alice's server learns of hers.
+            clock.advance(31 * 60)
+            data_of(await a.call_tool("sync_status", {}))
+            with anyio.fail_after(10):
+                await alice.got.wait()
+            await anyio.sleep(0.5)  # time enough for a stray notification to arrive
+            assert bob.updates == []
+            # Bob's subscription works: his own syncs reach him, and only then.
+            data_of(await b.call_tool("sync_status", {}))
+            with anyio.fail_after(10):
+                await bob.got.wait()
+            assert set(bob.updates) <= set(SYNC_URIS)

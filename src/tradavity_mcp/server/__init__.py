@@ -22,7 +22,6 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
-from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from mcp.types import CallToolResult, ListToolsResult, TextContent
 from pydantic import AnyHttpUrl, SecretStr
@@ -46,7 +45,7 @@ from ._read_tools import CURRENT_WORKSPACE, READ_TOOLS, current_workspace, regis
 from ._refdata import RefData
 from ._schema import compact_tool
 from ._sync_stream import sync_stream_endpoint
-from ._sync_tools import SyncNotifier, refresh_sync, register_sync_tools
+from ._sync_tools import PrincipalBus, SyncNotifier, refresh_sync, register_sync_tools
 from ._workspace import Workspace
 from ._write_tools import WRITE_TOOLS, ToolEnv, register_write_tools
 
@@ -267,7 +266,7 @@ def build_server(
     if api_key is None and not per_user:
         raise ValueError("no API key: pass one in settings, use the sandbox, or per-user auth")
 
-    bus = InMemorySubscriptionBus()
+    bus = PrincipalBus()
     notifier = SyncNotifier(bus)
     backend = _Backend(
         settings,

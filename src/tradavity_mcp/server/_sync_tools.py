@@ -1,11 +1,14 @@
 """Sync status for models and clients: the `sync_status` tool, sync resources, and
 notifications to subscribers when runs change (both protocol eras).
 
-* 2026-07-28 clients listen through `subscriptions/listen`; we publish
-  `ResourceUpdated` on the server's subscription bus.
+* 2026-07-28 clients listen through `subscriptions/listen`; the server's subscription
+  bus is a `PrincipalBus`, which remembers whose request opened each listen stream and
+  hands a user's sync events to that user's streams only.
 * 2025-11-25 clients send `resources/subscribe`; we remember which session asked for
   which URI (and for which principal) and send `notifications/resources/updated` to
   those sessions only.
+
+Either way, one user's syncs never reach another user, not even as a timing signal.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import anyio
+import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectSendStream
 from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
-from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
+from mcp.server.subscriptions import ResourceUpdated, ServerEvent
 from mcp.types import (
     CallToolResult,
     EmptyResult,
@@ -36,7 +40,7 @@ from ._read_tools import CURRENT_WORKSPACE, JSON, _dump, current_workspace
 from ._syncwatch import SyncEvent
 from ._workspace import Workspace
 
-__all__ = ["SYNC_URIS", "SyncNotifier", "refresh_sync", "register_sync_tools"]
+__all__ = ["SYNC_URIS", "PrincipalBus", "SyncNotifier", "refresh_sync", "register_sync_tools"]
 
 logger = logging.getLogger("tradavity_mcp.sync")
 
@@ -59,10 +63,56 @@ async def refresh_sync(ws: Workspace) -> list[dict[str, Any]]:
     return [ws.sync.status(c.model_dump(mode="json")).to_json() for c in connections]
 
 
+class PrincipalBus:
+    """The server's `SubscriptionBus` (2026-07-28 listen streams), aware of users.
+
+    A listener belongs to the principal whose request subscribed it (the SDK subscribes
+    inside the `subscriptions/listen` handler, where the request middleware has made the
+    caller's workspace current). `publish` reaches every listener (server-wide changes,
+    such as the tool list); `publish_to` only the listeners of one principal. A listener
+    subscribed with no workspace (an unauthenticated request) gets no user's events.
+    """
+
+    def __init__(self) -> None:
+        self._listeners: dict[object, tuple[str | None, Callable[[ServerEvent], None]]] = {}
+
+    def subscribe(self, listener: Callable[[ServerEvent], None]) -> Callable[[], None]:
+        ws = CURRENT_WORKSPACE.get()
+        token = object()
+        self._listeners[token] = (ws.principal if ws is not None else None, listener)
+
+        def unsubscribe() -> None:
+            self._listeners.pop(token, None)
+
+        return unsubscribe
+
+    async def publish(self, event: ServerEvent) -> None:
+        self._deliver(event, lambda owner: True)
+        await anyio.lowlevel.checkpoint()
+
+    async def publish_to(self, principal: str, event: ServerEvent) -> None:
+        """Deliver `event` to the listen streams `principal` opened, and no others."""
+        self._deliver(event, lambda owner: owner == principal)
+        await anyio.lowlevel.checkpoint()
+
+    def listeners(self, principal: str | None) -> int:
+        """How many listen streams `principal` has open (for tests and diagnostics)."""
+        return sum(1 for owner, _ in self._listeners.values() if owner == principal)
+
+    def _deliver(self, event: ServerEvent, wanted: Callable[[str | None], bool]) -> None:
+        for owner, listener in list(self._listeners.values()):
+            if not wanted(owner):
+                continue
+            try:
+                listener(event)
+            except Exception:  # one bad listener must not starve the others
+                logger.exception("subscription listener raised; continuing")
+
+
 class SyncNotifier:
     """Turns sync events into resource-updated notifications for subscribers."""
 
-    def __init__(self, bus: InMemorySubscriptionBus) -> None:
+    def __init__(self, bus: PrincipalBus) -> None:
         self.bus = bus
         self._send: MemoryObjectSendStream[tuple[str, SyncEvent]] | None = None
         #: legacy session -> (principal, subscribed URIs)
@@ -96,7 +146,7 @@ class SyncNotifier:
             async with send, receive:
                 async for principal, _event in receive:
                     for uri in SYNC_URIS:
-                        await self.bus.publish(ResourceUpdated(uri=uri))
+                        await self.bus.publish_to(principal, ResourceUpdated(uri=uri))
                         await self._notify_legacy(principal, uri)
         finally:
             self._send = None
@@ -132,6 +182,10 @@ class SyncNotifier:
 def register_sync_tools(
     mcp: MCPServer, notifier: SyncNotifier, workspace: Callable[[Context], Workspace]
 ) -> None:
+    # `resources/subscribe` is a spec method the 2026 revision removed; the SDK's own
+    # guidance for re-providing one for older clients is the low-level server's
+    # `add_request_handler`, which `MCPServer` does not expose (extensions may not bind
+    # spec methods). This is the one private attribute we use.
     low = mcp._lowlevel_server
     low.add_request_handler("resources/subscribe", SubscribeRequestParams, notifier.on_subscribe)
     low.add_request_handler(
