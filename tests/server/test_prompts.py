@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import httpx2
 import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
 
+from tradavity_mcp.config import Settings
+from tradavity_mcp.server import build_server
 from tradavity_mcp.server._prompts import _parse, load_prompts
 
 REQUIRED = {"journal_voice_note", "end_of_day_review", "weekly_review", "pre_trade_check"}
@@ -37,3 +44,38 @@ def test_a_placeholder_without_an_argument_fails_at_load(tmp_path: Path) -> None
     bad = '+++\nname = "x"\n[[arguments]]\nname = "a"\n+++\nHello $a and $b\n'
     with pytest.raises(ValueError, match=r"\$b is not an argument"):
         _parse(bad, "x.md")
+
+
+def _offline(request: httpx2.Request) -> httpx2.Response:
+    raise httpx2.ConnectError("offline")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_bad_prompt_requests_are_invalid_params_without_a_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, mode: str
+) -> None:
+    settings = Settings.load(environ={"TRADAVITY_API_KEY": "tvty_" + "0" * 48}, state_dir=tmp_path)
+    server = build_server(settings, transport=httpx2.MockTransport(_offline))
+    caplog.set_level(logging.DEBUG)
+    async with Client(server, mode=mode) as client:
+        with pytest.raises(MCPError) as unknown:
+            await client.get_prompt("weekly_reveiw", {})
+        with pytest.raises(MCPError) as missing:
+            await client.get_prompt("pre_trade_check", {"direction": "long"})
+        with pytest.raises(MCPError) as bad_value:
+            await client.get_prompt("weekly_review", {"range": "last week"})
+        ok = await client.get_prompt("pre_trade_check", {"symbol": "mnq"})
+    assert unknown.value.code == INVALID_PARAMS
+    assert unknown.value.message == (
+        "unknown prompt 'weekly_reveiw'; the prompts are end_of_day_review, "
+        "journal_voice_note, pre_trade_check, weekly_review"
+    )
+    assert missing.value.code == INVALID_PARAMS
+    assert missing.value.message == (
+        "prompt pre_trade_check needs symbol (symbol: Instrument about to be traded, e.g. MNQ)"
+    )
+    assert bad_value.value.code == INVALID_PARAMS
+    assert bad_value.value.message == "prompt weekly_review: range must be one of 7d, mtd, 30d"
+    assert "MNQ" in str(ok.messages[0].content)
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"

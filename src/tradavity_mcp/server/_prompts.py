@@ -21,8 +21,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.prompts.base import Prompt, PromptArgument
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
 
 __all__ = ["PromptTemplate", "default_prompt_dir", "load_prompts", "register_prompts"]
 
@@ -131,10 +134,16 @@ def load_prompts(directory: Path | None = None) -> list[PromptTemplate]:
 
 
 def register_prompts(mcp: MCPServer, templates: list[PromptTemplate]) -> None:
+    """Register each template, and answer a bad `prompts/get` with -32602 (invalid params)
+    and a message that says what to send, instead of the SDK's generic error."""
+    by_name = {t.name: t for t in templates}
     for template in templates:
 
         def render(_t: PromptTemplate = template, **values: Any) -> str:
-            return _t.render(values)
+            try:
+                return _t.render(values)
+            except ValueError as exc:
+                raise MCPError(INVALID_PARAMS, f"prompt {_t.name}: {exc}") from None
 
         mcp.add_prompt(
             Prompt(
@@ -152,6 +161,35 @@ def register_prompts(mcp: MCPServer, templates: list[PromptTemplate]) -> None:
                 fn=render,
             )
         )
+
+    async def check_prompt_request(
+        ctx: ServerRequestContext[Any, Any], call_next: CallNext
+    ) -> HandlerResult:
+        if ctx.method == "prompts/get":
+            params = ctx.params if isinstance(ctx.params, dict) else {}
+            problem = _request_problem(by_name, params.get("name"), params.get("arguments"))
+            if problem is not None:
+                raise MCPError(INVALID_PARAMS, problem)
+        return await call_next(ctx)
+
+    mcp.middleware.append(check_prompt_request)
+
+
+def _request_problem(
+    templates: dict[str, PromptTemplate], name: object, arguments: object
+) -> str | None:
+    """What is wrong with a prompts/get request, in words a person can act on."""
+    template = templates.get(name) if isinstance(name, str) else None
+    if template is None:
+        return f"unknown prompt {name!r}; the prompts are {', '.join(sorted(templates))}"
+    values = arguments if isinstance(arguments, dict) else {}
+    missing = [
+        a for a in template.arguments if a.required and not str(values.get(a.name) or "").strip()
+    ]
+    if missing:
+        needs = "; ".join(f"{a.name}: {_describe(a)}" for a in missing)
+        return f"prompt {template.name} needs {', '.join(a.name for a in missing)} ({needs})"
+    return None
 
 
 def _describe(arg: ArgSpec) -> str:
