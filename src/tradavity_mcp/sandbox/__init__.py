@@ -23,6 +23,35 @@ Shapes the reference leaves open, as built here:
   `{"categories": [...]}` ...); single resources likewise (`{"trade": {...}}`); the sync
   result and `/me` are bare objects; trades paginate by cursor in `meta`, other lists carry
   `total_count` / `has_more` next to the rows;
+* offset pagination (`limit`, `offset`) on every list but trades (cursor) and the pure
+  catalogs: the default page is 50 everywhere (the smaller of the reference's "50 or 100",
+  so a client that does not page shows it soon), the largest 500 for the static lists
+  (accounts, tags, tag categories, strategies and a strategy's setups, protocols, copy
+  groups, auto-sync connections, goals) and 200 for the high-volume ones (balance events,
+  payouts, protocol responses, the sync log; goal snapshots 365); a `limit` or `offset`
+  out of range is a 400, not clamped. `total_count` and `has_more` sit in `data` next to
+  the rows; rows come in id order (logs and responses newest first);
+* the manual sync checks, in order: the connection is yours (404), no body, the Pro plan
+  (429), the connection is active (400; archiving its account disconnects it), the 20 s
+  cooldown (429), the broker token (401); only then is the broker called, which is where
+  the `broker_api_error` (502) and `sync_failed` (500) faults strike. A failed run still
+  stamps the cooldown; a broker error leaves a `failed` manual row in the log, a pipeline
+  crash none;
+* storage: the quota is 5 GB (Pro) or 1 GB (Free) of live screenshot bytes (before any
+  optimisation); an upload past it is `413 limit_reached` with `details.cap = "storage"`
+  (the per-trade cap says `"per_trade"`);
+* a trade's `protocol_responses[]` holds one response per protocol type (any type): the
+  trade's own before its copy source's, completed before draft, then the newest;
+* `PATCH /trades/{n}` checks the strategy and setup the trade would end with: moving a
+  trade to another strategy while its setup belongs to the old one is a 400 on `setup_id`
+  (send `setup_id: null` or a setup of the new strategy with it);
+* the free plan's soft trade caps are 100 creations per UTC day and 500 per UTC month
+  (archived trades count), `details.usage` carrying `day`, `day_cap`, `month`, `month_cap`;
+* `account=<name>` on trades, stats and calendar means the active account when an archived
+  one has the same name (the archived one only when no active account has it);
+* options `asset_config`: `strike_price` a number > 0 and `expiration` a `YYYY-MM-DD` date,
+  each checked when present; a confirmation's `was_present` takes the same booleans as
+  every other flag (`true`/`false`/`1`/`0`, strings too; null means the default, true);
 * a replay returns the cached body byte for byte (its original `meta.request_id` and
   `meta.rate_limit` included) with fresh rate-limit headers and `X-Idempotent-Replay`; a
   failed request is not cached, so its retry runs afresh. Writes without the header are

@@ -54,6 +54,14 @@ class SandboxState:
     def set_faults(self, spec: FaultSpec | None) -> None:
         self.pipeline.set_faults(spec)
 
+    def set_storage_quota(self, user_id: int, quota_bytes: int | None) -> None:
+        """Give a user a file budget other than their plan's (None restores the plan's)."""
+        user = self.store.get("user", user_id)
+        if user is None:
+            raise ValueError("no such user")
+        with self.store.transaction():
+            self.store.put("user", user_id, user_id, {**user, "storage_quota_bytes": quota_bytes})
+
     def reset_counters(self) -> None:
         """Zero the counters and empty the request log."""
         self.pipeline.reset()

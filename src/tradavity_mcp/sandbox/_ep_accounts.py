@@ -76,7 +76,8 @@ async def list_accounts(ctx: Ctx) -> Result:
             raise Invalid({"account_type": "is not an account type"}, allowed=list(ACCOUNT_TYPES))
         rows = [a for a in rows if a["account_type"] == ctx.params["account_type"]]
     wants = "read:balance" in ctx.scopes
-    return Result(data={"accounts": [account_out(a, wants) for a in rows]})
+    chunk, meta = page(ctx, rows)
+    return Result(data={"accounts": [account_out(a, wants) for a in chunk], **meta})
 
 
 @route("GET", "/accounts/{id}", "read:accounts")

@@ -6,6 +6,7 @@ import random
 from typing import Any
 
 from . import _trades as T
+from ._faults import SYNC_FAULT_KINDS
 from ._http import iso, owned, page, path_int, route
 from ._pipeline import Ctx, Result
 from ._validate import ApiError, Invalid
@@ -89,8 +90,10 @@ def _connection_out(ctx: Ctx, conn: dict[str, Any]) -> dict[str, Any]:
 
 @route("GET", "/autosync/connections", "read:autosync")
 async def list_connections(ctx: Ctx) -> Result:
-    rows = [_catch_up(ctx, c) for c in ctx.store.all("connection", ctx.uid)]
-    return Result(data={"connections": [_connection_out(ctx, c) for c in rows]})
+    conns = sorted(ctx.store.all("connection", ctx.uid), key=lambda c: c["connection_id"])
+    chunk, meta = page(ctx, conns)
+    rows = [_catch_up(ctx, c) for c in chunk]
+    return Result(data={"connections": [_connection_out(ctx, c) for c in rows], **meta})
 
 
 @route("GET", "/autosync/connections/{id}", "read:autosync")
@@ -108,6 +111,56 @@ async def sync_log(ctx: Ctx) -> Result:
         rows = [r for r in rows if str(r["connection_id"]) == ctx.params["connection_id"]]
     rows_page, meta = page(ctx, rows, cap=200)
     return Result(data={"log": rows_page, **meta})
+
+
+def _injected_failure(ctx: Ctx, conn: dict[str, Any]) -> None:
+    """The broker_api_error / sync_failed faults, drawn once the gates have passed.
+
+    A failed run still stamps the connection's cooldown (the gate stands before the broker
+    is called); a broker error also leaves a `failed` manual row in the log, while a
+    pipeline crash leaves none. Both answers are errors and are never cached for replays.
+    """
+    pipeline = ctx.state
+    kind = next((k for k in SYNC_FAULT_KINDS if pipeline.faults.draw(k)), None)
+    if kind is None:
+        return
+    pipeline.counters[kind] += 1
+    ctx.store.put("connection", conn["connection_id"], ctx.uid, {**conn, "last_manual_at": ctx.now})
+    if kind == "sync_failed":
+        raise ApiError(
+            500,
+            "sync_failed",
+            "The sync pipeline failed unexpectedly; retrying is safe.",
+            keep_writes=True,
+        )
+    lid = ctx.store.next_id("synclog")
+    message = f"{conn['broker_name']} API returned an error; nothing was imported."
+    ctx.store.put(
+        "synclog",
+        lid,
+        ctx.uid,
+        {
+            "log_id": lid,
+            "connection_id": conn["connection_id"],
+            "broker_key": conn["broker_key"],
+            "trigger": "manual",
+            "status": "failed",
+            "started_at": iso(ctx.now),
+            "finished_at": iso(ctx.now + 1),
+            "imported": 0,
+            "skipped": 0,
+            "total_fetched": 0,
+            "errors": [message],
+            "message": "Broker API error",
+        },
+    )
+    raise ApiError(
+        502,
+        "broker_api_error",
+        f"The broker's API ({conn['broker_name']}) returned an error. Retry later.",
+        {"connection_id": conn["connection_id"], "log_id": lid},
+        keep_writes=True,
+    )
 
 
 @route("POST", "/autosync/connections/{id}/sync", "write:autosync")
@@ -141,6 +194,7 @@ async def trigger_sync(ctx: Ctx) -> Result:
             "The broker token expired and could not be refreshed; reconnect it in "
             "Settings -> Auto-Sync.",
         )
+    _injected_failure(ctx, conn)
     rng = random.Random(conn["connection_id"] * 1009 + conn["imports"])
     new = rng.choice([0, 1, 1, 2])
     imported = []

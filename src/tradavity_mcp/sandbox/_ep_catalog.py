@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import deque
 
 from ._catalog import BROKERS, EMOTIONS, INSTRUMENTS, PRESETS, SCOPE_CATALOG
-from ._http import param, path_int, route
+from ._http import param, path_int, route, storage_quota
 from ._pipeline import Ctx, Result
 from ._validate import ApiError, Invalid, num
 
@@ -26,7 +26,7 @@ async def me(ctx: Ctx) -> Result:
                 "currency": ctx.user["currency"],
                 "week_start": ctx.user["week_start"],
             },
-            "storage": {"used_bytes": used, "quota_bytes": (5 if ctx.pro else 1) * 1024**3},
+            "storage": {"used_bytes": used, "quota_bytes": storage_quota(ctx.user)},
             "key": {
                 "name": ctx.key["name"],
                 "prefix": ctx.key["prefix"],
@@ -59,7 +59,7 @@ async def usage(ctx: Ctx) -> Result:
             "top_paths": [{"path": p, "requests": n} for p, n in top],
             "storage": {
                 "used_bytes": sum(s["file_size"] for s in shots),
-                "quota_bytes": (5 if ctx.pro else 1) * 1024**3,
+                "quota_bytes": storage_quota(ctx.user),
                 "files": len(shots),
             },
         }

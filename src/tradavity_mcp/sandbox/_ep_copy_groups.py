@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._http import iso, owned, path_int, route, unique
+from ._http import iso, owned, page, path_int, route, unique
 from ._pipeline import Ctx, Result
 from ._validate import ApiError, Invalid, boolean, check_body, enum, integer, num, string
 
@@ -39,7 +39,8 @@ def _out(ctx: Ctx, group: dict[str, Any], *, members: bool) -> dict[str, Any]:
 @route("GET", "/copy-groups", "read:copy_groups")
 async def list_groups(ctx: Ctx) -> Result:
     rows = sorted(ctx.store.all("copy_group", ctx.uid), key=lambda g: g["group_id"])
-    return Result(data={"copy_groups": [_out(ctx, g, members=False) for g in rows]})
+    chunk, meta = page(ctx, rows)
+    return Result(data={"copy_groups": [_out(ctx, g, members=False) for g in chunk], **meta})
 
 
 @route("GET", "/copy-groups/{id}", "read:copy_groups")

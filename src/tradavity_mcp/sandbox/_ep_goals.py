@@ -108,7 +108,8 @@ async def list_goals(ctx: Ctx) -> Result:
     account = param(ctx, "account_id", integer(1))
     if account is not None:
         rows = [g for g in rows if g.get("account_id") == account]
-    return Result(data={"goals": rows, "total_count": len(rows)})
+    chunk, meta = page(ctx, rows)
+    return Result(data={"goals": chunk, **meta})
 
 
 @route("GET", "/goals/{id}", "read:goals")

@@ -34,6 +34,7 @@ async def list_protocols(ctx: Ctx) -> Result:
         rows = [p for p in rows if p["type"] == ctx.params["type"]]
     if flag(ctx, "active_only"):
         rows = [p for p in rows if p["is_active"]]
+    chunk, meta = page(ctx, sorted(rows, key=lambda p: p["protocol_id"]))
     return Result(
         data={
             "protocols": [
@@ -42,8 +43,9 @@ async def list_protocols(ctx: Ctx) -> Result:
                     "section_count": len(p["sections"]),
                     "item_count": sum(len(s["items"]) for s in p["sections"]),
                 }
-                for p in rows
-            ]
+                for p in chunk
+            ],
+            **meta,
         }
     )
 
@@ -318,8 +320,10 @@ async def list_responses(ctx: Ctx) -> Result:
     if ctx.params.get("trade_number"):
         number = param(ctx, "trade_number", integer(1))
         trades = [t for t in ctx.store.all("trade", ctx.uid) if t["trade_number"] == number]
-        ids = {t["trade_id"] for t in trades} | {t.get("source_trade_id") for t in trades}
-        rows = [r for r in rows if r.get("trade_id") in ids]
+        ids = {t["trade_id"] for t in trades} | {
+            t["source_trade_id"] for t in trades if t.get("source_trade_id") is not None
+        }
+        rows = [r for r in rows if r.get("trade_id") is not None and r["trade_id"] in ids]
     start, end, _ = T.date_window(ctx.params, ctx.tz, ctx.now, default_days=None)
     if start is not None or end is not None:
         rows = [

@@ -6,7 +6,7 @@ import base64
 import struct
 
 from . import _trades as T
-from ._http import iso, param, path_int, route, trade_of
+from ._http import iso, param, path_int, route, storage_quota, trade_of
 from ._pipeline import Ctx, Result
 from ._validate import ApiError, Invalid, integer, string
 
@@ -69,6 +69,23 @@ async def upload_screenshot(ctx: Ctx) -> Result:
             "limit_reached",
             "The per-trade screenshot cap is reached.",
             {"cap": "per_trade", "limit": cap, "current": len(existing), "plan": ctx.user["plan"]},
+        )
+    used = sum(
+        s["file_size"] for s in ctx.store.all("screenshot", ctx.uid) if not s.get("archived")
+    )
+    quota = storage_quota(ctx.user)
+    if used + len(data) > quota:
+        raise ApiError(
+            413,
+            "limit_reached",
+            "The account's storage quota is exhausted; delete files or upgrade the plan.",
+            {
+                "cap": "storage",
+                "quota_bytes": quota,
+                "used_bytes": used,
+                "file_bytes": len(data),
+                "plan": ctx.user["plan"],
+            },
         )
     order = (
         param(ctx, "sort_order", integer())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._http import color, owned, path_int, route, unique
+from ._http import color, owned, page, path_int, route, unique
 from ._pipeline import Ctx, Result
 from ._validate import ApiError, Invalid, check_body, integer, obj, string
 
@@ -172,11 +172,12 @@ async def list_strategies(ctx: Ctx) -> Result:
     for name in ("account_id", "copy_group_id"):
         if ctx.params.get(name):
             rows = [s for s in rows if str(s.get(name)) == ctx.params[name]]
+    chunk, meta = page(ctx, rows)
     out = [
         {k: v for k, v in s.items() if k != "setups"} | {"setup_count": len(s["setups"])}
-        for s in rows
+        for s in chunk
     ]
-    return Result(data={"strategies": out})
+    return Result(data={"strategies": out, **meta})
 
 
 @route("GET", "/strategies/{id}", "read:strategies")
@@ -187,7 +188,8 @@ async def get_strategy(ctx: Ctx) -> Result:
 @route("GET", "/strategies/{id}/setups", "read:strategies")
 async def get_setups(ctx: Ctx) -> Result:
     doc = owned(ctx, "strategy", path_int(ctx, "id"), "Strategy")
-    return Result(data={"setups": doc["setups"]})
+    chunk, meta = page(ctx, doc["setups"])
+    return Result(data={"setups": chunk, **meta})
 
 
 @route("POST", "/strategies", "write:strategies")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._http import color, owned, path_int, route, unique
+from ._http import color, owned, page, path_int, route, unique
 from ._pipeline import Ctx, Result
 from ._validate import ApiError, Invalid, check_body, integer, string
 
@@ -18,12 +18,15 @@ async def list_tags(ctx: Ctx) -> Result:
         if ctx.params["type"] not in ("mistake", "custom"):
             raise Invalid({"type": "is not a tag type"}, allowed=["mistake", "custom"])
         rows = [t for t in rows if t["type"] == ctx.params["type"]]
-    return Result(data={"tags": sorted(rows, key=lambda t: t["tag_id"])})
+    chunk, meta = page(ctx, sorted(rows, key=lambda t: t["tag_id"]))
+    return Result(data={"tags": chunk, **meta})
 
 
 @route("GET", "/tag-categories", "read:tags")
 async def list_categories(ctx: Ctx) -> Result:
-    return Result(data={"categories": ctx.store.all("tag_category", ctx.uid)})
+    rows = sorted(ctx.store.all("tag_category", ctx.uid), key=lambda c: c["category_id"])
+    chunk, meta = page(ctx, rows)
+    return Result(data={"categories": chunk, **meta})
 
 
 @route("POST", "/tag-categories", "write:tags")
@@ -58,10 +61,16 @@ async def delete_category(ctx: Ctx) -> Result:
 _TAG = {"category_id": integer(1), "name": string(1, 100, nullable=False), "color": color}
 
 
+def _own_category(ctx: Ctx, category_id: int) -> None:
+    """A category_id in a tag body that is not the caller's is a 400, like any bad field."""
+    if ctx.store.get("tag_category", category_id, ctx.uid) is None:
+        raise Invalid({"category_id": "is not one of your tag categories"})
+
+
 @route("POST", "/tags", "write:tags")
 async def create_tag(ctx: Ctx) -> Result:
     body = check_body(ctx.body, _TAG, required=("category_id", "name"))
-    owned(ctx, "tag_category", body["category_id"], "Tag category")
+    _own_category(ctx, body["category_id"])
     unique(ctx, "tag", "name", body["name"])
     tid = ctx.store.next_id("tag")
     doc = {
@@ -82,7 +91,7 @@ async def update_tag(ctx: Ctx) -> Result:
     if "name" in body:
         unique(ctx, "tag", "name", body["name"], skip=doc["tag_id"])
     if "category_id" in body:
-        owned(ctx, "tag_category", body["category_id"], "Tag category")
+        _own_category(ctx, body["category_id"])
     doc = {**doc, **body}
     ctx.store.put("tag", doc["tag_id"], ctx.uid, doc)
     return Result(data={"tag": doc})

@@ -9,11 +9,26 @@ from . import _trades as T
 from ._catalog import EMOTIONS
 from ._http import iso, param, route, trade_of
 from ._pipeline import Ctx, Result
-from ._validate import ApiError, Invalid, check_body, dt, enum, integer, num, string
+from ._validate import (
+    ApiError,
+    Invalid,
+    boolean,
+    check_body,
+    day,
+    dt,
+    enum,
+    integer,
+    num,
+    string,
+    text_bytes,
+)
 
 __all__: list[str] = []
 
 GRADES = ("A+", "A", "B", "C", "F")
+NOTE_BYTES = 65_535  # a confirmation's notes, counted in UTF-8 bytes
+#: The free plan's soft trade caps (creations per UTC day and per UTC month).
+FREE_DAY_CAP, FREE_MONTH_CAP = 100, 500
 PRICE = num(hi=9_999_999_999.99, lo=0.00000001, nullable=True)
 PNL = num(-999_999_999_999_999.99, 999_999_999_999_999.99)
 
@@ -120,14 +135,41 @@ def _check_asset_config(body: dict[str, Any]) -> None:
                 num()(config["pip_value"])
             except ValueError as exc:
                 errors["pip_value"] = str(exc)
-    elif body.get("asset_type") == "options" and config.get("option_type") not in (
-        None,
-        "call",
-        "put",
-    ):
-        errors["option_type"] = "must be call or put"
+    elif body.get("asset_type") == "options":
+        if config.get("option_type") not in (None, "call", "put"):
+            errors["option_type"] = "must be call or put"
+        if "strike_price" in config:
+            try:
+                num(gt=0, hi=9_999_999_999.99)(config["strike_price"])
+            except ValueError as exc:
+                errors["strike_price"] = str(exc)
+        if "expiration" in config:
+            try:
+                day()(config["expiration"])
+            except ValueError as exc:
+                errors["expiration"] = str(exc)
     if errors:
         raise Invalid({"asset_config": "has invalid fields"}, asset_config_errors=errors)
+
+
+def _free_caps(ctx: Ctx) -> None:
+    """429 limit_reached once the free plan's daily or monthly trade cap is used up."""
+    today = datetime.fromtimestamp(ctx.now, UTC).date().isoformat()
+    made = [t["created_at"] for t in ctx.store.all("trade", ctx.uid)]
+    usage = {
+        "day": sum(1 for c in made if c[:10] == today),
+        "day_cap": FREE_DAY_CAP,
+        "month": sum(1 for c in made if c[:7] == today[:7]),
+        "month_cap": FREE_MONTH_CAP,
+    }
+    if usage["day"] >= FREE_DAY_CAP:
+        raise ApiError(
+            429, "limit_reached", "The free plan's daily trade cap is reached.", {"usage": usage}
+        )
+    if usage["month"] >= FREE_MONTH_CAP:
+        raise ApiError(
+            429, "limit_reached", "The free plan's monthly trade cap is reached.", {"usage": usage}
+        )
 
 
 @route("POST", "/trades", "write:trades")
@@ -150,15 +192,7 @@ async def create_trade(ctx: Ctx) -> Result:
     _check_trade_refs(ctx, body, body["account_id"])
     _check_asset_config(body)
     if not ctx.pro:
-        today = datetime.fromtimestamp(ctx.now, UTC).date().isoformat()
-        made = sum(1 for t in ctx.store.all("trade", ctx.uid) if t["created_at"][:10] == today)
-        if made >= 100:
-            raise ApiError(
-                429,
-                "limit_reached",
-                "The free plan's daily trade cap is reached.",
-                {"usage": {"day": made, "day_cap": 100}},
-            )
+        _free_caps(ctx)
     trade = T.store_trade(ctx.store, ctx.uid, body, ctx.now)
     return Result(201, {"trade": T.detail(ctx.store, ctx.uid, trade, ctx.scopes)})
 
@@ -208,7 +242,9 @@ async def patch_trade(ctx: Ctx) -> Result:
 
 @route("DELETE", "/trades/{n}", "write:trades")
 async def archive_trade(ctx: Ctx) -> Result:
-    trade = trade_of(ctx)
+    trade = trade_of(ctx, archived_ok=True)
+    if trade.get("archived"):
+        raise ApiError(404, "not_found", "Trade is already archived.")
     cascade = ctx.params.get("including_copies", "").lower() in {"1", "true"}
     if cascade and trade.get("is_copy"):
         raise Invalid({"including_copies": "only applies to a copy source"})
@@ -308,7 +344,11 @@ async def put_confirmations(ctx: Ctx) -> Result:
     for item in items:
         fields = check_body(
             item,
-            {"confirmation_id": integer(1), "was_present": lambda v: v, "notes": string()},
+            {
+                "confirmation_id": integer(1),
+                "was_present": boolean(nullable=True),
+                "notes": text_bytes(NOTE_BYTES),
+            },
             required=("confirmation_id",),
         )
         if fields["confirmation_id"] not in known:
@@ -318,7 +358,7 @@ async def put_confirmations(ctx: Ctx) -> Result:
             {
                 "confirmation_id": fields["confirmation_id"],
                 "name": known[fields["confirmation_id"]]["name"],
-                "was_present": bool(fields.get("was_present", True)),
+                "was_present": fields.get("was_present") is not False,
                 "notes": fields.get("notes"),
             }
         )

@@ -20,6 +20,7 @@ __all__ = [
     "param",
     "path_int",
     "route",
+    "storage_quota",
     "trade_of",
     "unique",
 ]
@@ -74,6 +75,15 @@ def trade_of(ctx: Ctx, *, archived_ok: bool = False) -> dict[str, Any]:
                 raise ApiError(404, "not_found", "Trade is archived.")
             return trade
     raise ApiError(404, "not_found", "Trade not found.")
+
+
+def storage_quota(user: dict[str, Any]) -> int:
+    """The account-wide file budget: the plan's (5 GB Pro, 1 GB Free) unless the user
+    document sets `storage_quota_bytes` (tests and `SandboxState.set_storage_quota`)."""
+    override = user.get("storage_quota_bytes")
+    if override is not None:
+        return int(override)
+    return (5 if user["plan"] == "pro" else 1) * 1024**3
 
 
 def owned(ctx: Ctx, kind: str, doc_id: int, what: str) -> dict[str, Any]:

@@ -303,7 +303,7 @@ class Pipeline:
                 {"required_scope": route.scope},
             )
         write = request.method in {"POST", "PUT", "PATCH", "DELETE"}
-        for kind in FAULT_KINDS[1:]:
+        for kind in FAULT_KINDS[1:]:  # the drop is drawn after the commit, below
             if self.faults.draw(kind):
                 self.counters[kind] += 1
                 raise {
@@ -345,30 +345,44 @@ class Pipeline:
         ctx = Ctx(
             self.store, now, user, key, dict(request.query_params), body, files, form, params, self
         )
+        kept: ApiError | None = None
+        payload = b""
         try:
             with self.store.transaction():
-                result = await route.handler(ctx)
-                if result.raw is None:
-                    envelope = {
-                        "ok": True,
-                        "data": result.data,
-                        "meta": {"request_id": rid, "rate_limit": rate, **result.meta},
-                    }
-                    payload = b"" if result.status == 204 else _dump(envelope)
-                else:
-                    payload = result.raw
-                if entry is not None:
-                    # Cached in the same transaction as the write: both land or neither.
-                    entry.response = (result.status, payload, dict(result.headers))
-                    self.store.save_replay(
-                        key["key_id"], idem_key or "", fingerprint, now, entry.response
-                    )
+                try:
+                    result = await route.handler(ctx)
+                except ApiError as err:
+                    if not err.keep_writes:
+                        raise
+                    # The handler's writes commit; the answer is still the error (uncached).
+                    kept = err
+                if kept is None:
+                    if result.raw is None:
+                        envelope = {
+                            "ok": True,
+                            "data": result.data,
+                            "meta": {"request_id": rid, "rate_limit": rate, **result.meta},
+                        }
+                        payload = b"" if result.status == 204 else _dump(envelope)
+                    else:
+                        payload = result.raw
+                    if entry is not None:
+                        # Cached in the same transaction as the write: both land or neither.
+                        entry.response = (result.status, payload, dict(result.headers))
+                        self.store.save_replay(
+                            key["key_id"], idem_key or "", fingerprint, now, entry.response
+                        )
         except BaseException:
             if entry is not None:
                 entry.response = None
                 self._idem.pop((key["key_id"], idem_key or ""), None)
                 entry.done.set()
             raise
+        if kept is not None:
+            if entry is not None:
+                self._idem.pop((key["key_id"], idem_key or ""), None)
+                entry.done.set()
+            raise kept
         if entry is not None:
             entry.done.set()
         if write:

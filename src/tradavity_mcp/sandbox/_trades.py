@@ -213,25 +213,47 @@ def detail(store: Store, uid: int, trade: dict[str, Any], scopes: set[str]) -> d
     if "read:screenshots" in scopes:
         out["screenshots"] = [screenshot_meta(s) for s in screenshots_of(store, uid, src)]
     if "read:protocols" in scopes:
-        responses = []
-        for resp in store.all("response", uid):
-            if resp.get("trade_id") not in {trade["trade_id"], src["trade_id"]}:
-                continue
-            proto = store.get("protocol", resp["protocol_id"]) or {}
-            responses.append(
-                {
-                    "response_id": resp["response_id"],
-                    "protocol_id": resp["protocol_id"],
-                    "protocol_type": proto.get("type"),
-                    "protocol_name": proto.get("name"),
-                    "status": resp["status"],
-                    "completion_pct": resp["completion_pct"],
-                    "completed_at": resp.get("completed_at"),
-                    "source": "trade" if resp["trade_id"] == trade["trade_id"] else "source",
-                }
-            )
-        out["protocol_responses"] = responses
+        out["protocol_responses"] = _protocol_responses(store, uid, trade, src)
     return out
+
+
+def _protocol_responses(
+    store: Store, uid: int, trade: dict[str, Any], src: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """At most one response per protocol type: the trade's own before its source's, then
+    completed before draft, then the newest."""
+    best: dict[Any, tuple[tuple[Any, ...], dict[str, Any]]] = {}
+    for resp in store.all("response", uid):
+        linked = resp.get("trade_id")
+        if linked is None or linked not in {trade["trade_id"], src["trade_id"]}:
+            continue
+        proto = store.get("protocol", resp["protocol_id"]) or {}
+        own = linked == trade["trade_id"]
+        rank = (
+            own,
+            resp["status"] == "completed",
+            resp.get("completed_at") or resp["created_at"],
+            resp["response_id"],
+        )
+        kind = proto.get("type")
+        if kind in best and best[kind][0] >= rank:
+            continue
+        best[kind] = (
+            rank,
+            {
+                "response_id": resp["response_id"],
+                "protocol_id": resp["protocol_id"],
+                "protocol_type": proto.get("type"),
+                "protocol_name": proto.get("name"),
+                "status": resp["status"],
+                "completion_pct": resp["completion_pct"],
+                "completed_at": resp.get("completed_at"),
+                "source": "trade" if own else "source",
+            },
+        )
+    rows = [row for _, row in best.values()]
+    rows.sort(key=lambda r: r["response_id"])
+    return rows
 
 
 def screenshots_of(store: Store, uid: int, trade: dict[str, Any]) -> list[dict[str, Any]]:
@@ -336,9 +358,10 @@ def resolve_account(store: Store, uid: int, ref: str | None) -> dict[str, Any] |
     if ref.strip().isdigit():
         found = next((a for a in accounts if a["account_id"] == int(ref)), None)
     else:
-        found = next(
-            (a for a in accounts if a["account_name"].casefold() == ref.strip().casefold()), None
-        )
+        # A name an archived and an active account share means the active one.
+        named = [a for a in accounts if a["account_name"].casefold() == ref.strip().casefold()]
+        named.sort(key=lambda a: (bool(a.get("is_archived")), a["account_id"]))
+        found = named[0] if named else None
     if found is None:
         raise ApiError(404, "not_found", "Account not found.")
     return found

@@ -23,11 +23,17 @@ __all__ = [
     "num",
     "obj",
     "string",
+    "text_bytes",
 ]
 
 
 class ApiError(Exception):
-    """An error envelope: HTTP status, stable code, message, details."""
+    """An error envelope: HTTP status, stable code, message, details.
+
+    Raised from a handler it rolls back the handler's writes, unless `keep_writes` is set
+    (a failure the platform records, such as a failed sync's log row and cooldown stamp);
+    either way the error is never cached for idempotent replays.
+    """
 
     def __init__(
         self,
@@ -36,6 +42,8 @@ class ApiError(Exception):
         message: str,
         details: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
+        *,
+        keep_writes: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -43,6 +51,7 @@ class ApiError(Exception):
         self.message = message
         self.details = dict(details or {})
         self.headers = dict(headers or {})
+        self.keep_writes = keep_writes
 
 
 class Invalid(ApiError):
@@ -125,6 +134,21 @@ def string(min_len: int = 0, max_len: int = 65535, *, nullable: bool = True) -> 
             raise _reject("must not be empty" if min_len == 1 else f"needs {min_len}+ characters")
         if len(value) > max_len:
             raise _reject(f"must be at most {max_len} characters")
+        return value
+
+    return check
+
+
+def text_bytes(max_bytes: int, *, nullable: bool = True) -> Check:
+    """A string capped in UTF-8 bytes rather than characters."""
+
+    def check(value: Any) -> Any:
+        if value is None and nullable:
+            return None
+        if not isinstance(value, str):
+            raise _reject("must be a string")
+        if len(value.encode("utf-8")) > max_bytes:
+            raise _reject(f"must be at most {max_bytes:,} bytes (UTF-8)")
         return value
 
     return check
