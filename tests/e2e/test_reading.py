@@ -86,6 +86,38 @@ async def test_catalog_and_reference_lists(client: Client, env: Env) -> None:
     assert missing.is_error
 
 
+async def test_every_resource_has_a_description(client: Client) -> None:
+    resources = (await client.list_resources()).resources
+    templates = (await client.list_resource_templates()).resource_templates
+    assert len(resources) >= 5
+    assert len(templates) >= 7
+    described = [(r.name, r.description) for r in resources]
+    described += [(t.name, t.description) for t in templates]
+    for name, description in described:
+        assert description, name
+        assert len(description) >= 15, name
+
+
+async def test_an_archived_trade_is_shown_marked_archived(client: Client, env: Env) -> None:
+    page = await env.api.list_trades(limit=3)
+    row = page.items[2]
+    await env.api.archive_trade(row.trade_number, idempotency_key="archive-for-read")
+    result = await client.call_tool("get_trade", {"trade_number": row.trade_number})
+    data = data_of(result)
+    assert data["archived"] is True
+    assert data["trade_number"] == row.trade_number
+    assert data["symbol"] == row.symbol
+    assert data["net_pnl"] == row.net_pnl
+    assert "archived" in data["note"]
+    assert "archived" in text_of(result)
+    via_resource = await _json(client, f"tradavity://trades/{row.trade_number}")
+    assert via_resource == data
+    # A trade that never existed is still not found.
+    missing = await client.call_tool("get_trade", {"trade_number": 999999})
+    assert missing.is_error
+    assert "#999999 was not found" in text_of(missing)
+
+
 async def test_read_tools(client: Client, env: Env) -> None:
     page = data_of(await client.call_tool("find_trades", {"limit": 5}))
     assert page["count"] == 5

@@ -12,7 +12,7 @@ import uvicorn
 
 from ._app import SandboxConfig, create_app
 from ._faults import FaultSpec
-from ._seed import DEMO_KEY
+from ._seed import DEFAULT_DEMO_DAYS, DEMO_KEY, MAX_DEMO_DAYS
 
 __all__ = ["add_arguments", "default_db", "run"]
 
@@ -30,6 +30,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="e.g. drop_after_commit=0.2,error_500=0.1,latency_ms=50",
     )
     parser.add_argument("--fault-seed", type=int, default=0)
+    parser.add_argument(
+        "--demo-days",
+        type=_demo_days,
+        default=DEFAULT_DEMO_DAYS,
+        metavar="N",
+        help=f"length of the seeded demo journal in days, 1 to {MAX_DEMO_DAYS} "
+        f"(default: {DEFAULT_DEMO_DAYS}); used when the database is new",
+    )
+
+
+def _demo_days(raw: str) -> int:
+    try:
+        days = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of days: {raw!r}") from None
+    if not 1 <= days <= MAX_DEMO_DAYS:
+        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_DEMO_DAYS} days; got {days}")
+    return days
 
 
 def default_db() -> str:
@@ -54,7 +72,16 @@ def run(args: argparse.Namespace) -> int:
         return 1
     port = sock.getsockname()[1]
     db = args.db or default_db()
-    app = create_app(SandboxConfig(db=db, faults=faults, fault_seed=args.fault_seed))
+    demo_days: int = args.demo_days
+    if demo_days != DEFAULT_DEMO_DAYS and db != ":memory:" and Path(db).exists():
+        print(
+            f"tradavity-mcp sandbox: {db} already holds a journal; --demo-days seeds a new "
+            "one only (pass --db :memory: or a new file)",
+            file=sys.stderr,
+        )
+    app = create_app(
+        SandboxConfig(db=db, faults=faults, fault_seed=args.fault_seed, demo_days=demo_days)
+    )
     host = f"[{args.sandbox_host}]" if family == socket.AF_INET6 else args.sandbox_host
     print(f"Tradavity sandbox on http://{host}:{port}/api/v1", flush=True)
     print(f"demo key: {DEMO_KEY}", flush=True)

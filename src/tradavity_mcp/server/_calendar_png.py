@@ -3,6 +3,10 @@
 Layout is a plain grid (weeks are rows, Monday first, a weekly total column at the
 right), exposed through `cell_box` so tests can check each day's colour against the
 numbers it was drawn from.
+
+The PNG is saved with a 256-colour palette that holds every fill exactly (the rest of
+it goes to the text's anti-aliasing): a third of the size of full colour, so the picture
+and its caption stay well within the read-result budget.
 """
 
 from __future__ import annotations
@@ -31,9 +35,14 @@ RED = (220, 38, 38)
 FLAT = (156, 163, 175)
 
 
+#: Shades of green and of red: few enough to stay apart on the PNG's palette.
+SHADES = 10
+
+
 def _blend(colour: tuple[int, int, int], strength: float) -> tuple[int, int, int]:
-    """Mix `colour` into white: `strength` 0..1 (light to full)."""
-    s = 0.35 + 0.65 * max(0.0, min(1.0, strength))
+    """Mix `colour` into white: `strength` 0..1 (light to full), in `SHADES` steps."""
+    step = round(max(0.0, min(1.0, strength)) * (SHADES - 1)) / (SHADES - 1)
+    s = 0.35 + 0.65 * step
     return tuple(round(255 + (c - 255) * s) for c in colour)  # type: ignore[return-value]
 
 
@@ -101,8 +110,26 @@ def render_month(year: int, month: int, pnl_by_day: Mapping[date, float], *, tit
             draw.text((left, top + CELL // 2 - 10), _money(week_total), fill=colour, font=_font(16))
 
     out = io.BytesIO()
-    image.save(out, format="PNG", optimize=True)
+    fills = {BACKGROUND, EMPTY, OUTSIDE, INK, MUTED, GREEN, RED, FLAT, (255, 255, 255)}
+    fills |= {day_colour(v, scale) for v in days.values()}
+    _paletted(image, fills).save(out, format="PNG", optimize=True)
     return out.getvalue()
+
+
+def _paletted(image: Image.Image, exact: set[tuple[int, int, int]]) -> Image.Image:
+    """`image` on a palette: the `exact` colours as they are, the others to the nearest of
+    the colours that best cover the rest of the image. Pillow maps colours to a palette
+    at reduced precision, so no covering colour is kept near an exact one."""
+    cover = image.quantize(colors=256 - len(exact), method=Image.Quantize.MEDIANCUT)
+    raw = cover.getpalette() or []
+    colours = list(exact)
+    for i in range(0, min(len(raw), 3 * (256 - len(exact))), 3):
+        colour = (raw[i], raw[i + 1], raw[i + 2])
+        if all(max(abs(a - b) for a, b in zip(colour, e, strict=True)) > 8 for e in exact):
+            colours.append(colour)
+    palette = Image.new("P", (1, 1))
+    palette.putpalette([c for colour in colours[:256] for c in colour])
+    return image.quantize(palette=palette, dither=Image.Dither.NONE)
 
 
 def _money(value: float) -> str:

@@ -2,11 +2,20 @@
 
 Results are compact: the API's envelopes are gone, nulls are dropped, trade rows are
 flattened, and reference lists carry just what a model needs to speak in names.
+
+Results are also bounded, whatever the journal's size: a read result (text and
+structured content together) stays within `RESULT_BUDGET` characters. What does not
+fit is grouped or cut, and the result says so in a `note`: a long calendar comes by
+week or month, stats by symbol or strategy show the most traded rows and sum the rest,
+a trade list holds at most `TRADE_ROWS_CAP` rows (the cursor continues after them), and
+anything else keeps the head of its longest lists with the count left out.
 """
 
 from __future__ import annotations
 
-from datetime import date
+import json
+from collections.abc import Callable
+from datetime import date, timedelta
 from typing import Any, Literal
 
 from ..errors import NotFound, ValidationFailed
@@ -15,16 +24,35 @@ from ._workspace import Workspace
 
 __all__ = [
     "CATALOG",
+    "DATA_BUDGET",
     "LISTS",
     "RANGES",
+    "RESULT_BUDGET",
     "STATS_KINDS",
+    "TOP_ROWS",
+    "TRADE_ROWS_CAP",
     "calendar",
     "compact",
     "find_trades",
+    "fit",
     "get_trade",
     "lookup",
+    "shape_calendar",
+    "shape_stats",
+    "size",
     "stats",
 ]
+
+#: The most characters a read result may take (text and structured content together,
+#: as sent): under the 25k-token limit some hosts put on one tool result.
+RESULT_BUDGET = 30_000
+#: Characters of compact JSON one result's data may take. A tool sends its data twice
+#: (as JSON text, escaped, and as structured content), so this leaves room for both.
+DATA_BUDGET = 12_000
+#: The most rows one page of find_trades holds; a larger limit is honoured by the cursor.
+TRADE_ROWS_CAP = 80
+#: Stats by symbol or strategy: this many rows (the most traded), then one for the rest.
+TOP_ROWS = 20
 
 RANGES = ("today", "yesterday", "7d", "30d", "90d", "mtd", "ytd", "all")
 STATS_KINDS = ("summary", "by-symbol", "by-strategy")
@@ -41,6 +69,11 @@ def compact(value: Any) -> Any:
     if isinstance(value, list):
         return [compact(v) for v in value]
     return value
+
+
+def size(value: Any) -> int:
+    """Characters of `value` as compact JSON (how results are sent)."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
 
 
 def _name(value: Any) -> Any:
@@ -77,34 +110,101 @@ async def _api(call: Any, *, subject: str) -> Any:
         raise UserError(f"Tradavity refused the filters: {exc.message}{hint}") from None
 
 
+def _row(data: dict[str, Any]) -> dict[str, Any]:
+    """A compact trade row: names for related things, no nulls, `is_copy` only when true."""
+    for key in ("account", "strategy", "setup", "top_tag"):
+        data[key] = _name(data.get(key))
+    if data.get("is_copy") is False:
+        del data["is_copy"]
+    result: dict[str, Any] = compact(data)
+    return result
+
+
 async def find_trades(
-    ws: Workspace, *, limit: int = 20, cursor: str | None = None, **filters: Any
+    ws: Workspace,
+    *,
+    limit: int = 20,
+    cursor: str | None = None,
+    fits: Callable[[dict[str, Any]], bool] | None = None,
+    **filters: Any,
 ) -> dict[str, Any]:
+    """One page of trade rows. At most `TRADE_ROWS_CAP` rows are fetched (a larger limit
+    is announced and honoured by the cursor); if the page still does not `fits` (very long
+    names), it is fetched again with as many rows as fit, so the cursor stays exact."""
     account = filters.get("account")
     subject = f"account {account!r}" if account is not None else "trades"
-    page = await _api(
-        ws.api.list_trades(limit=limit, cursor=cursor, **_filters(**filters)), subject=subject
-    )
-    rows = []
-    for row in page.items:
-        data = row.model_dump(mode="json")
-        for key in ("account", "strategy", "setup", "top_tag"):
-            data[key] = _name(data.get(key))
-        rows.append(compact(data))
-    out: dict[str, Any] = {"trades": rows, "count": len(rows)}
-    if page.has_more and page.next_cursor:
-        out["next_cursor"] = page.next_cursor
-    return out
+    params = _filters(**filters)
+    take = min(limit, TRADE_ROWS_CAP)
+    while True:
+        page = await _api(ws.api.list_trades(limit=take, cursor=cursor, **params), subject=subject)
+        rows = [_row(row.model_dump(mode="json")) for row in page.items]
+        out: dict[str, Any] = {"trades": rows, "count": len(rows)}
+        if page.has_more and page.next_cursor:
+            out["next_cursor"] = page.next_cursor
+        if take < limit and page.has_more:
+            out["note"] = (
+                f"{take} of the {limit} rows asked for: one result holds at most {take} "
+                f"here; the other {limit - take} (and any after them) continue at next_cursor."
+            )
+        if fits is None or fits(out) or take <= 1:
+            return out
+        # Cut by the share that fits, then fetch that many again for an exact cursor.
+        lo, hi = 1, len(rows) - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if fits({**out, "trades": rows[:mid], "count": mid}):
+                lo = mid
+            else:
+                hi = mid - 1
+        take = lo
 
 
 async def get_trade(ws: Workspace, trade_number: int) -> dict[str, Any]:
-    trade = await _api(ws.api.get_trade(trade_number), subject=f"trade #{trade_number}")
+    """One trade in full; an archived trade (the API hides those) as its list row,
+    marked archived."""
+    try:
+        trade = await ws.api.get_trade(trade_number)
+    except NotFound:
+        archived = await _archived_row(ws, trade_number)
+        if archived is None:
+            raise UserError(f"trade #{trade_number} was not found") from None
+        return archived
+    except ValidationFailed as exc:
+        raise UserError(f"Tradavity refused the request: {exc.message}") from None
     data = trade.model_dump(mode="json")
     data["tags"] = [t.get("name", t) if isinstance(t, dict) else t for t in data.get("tags", [])]
     for key in ("strategy", "setup"):
         data[key] = _name(data.get(key))
     result: dict[str, Any] = compact(data)
-    return result
+    return fit(result, DATA_BUDGET)
+
+
+#: How many pages of 200 rows an archived trade is looked for in (newest first).
+ARCHIVED_SEARCH_PAGES = 10
+
+
+async def _archived_row(ws: Workspace, trade_number: int) -> dict[str, Any] | None:
+    """The API reads archived trades only through the list (`include_archived`)."""
+    cursor: str | None = None
+    for _ in range(ARCHIVED_SEARCH_PAGES):
+        page = await _api(
+            ws.api.list_trades(limit=200, cursor=cursor, include_archived=True),
+            subject=f"trade #{trade_number}",
+        )
+        for row in page.items:
+            if row.trade_number == trade_number:
+                data = _row(row.model_dump(mode="json"))
+                data["archived"] = True
+                data["note"] = (
+                    "This trade is archived: Tradavity keeps only its summary readable. "
+                    "Restore it in Tradavity (within 30 days of archiving) to see fills, "
+                    "tags, screenshots and checklists."
+                )
+                return data
+        if not (page.has_more and page.next_cursor):
+            return None
+        cursor = page.next_cursor
+    return None
 
 
 async def stats(
@@ -115,13 +215,14 @@ async def stats(
     from_: str | None = None,
     to: str | None = None,
     account: str | int | None = None,
+    budget: int = DATA_BUDGET,
 ) -> dict[str, Any]:
     if kind not in STATS_KINDS:
         raise UserError(f"kind must be one of {', '.join(STATS_KINDS)}")
     params = {**_date_filters(range_, from_, to), **_filters(account=account)}
     data = await _api(ws.api.stats(kind, **params), subject="stats")
     result: dict[str, Any] = compact(data)
-    return result
+    return fit(shape_stats(result, kind), budget)
 
 
 async def calendar(
@@ -131,7 +232,10 @@ async def calendar(
     from_: str | None = None,
     to: str | None = None,
     account: str | int | None = None,
+    budget: int | None = DATA_BUDGET,
 ) -> dict[str, Any]:
+    """Daily P&L; grouped by week or month when the days do not fit `budget` (None: every
+    day, as the picture needs)."""
     if range_ is None and (from_ is None or to is None):
         range_ = "mtd" if from_ is None and to is None else None
         if range_ is None:
@@ -139,15 +243,20 @@ async def calendar(
     params = {**_date_filters(range_, from_, to), **_filters(account=account)}
     data = await _api(ws.api.calendar(**params), subject="calendar")
     result: dict[str, Any] = compact(data)
-    return result
+    return result if budget is None else fit(shape_calendar(result, budget), budget)
 
 
 async def lookup(ws: Workspace, name: str, query: str | None = None) -> Any:
     """A catalog entry or a reference list; `query` filters (or picks one protocol/strategy)."""
     if name in CATALOG:
         params = {"search": query} if query and name == "instruments" else {}
-        data = await _api(ws.api.catalog(name, **params), subject=name)
-        return compact(data)
+        data = compact(await _api(ws.api.catalog(name, **params), subject=name))
+        if isinstance(data, list) and size(data) > DATA_BUDGET:
+            data = {"items": data}
+        if isinstance(data, dict):
+            hint = "pass query to search" if name == "instruments" else None
+            return fit(data, DATA_BUDGET, hint=hint)
+        return data
     if name == "accounts":
         rows: list[dict[str, Any]] = [
             {
@@ -220,4 +329,143 @@ async def lookup(ws: Workspace, name: str, query: str | None = None) -> Any:
         fold = query.casefold()
         rows = [r for r in rows if fold in str(r.get("name", "")).casefold()]
     result: list[dict[str, Any]] = compact(rows)
-    return result
+    if size(result) <= DATA_BUDGET:
+        return result
+    return fit({"items": result}, DATA_BUDGET, hint="pass query to narrow the list")
+
+
+# --- bounding ------------------------------------------------------------------------------
+
+_DAY_SUMS = ("net_pnl", "trade_count", "winning_trades", "losing_trades")
+
+
+def shape_calendar(data: dict[str, Any], budget: int) -> dict[str, Any]:
+    """The calendar as is when its days fit; else by week (Monday to Sunday), else by
+    month, else by year. The summary is the API's, unchanged."""
+    days = data.get("days")
+    if size(data) <= budget or not isinstance(days, list):
+        return data
+    timezone = (data.get("summary") or {}).get("timezone", "the user's timezone")
+    unit = "day"
+    for unit, key, start in (
+        ("week", "weeks", _week_start),
+        ("month", "months", lambda d: d.strftime("%Y-%m")),
+        ("year", "years", lambda d: d.strftime("%Y")),
+    ):
+        groups: dict[str, dict[str, Any]] = {}
+        for row in days:
+            try:
+                day = date.fromisoformat(str(row["date"])[:10])
+            except (KeyError, ValueError):
+                continue
+            label = start(day)
+            group = groups.setdefault(label, {unit: label, "traded_days": 0})
+            group["traded_days"] += 1
+            for name in _DAY_SUMS:
+                value = row.get(name)
+                if isinstance(value, int | float):
+                    group[name] = group.get(name, 0) + value
+        rows = [
+            {k: round(v, 2) if isinstance(v, float) else v for k, v in g.items()}
+            for g in groups.values()
+        ]
+        what = "Monday to Sunday, labelled by the Monday" if unit == "week" else f"calendar {unit}s"
+        shaped = {k: v for k, v in data.items() if k != "days"}
+        shaped["grouped_by"] = unit
+        shaped[key] = rows
+        shaped["note"] = (
+            f"{len(days)} traded days are too many to list one by one here: grouped by "
+            f"{unit} ({what}; days in {timezone}). Ask for a shorter from_date/to_date "
+            "to see single days."
+        )
+        if size(shaped) <= budget:
+            return shaped
+    return shaped
+
+
+def _week_start(day: date) -> str:
+    return (day - timedelta(days=day.weekday())).isoformat()
+
+
+def shape_stats(data: dict[str, Any], kind: str) -> dict[str, Any]:
+    """By symbol or strategy: the `TOP_ROWS` most traded rows, then one row summing the
+    rest. Summary stats are returned as they are."""
+    rows = data.get("rows")
+    if kind == "summary" or not isinstance(rows, list) or len(rows) <= TOP_ROWS + 1:
+        return data
+    label = "symbol" if kind == "by-symbol" else "strategy"
+    ranked = sorted(rows, key=lambda r: -(r.get("count") or 0))
+    keep = {id(r) for r in ranked[:TOP_ROWS]}
+    rest = [r for r in rows if id(r) not in keep]
+    shaped = dict(data)
+    shaped["rows"] = [r for r in rows if id(r) in keep] + [_sum_rows(rest, label)]
+    shaped["note"] = (
+        f"The {TOP_ROWS} most traded of {len(rows)} {label} rows (by decisions), in the "
+        f"API's order; the last row sums the other {len(rest)}."
+    )
+    return shaped
+
+
+def _sum_rows(rows: list[dict[str, Any]], label: str) -> dict[str, Any]:
+    def total(name: str) -> float:
+        return sum(float(r.get(name) or 0) for r in rows)
+
+    wins, losses = total("wins"), total("losses")
+    won = sum(float(r.get("avg_win") or 0) * float(r.get("wins") or 0) for r in rows)
+    lost = sum(float(r.get("avg_loss") or 0) * float(r.get("losses") or 0) for r in rows)
+    out: dict[str, Any] = {
+        label: f"(the other {len(rows)})",
+        "net_pnl": round(total("net_pnl"), 2),
+        "count": round(total("count")),
+        "wins": round(wins),
+        "losses": round(losses),
+        "breakevens": round(total("breakevens")),
+    }
+    if wins + losses:
+        out["win_rate_pct"] = round(100 * wins / (wins + losses), 2)
+    if wins:
+        out["avg_win"] = round(won / wins, 2)
+    if losses:
+        out["avg_loss"] = round(lost / losses, 2)
+    if lost:
+        out["profit_factor"] = round(won / -lost, 2)
+    return out
+
+
+def fit(data: dict[str, Any], budget: int, *, hint: str | None = None) -> dict[str, Any]:
+    """`data` within `budget` characters: its longest lists keep their head and long
+    strings their start, and `left_out` counts what was cut (announced in `note`)."""
+    if size(data) <= budget:
+        return data
+    out = dict(data)
+    left_out: dict[str, int] = {}
+    lists = sorted(
+        (k for k, v in out.items() if isinstance(v, list) and v), key=lambda k: -size(out[k])
+    )
+    for key in lists:
+        items = out[key]
+        over = size(out) - budget + 400  # room for the note
+        if over <= 0:
+            break
+        keep = len(items)
+        cut = 0
+        while keep > 0 and cut < over:
+            keep -= 1
+            cut += size(items[keep]) + 1
+        out[key] = items[:keep]
+        left_out[key] = len(items) - keep
+    for key, value in list(out.items()):
+        if size(out) + 400 <= budget:
+            break
+        if isinstance(value, str) and len(value) > 500:
+            out[key] = value[:500] + "…"
+            left_out[key + "_characters"] = len(value) - 500
+    if size(out) + 400 > budget:  # nested data too big for the cuts above: keep scalars
+        for key, value in list(out.items()):
+            if isinstance(value, dict | list):
+                del out[key]
+                left_out[key] = len(value)
+    out["left_out"] = left_out
+    counts = ", ".join(f"{n} {k}" for k, n in left_out.items())
+    out["note"] = f"Too long for one result: left out {counts}." + (f" {hint}." if hint else "")
+    return out

@@ -32,7 +32,6 @@ from pydantic import Field
 
 from ..errors import TradavityError
 from . import _read
-from ._calendar_png import render_month
 from ._calls import UserError, describe_error
 from ._workspace import Workspace
 
@@ -86,11 +85,32 @@ def _dump(value: Any) -> str:
 
 
 def _result(value: Any, text: str | None = None) -> CallToolResult:
+    """The result, within `_read.RESULT_BUDGET` characters as sent (a last guard: the
+    `_read` functions already bound their data)."""
+    result = _make_result(value, text)
+    if _sent_size(result) <= _read.RESULT_BUDGET:
+        return result
+    structured = value if isinstance(value, dict) else {"items": value}
+    budget = _read.DATA_BUDGET
+    while budget > 500:
+        budget //= 2
+        smaller = _read.fit(structured, budget)
+        result = _make_result(smaller, None)
+        if _sent_size(result) <= _read.RESULT_BUDGET:
+            return result
+    return _make_result({"note": "The result was too long to send."}, None)
+
+
+def _make_result(value: Any, text: str | None) -> CallToolResult:
     structured = value if isinstance(value, dict) else {"items": value}
     return CallToolResult(
         content=[TextContent(type="text", text=text or _dump(value))],
         structured_content=structured,
     )
+
+
+def _sent_size(result: CallToolResult) -> int:
+    return len(result.model_dump_json(by_alias=True, exclude_none=True))
 
 
 async def _guard(coro: Any) -> Any:
@@ -102,9 +122,14 @@ async def _guard(coro: Any) -> Any:
 
 async def _resource(coro: Any) -> str:
     try:
-        return _dump(await coro)
+        value = await coro
     except (UserError, TradavityError) as exc:
         raise ResourceError(describe_error(exc)) from None
+    text = _dump(value)
+    if len(text) > _read.DATA_BUDGET * 2:  # a last guard: `_read` already bounds its data
+        structured = value if isinstance(value, dict) else {"items": value}
+        text = _dump(_read.fit(structured, _read.DATA_BUDGET))
+    return text
 
 
 def register_read_tools(mcp: MCPServer, workspace: Callable[[Context], Workspace]) -> None:
@@ -137,6 +162,9 @@ def register_read_tools(mcp: MCPServer, workspace: Callable[[Context], Workspace
                 workspace(ctx),
                 limit=limit,
                 cursor=cursor,
+                fits=lambda page: (
+                    _sent_size(_make_result(page, _trades_text(page))) <= _read.RESULT_BUDGET
+                ),
                 **{"from": _iso(from_date), "to": _iso(to_date)},
                 account=account,
                 symbol=symbol,
@@ -204,6 +232,7 @@ def register_read_tools(mcp: MCPServer, workspace: Callable[[Context], Workspace
                 from_=_iso(from_date),
                 to=_iso(to_date),
                 account=account,
+                budget=None if format == "image" else _read.DATA_BUDGET,
             )
         )
         if format == "image":
@@ -297,7 +326,7 @@ def register_read_tools(mcp: MCPServer, workspace: Callable[[Context], Workspace
         "tradavity://trades/{trade_number}",
         name="trade",
         title="Trade",
-        description="One trade in full",
+        description="One trade in full (an archived trade: its summary row, marked archived)",
         mime_type=JSON,
     )
     async def trade_resource(trade_number: str) -> str:
@@ -305,13 +334,18 @@ def register_read_tools(mcp: MCPServer, workspace: Callable[[Context], Workspace
             raise ResourceError("trade_number must be a whole number")
         return await _resource(_read.get_trade(current_workspace(), int(trade_number)))
 
-    for list_name, title in (
-        ("accounts", "Accounts"),
-        ("tags", "Tags with categories"),
-        ("strategies", "Strategies with setups"),
-        ("protocols", "Protocols (checklists)"),
+    for list_name, title, description in (
+        ("accounts", "Accounts", "Trading accounts: id, name, type, currency, broker"),
+        ("tags", "Tags with categories", "Tags: id, name and category"),
+        ("strategies", "Strategies with setups", "Strategies: id, name and setup names"),
+        (
+            "protocols",
+            "Protocols (checklists)",
+            "Protocols (checklists and reviews): id, name, type; items per protocol at "
+            "tradavity://protocols/{protocol}",
+        ),
     ):
-        _register_list(mcp, list_name, title)
+        _register_list(mcp, list_name, title, description)
 
     @mcp.resource(
         "tradavity://protocols/{protocol}",
@@ -340,11 +374,17 @@ def register_read_tools(mcp: MCPServer, workspace: Callable[[Context], Workspace
     register(complete)
 
 
-def _register_list(mcp: MCPServer, list_name: str, title: str) -> None:
+def _register_list(mcp: MCPServer, list_name: str, title: str, description: str) -> None:
     async def read_list() -> str:
         return await _resource(_read.lookup(current_workspace(), list_name))
 
-    mcp.resource(f"tradavity://{list_name}", name=list_name, title=title, mime_type=JSON)(read_list)
+    mcp.resource(
+        f"tradavity://{list_name}",
+        name=list_name,
+        title=title,
+        description=description,
+        mime_type=JSON,
+    )(read_list)
 
 
 async def candidates(
@@ -388,12 +428,17 @@ def _trades_text(data: dict[str, Any]) -> str:
             f"#{r.get('trade_number')} {str(r.get('trade_date', ''))[:16]} {r.get('symbol')} "
             f"{r.get('direction')} {pnl_text} {r.get('account') or ''} {extra}".rstrip()
         )
+    if data.get("note"):
+        lines.append(f"({data['note']})")
     if data.get("next_cursor"):
         lines.append(f"(more: cursor={data['next_cursor']})")
     return "\n".join(lines)
 
 
 def _calendar_image(data: dict[str, Any]) -> CallToolResult:
+    # Pillow loads only when a picture is drawn.
+    from ._calendar_png import render_month  # noqa: PLC0415
+
     days = {}
     for row in data.get("days", []):
         try:

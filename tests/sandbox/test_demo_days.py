@@ -1,0 +1,147 @@
+"""The seeded demo journal's length: `sandbox --demo-days N` and TRADAVITY_SANDBOX_DEMO_DAYS."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from mcp import Client
+
+from tradavity_mcp import config
+from tradavity_mcp.config import ConfigError, Settings
+from tradavity_mcp.sandbox import DEMO_KEY, ManualClock, SandboxConfig, _cli, create_app
+from tradavity_mcp.sandbox._seed import DEFAULT_DEMO_DAYS, MAX_DEMO_DAYS
+from tradavity_mcp.server import build_server
+
+LAUNCH = (
+    "import argparse, sys\n"
+    "from tradavity_mcp.sandbox import _cli\n"
+    "p = argparse.ArgumentParser(); _cli.add_arguments(p)\n"
+    "sys.exit(_cli.run(p.parse_args(sys.argv[1:])))\n"
+)
+START = 1_790_000_000.0  # a Wednesday afternoon, 2026-09-21 UTC
+
+
+def _first_and_last(calendar: dict[str, Any]) -> tuple[date, date]:
+    days = sorted(date.fromisoformat(d["date"]) for d in calendar["days"])
+    return days[0], days[-1]
+
+
+def test_default_journal_spans_ninety_days() -> None:
+    app = create_app(SandboxConfig(clock=ManualClock(START)))
+    trades = app.state.sandbox.store.all("trade", 1)
+    dates = sorted(date.fromisoformat(t["trade_date"][:10]) for t in trades)
+    assert DEFAULT_DEMO_DAYS == 90
+    assert 180 <= len(trades) <= 260
+    assert dates[-1] - dates[0] <= timedelta(days=92)
+    assert len({t["symbol"] for t in trades}) == 8
+
+
+def test_a_two_year_journal_is_longer_and_wider() -> None:
+    app = create_app(SandboxConfig(clock=ManualClock(START), demo_days=730))
+    trades = app.state.sandbox.store.all("trade", 1)
+    dates = sorted(date.fromisoformat(t["trade_date"][:10]) for t in trades)
+    assert dates[-1] - dates[0] >= timedelta(days=700)
+    assert len(trades) >= 1500  # the same trades a day as the default journal
+    assert len({t["symbol"] for t in trades}) >= 30
+    # The other users' journals are not stretched.
+    assert len(app.state.sandbox.store.all("trade", 2)) == 12
+
+
+def test_out_of_range_days_are_refused() -> None:
+    for days in (0, MAX_DEMO_DAYS + 1):
+        with pytest.raises(ValueError, match="demo_days"):
+            create_app(SandboxConfig(demo_days=days))
+
+
+def test_cli_refuses_bad_values(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    _cli.add_arguments(parser)
+    assert parser.parse_args(["--demo-days", "365"]).demo_days == 365
+    assert parser.parse_args([]).demo_days == DEFAULT_DEMO_DAYS
+    for bad in ("0", "ten", str(MAX_DEMO_DAYS + 1)):
+        with pytest.raises(SystemExit) as exit_:
+            parser.parse_args(["--demo-days", bad])
+        assert exit_.value.code == 2
+        assert "--demo-days" in capsys.readouterr().err
+
+
+def test_cli_serves_a_journal_of_the_asked_length(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LAUNCH, "--port", "0", "--db", ":memory:", "--demo-days", "400"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        base = proc.stdout.readline().split(" on ", 1)[1].strip()
+        got = httpx2.get(
+            base + "/calendar",
+            params={"range": "all"},
+            headers={"Authorization": f"Bearer {DEMO_KEY}"},
+            timeout=10,
+        )
+        first, last = _first_and_last(got.json()["data"])
+        assert 380 <= (last - first).days <= 402
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+
+
+def test_cli_says_an_existing_journal_is_kept(tmp_path: Path) -> None:
+    db = tmp_path / "j.sqlite3"
+    db.write_bytes(b"")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LAUNCH, "--port", "0", "--db", str(db), "--demo-days", "30"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert "--demo-days seeds a new one only" in err
+
+
+def test_environment_sets_the_embedded_sandbox_journal(tmp_path: Path) -> None:
+    settings = Settings.load(
+        environ={"TRADAVITY_SANDBOX": "1", "TRADAVITY_SANDBOX_DEMO_DAYS": "365"},
+        state_dir=tmp_path / "state",
+        sandbox_db=str(tmp_path / "sandbox.sqlite3"),
+    )
+    assert settings.sandbox_demo_days == 365
+
+    today = date.today()
+
+    async def traded_days(back_from: int, back_to: int) -> int:
+        window = {
+            "from_date": (today - timedelta(days=back_from)).isoformat(),
+            "to_date": (today - timedelta(days=back_to)).isoformat(),
+        }
+        async with Client(build_server(settings)) as client:
+            result = await client.call_tool("get_calendar", window)
+        assert not result.is_error
+        return len((result.structured_content or {})["days"])
+
+    # A year of trades, and nothing before it (a day of slack for timezones).
+    assert anyio.run(traded_days, 365, 330) > 5
+    assert anyio.run(traded_days, 450, 367) == 0
+
+
+def test_environment_values_are_checked() -> None:
+    assert Settings.load(environ={"TRADAVITY_SANDBOX": "1"}).sandbox_demo_days is None
+    for bad in ("0", "-3", "two years", str(MAX_DEMO_DAYS + 1)):
+        with pytest.raises(ConfigError, match="TRADAVITY_SANDBOX_DEMO_DAYS"):
+            Settings.load(environ={"TRADAVITY_SANDBOX": "1", "TRADAVITY_SANDBOX_DEMO_DAYS": bad})
+    assert config._MAX_DEMO_DAYS == MAX_DEMO_DAYS
