@@ -28,6 +28,7 @@ from ._timing import Clock, SystemClock
 from .errors import (
     APIConnectionError,
     APIStatusError,
+    ConnectionSyncCooldown,
     RateLimited,
     RequestInvalid,
     error_for,
@@ -62,6 +63,12 @@ __all__ = ["ApiResponse", "Page", "RetryPolicy", "TradavityClient"]
 logger = logging.getLogger("tradavity_mcp.client")
 
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: The reference's largest offset page: 500 for static lists (accounts, tags, ...), 200
+#: for high-volume ones (protocol responses, the sync log, balance events, payouts).
+STATIC_PAGE_SIZE = 500
+HIGH_VOLUME_PAGE_SIZE = 200
+#: A list longer than this many pages is taken for a server ignoring `offset`.
+_MAX_PAGES = 1000
 _M = TypeVar("_M", bound=BaseModel)
 
 
@@ -70,8 +77,12 @@ class RetryPolicy:
     """How hard one logical request tries.
 
     Retried: transport failures (a connection dropped after the request went out
-    included), 429 `rate_limited`, 503 `deadlock_retry`, 500 `internal_error` and
-    `sync_failed`, 502 `broker_api_error`, and 5xx answers without a known code.
+    included), 429 `rate_limited`, 503 `deadlock_retry`, 500 `internal_error`, and 5xx
+    answers without a known code.
+    Retried at most `sync_error_retries` times (once by default): a manual sync's 502
+    `broker_api_error` and 500 `sync_failed`, which the reference says to retry later;
+    if that retry meets the connection's cooldown, the sync error is raised (its
+    `retry_after` set from the cooldown), not the cooldown.
     Never retried: anything else, in particular validation, auth, scope, not-found,
     `limit_reached`, `connection_sync_cooldown` and every 409.
     """
@@ -82,6 +93,7 @@ class RetryPolicy:
     # A Retry-After longer than this (the daily window, say) is not waited out: the
     # error goes to the caller with its `retry_after`.
     max_retry_after: float = 60.0
+    sync_error_retries: int = 1
 
     def backoff(self, attempt: int, jitter: float) -> float:
         """Capped exponential backoff with equal jitter; `attempt` counts from 1."""
@@ -238,6 +250,7 @@ class TradavityClient:
 
         attempt = 0
         maybe_applied = False
+        sync_errors: list[APIStatusError] = []
         while True:
             attempt += 1
             await self._pacer.acquire()
@@ -278,6 +291,21 @@ class TradavityClient:
                 return result
             error = result
             logger.info("%s /%s -> %d %s", method, url, error.status, error.error_code)
+            if sync_errors and isinstance(error, ConnectionSyncCooldown):
+                # Our retry of a failed sync met the cooldown that failed run started: the
+                # news is the sync failure, and when the next try can go.
+                failure = sync_errors[-1]
+                failure.retry_after = error.retry_after_seconds
+                raise failure
+            if error.retry_once:
+                sync_errors.append(error)
+                if (
+                    len(sync_errors) > self.retry.sync_error_retries
+                    or attempt >= self.retry.max_attempts
+                ):
+                    raise error
+                await self._clock.sleep(self.retry.backoff(attempt, self._clock.jitter()))
+                continue
             if not error.retryable or attempt >= self.retry.max_attempts:
                 raise error
             if isinstance(error, RateLimited):
@@ -320,6 +348,45 @@ class TradavityClient:
             request_id=meta.get("request_id"),
             retry_after=_retry_after(headers, details),
         )
+
+    async def list_all(
+        self,
+        path: str,
+        *names: str,
+        params: Mapping[str, Any] | None = None,
+        page_size: int = STATIC_PAGE_SIZE,
+        id_field: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every row of an offset-paginated list (or the first `limit`), `page_size` a page.
+
+        Pages follow `has_more` (else `total_count`; a list without either is one page).
+        With `id_field`, a row seen on an earlier page (the list shifted under us) is kept
+        once, and a page bringing nothing new ends the walk.
+        """
+        base = {k: v for k, v in (params or {}).items() if k not in {"limit", "offset"}}
+        rows: list[dict[str, Any]] = []
+        seen: set[Any] = set()
+        offset = 0
+        for _ in range(_MAX_PAGES):
+            size = page_size if limit is None else min(page_size, limit - len(rows))
+            if size <= 0:
+                break
+            resp = await self.request("GET", path, params={**base, "limit": size, "offset": offset})
+            chunk = _rows(resp.data, *names)
+            fresh = 0
+            for row in chunk:
+                ident = row.get(id_field) if id_field else None
+                if ident is not None:
+                    if ident in seen:
+                        continue
+                    seen.add(ident)
+                rows.append(row)
+                fresh += 1
+            offset += len(chunk)
+            if not fresh or not _has_more(resp, offset):
+                break
+        return rows if limit is None else rows[:limit]
 
     # --- identity & catalog -----------------------------------------------------------
 
@@ -475,14 +542,15 @@ class TradavityClient:
 
     # --- tags ---------------------------------------------------------------------------
 
-    async def list_tags(self) -> list[Tag]:
-        return [
-            Tag.model_validate(r) for r in _rows((await self.request("GET", "/tags")).data, "tags")
-        ]
+    async def list_tags(self, **filters: Any) -> list[Tag]:
+        rows = await self.list_all("/tags", "tags", params=filters, id_field="tag_id")
+        return [Tag.model_validate(r) for r in rows]
 
     async def list_tag_categories(self) -> list[TagCategory]:
-        data = (await self.request("GET", "/tag-categories")).data
-        return [TagCategory.model_validate(r) for r in _rows(data, "categories", "tag_categories")]
+        rows = await self.list_all(
+            "/tag-categories", "categories", "tag_categories", id_field="category_id"
+        )
+        return [TagCategory.model_validate(r) for r in rows]
 
     async def create_tag(self, body: TagCreate | Mapping[str, Any], *, idempotency_key: str) -> Tag:
         payload = _validate(TagCreate, body).to_json()
@@ -501,20 +569,25 @@ class TradavityClient:
     # --- accounts, strategies, protocols -------------------------------------------------
 
     async def list_accounts(self, **filters: Any) -> list[Account]:
-        data = (await self.request("GET", "/accounts", params=filters)).data
-        return [Account.model_validate(r) for r in _rows(data, "accounts")]
+        """Accounts (active ones; pass `include_archived=True` for every account)."""
+        rows = await self.list_all("/accounts", "accounts", params=filters, id_field="account_id")
+        return [Account.model_validate(r) for r in rows]
 
-    async def list_strategies(self) -> list[Strategy]:
-        data = (await self.request("GET", "/strategies")).data
-        return [Strategy.model_validate(r) for r in _rows(data, "strategies")]
+    async def list_strategies(self, **filters: Any) -> list[Strategy]:
+        rows = await self.list_all(
+            "/strategies", "strategies", params=filters, id_field="strategy_id"
+        )
+        return [Strategy.model_validate(r) for r in rows]
 
     async def get_strategy(self, strategy_id: int) -> Strategy:
         data = (await self.request("GET", f"/strategies/{strategy_id}")).data
         return Strategy.model_validate(_unwrap(data, "strategy"))
 
     async def list_protocols(self, **filters: Any) -> list[Protocol]:
-        data = (await self.request("GET", "/protocols", params=filters)).data
-        return [Protocol.model_validate(r) for r in _rows(data, "protocols")]
+        rows = await self.list_all(
+            "/protocols", "protocols", params=filters, id_field="protocol_id"
+        )
+        return [Protocol.model_validate(r) for r in rows]
 
     async def get_protocol(self, protocol_id: int) -> Protocol:
         data = (await self.request("GET", f"/protocols/{protocol_id}")).data
@@ -540,20 +613,32 @@ class TradavityClient:
     async def list_protocol_responses(
         self, protocol_id: int, **filters: Any
     ) -> list[dict[str, Any]]:
-        data = (
-            await self.request("GET", f"/protocols/{protocol_id}/responses", params=filters)
-        ).data
-        return _rows(data, "responses")
+        return await self.list_all(
+            f"/protocols/{protocol_id}/responses",
+            "responses",
+            params=filters,
+            page_size=HIGH_VOLUME_PAGE_SIZE,
+            id_field="response_id",
+        )
 
     # --- auto-sync ----------------------------------------------------------------------
 
     async def list_connections(self) -> list[AutosyncConnection]:
-        data = (await self.request("GET", "/autosync/connections")).data
-        return [AutosyncConnection.model_validate(r) for r in _rows(data, "connections")]
+        rows = await self.list_all("/autosync/connections", "connections", id_field="connection_id")
+        return [AutosyncConnection.model_validate(r) for r in rows]
 
-    async def sync_log(self, **params: Any) -> list[dict[str, Any]]:
-        data = (await self.request("GET", "/autosync/log", params=params)).data
-        return _rows(data, "log", "entries", "logs")
+    async def sync_log(self, *, limit: int | None = None, **params: Any) -> list[dict[str, Any]]:
+        """The sync history, newest first: every row, or the newest `limit`."""
+        return await self.list_all(
+            "/autosync/log",
+            "log",
+            "entries",
+            "logs",
+            params=params,
+            page_size=HIGH_VOLUME_PAGE_SIZE,
+            id_field="log_id",
+            limit=limit,
+        )
 
     async def trigger_sync(self, connection_id: int, *, idempotency_key: str) -> SyncResult:
         """Run a manual sync. A cooldown raises `ConnectionSyncCooldown` (never retried)."""
@@ -582,6 +667,17 @@ def _query_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _has_more(resp: ApiResponse, fetched: int) -> bool:
+    """Whether an offset list has rows past the first `fetched`."""
+    for where in (resp.data, resp.meta):
+        if isinstance(where, Mapping) and isinstance(where.get("has_more"), bool):
+            return bool(where["has_more"])
+    for where in (resp.data, resp.meta):
+        if isinstance(where, Mapping) and isinstance(where.get("total_count"), int):
+            return fetched < int(where["total_count"])
+    return False
 
 
 def _unwrap(data: Any, *names: str) -> Any:

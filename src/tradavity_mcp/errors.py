@@ -77,10 +77,17 @@ class APIConnectionError(TradavityError):
 
 
 class APIStatusError(TradavityError):
-    """The API answered `ok: false`."""
+    """The API answered `ok: false`.
+
+    `retryable`: a transient failure the client retries as its policy allows (a write
+    still failing afterwards may be finished later with the same key). `retry_once`: a
+    failure worth exactly one more try, then final for this request (a broker sync that
+    failed: the reference says to retry later, not in a loop).
+    """
 
     code: ClassVar[str] = ""
     retryable: ClassVar[bool] = False
+    retry_once: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -213,13 +220,17 @@ class InternalError(APIStatusError):
 
 
 class SyncFailed(APIStatusError):
+    """Manual sync: the sync pipeline failed unexpectedly (500). Retried once, then final."""
+
     code = "sync_failed"
-    retryable = True
+    retry_once = True
 
 
 class BrokerAPIError(APIStatusError):
+    """Manual sync: the broker's API returned an error (502). Retried once, then final."""
+
     code = "broker_api_error"
-    retryable = True
+    retry_once = True
 
 
 class DeadlockRetry(APIStatusError):

@@ -130,6 +130,72 @@ async def test_unknown_code_falls_back_to_the_status_class() -> None:
     assert info.value.error_code == "brand_new_code"
 
 
+SYNC_ERRORS = [
+    pytest.param(500, "sync_failed", errors.SyncFailed, id="500 sync_failed"),
+    pytest.param(502, "broker_api_error", errors.BrokerAPIError, id="502 broker_api_error"),
+]
+
+
+@pytest.mark.parametrize(("status", "code", "cls"), SYNC_ERRORS)
+async def test_a_sync_error_is_retried_once_then_raised(
+    status: int, code: str, cls: type[errors.APIStatusError]
+) -> None:
+    clock = FakeClock()
+    script = Script(fail(status, code), fail(status, code), ok({"connection_id": 3}))
+    async with make_client(script, clock=clock) as api:
+        with pytest.raises(cls) as info:
+            await api.trigger_sync(3, idempotency_key="k")
+    assert len(script.requests) == 2
+    assert script.keys == ["k", "k"]
+    assert len(clock.sleeps) == 1
+    assert not info.value.retryable  # final: nothing to keep pending and re-send later
+
+
+@pytest.mark.parametrize(("status", "code", "cls"), SYNC_ERRORS)
+async def test_the_one_sync_retry_can_succeed(
+    status: int, code: str, cls: type[errors.APIStatusError]
+) -> None:
+    script = Script(fail(status, code), ok({"connection_id": 3, "imported": 1}))
+    async with make_client(script) as api:
+        result = await api.trigger_sync(3, idempotency_key="k")
+    assert result.imported == 1
+    assert len(script.requests) == 2
+
+
+async def test_a_sync_retry_that_meets_the_cooldown_raises_the_sync_error() -> None:
+    cooldown = fail(
+        429,
+        "connection_sync_cooldown",
+        details={"retry_after_seconds": 19},
+        headers={"Retry-After": "19", "X-RateLimit-Scope": "connection-sync"},
+    )
+    script = Script(fail(502, "broker_api_error", "broker down"), cooldown, ok({}))
+    async with make_client(script) as api:
+        with pytest.raises(errors.BrokerAPIError) as info:
+            await api.trigger_sync(3, idempotency_key="k")
+    assert len(script.requests) == 2
+    assert info.value.message == "broker down"
+    assert info.value.retry_after == 19
+
+
+async def test_sync_retries_can_be_turned_off() -> None:
+    script = Script(fail(502, "broker_api_error"), ok({"connection_id": 3}))
+    policy = RetryPolicy(sync_error_retries=0)
+    async with make_client(script, retry=policy) as api:
+        with pytest.raises(errors.BrokerAPIError):
+            await api.trigger_sync(3, idempotency_key="k")
+    assert len(script.requests) == 1
+
+
+async def test_a_plain_cooldown_is_still_a_cooldown() -> None:
+    cooldown = fail(429, "connection_sync_cooldown", details={"retry_after_seconds": 5})
+    script = Script(cooldown, ok({}))
+    async with make_client(script) as api:
+        with pytest.raises(errors.ConnectionSyncCooldown):
+            await api.trigger_sync(3, idempotency_key="k")
+    assert len(script.requests) == 1
+
+
 async def test_typed_error_details_are_exposed() -> None:
     cooldown = fail(
         429,

@@ -129,3 +129,37 @@ async def test_retries_recover_from_every_fault_exactly_once(
     assert sorted(r.trade_number for r in rows) == sorted(numbers)
     counters = state.counters
     assert counters["drop_after_commit"] + counters["error_500"] + counters["deadlock_503"] > 0
+
+
+async def test_the_client_reads_every_page_of_a_long_list(
+    pair: tuple[TradavityClient, SandboxState],
+) -> None:
+    api, state = pair
+    for i in range(130):
+        await api.create_tag({"category_id": 2, "name": f"Page {i:03d}"}, idempotency_key=f"t{i}")
+    state.reset_counters()
+    tags = await api.list_tags()
+    assert len(tags) == 143
+    assert len({t.id for t in tags}) == 143
+    assert state.counters["requests"] == 1  # 500 a page: one request
+    # Walking the sandbox's default page size instead takes three pages, rows in order.
+    rows = await api.list_all("/tags", "tags", page_size=50, id_field="tag_id")
+    assert [r["tag_id"] for r in rows] == [t.id for t in tags]
+    assert state.counters["requests"] == 4
+
+
+async def test_a_failing_broker_is_tried_twice_then_reported(
+    pair: tuple[TradavityClient, SandboxState],
+) -> None:
+    api, state = pair
+    state.set_faults(FaultSpec(broker_api_error=1.0))
+    state.reset_counters()
+    with pytest.raises(errors.BrokerAPIError) as info:
+        await api.trigger_sync(1, idempotency_key="s1")
+    syncs = [r for r in state.request_log if r.path.endswith("/sync")]
+    assert [(r.status, r.error) for r in syncs] == [
+        (502, "broker_api_error"),
+        (429, "connection_sync_cooldown"),
+    ]
+    assert info.value.retry_after is not None
+    assert 0 < info.value.retry_after <= 20
