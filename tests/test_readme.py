@@ -45,11 +45,21 @@ async def test_tables_match_the_server(tmp_path: Path) -> None:
 
 
 def test_ci_runs_the_readme_test_command() -> None:
-    commands = re.findall(r"```bash\n(.*?)\n```", README, re.S)
-    assert "pip install . && tradavity-mcp demo" in commands
-    assert "pip install '.[test]' && pytest" in commands
+    start = README.index("## Quick start")
+    quick = README[start : README.index("\n## ", start + 1)]
+    commands = [
+        line
+        for block in re.findall(r"```bash\n(.*?)\n```", quick, re.S)
+        for line in block.splitlines()
+    ]
+    assert "./dev demo" in commands
+    assert "./dev test" in commands
     ci = (ROOT / ".ci" / "run").read_text("utf-8").splitlines()
-    assert "pip install '.[test]' && pytest" in ci
+    assert "./dev test" in ci
+    # The fresh-clone step runs the Quick start's ./dev lines as written, from the README.
+    quickstart = (ROOT / ".ci" / "quickstart").read_text("utf-8")
+    assert "sed -n '/^## Quick start/,/^## /p' README.md | grep '^\\./dev '" in quickstart
+    assert "bash .ci/quickstart" in ci
 
 
 def test_registry_marker_and_version() -> None:
@@ -61,3 +71,30 @@ def test_registry_marker_and_version() -> None:
     assert f"<!-- mcp-name: {server_json['name']} -->" in README
     assert server_json["version"] == tradavity_mcp.__version__
     assert all(p["version"] == tradavity_mcp.__version__ for p in server_json["packages"])
+    manifest = json.loads((ROOT / "mcpb" / "manifest.json").read_text("utf-8"))
+    assert manifest["version"] == tradavity_mcp.__version__
+    # pyproject.toml takes the version from the package, not a copy of its own.
+    pyproject = (ROOT / "pyproject.toml").read_text("utf-8")
+    assert 'dynamic = ["version"]' in pyproject
+    assert not re.search(r"^version\s*=", pyproject, re.M)
+    assert f"## [{tradavity_mcp.__version__}]" in (ROOT / "CHANGELOG.md").read_text("utf-8")
+
+
+def test_desktop_extension_manifest() -> None:
+    import json
+
+    manifest = json.loads((ROOT / "mcpb" / "manifest.json").read_text("utf-8"))
+    assert [t["name"] for t in manifest["tools"]] == _section("tools")
+    options = manifest["user_config"]
+    assert options["api_key"]["sensitive"] is True
+    assert options["sandbox"]["type"] == "boolean"
+    assert options["screenshot_folders"] == {
+        **options["screenshot_folders"],
+        "type": "directory",
+        "multiple": True,
+    }
+    config = manifest["server"]["mcp_config"]
+    assert config["env"]["TRADAVITY_API_KEY"] == "${user_config.api_key}"
+    assert config["env"]["TRADAVITY_SANDBOX"] == "${user_config.sandbox}"
+    # A folder list expands to separate arguments only as the last, whole argument.
+    assert config["args"][-2:] == ["--allowed-dir", "${user_config.screenshot_folders}"]

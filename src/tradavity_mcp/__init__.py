@@ -1,10 +1,8 @@
 """tradavity-mcp: an MCP server that keeps a trader's journal in Tradavity."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("tradavity-mcp")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0"
+#: The one place the version is written. pyproject.toml reads it (hatch's dynamic
+#: version); server.json and the desktop extension's manifest repeat it, and
+#: tests/test_readme.py fails when they drift.
+__version__ = "0.1.0"
 
 __all__ = ["__version__"]

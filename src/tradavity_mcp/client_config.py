@@ -15,11 +15,14 @@ __all__ = ["CLIENTS", "KEY_PLACEHOLDER", "snippet"]
 
 CLIENTS = ("claude-desktop", "claude-code", "vscode")
 KEY_PLACEHOLDER = "tvty_YOUR_KEY_HERE"
+#: Where `uvx` takes the server from. The package is not on PyPI yet, so the repository;
+#: at the first release this becomes `["tradavity-mcp"]`.
+UVX_ARGS = ["--from", "git+https://github.com/tradavity/tradavity-mcp", "tradavity-mcp"]
 
 
 def _command(uvx: bool) -> tuple[str, list[str]]:
     if uvx:
-        return "uvx", ["tradavity-mcp"]
+        return "uvx", list(UVX_ARGS)
     installed = shutil.which("tradavity-mcp")
     if installed:
         return installed, []
