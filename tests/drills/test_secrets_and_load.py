@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
+from tradavity_mcp._timing import FakeClock
 from tradavity_mcp.config import Settings
 from tradavity_mcp.sandbox import (
     DEMO_KEY,
@@ -22,6 +24,7 @@ from tradavity_mcp.sandbox import (
     create_app,
     serve_in_thread,
 )
+from tradavity_mcp.sandbox._seed import hash_key
 from tradavity_mcp.server import HostedOptions, build_http_app, build_server
 
 from ..e2e.conftest import http_transport
@@ -97,7 +100,12 @@ async def test_the_key_appears_nowhere(tmp_path: Path) -> None:
 
 
 async def test_hosted_load_many_clients_no_errors_no_cross_user_data(tmp_path: Path) -> None:
-    sandbox = create_app(SandboxConfig(db=":memory:"))
+    """24 concurrent streamable-HTTP sessions of three users. The free user's eight
+    sessions overrun its 60 requests a minute: the 429s are absorbed by waiting out the
+    window on a clock the test holds (the sandbox's and the API client's), so the run
+    takes seconds, not the real minute."""
+    clock = FakeClock(start=time.time())
+    sandbox = create_app(SandboxConfig(db=":memory:", clock=clock))
     settings = Settings.load(
         environ={},
         base_url="http://sandbox.local/api/v1",
@@ -109,6 +117,7 @@ async def test_hosted_load_many_clients_no_errors_no_cross_user_data(tmp_path: P
         transport=SandboxTransport(sandbox),
         stdio=False,
         hosted=HostedOptions(auth="per-user", public_url="http://127.0.0.1"),
+        api_clock=clock,
     )
     app = build_http_app(server, kind="http", host="127.0.0.1")
     users = {DEMO_KEY: "Dana Demo", SECOND_PRO_KEY: "Priya Pro", FREE_KEY: "Frank Free"}
@@ -157,6 +166,14 @@ async def test_hosted_load_many_clients_no_errors_no_cross_user_data(tmp_path: P
             seen[key] = {t["net_pnl"] for t in rows["trades"]}
     assert failures == []
     assert calls >= 24 * 10
+    # The free key really went past 60 requests a minute, and the window was waited out
+    # (on the test's clock): its requests span more than a minute of sandbox time.
+    state = sandbox.state.sandbox
+    free_id = next(k["key_id"] for k in state.store.all("key") if k["hash"] == hash_key(FREE_KEY))
+    moments = sorted(t for t, _, _ in state.pipeline.usage[free_id])
+    assert len(moments) > 60
+    assert moments[-1] - moments[0] >= 60
+    assert clock.sleeps
     for index, key in enumerate(users):
         # Each user sees exactly the trades of their own eight sessions.
         assert seen[key] == {n + 0.5 for n in range(24) if n % 3 == index}
