@@ -37,6 +37,8 @@ _ENV_SANDBOX_DB = "TRADAVITY_SANDBOX_DB"
 _ENV_OUTPUT_SCHEMAS = "TRADAVITY_OUTPUT_SCHEMAS"
 _ENV_SANDBOX = "TRADAVITY_SANDBOX"
 _ENV_SANDBOX_DEMO_DAYS = "TRADAVITY_SANDBOX_DEMO_DAYS"
+_ENV_DUPLICATE_WINDOW = "TRADAVITY_DUPLICATE_WINDOW"
+_ENV_LEDGER_RETENTION = "TRADAVITY_LEDGER_RETENTION_DAYS"
 #: The sandbox's own bound (`sandbox._seed.MAX_DEMO_DAYS`), repeated so that reading the
 #: settings does not import the sandbox.
 _MAX_DEMO_DAYS = 3650
@@ -103,6 +105,11 @@ class Settings:
     output_schemas: bool = False
     #: The embedded sandbox's demo journal length in days (None: the sandbox's default).
     sandbox_demo_days: int | None = None
+    #: Seconds during which an identical creating call (no call id) is held back as a
+    #: suspected duplicate.
+    duplicate_window: float = 600.0
+    #: Finished calls older than this many days are pruned from the ledger.
+    ledger_retention_days: float = 30.0
 
     @classmethod
     def load(
@@ -162,4 +169,21 @@ class Settings:
                 else _truthy(env.get(_ENV_OUTPUT_SCHEMAS))
             ),
             sandbox_demo_days=_demo_days(env.get(_ENV_SANDBOX_DEMO_DAYS)),
+            duplicate_window=_seconds(_ENV_DUPLICATE_WINDOW, env.get(_ENV_DUPLICATE_WINDOW), 600.0),
+            ledger_retention_days=_seconds(
+                _ENV_LEDGER_RETENTION, env.get(_ENV_LEDGER_RETENTION), 30.0
+            ),
         )
+
+
+def _seconds(name: str, raw: str | None, default: float) -> float:
+    """A non-negative number from the environment, with one clear line when it is not."""
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise ConfigError(f"{name} must be zero or more, got {raw!r}")
+    return value

@@ -1,68 +1,101 @@
 """The local write ledger: what every journaling call did, durable across restarts.
 
-A tool call is named by (principal, tool, call id). The ledger keeps, per call, the
-digest of its arguments, the arguments themselves (so an unfinished call can be
-resumed), its state and its final result; and per step of a call (create, tags,
-screenshot, ...) the idempotency key sent and the step's result.
+A call is a row named by (principal, tool, call id); each HTTP write of a call is a step
+row named by the call and a step name, holding the idempotency key sent, the resolved
+request (so a retry sends exactly what the first attempt sent) and the outcome.
 
-* The same call again returns the recorded result without spending an API request,
-  also after a restart and after the API's 24 h replay window.
-* The same call id with other arguments is refused.
-* A call whose outcome is unknown stays `pending`; resuming it re-sends each
-  unfinished step with the same key, which the API answers from its replay cache if
-  the first attempt landed.
+Everything that decides "is this a new write?" happens inside one `BEGIN IMMEDIATE`
+transaction (`Ledger.claim`), so the rules hold across tasks of one process and across
+processes sharing the file (a desktop app and an IDE on one laptop):
 
-SQLite in WAL mode, one short transaction per change; safe for several server
-processes sharing one state directory.
+* a call id seen before: replay, resume or refuse (other arguments);
+* an identical call inside the duplicate window: answered by the first (`twin`);
+* a `journal_trade` whose trade matches one that ended partial or pending: continued.
+
+A call being worked on holds a lease (owner + expiry, renewed while it runs); another
+worker waits for the lease instead of writing. A lease whose owner process died on
+this host is free at once.
+
+SQLite in WAL mode, one short transaction per change. Every SQLite failure surfaces as
+`LedgerUnavailable`, whose message names the file and the fix.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["CallRecord", "Ledger", "StepRecord", "canonical_json", "digest_arguments"]
+__all__ = [
+    "CallRecord",
+    "Claim",
+    "Ledger",
+    "LedgerUnavailable",
+    "StepRecord",
+    "canonical_json",
+    "digest_arguments",
+]
 
-CallState = Literal["pending", "done", "failed"]
-StepState = Literal["pending", "done"]
+CallState = Literal["pending", "done", "failed", "twin", "superseded"]
+StepState = Literal["pending", "done", "failed"]
+ClaimKind = Literal["new", "resume", "busy", "replay", "twin", "continue", "mismatch", "failed"]
+
+#: Bumped when the schema changes; older files are migrated in place on open.
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
-    principal   TEXT NOT NULL,
-    tool        TEXT NOT NULL,
-    call_id     TEXT NOT NULL,
-    args_digest TEXT NOT NULL,
-    args_json   TEXT NOT NULL,
-    id_source   TEXT NOT NULL,
-    state       TEXT NOT NULL,
-    result_json TEXT,
-    created_at  REAL NOT NULL,
-    updated_at  REAL NOT NULL,
+    principal    TEXT NOT NULL,
+    tool         TEXT NOT NULL,
+    call_id      TEXT NOT NULL,
+    args_digest  TEXT NOT NULL,
+    args_json    TEXT NOT NULL,
+    id_source    TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    result_json  TEXT,
+    created_at   REAL NOT NULL,
+    updated_at   REAL NOT NULL,
+    trade_digest TEXT,
+    target       TEXT,
+    outcome      TEXT,
+    twin_of      TEXT,
+    owner        TEXT,
+    lease_until  REAL,
     PRIMARY KEY (principal, tool, call_id)
 );
 CREATE INDEX IF NOT EXISTS calls_by_digest ON calls (principal, tool, args_digest, created_at);
 CREATE INDEX IF NOT EXISTS calls_by_state ON calls (state, updated_at);
 CREATE TABLE IF NOT EXISTS steps (
-    principal   TEXT NOT NULL,
-    tool        TEXT NOT NULL,
-    call_id     TEXT NOT NULL,
-    step        TEXT NOT NULL,
-    idem_key    TEXT NOT NULL,
-    state       TEXT NOT NULL,
-    result_json TEXT,
-    first_sent  REAL NOT NULL,
-    updated_at  REAL NOT NULL,
+    principal    TEXT NOT NULL,
+    tool         TEXT NOT NULL,
+    call_id      TEXT NOT NULL,
+    step         TEXT NOT NULL,
+    idem_key     TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    result_json  TEXT,
+    first_sent   REAL NOT NULL,
+    updated_at   REAL NOT NULL,
+    request_json TEXT,
+    error        TEXT,
     PRIMARY KEY (principal, tool, call_id, step)
 );
 """
+
+#: Columns added in schema 2, for ledgers written by older versions.
+_V2_COLUMNS = {
+    "calls": ("trade_digest", "target", "outcome", "twin_of", "owner", "lease_until REAL"),
+    "steps": ("request_json", "error"),
+}
 
 
 def canonical_json(value: Any) -> str:
@@ -72,6 +105,38 @@ def canonical_json(value: Any) -> str:
 
 def digest_arguments(arguments: Any) -> str:
     return hashlib.sha256(canonical_json(arguments).encode("utf-8")).hexdigest()
+
+
+class LedgerUnavailable(Exception):
+    """The ledger file cannot be read or written. The message names the file and the fix."""
+
+
+def _explain(path: str, exc: sqlite3.Error) -> LedgerUnavailable:
+    text = str(exc).casefold()
+    where = f"the write ledger {path}"
+    if "readonly" in text or "read-only" in text or "permission" in text:
+        fix = (
+            f"{where} is read-only. Make it (and its folder) writable by this user, or point "
+            "TRADAVITY_STATE_DIR at a writable folder."
+        )
+    elif "full" in text or "no space" in text:
+        fix = (
+            f"{where} cannot grow: the disk is full. Free some space (or point "
+            "TRADAVITY_STATE_DIR at a disk with room), then try again."
+        )
+    elif "not a database" in text or "malformed" in text or "corrupt" in text:
+        fix = (
+            f"{where} is damaged ({exc}). Move it aside (keep it: it records what was "
+            "written) and start again; the server creates a fresh one."
+        )
+    elif "locked" in text or "busy" in text:
+        fix = f"{where} stayed locked by another process; try again in a moment."
+    else:
+        fix = (
+            f"{where} could not be used ({exc}). Check the file and TRADAVITY_STATE_DIR, "
+            "or run `tradavity-mcp doctor`."
+        )
+    return LedgerUnavailable(fix + " Nothing was sent to Tradavity.")
 
 
 @dataclass(frozen=True)
@@ -86,6 +151,12 @@ class CallRecord:
     result: dict[str, Any] | None
     created_at: float
     updated_at: float
+    trade_digest: str | None = None
+    target: str | None = None
+    outcome: str | None = None
+    twin_of: str | None = None
+    owner: str | None = None
+    lease_until: float | None = None
 
 
 @dataclass(frozen=True)
@@ -95,41 +166,128 @@ class StepRecord:
     state: StepState
     result: Any
     first_sent: float
+    request: Any = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What `Ledger.claim` decided, and the record it decided on.
+
+    new/resume/continue: this worker now holds the lease of `record` and must run it
+    (continue: `previous` is the call it carries on). busy: another worker holds it;
+    wait and claim again. replay: `record` is done. twin: `record` is the identical
+    earlier call that answers for this one. mismatch: the id was used with other
+    arguments. failed: `record` failed for good with something written.
+    """
+
+    kind: ClaimKind
+    record: CallRecord
+    previous: CallRecord | None = None
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Ledger:
     """Durable record of journaling calls. `path=":memory:"` for tests."""
 
+    #: This process's name in leases: host, pid and a per-process nonce.
+    OWNER_PREFIX = f"{socket.gethostname()}:{os.getpid()}:"
+
     def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
+        self.path = str(path)
         self._lock = threading.Lock()
-        with self._lock:
-            if str(path) != ":memory:":
-                # WAL with synchronous=NORMAL: every commit survives the process being
-                # killed (the crash drill), without an fsync per commit.
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
+        try:
+            if self.path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise _explain(self.path, sqlite3.OperationalError(str(exc))) from None
+        self._db.row_factory = sqlite3.Row
+        try:
+            self._setup()
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise _explain(self.path, exc) from None
+
+    def _setup(self) -> None:
+        db = self._db
+        if self.path != ":memory:":
+            # WAL with synchronous=NORMAL: every commit survives the process being killed
+            # (the crash drill), without an fsync per commit. The WAL is trimmed back after
+            # checkpoints so one large screenshot does not leave a large file behind.
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA journal_size_limit=1048576")
+        db.execute("PRAGMA busy_timeout=10000")
+        check = db.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise sqlite3.DatabaseError(f"database disk image is malformed: {check}")
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        db.execute("BEGIN IMMEDIATE")  # also proves the file is writable
+        try:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            if version < SCHEMA_VERSION:
+                self._migrate()
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _migrate(self) -> None:
+        for table, columns in _V2_COLUMNS.items():
+            have = {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            for column in columns:
+                if column.split()[0] not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
+    def new_owner(self) -> str:
+        """A lease owner name for one worker of this process."""
+        return self.OWNER_PREFIX + uuid.uuid4().hex[:12]
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise _explain(self.path, exc) from None
             try:
                 yield self._db
+            except sqlite3.Error as exc:
+                self._db.execute("ROLLBACK")
+                raise _explain(self.path, exc) from None
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._db.execute("ROLLBACK")
+                raise _explain(self.path, exc) from None
+
+    def _read(self, query: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                return self._db.execute(query, params).fetchall()
+            except sqlite3.Error as exc:
+                raise _explain(self.path, exc) from None
 
     @staticmethod
     def _call(row: sqlite3.Row) -> CallRecord:
@@ -144,55 +302,206 @@ class Ledger:
             result=json.loads(row["result_json"]) if row["result_json"] else None,
             created_at=row["created_at"],
             updated_at=row["updated_at"],
+            trade_digest=row["trade_digest"],
+            target=row["target"],
+            outcome=row["outcome"],
+            twin_of=row["twin_of"],
+            owner=row["owner"],
+            lease_until=row["lease_until"],
         )
+
+    @staticmethod
+    def _step(row: sqlite3.Row) -> StepRecord:
+        return StepRecord(
+            step=row["step"],
+            idem_key=row["idem_key"],
+            state=row["state"],
+            result=json.loads(row["result_json"]) if row["result_json"] else None,
+            first_sent=row["first_sent"],
+            request=json.loads(row["request_json"]) if row["request_json"] else None,
+            error=row["error"],
+        )
+
+    # --- leases --------------------------------------------------------------------------
+
+    def lease_alive(self, record: CallRecord) -> bool:
+        """Is somebody working on this call right now?"""
+        if not record.owner or record.lease_until is None:
+            return False
+        if record.lease_until < self._clock():
+            return False
+        host, _, rest = record.owner.partition(":")
+        pid = rest.partition(":")[0]
+        # A worker in a process that no longer exists on this host holds nothing.
+        return not (host == socket.gethostname() and pid.isdigit() and not _process_alive(int(pid)))
+
+    def renew(self, principal: str, tool: str, call_id: str, owner: str, seconds: float) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE calls SET lease_until=? WHERE principal=? AND tool=? AND call_id=? "
+                "AND owner=?",
+                (self._clock() + seconds, principal, tool, call_id, owner),
+            )
+
+    def release(self, principal: str, tool: str, call_id: str, owner: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE calls SET owner=NULL, lease_until=NULL "
+                "WHERE principal=? AND tool=? AND call_id=? AND owner=?",
+                (principal, tool, call_id, owner),
+            )
 
     # --- calls ---------------------------------------------------------------------------
 
     def get_call(self, principal: str, tool: str, call_id: str) -> CallRecord | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT * FROM calls WHERE principal=? AND tool=? AND call_id=?",
-                (principal, tool, call_id),
-            ).fetchone()
-        return self._call(row) if row else None
+        rows = self._read(
+            "SELECT * FROM calls WHERE principal=? AND tool=? AND call_id=?",
+            (principal, tool, call_id),
+        )
+        return self._call(rows[0]) if rows else None
 
-    def begin_call(
+    def claim(
         self,
         principal: str,
         tool: str,
         call_id: str,
-        arguments: dict[str, Any],
         *,
+        args_digest: str,
+        args_json: str,
         id_source: str,
-    ) -> tuple[CallRecord, bool]:
-        """Record a call as pending unless it exists; returns (record, created)."""
-        digest = digest_arguments(arguments)
+        owner: str,
+        lease_seconds: float,
+        twin_window: float | None = None,
+        continue_window: float | None = None,
+        trade_digest: str | None = None,
+        target: str | None = None,
+    ) -> Claim:
+        """Decide, atomically, what a call is: new, resumed, replayed, a twin or busy."""
         now = self._clock()
+        lease = now + lease_seconds
         with self._tx() as db:
             row = db.execute(
                 "SELECT * FROM calls WHERE principal=? AND tool=? AND call_id=?",
                 (principal, tool, call_id),
             ).fetchone()
             if row is not None:
-                return self._call(row), False
-            db.execute(
-                "INSERT INTO calls VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (
-                    principal,
-                    tool,
-                    call_id,
-                    digest,
-                    canonical_json(arguments),
-                    id_source,
-                    "pending",
-                    None,
-                    now,
-                    now,
-                ),
-            )
-        record = self.get_call(principal, tool, call_id)
-        assert record is not None
-        return record, True
+                return self._existing(db, self._call(row), args_digest, owner, lease)
+            if twin_window is not None:
+                twin = db.execute(
+                    "SELECT * FROM calls WHERE principal=? AND tool=? "
+                    "AND args_digest=? AND created_at>=? AND state IN ('pending','done') "
+                    "ORDER BY created_at DESC LIMIT 1",
+                    (principal, tool, args_digest, now - twin_window),
+                ).fetchone()
+                if twin is not None:
+                    if id_source != "none":
+                        # Remember that this host id is answered by the twin, so a replay
+                        # of this id later gets the same answer.
+                        self._insert(
+                            db, principal, tool, call_id, args_digest, args_json, id_source,
+                            state="twin", now=now, twin_of=twin["call_id"],
+                        )  # fmt: skip
+                    return Claim("twin", self._call(twin))
+            previous = None
+            if continue_window is not None and trade_digest is not None:
+                prev = db.execute(
+                    "SELECT * FROM calls WHERE principal=? AND tool=? "
+                    "AND trade_digest=? AND created_at>=? "
+                    "AND (state='pending' OR (state='done' AND outcome='partial')) "
+                    "ORDER BY created_at DESC LIMIT 1",
+                    (principal, tool, trade_digest, now - continue_window),
+                ).fetchone()
+                if prev is not None:
+                    previous = self._call(prev)
+                    if previous.state == "pending" and self.lease_alive(previous):
+                        return Claim("busy", previous)
+            self._insert(
+                db, principal, tool, call_id, args_digest, args_json, id_source,
+                state="pending", now=now, trade_digest=trade_digest, target=target,
+                owner=owner, lease_until=lease,
+            )  # fmt: skip
+            if previous is not None:
+                self._carry_on(db, previous, call_id, now)
+            record = db.execute(
+                "SELECT * FROM calls WHERE principal=? AND tool=? AND call_id=?",
+                (principal, tool, call_id),
+            ).fetchone()
+            return Claim("continue" if previous else "new", self._call(record), previous)
+
+    def _existing(
+        self,
+        db: sqlite3.Connection,
+        record: CallRecord,
+        args_digest: str,
+        owner: str,
+        lease: float,
+    ) -> Claim:
+        if record.args_digest != args_digest:
+            return Claim("mismatch", record)
+        if record.state in ("twin", "superseded") and record.twin_of:
+            twin = db.execute(
+                "SELECT * FROM calls WHERE principal=? AND tool=? AND call_id=?",
+                (record.principal, record.tool, record.twin_of),
+            ).fetchone()
+            if twin is not None:
+                return Claim("twin", self._call(twin))
+        if record.state == "done":
+            return Claim("replay", record)
+        if record.state == "failed":
+            return Claim("failed", record)
+        if self.lease_alive(record):
+            return Claim("busy", record)
+        db.execute(
+            "UPDATE calls SET owner=?, lease_until=? WHERE principal=? AND tool=? AND call_id=?",
+            (owner, lease, record.principal, record.tool, record.call_id),
+        )
+        return Claim("resume", record)
+
+    def _insert(
+        self,
+        db: sqlite3.Connection,
+        principal: str,
+        tool: str,
+        call_id: str,
+        args_digest: str,
+        args_json: str,
+        id_source: str,
+        *,
+        state: CallState,
+        now: float,
+        trade_digest: str | None = None,
+        target: str | None = None,
+        twin_of: str | None = None,
+        owner: str | None = None,
+        lease_until: float | None = None,
+    ) -> None:
+        db.execute(
+            "INSERT INTO calls (principal, tool, call_id, args_digest, args_json, id_source, "
+            "state, result_json, created_at, updated_at, trade_digest, target, outcome, twin_of, "
+            "owner, lease_until) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                principal, tool, call_id, args_digest, args_json, id_source, state, None,
+                now, now, trade_digest, target, None, twin_of, owner, lease_until,
+            ),
+        )  # fmt: skip
+
+    def _carry_on(
+        self, db: sqlite3.Connection, previous: CallRecord, call_id: str, now: float
+    ) -> None:
+        """The new call takes over the steps of `previous` that were written or may have
+        been (same keys, same requests); steps that failed are left to be written anew."""
+        db.execute(
+            "INSERT INTO steps (principal, tool, call_id, step, idem_key, state, result_json, "
+            "first_sent, updated_at, request_json, error) SELECT principal, tool, ?, step, "
+            "idem_key, state, result_json, first_sent, updated_at, request_json, error FROM steps "
+            "WHERE principal=? AND tool=? AND call_id=? AND state IN ('done','pending')",
+            (call_id, previous.principal, previous.tool, previous.call_id),
+        )
+        db.execute(
+            "UPDATE calls SET state='superseded', twin_of=?, owner=NULL, lease_until=NULL, "
+            "updated_at=? WHERE principal=? AND tool=? AND call_id=?",
+            (call_id, now, previous.principal, previous.tool, previous.call_id),
+        )
 
     def finish_call(
         self,
@@ -202,19 +511,34 @@ class Ledger:
         *,
         state: CallState,
         result: dict[str, Any] | None,
+        outcome: str | None = None,
+        stored_args: dict[str, Any] | None = None,
     ) -> None:
+        """Record the end of a call; `stored_args` replaces the arguments kept (so a
+        finished call keeps a screenshot's digest and size, not its bytes)."""
         with self._tx() as db:
             db.execute(
-                "UPDATE calls SET state=?, result_json=?, updated_at=? "
-                "WHERE principal=? AND tool=? AND call_id=?",
+                "UPDATE calls SET state=?, outcome=?, result_json=?, updated_at=?, owner=NULL, "
+                "lease_until=NULL WHERE principal=? AND tool=? AND call_id=?",
                 (
                     state,
+                    outcome,
                     canonical_json(result) if result is not None else None,
                     self._clock(),
                     principal,
                     tool,
                     call_id,
                 ),
+            )
+            if stored_args is not None:
+                db.execute(
+                    "UPDATE calls SET args_json=? WHERE principal=? AND tool=? AND call_id=?",
+                    (canonical_json(stored_args), principal, tool, call_id),
+                )
+            # Requests are kept only while a step may have to be sent again.
+            db.execute(
+                "UPDATE steps SET request_json=NULL WHERE principal=? AND tool=? AND call_id=?",
+                (principal, tool, call_id),
             )
 
     def forget_call(self, principal: str, tool: str, call_id: str) -> None:
@@ -229,63 +553,78 @@ class Ledger:
                 (principal, tool, call_id),
             )
 
-    def recent_twin(
-        self,
-        principal: str,
-        tool: str,
-        args_digest: str,
-        *,
-        other_than: str,
-        within: float,
-    ) -> CallRecord | None:
-        """The newest other call with the same arguments inside the window, if any."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT * FROM calls WHERE principal=? AND tool=? AND args_digest=? "
-                "AND call_id<>? AND created_at>=? AND state<>'failed' "
-                "ORDER BY created_at DESC LIMIT 1",
-                (principal, tool, args_digest, other_than, self._clock() - within),
-            ).fetchone()
-        return self._call(row) if row else None
-
     def pending_calls(self, principal: str | None = None) -> list[CallRecord]:
+        """Unfinished calls, oldest first (the order they must be finished in)."""
         query = "SELECT * FROM calls WHERE state='pending'"
         params: tuple[str, ...] = ()
         if principal is not None:
             query += " AND principal=?"
             params = (principal,)
-        with self._lock:
-            rows = self._db.execute(query + " ORDER BY created_at", params).fetchall()
+        return [self._call(r) for r in self._read(query + " ORDER BY created_at", params)]
+
+    def earlier_pending(
+        self, principal: str, target: str, before: float, other_than: str
+    ) -> list[CallRecord]:
+        """Unfinished calls that set the same thing (`target`) and came first."""
+        rows = self._read(
+            "SELECT * FROM calls WHERE principal=? AND target=? "
+            "AND state='pending' AND created_at<=? AND call_id<>? ORDER BY created_at",
+            (principal, target, before, other_than),
+        )
         return [self._call(r) for r in rows]
+
+    def prune(self, older_than: float) -> int:
+        """Forget finished calls last touched before `older_than`. Returns how many."""
+        with self._tx() as db:
+            gone = db.execute(
+                "SELECT principal, tool, call_id FROM calls "
+                "WHERE state<>'pending' AND updated_at<?",
+                (older_than,),
+            ).fetchall()
+            for r in gone:
+                db.execute("DELETE FROM steps WHERE principal=? AND tool=? AND call_id=?", tuple(r))
+            db.execute("DELETE FROM calls WHERE state<>'pending' AND updated_at<?", (older_than,))
+        return len(gone)
 
     # --- steps ---------------------------------------------------------------------------
 
     def get_step(self, principal: str, tool: str, call_id: str, step: str) -> StepRecord | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT * FROM steps WHERE principal=? AND tool=? AND call_id=? AND step=?",
-                (principal, tool, call_id, step),
-            ).fetchone()
-        if row is None:
-            return None
-        return StepRecord(
-            step=row["step"],
-            idem_key=row["idem_key"],
-            state=row["state"],
-            result=json.loads(row["result_json"]) if row["result_json"] else None,
-            first_sent=row["first_sent"],
+        rows = self._read(
+            "SELECT * FROM steps WHERE principal=? AND tool=? AND call_id=? AND step=?",
+            (principal, tool, call_id, step),
         )
+        return self._step(rows[0]) if rows else None
 
     def mark_step_sent(
-        self, principal: str, tool: str, call_id: str, step: str, idem_key: str
+        self,
+        principal: str,
+        tool: str,
+        call_id: str,
+        step: str,
+        idem_key: str,
+        request: Any = None,
+        *,
+        resend: bool = False,
     ) -> StepRecord:
-        """Record, before sending, that a step is in flight under `idem_key`."""
+        """Record, before sending, that a step is in flight under `idem_key` with
+        `request`. An existing record wins (its key and request are what a retry sends),
+        unless `resend` replaces it (a fresh key after the replay window)."""
         now = self._clock()
+        request_json = canonical_json(request) if request is not None else None
+        params = (principal, tool, call_id, step, idem_key, "pending", now, now, request_json)
         with self._tx() as db:
+            if resend:
+                db.execute(
+                    "UPDATE steps SET idem_key=?, state='pending', request_json=?, "
+                    "first_sent=?, updated_at=?, error=NULL "
+                    "WHERE principal=? AND tool=? AND call_id=? AND step=?",
+                    (idem_key, request_json, now, now, principal, tool, call_id, step),
+                )
             db.execute(
-                "INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?) "
+                "INSERT INTO steps (principal, tool, call_id, step, idem_key, state, first_sent, "
+                "updated_at, request_json) VALUES (?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT (principal, tool, call_id, step) DO NOTHING",
-                (principal, tool, call_id, step, idem_key, "pending", None, now, now),
+                params,
             )
         record = self.get_step(principal, tool, call_id, step)
         assert record is not None
@@ -299,20 +638,24 @@ class Ledger:
                 (canonical_json(result), self._clock(), principal, tool, call_id, step),
             )
 
-    def steps(self, principal: str, tool: str, call_id: str) -> list[StepRecord]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM steps WHERE principal=? AND tool=? AND call_id=? "
-                "ORDER BY first_sent",
-                (principal, tool, call_id),
-            ).fetchall()
-        return [
-            StepRecord(
-                step=r["step"],
-                idem_key=r["idem_key"],
-                state=r["state"],
-                result=json.loads(r["result_json"]) if r["result_json"] else None,
-                first_sent=r["first_sent"],
+    def fail_step(self, principal: str, tool: str, call_id: str, step: str, error: str) -> None:
+        """A step that failed for good: it is not sent again under this call."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE steps SET state='failed', error=?, updated_at=? "
+                "WHERE principal=? AND tool=? AND call_id=? AND step=?",
+                (error, self._clock(), principal, tool, call_id, step),
             )
-            for r in rows
-        ]
+
+    def steps(self, principal: str, tool: str, call_id: str) -> list[StepRecord]:
+        rows = self._read(
+            "SELECT * FROM steps WHERE principal=? AND tool=? AND call_id=? ORDER BY first_sent",
+            (principal, tool, call_id),
+        )
+        return [self._step(r) for r in rows]
+
+    def size_bytes(self) -> int:
+        """The ledger's footprint on disk (the file and its WAL)."""
+        if self.path == ":memory:":
+            return 0
+        return sum(os.path.getsize(p) for p in (self.path, self.path + "-wal") if os.path.exists(p))

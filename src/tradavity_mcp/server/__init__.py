@@ -9,6 +9,7 @@ finishes pending writes. `build_http_app(...)` wraps it for the HTTP transports.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -37,9 +38,9 @@ from .._timing import Clock as ApiClock
 from ..client import RetryPolicy, TradavityClient
 from ..config import Settings
 from ..ledger import Ledger
-from ._calls import CallId, UserError, WriteCall
+from ._calls import UserError
 from ._hosted import CLIENT_ADDRESS, PerUserVerifier, ServerTokenVerifier, Workspaces
-from ._journal import Body, body_for
+from ._journal import RunEnv
 from ._prompts import load_prompts, register_prompts
 from ._read_tools import CURRENT_WORKSPACE, READ_TOOLS, current_workspace, register_read_tools
 from ._refdata import RefData
@@ -48,6 +49,7 @@ from ._sync_stream import sync_stream_endpoint
 from ._sync_tools import PrincipalBus, SyncNotifier, refresh_sync, register_sync_tools
 from ._workspace import Workspace
 from ._write_tools import WRITE_TOOLS, ToolEnv, register_write_tools
+from ._writes import resume_pending
 
 __all__ = [
     "AppState",
@@ -79,6 +81,8 @@ will be finished automatically."""
 
 #: How often the resumer looks for pending writes.
 RESUME_INTERVAL_SECONDS = 30.0
+#: How often finished calls past their retention are pruned from the ledger.
+PRUNE_INTERVAL_SECONDS = 3600.0
 #: How often the sync log is read for runs the platform started itself.
 SYNC_POLL_SECONDS = 120.0
 
@@ -152,7 +156,9 @@ class _Backend:
         sleep: Callable[[float], Awaitable[None]],
         retry: RetryPolicy | None,
         api_clock: ApiClock | None,
+        clock: Callable[[], float],
     ) -> None:
+        self._clock = clock
         self._retry = retry
         self._api_clock = api_clock
         self._notifier = notifier
@@ -203,7 +209,7 @@ class _Backend:
         )
 
     async def _open(self, stack: AsyncExitStack) -> AppState:
-        ledger = Ledger(self._settings.state_dir / "ledger.sqlite3")
+        ledger = Ledger(self._settings.state_dir / "ledger.sqlite3", clock=self._clock)
         stack.callback(ledger.close)
         state = AppState()
         if self._per_user:
@@ -213,7 +219,14 @@ class _Backend:
         elif self._api_key is not None:
             api = self._client(SecretStr(self._api_key))
             stack.push_async_callback(api.aclose)
-            state.default = Workspace(api=api, ledger=ledger, ref=RefData(api), sleep=self._sleep)
+            state.default = Workspace(
+                api=api,
+                ledger=ledger,
+                ref=RefData(api),
+                sleep=self._sleep,
+                clock=self._clock,
+                duplicate_window=self._settings.duplicate_window,
+            )
         tg = await stack.enter_async_context(anyio.create_task_group())
         stack.callback(tg.cancel_scope.cancel)
         if state.default is not None:
@@ -246,6 +259,7 @@ def build_server(
     sleep: Callable[[float], Awaitable[None]] | None = None,
     retry: RetryPolicy | None = None,
     api_clock: ApiClock | None = None,
+    clock: Callable[[], float] | None = None,
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING",
 ) -> MCPServer:
     """Build the MCP server for these settings.
@@ -254,6 +268,8 @@ def build_server(
     without one, the server talks to an in-process sandbox with the demo key.
     `hosted` configures authentication for the HTTP transports. `retry` and
     `api_clock` reach the API client (drills retry fast; benchmarks speed time up).
+    `clock` is the server's own time (the ledger's windows, `now`); tests hand in the
+    sandbox's clock so a day can pass in a moment.
     """
     hosted = hosted or HostedOptions()
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
@@ -279,6 +295,7 @@ def build_server(
         sleep=sleep or anyio.sleep,
         retry=retry,
         api_clock=api_clock,
+        clock=clock or time.time,
     )
 
     @asynccontextmanager
@@ -582,32 +599,6 @@ def _shape_tools_list(
     return {**result, "tools": tools}
 
 
-async def resume_pending(ws: Workspace, settings: Settings) -> int:
-    """Drive every pending call of this workspace to a known outcome. Returns how many
-    finished."""
-    finished = 0
-    for record in ws.ledger.pending_calls(ws.principal):
-        try:
-            body = body_for(record.tool, record.arguments, allowed_dirs=list(settings.allowed_dirs))
-        except KeyError:
-            continue
-        source: Any = record.id_source
-        call = ws.call(record.tool, CallId(record.call_id, source), record.arguments)
-
-        async def run(c: WriteCall, body: Body = body) -> dict[str, Any]:
-            return await body(ws, c)
-
-        try:
-            outcome, _ = await call.run(run)
-        except Exception as exc:  # one bad record must not stop the others
-            logger.warning("resuming %s %s failed: %s", record.tool, record.call_id[:16], exc)
-            continue
-        if outcome != "pending":
-            finished += 1
-            logger.info("finished pending %s call", record.tool)
-    return finished
-
-
 async def _poll_sync_forever(state: AppState, interval: float) -> None:
     """Pick up syncs the platform ran on its own (the 15-minute schedule)."""
     while True:
@@ -622,10 +613,21 @@ async def _poll_sync_forever(state: AppState, interval: float) -> None:
 
 
 async def _resume_forever(state: AppState, settings: Settings, interval: float) -> None:
+    """Finish unattended pending writes; now and then, prune the ledger's old calls."""
+    env = RunEnv(allowed_dirs=list(settings.allowed_dirs))
+    retention = settings.ledger_retention_days * 86400
+    pruned_at = -math.inf
     while True:
         for ws in state.workspaces():
             try:
-                await resume_pending(ws, settings)
+                await resume_pending(ws, env)
             except Exception:  # the resumer must outlive any one failure
                 logger.exception("resumer pass failed")
+        workspaces = state.workspaces()
+        if workspaces and workspaces[0].clock() - pruned_at > PRUNE_INTERVAL_SECONDS:
+            pruned_at = workspaces[0].clock()
+            try:
+                workspaces[0].ledger.prune(pruned_at - retention)
+            except Exception:
+                logger.exception("ledger prune failed")
         await anyio.sleep(interval)

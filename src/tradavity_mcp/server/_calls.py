@@ -1,25 +1,35 @@
-"""Exactly-once tool calls: call ids, the ledger, steps and outcomes.
+"""Exactly-once tool calls: identity, claims, leases, steps and outcomes.
 
-Every journaling tool runs inside a `WriteCall`:
+Every journaling tool runs as a `WriteCall` (see the README's "Exactly once" table):
 
-1. The call is named: a tool-use id the host put in `_meta`, else our documented
-   `com.tradavity/callId` key, else a digest of the canonical arguments.
-2. The ledger says whether it is new, already done (replay its result, no API
-   request), pending (finish it with the same keys) or a reused id with other
-   arguments (refuse). A new call whose arguments match one made moments ago under
-   another host id is a suspected double dispatch: the first result is returned.
-3. Each HTTP write is a named step whose idempotency key is derived from the call,
-   recorded as sent before it goes out and as done with its result after.
-4. If the API cannot be reached, the call stays pending and is finished later with
-   the same keys; the tool says so instead of failing.
+1. **Identity.** A host tool-use id in `_meta` (`claudecode/toolUseId`,
+   `vscode.requestId`, `callId`) or a top-level `callId`, else our documented
+   `com.tradavity/callId`. With one, the same call again is replayed forever and the
+   same id with other arguments is refused. Without one, a call is named afresh.
+2. **What kind of write.** A state-setting tool (`update_trade`, `tag_trade`,
+   `archive_trade`, `trigger_sync`) applies every invocation. A creating tool
+   (`create_trade`, `journal_trade`, `attach_screenshot`, `record_protocol_response`)
+   answers an identical call inside the duplicate window with the first one's outcome
+   (`suspected_duplicate`), unless `allow_duplicate` is set.
+3. **Atomic.** `Ledger.claim` decides in one transaction; the worker that runs a call
+   holds a lease, and an identical call waits for it, however long it takes. An
+   identical call whose twin is pending and unattended finishes the twin (same keys,
+   same requests) instead of writing anew.
+4. **Resolve once.** Each HTTP write is a step whose resolved request (`now` turned into
+   a time, names into ids) is recorded with its idempotency key before it is sent;
+   every retry and resume sends that request under that key.
+5. **Past the API's 24 h replay window** a step with an unknown outcome is looked for
+   (`find`) and adopted if found; it is never re-sent blindly.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, TypeVar
 
 import anyio
 
@@ -41,33 +51,51 @@ from ..errors import (
     ValidationFailed,
 )
 from ..idempotency import derive_key
-from ..ledger import Ledger, digest_arguments
+from ..ledger import (
+    CallRecord,
+    Ledger,
+    LedgerUnavailable,
+    StepRecord,
+    canonical_json,
+    digest_arguments,
+)
 
 __all__ = [
     "CALL_ID_META_KEY",
+    "DUPLICATE_WINDOW_SECONDS",
     "HOST_CALL_ID_KEYS",
+    "REPLAY_WINDOW_SECONDS",
     "CallId",
     "NotYet",
     "Pending",
     "StepFailed",
     "UserError",
     "WriteCall",
+    "WriteKind",
     "describe_error",
     "resolve_call_id",
 ]
 
 logger = logging.getLogger("tradavity_mcp.calls")
 
+T = TypeVar("T")
+
 #: Our documented `_meta` key for programmatic agents (a voice-note pipeline passes its
 #: note id here so re-sending the same note never journals twice).
 CALL_ID_META_KEY = "com.tradavity/callId"
 #: Tool-use ids that known hosts put in `_meta`, in order of preference.
-HOST_CALL_ID_KEYS = ("claudecode/toolUseId", "vscode.requestId")
-#: A new call with the same arguments as one this recent, under another host id, is
-#: taken for the host dispatching one tool call twice.
-DUPLICATE_WINDOW_SECONDS = 300.0
+HOST_CALL_ID_KEYS = ("claudecode/toolUseId", "vscode.requestId", "callId")
+#: An identical creating call this recent is taken for the same intent (a host that
+#: dispatched one call twice, a model that repeated itself). `TRADAVITY_DUPLICATE_WINDOW`.
+DUPLICATE_WINDOW_SECONDS = 600.0
 #: The API keeps idempotent responses for 24 h; past that a re-send could write again.
 REPLAY_WINDOW_SECONDS = 23.5 * 3600
+#: How long a worker's claim on a call lasts without renewal, and how often it renews.
+LEASE_SECONDS = 60.0
+
+#: creates: a new journal entry each time (duplicates are held back);
+#: sets: puts something into a state (every invocation is applied, in order).
+WriteKind = Literal["creates", "sets"]
 
 
 class UserError(Exception):
@@ -97,7 +125,7 @@ class NotYet(Exception):
 
 
 class StepFailed(Exception):
-    """A step failed for good; the call can be resumed after the cause is fixed."""
+    """A step failed for good; it is recorded as failed and not sent again."""
 
     def __init__(self, step: str, error: TradavityError | UserError) -> None:
         super().__init__(str(error))
@@ -108,69 +136,100 @@ class StepFailed(Exception):
 @dataclass(frozen=True)
 class CallId:
     value: str
-    source: Literal["host", "meta", "derived"]
+    source: Literal["host", "meta", "none"]
 
 
 def resolve_call_id(
-    meta: Mapping[str, Any] | None,
-    principal: str,
-    tool: str,
-    arguments: Mapping[str, Any],
-    *,
-    scope: str = "",
-) -> CallId:
-    """Name a tool call: host tool-use id, else our `_meta` key, else the arguments' digest.
-
-    `scope` narrows a derived id where equal arguments can rightly mean a new write
-    (an end-of-day checklist answered the same way on another day).
-    """
+    meta: Mapping[str, Any] | None, params: Mapping[str, Any] | None = None
+) -> CallId | None:
+    """The call's identity: a host tool-use id, else our `_meta` key; None without one."""
     meta = meta or {}
-    for key in HOST_CALL_ID_KEYS:
-        value = meta.get(key)
-        if isinstance(value, str | int) and str(value).strip():
+    candidates = [(key, meta.get(key)) for key in HOST_CALL_ID_KEYS]
+    candidates.append(("callId", (params or {}).get("callId")))
+    for key, value in candidates:
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
             return CallId(f"host:{key}:{value}", "host")
     value = meta.get(CALL_ID_META_KEY)
-    if isinstance(value, str | int) and str(value).strip():
+    if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
         return CallId(f"meta:{value}", "meta")
-    return CallId(f"args:{digest_arguments([principal, tool, dict(arguments), scope])}", "derived")
+    return None
 
 
 @dataclass
 class WriteCall:
-    """One journaling tool call against the ledger. Use `run()` from the tool adapter."""
+    """One journaling tool call against the ledger. Use `run()` from the tool adapter.
+
+    `arguments` are the call's canonical arguments (what identifies it); `stored` is
+    what the ledger keeps of them once the call is finished (no screenshot bytes).
+    """
 
     ledger: Ledger
     principal: str
     tool: str
     call_id: CallId
     arguments: dict[str, Any]
-    locks: dict[tuple[str, str, str], anyio.Lock] = field(default_factory=dict)
-    now: Callable[[], float] = field(default=lambda: 0.0)
+    clock: Callable[[], float]
+    kind: WriteKind = "creates"
+    stored: dict[str, Any] | None = None
+    #: journal_trade: the trade part's digest, to continue a partial or pending call.
+    trade_digest: str | None = None
+    #: sets: what it sets ("trade:42"), so earlier pending calls are finished first.
+    target: str | None = None
+    duplicate_window: float = DUPLICATE_WINDOW_SECONDS
+    lease_seconds: float = LEASE_SECONDS
+    #: Set when this call carried on an earlier one (its creation time).
+    continued_from: float | None = field(default=None, init=False)
 
     @property
     def _id(self) -> tuple[str, str, str]:
         return (self.principal, self.tool, self.call_id.value)
 
+    @property
+    def args_digest(self) -> str:
+        return digest_arguments(self.arguments)
+
     def key(self, step: str) -> str:
         return derive_key(self.principal, self.call_id.value, self.tool, step)
 
-    async def step(self, name: str, send: Callable[[str], Awaitable[Any]]) -> Any:
+    # --- steps ---------------------------------------------------------------------------
+
+    async def step(self, name: str, send: Callable[[str], Awaitable[T]]) -> T:
         """Run one write step at most once; `send(key)` returns the JSON-able result."""
-        done = self.ledger.get_step(*self._id, name)
-        if done is not None and done.state == "done":
-            return done.result
-        record = self.ledger.mark_step_sent(*self._id, name, self.key(name))
-        if self.now() - record.first_sent > REPLAY_WINDOW_SECONDS:
-            raise StepFailed(
-                name,
-                UserError(
-                    f"step '{name}' was sent over 24 hours ago without a confirmed outcome; "
-                    "Tradavity no longer remembers it, so it is not re-sent. Check the journal "
-                    "and call again with a new call id if it is missing."
-                ),
-            )
+
+        async def send_request(key: str, request: Any) -> T:
+            return await send(key)
+
+        return await self.write(name, send_request)
+
+    async def write(
+        self,
+        name: str,
+        send: Callable[[str, Any], Awaitable[T]],
+        *,
+        build: Callable[[], Awaitable[Any]] | None = None,
+        find: Callable[[Any], Awaitable[T | None]] | None = None,
+    ) -> T:
+        """Run one write step at most once.
+
+        `build()` resolves the request (names to ids, `now` to a time) the first time;
+        it is recorded with the key before anything is sent, and `send(key, request)`
+        always gets the recorded one. `find(request)` looks for the write's effect
+        when the API can no longer tell (past its 24 h replay window).
+        """
+        record = self.ledger.get_step(*self._id, name)
+        if record is not None and record.state == "done":
+            return record.result  # type: ignore[no-any-return]
+        if record is not None and record.state == "failed":
+            raise StepFailed(name, UserError(record.error or f"step {name} failed"))
+        if record is None:
+            request = await build() if build is not None else None
+            record = self.ledger.mark_step_sent(*self._id, name, self.key(name), request)
+        elif self.clock() - record.first_sent > REPLAY_WINDOW_SECONDS:
+            record = await self._past_replay_window(name, record.request, record.first_sent, find)
+            if record.state == "done":
+                return record.result  # type: ignore[no-any-return]
         try:
-            result = await send(record.idem_key)
+            result = await send(record.idem_key, record.request)
         except APIConnectionError as exc:
             raise Pending(name, exc.message) from None
         except APIStatusError as exc:
@@ -178,14 +237,51 @@ class WriteCall:
                 # Still failing after the client's retries (5xx, rate limit): keep the
                 # write pending and finish it later with the same key.
                 raise Pending(name, str(exc)) from None
+            self.ledger.fail_step(*self._id, name, describe_error(exc))
             raise StepFailed(name, exc) from None
         except (TradavityError, UserError) as exc:
+            self.ledger.fail_step(*self._id, name, describe_error(exc))
             raise StepFailed(name, exc) from None
         self.ledger.finish_step(*self._id, name, result)
         return result
 
+    async def _past_replay_window(
+        self,
+        name: str,
+        request: Any,
+        first_sent: float,
+        find: Callable[[Any], Awaitable[Any]] | None,
+    ) -> StepRecord:
+        """The first attempt is older than the API remembers: look before writing."""
+        if find is None:
+            message = (
+                f"step '{name}' was sent over 24 hours ago and Tradavity never confirmed it; "
+                "it is not sent again. Check the trade in Tradavity and repeat the change if "
+                "it is missing."
+            )
+            self.ledger.fail_step(*self._id, name, message)
+            raise StepFailed(name, UserError(message))
+        try:
+            found = await find(request)
+        except APIConnectionError as exc:
+            raise Pending(name, exc.message) from None
+        if found is not None:
+            logger.info("%s: step %s found in Tradavity after the replay window", self.tool, name)
+            self.ledger.finish_step(*self._id, name, found)
+            adopted = self.ledger.get_step(*self._id, name)
+            assert adopted is not None
+            return adopted
+        # Looked, and it is not there: write it now, under a key of its own.
+        attempt = f"{name}@{math.floor(first_sent)}"
+        return self.ledger.mark_step_sent(*self._id, name, self.key(attempt), request, resend=True)
+
     def completed_steps(self) -> list[str]:
         return [s.step for s in self.ledger.steps(*self._id) if s.state == "done"]
+
+    def _written_anything(self) -> bool:
+        return any(s.state in ("done", "pending") for s in self.ledger.steps(*self._id))
+
+    # --- the call ------------------------------------------------------------------------
 
     async def run(
         self,
@@ -193,68 +289,148 @@ class WriteCall:
         *,
         allow_duplicate: bool = False,
     ) -> tuple[str, dict[str, Any]]:
-        """Run (or replay, or resume) the call. Returns the outcome and the result."""
-        lock = self.locks.setdefault(self._id, anyio.Lock())
-        async with lock:
-            record, created = self.ledger.begin_call(
-                *self._id, self.arguments, id_source=self.call_id.source
+        """Run (or replay, or resume, or answer from a twin). Returns (outcome, result)."""
+        owner = self.ledger.new_owner()
+        creates = self.kind == "creates" and not allow_duplicate
+        while True:
+            claim = self.ledger.claim(
+                *self._id,
+                args_digest=self.args_digest,
+                args_json=canonical_json(self.arguments),
+                id_source=self.call_id.source,
+                owner=owner,
+                lease_seconds=self.lease_seconds,
+                twin_window=self.duplicate_window if creates else None,
+                continue_window=self.duplicate_window if creates else None,
+                trade_digest=self.trade_digest,
+                target=self.target,
             )
-            if record.args_digest != digest_arguments(self.arguments):
-                raise UserError(
-                    f"this call id was already used for a {self.tool} call with other "
-                    "arguments; a retry must repeat the original arguments exactly "
-                    "(or use a new call id for a new write)"
-                )
-            if record.state == "done" and record.result is not None:
-                return "replayed", record.result
-            if created and self.call_id.source != "derived" and not allow_duplicate:
-                twin = await self._twin(record.args_digest)
-                if twin is not None:
-                    self.ledger.finish_call(*self._id, state="done", result=twin)
-                    return "suspected_duplicate", twin
-            try:
-                result = await body(self)
-            except Pending as exc:
-                logger.warning("%s: step %s pending: %s", self.tool, exc.step, exc.reason)
-                return "pending", {"pending_step": exc.step, "reason": exc.reason}
-            except APIConnectionError as exc:
-                # The API went away before the first write (while resolving names): the
-                # call is kept and finished once it is back, like any other pending write.
-                logger.warning("%s: Tradavity unreachable; call kept pending", self.tool)
-                return "pending", {"pending_step": "lookup", "reason": exc.message}
-            except NotYet as exc:
-                if not self.completed_steps():
-                    self.ledger.forget_call(*self._id)
-                return exc.outcome, exc.result
-            except (StepFailed, UserError, TradavityError):
-                if not self.ledger.steps(*self._id) or not self.completed_steps():
-                    # Nothing was written: forget the call so a corrected retry is fresh.
-                    self.ledger.forget_call(*self._id)
-                raise
-            self.ledger.finish_call(*self._id, state="done", result=result)
-            return "done", result
+            record = claim.record
+            match claim.kind:
+                case "mismatch":
+                    raise UserError(
+                        f"this call id was already used for a {self.tool} call with other "
+                        "arguments; a retry must repeat the original arguments exactly "
+                        "(or use a new call id for a new write)"
+                    )
+                case "replay":
+                    return "replayed", record.result or {}
+                case "failed":
+                    raise UserError(str((record.result or {}).get("error", "this call failed")))
+                case "busy":
+                    await self._wait_for(record)
+                case "twin":
+                    if record.state == "pending" and self.ledger.lease_alive(record):
+                        await self._wait_for(record)
+                        continue
+                    return await self._answer_from_twin(record, body)
+                case "new" | "resume" | "continue":
+                    if claim.previous is not None:
+                        self.continued_from = claim.previous.created_at
+                    return await self._execute(body, owner)
 
-    async def _twin(self, digest: str) -> dict[str, Any] | None:
-        """A finished call with the same arguments inside the duplicate window."""
-        for _ in range(50):
-            twin = self.ledger.recent_twin(
-                self.principal,
-                self.tool,
-                digest,
-                other_than=self.call_id.value,
-                within=DUPLICATE_WINDOW_SECONDS,
-            )
-            if twin is None:
-                return None
-            if twin.state == "done" and twin.result is not None:
-                return twin.result
-            # The twin is still running (two dispatches at once): wait for its result.
-            await anyio.sleep(0.1)
-        return None
+    async def _answer_from_twin(
+        self, twin: CallRecord, body: Callable[[WriteCall], Awaitable[dict[str, Any]]]
+    ) -> tuple[str, dict[str, Any]]:
+        """An identical call answers for this one; nothing new is written."""
+        result = dict(twin.result or {})
+        result["twin_created_at"] = twin.created_at
+        if twin.state == "done":
+            return "suspected_duplicate", result
+        # The twin is pending and nobody is working on it (its server stopped, or the API
+        # was down): finish it, under its own keys and requests. This never writes twice.
+        source: Any = twin.id_source
+        first = replace(self, call_id=CallId(twin.call_id, source), arguments=twin.arguments)
+        outcome, data = await first.run(body)
+        data = {**data, "twin_created_at": twin.created_at}
+        return ("pending" if outcome == "pending" else "suspected_duplicate"), data
+
+    async def _wait_for(self, record: CallRecord) -> None:
+        """Wait while another worker holds `record` (in this process or another)."""
+        delay = 0.005
+        while True:
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 0.2)
+            now = self.ledger.get_call(record.principal, record.tool, record.call_id)
+            if now is None or now.state != "pending" or not self.ledger.lease_alive(now):
+                return
+
+    @asynccontextmanager
+    async def _leased(self, owner: str) -> AsyncIterator[None]:
+        """Hold the call's lease while its body runs; give it back however it ends."""
+
+        async def renew() -> None:
+            while True:
+                await anyio.sleep(self.lease_seconds / 4)
+                self.ledger.renew(*self._id, owner, self.lease_seconds)
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(renew)
+                try:
+                    yield
+                finally:
+                    tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # The renewer never fails on its own: a group holds the body's one error.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
+        finally:
+            # Synchronous: runs even when the call is being cancelled.
+            try:
+                self.ledger.release(*self._id, owner)
+            except LedgerUnavailable:
+                logger.warning("%s: could not release the call's lease", self.tool)
+
+    async def _execute(
+        self, body: Callable[[WriteCall], Awaitable[dict[str, Any]]], owner: str
+    ) -> tuple[str, dict[str, Any]]:
+        try:
+            async with self._leased(owner):
+                result = await body(self)
+        except Pending as exc:
+            logger.warning("%s: step %s pending: %s", self.tool, exc.step, exc.reason)
+            return "pending", {"pending_step": exc.step, "reason": exc.reason}
+        except APIConnectionError as exc:
+            # The API went away before the first write (while resolving names): the
+            # call is kept and finished once it is back, like any other pending write.
+            logger.warning("%s: Tradavity unreachable; call kept pending", self.tool)
+            return "pending", {"pending_step": "lookup", "reason": exc.message}
+        except NotYet as exc:
+            if not self._written_anything():
+                self.ledger.forget_call(*self._id)
+            return exc.outcome, exc.result
+        except (StepFailed, UserError, TradavityError) as exc:
+            if not self._written_anything():
+                # Nothing was written: forget the call so a corrected retry is fresh.
+                self.ledger.forget_call(*self._id)
+            else:
+                self.ledger.finish_call(
+                    *self._id,
+                    state="failed",
+                    result={"error": describe_error(exc)},
+                    stored_args=self.stored,
+                )
+            raise
+        steps = result.get("steps")
+        partial = isinstance(steps, dict) and any(
+            str(v).startswith("failed") for v in steps.values()
+        )
+        self.ledger.finish_call(
+            *self._id,
+            state="done",
+            outcome="partial" if partial else "done",
+            result=result,
+            stored_args=self.stored,
+        )
+        return "done", result
 
 
 def describe_error(exc: BaseException, *, subject: str = "") -> str:
     """A message for the model: what went wrong and what to do next. Never the key."""
+    if isinstance(exc, LedgerUnavailable):
+        return str(exc)
     if isinstance(exc, StepFailed):
         return describe_error(exc.error, subject=subject)
     if isinstance(exc, UserError):

@@ -1,16 +1,22 @@
 """What each journaling tool does, free of MCP: resolve names, check locally, write steps.
 
-Each function takes the workspace, the `WriteCall` it runs in and plain arguments, and
-returns the JSON-able result the ledger records. The MCP adapter (`tools.py`) wraps
-them; the background resumer calls them again, with the same call, to finish pending
-writes.
+Each function takes the workspace, the `WriteCall` it runs in and the tool's typed
+arguments (`_write_args`), and returns the JSON-able result the ledger records. Every
+HTTP write is one step: its request is resolved once (`build`), recorded with its key,
+and re-sent as recorded by every retry and resume; `find` looks for the write's effect
+when the API no longer remembers the key. The MCP adapter (`_write_tools`) and the
+background resumer (`_writes`) both call these, so a pending call is finished by
+exactly the code that started it.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,24 +38,49 @@ from ._calls import StepFailed, UserError, WriteCall, describe_error
 from ._files import read_confined_async
 from ._sync import Progress, trigger_sync
 from ._workspace import Workspace
+from ._write_args import (
+    ArchiveTradeArgs,
+    AttachScreenshotArgs,
+    CreateTradeArgs,
+    JournalTradeArgs,
+    RecordProtocolResponseArgs,
+    ScreenshotPart,
+    TagTradeArgs,
+    TradeFields,
+    TriggerSyncArgs,
+    UpdateTradeArgs,
+)
 from .results import TradeSummary
 
 __all__ = [
-    "Body",
+    "RunEnv",
     "archive_trade",
     "attach_screenshot",
-    "body_for",
     "build_trade_body",
     "create_trade",
     "journal_trade",
     "record_protocol_response",
     "summarize_trade",
     "tag_trade",
+    "trigger_sync_body",
     "update_trade",
 ]
 
 #: Tool argument name -> API field, where they differ (users speak of a strategy by name).
 _RENAMED = {"account": "account_id", "strategy": "strategy_id", "setup": "setup_id"}
+
+
+#: Fields a PATCH may clear with an explicit null.
+_CLEARABLE = frozenset({"sl_price", "tp_price"})
+
+
+@dataclass(frozen=True)
+class RunEnv:
+    """What a call needs from where it runs, beyond its arguments."""
+
+    #: Folders local screenshot paths may be read from; None where paths are refused.
+    allowed_dirs: Sequence[Path] | None = None
+    progress: Progress | None = None
 
 
 def summarize_trade(trade: Trade) -> dict[str, Any]:
@@ -81,15 +112,18 @@ def _fields_error(exc: ValidationError | RequestInvalid, prefix: str = "") -> Us
 async def build_trade_body(
     ws: Workspace, fields: Mapping[str, Any], *, patch: bool = False
 ) -> dict[str, Any]:
-    """Resolve names to ids, check emotions and times, validate: the API body."""
-    given = {k: v for k, v in fields.items() if v is not None}
+    """Resolve names to ids, check emotions and times, validate: the API body.
+
+    In a patch an explicit null clears a stop (`sl_price`/`tp_price`).
+    """
+    given = {k: v for k, v in fields.items() if v is not None or (patch and k in _CLEARABLE)}
     body: dict[str, Any] = {k: v for k, v in given.items() if k not in _RENAMED}
     if not patch:
         account = await ws.ref.account(given.get("account"))
         body["account_id"] = account.id
         if "trade_date" in given:
             body["trade_date"] = await ws.to_utc(str(given["trade_date"]))
-    if "strategy" in given or "setup" in given:
+    if given.get("strategy") is not None or given.get("setup") is not None:
         strategy_id, setup_id = await ws.ref.strategy_and_setup(
             given.get("strategy"), given.get("setup")
         )
@@ -97,7 +131,7 @@ async def build_trade_body(
             body["strategy_id"] = strategy_id
         if setup_id is not None:
             body["setup_id"] = setup_id
-    if "emotional_state" in given:
+    if given.get("emotional_state") is not None:
         body["emotional_state"] = await ws.ref.emotion(str(given["emotional_state"]))
     model = TradePatch if patch else TradeCreate
     try:
@@ -106,50 +140,101 @@ async def build_trade_body(
         raise _fields_error(exc) from None
 
 
-# --- single-purpose tools --------------------------------------------------------------
+def _step_failed(exc: StepFailed, subject: str) -> UserError:
+    return UserError(describe_error(exc, subject=subject))
 
 
-async def create_trade(ws: Workspace, call: WriteCall, fields: Mapping[str, Any]) -> dict[str, Any]:
-    body = await build_trade_body(ws, fields)
+# --- trades ------------------------------------------------------------------------------
 
-    async def send(key: str) -> dict[str, Any]:
+
+async def _create_step(ws: Workspace, call: WriteCall, trade: TradeFields) -> dict[str, Any]:
+    """POST /trades once; past the replay window, look for the trade before re-sending."""
+
+    async def build() -> dict[str, Any]:
+        return await build_trade_body(ws, trade.canonical())
+
+    async def send(key: str, body: dict[str, Any]) -> dict[str, Any]:
         return summarize_trade(await ws.api.create_trade(body, idempotency_key=key))
 
+    async def find(body: dict[str, Any]) -> dict[str, Any] | None:
+        when = datetime.fromisoformat(str(body["trade_date"]).replace("Z", "+00:00"))
+        async for row in ws.api.iter_trades(
+            account_id=body["account_id"],
+            symbol=body["symbol"],
+            direction=body["direction"],
+            **{"from": (when - timedelta(days=1)).date().isoformat()},
+            to=(when + timedelta(days=1)).date().isoformat(),
+            include_archived="true",
+            limit=200,
+        ):
+            if row.net_pnl is not None and abs(row.net_pnl - float(body["net_pnl"])) < 0.005:
+                return summarize_trade(await ws.api.get_trade(row.trade_number))
+        return None
+
+    return await call.write("create", send, build=build, find=find)
+
+
+async def create_trade(ws: Workspace, call: WriteCall, args: CreateTradeArgs) -> dict[str, Any]:
     try:
-        summary: dict[str, Any] = await call.step("create", send)
+        summary = await _create_step(ws, call, args.trade())
     except StepFailed as exc:
-        raise UserError(describe_error(exc, subject="the account")) from None
+        raise _step_failed(exc, "the account") from None
     return {"trade": summary}
 
 
-async def update_trade(
-    ws: Workspace, call: WriteCall, trade_number: int, fields: Mapping[str, Any]
-) -> dict[str, Any]:
-    body = await build_trade_body(ws, fields, patch=True)
+async def update_trade(ws: Workspace, call: WriteCall, args: UpdateTradeArgs) -> dict[str, Any]:
+    number = args.trade_number
+    notes: list[str] = []
 
-    async def send(key: str) -> dict[str, Any]:
-        return summarize_trade(await ws.api.update_trade(trade_number, body, idempotency_key=key))
+    async def build() -> dict[str, Any]:
+        body = await build_trade_body(ws, args.changes, patch=True)
+        if "strategy_id" in body and "setup" not in args.changes:
+            notes.extend(await _drop_foreign_setup(ws, number, int(body["strategy_id"]), body))
+        return body
+
+    async def send(key: str, body: dict[str, Any]) -> dict[str, Any]:
+        return summarize_trade(await ws.api.update_trade(number, body, idempotency_key=key))
 
     try:
-        summary: dict[str, Any] = await call.step("update", send)
+        summary = await call.write("update", send, build=build)
     except StepFailed as exc:
-        raise UserError(describe_error(exc, subject=f"trade #{trade_number}")) from None
-    return {"trade": summary}
+        raise _step_failed(exc, f"trade #{number}") from None
+    return {"trade": summary, **({"notes": notes} if notes else {})}
 
 
-async def archive_trade(
-    ws: Workspace, call: WriteCall, trade_number: int, including_copies: bool
-) -> dict[str, Any]:
-    async def send(key: str) -> int:
+async def _drop_foreign_setup(
+    ws: Workspace, number: int, strategy_id: int, body: dict[str, Any]
+) -> list[str]:
+    """A trade moving to another strategy cannot keep a setup of the old one: clear it."""
+    trade = await ws.api.get_trade(number)
+    setup = trade.setup
+    setup_id = setup.get("setup_id", setup.get("id")) if isinstance(setup, dict) else setup
+    if setup_id is None:
+        return []
+    detail = await ws.ref.strategy(strategy_id)
+    own = {str(s.get("setup_id", s.get("id"))) for s in detail.setups}
+    own |= {str(s.get("name", "")).casefold() for s in detail.setups}
+    if str(setup_id) in own or str(setup_id).casefold() in own:
+        return []
+    body["setup_id"] = None
+    name = setup.get("name", setup_id) if isinstance(setup, dict) else setup_id
+    return [f"setup '{name}' belongs to the old strategy, so it was cleared"]
+
+
+async def archive_trade(ws: Workspace, call: WriteCall, args: ArchiveTradeArgs) -> dict[str, Any]:
+    async def send(key: str, request: Any) -> int:
         return await ws.api.archive_trade(
-            trade_number, idempotency_key=key, including_copies=including_copies
+            args.trade_number, idempotency_key=key, including_copies=args.including_copies
         )
 
     try:
-        archived: int = await call.step("archive", send)
+        archived: int = await call.write("archive", send)
     except StepFailed as exc:
-        raise UserError(describe_error(exc, subject=f"trade #{trade_number}")) from None
-    return {"trade_number": trade_number, "archived": archived}
+        raise _step_failed(exc, f"trade #{args.trade_number}") from None
+    return {"trade_number": args.trade_number, "archived": archived}
+
+
+# --- tags --------------------------------------------------------------------------------
 
 
 async def _ensure_tags(
@@ -177,11 +262,19 @@ async def _ensure_tags(
         except ValidationError as exc:
             raise _fields_error(exc, "tags.") from None
 
-        async def send(key: str, body: dict[str, Any] = body) -> dict[str, Any]:
-            tag = await ws.api.create_tag(body, idempotency_key=key)
+        async def send(key: str, request: dict[str, Any]) -> dict[str, Any]:
+            tag = await ws.api.create_tag(request, idempotency_key=key)
             return tag.model_dump(mode="json")
 
-        data = await call.step(f"tag:{name.casefold()}", send)
+        async def find(request: dict[str, Any]) -> dict[str, Any] | None:
+            ws.ref.invalidate("tags")
+            have, missing = await ws.ref.resolve_tags([str(request["name"])])
+            return have[0].model_dump(mode="json") if have and not missing else None
+
+        async def build(body: dict[str, Any] = body) -> dict[str, Any]:
+            return body
+
+        data = await call.write(f"tag:{name.casefold()}", send, build=build, find=find)
         found.append(Tag.model_validate(data))
         created.append(name)
     ws.ref.invalidate("tags")
@@ -205,117 +298,172 @@ async def _tag_category(ws: Workspace, call: WriteCall, name: str | None) -> int
     except ValidationError as exc:
         raise _fields_error(exc, "category.") from None
 
-    async def send(key: str) -> int:
-        return (await ws.api.create_tag_category(body, idempotency_key=key)).id
+    async def build() -> dict[str, Any]:
+        return body
 
-    category_id: int = await call.step(f"category:{name.strip().casefold()}", send)
+    async def send(key: str, request: dict[str, Any]) -> int:
+        return (await ws.api.create_tag_category(request, idempotency_key=key)).id
+
+    async def find(request: dict[str, Any]) -> int | None:
+        ws.ref.invalidate("tag_categories")
+        wanted = str(request["name"]).casefold()
+        return next(
+            (c.id for c in await ws.ref.tag_categories() if c.name.casefold() == wanted), None
+        )
+
+    category_id: int = await call.write(
+        f"category:{name.strip().casefold()}", send, build=build, find=find
+    )
     ws.ref.invalidate("tag_categories")
     return category_id
 
 
-async def tag_trade(
+async def _set_tags(
     ws: Workspace,
     call: WriteCall,
-    trade_number: int,
-    tags: Sequence[str | int],
+    number: int,
+    refs: Sequence[str | int],
     *,
     mode: str,
     create_missing: bool,
     category: str | None,
 ) -> dict[str, Any]:
-    if mode == "remove":
-        wanted, unknown = await ws.ref.resolve_tags(tags)
-        created: list[str] = []
-        del unknown  # removing a tag the trade does not have is a no-op
-    else:
-        wanted, created = await _ensure_tags(
-            ws, call, tags, create_missing=create_missing, category=category
-        )
+    created: list[str] = []
 
-    async def send(key: str) -> list[str]:
-        if mode == "replace":
-            ids = [t.id for t in wanted]
+    async def build() -> dict[str, Any]:
+        nonlocal created
+        if mode == "remove":
+            wanted, _unknown = await ws.ref.resolve_tags(refs)  # removing an absent tag: no-op
         else:
-            # PUT replaces the whole set: read the current tags and write the merge.
-            current = await ws.api.get_trade(trade_number)
+            wanted, created = await _ensure_tags(
+                ws, call, refs, create_missing=create_missing, category=category
+            )
+        ids = [t.id for t in wanted]
+        if mode != "replace":
+            # PUT replaces the whole set: read the current tags and write the merge. The
+            # merge is recorded, so a retry sends the same set under the same key.
+            current = await ws.api.get_trade(number)
             now_ids = [int(t.get("tag_id", t.get("id", 0))) for t in current.tags]
-            drop = {t.id for t in wanted}
+            drop = set(ids)
             ids = (
                 [i for i in now_ids if i not in drop]
                 if mode == "remove"
-                else list(dict.fromkeys([*now_ids, *[t.id for t in wanted]]))
+                else list(dict.fromkeys([*now_ids, *ids]))
             )
-        rows = await ws.api.set_trade_tags(trade_number, ids, idempotency_key=key)
-        return [str(r.get("name")) for r in rows]
+        return {"tag_ids": ids, "created": created}
 
+    async def send(key: str, request: dict[str, Any]) -> dict[str, Any]:
+        rows = await ws.api.set_trade_tags(number, request["tag_ids"], idempotency_key=key)
+        return {"tags": [str(r.get("name")) for r in rows], "created": request["created"]}
+
+    async def find(request: dict[str, Any]) -> dict[str, Any] | None:
+        trade = await ws.api.get_trade(number)
+        have = sorted(int(t.get("tag_id", t.get("id", 0))) for t in trade.tags)
+        if have != sorted(request["tag_ids"]):
+            return None
+        return {"tags": [str(t.get("name")) for t in trade.tags], "created": request["created"]}
+
+    result: dict[str, Any] = await call.write("tags", send, build=build, find=find)
+    return {"trade_number": number, **result}
+
+
+async def tag_trade(ws: Workspace, call: WriteCall, args: TagTradeArgs) -> dict[str, Any]:
     try:
-        names: list[str] = await call.step("tags", send)
+        return await _set_tags(
+            ws,
+            call,
+            args.trade_number,
+            args.tags,
+            mode=args.mode,
+            create_missing=args.create_missing,
+            category=args.category,
+        )
     except StepFailed as exc:
-        raise UserError(describe_error(exc, subject=f"trade #{trade_number}")) from None
-    return {"trade_number": trade_number, "tags": names, "created": created}
+        raise _step_failed(exc, f"trade #{args.trade_number}") from None
+
+
+# --- screenshots -------------------------------------------------------------------------
 
 
 async def _screenshot_bytes(
-    ws: Workspace,
-    path: str | None,
-    data: str | None,
-    filename: str | None,
-    allowed: Sequence[Path] | None,
+    shot: ScreenshotPart, allowed: Sequence[Path] | None
 ) -> tuple[bytes, str]:
-    if (path is None) == (data is None):
+    if (shot.path is None) == (shot.data is None):
         raise UserError("pass exactly one of path (a local file) or data (base64 with filename)")
-    if path is not None:
+    if shot.path is not None:
         if allowed is None:
             raise UserError(
                 "local file paths are only accepted on stdio; send the image as base64 data"
             )
-        content = await read_confined_async(path, allowed, max_bytes=MAX_SCREENSHOT_BYTES)
-        return content, filename or Path(path).name
+        content = await read_confined_async(shot.path, allowed, max_bytes=MAX_SCREENSHOT_BYTES)
+        return content, shot.filename or Path(shot.path).name
+    data = shot.data
     assert data is not None
-    if not filename:
+    if not shot.filename:
         raise UserError("data needs a filename, e.g. 'chart.png'")
     if len(data) > (MAX_SCREENSHOT_BYTES * 4) // 3 + 8:
         raise UserError("the screenshot is larger than 10 MB; the API accepts at most 10 MB")
     payload = data.split(",", 1)[1] if data.startswith("data:") and "," in data else data
     try:
-        return base64.b64decode(payload, validate=True), filename
+        return base64.b64decode(payload, validate=True), shot.filename
     except (binascii.Error, ValueError):
         raise UserError("data is not valid base64") from None
 
 
-async def attach_screenshot(
+async def _screenshot_step(
     ws: Workspace,
     call: WriteCall,
-    trade_number: int,
-    *,
-    path: str | None,
-    data: str | None,
-    filename: str | None,
-    label: str | None,
-    allowed_dirs: Sequence[Path] | None,
-    step: str = "screenshot",
+    number: int,
+    shot: ScreenshotPart,
+    allowed: Sequence[Path] | None,
 ) -> dict[str, Any]:
-    content, name = await _screenshot_bytes(ws, path, data, filename, allowed_dirs)
-    try:
-        prepare_upload(content, name, label=label)
-    except RequestInvalid as exc:
-        raise UserError(exc.message) from None
+    """Upload once. The request records the file's digest, not its bytes: a retry reads
+    the same file again and refuses to send different content under the same key."""
+    loaded: dict[str, tuple[bytes, str]] = {}
 
-    async def send(key: str) -> dict[str, Any]:
-        shot = await ws.api.upload_screenshot(
-            trade_number, content, name, label=label, idempotency_key=key
-        )
+    async def content() -> tuple[bytes, str]:
+        if "file" not in loaded:
+            loaded["file"] = await _screenshot_bytes(shot, allowed)
+        return loaded["file"]
+
+    async def build() -> dict[str, Any]:
+        raw, name = await content()
+        try:
+            prepare_upload(raw, name, label=shot.label)
+        except RequestInvalid as exc:
+            raise UserError(exc.message) from None
         return {
-            "screenshot_id": shot.screenshot_id,
-            "file_type": shot.file_type,
+            "filename": name,
             "label": shot.label,
+            "sha256": hashlib.sha256(raw).hexdigest(),
+            "size": len(raw),
         }
 
-    try:
-        result: dict[str, Any] = await call.step(step, send)
-    except StepFailed as exc:
-        raise UserError(_screenshot_error(exc, trade_number)) from None
-    return {"trade_number": trade_number, **{k: v for k, v in result.items() if v is not None}}
+    async def send(key: str, request: dict[str, Any]) -> dict[str, Any]:
+        raw, _ = await content()
+        if hashlib.sha256(raw).hexdigest() != request["sha256"]:
+            raise UserError(
+                f"the screenshot changed since the first attempt ({request['filename']}); "
+                "the first version may already be attached. Check the trade, then attach the "
+                "new file with attach_screenshot."
+            )
+        up = await ws.api.upload_screenshot(
+            number, raw, request["filename"], label=request["label"], idempotency_key=key
+        )
+        return {"screenshot_id": up.screenshot_id, "file_type": up.file_type, "label": up.label}
+
+    async def find(request: dict[str, Any]) -> dict[str, Any] | None:
+        suffix = Path(str(request["filename"])).suffix.lower().lstrip(".")
+        kinds = {"jpg": "jpeg"}.get(suffix, suffix)
+        for row in await ws.api.list_screenshots(number):
+            same_type = (row.file_type or "").lower() in {kinds, suffix, f"image/{kinds}"}
+            if row.label == request["label"] and (same_type or row.file_type is None):
+                return {"screenshot_id": row.screenshot_id, "file_type": row.file_type,
+                        "label": row.label}  # fmt: skip
+        return None
+
+    result: dict[str, Any] = await call.write("screenshot", send, build=build, find=find)
+    return {"trade_number": number, **{k: v for k, v in result.items() if v is not None}}
 
 
 def _screenshot_error(exc: StepFailed, trade_number: int) -> str:
@@ -329,7 +477,19 @@ def _screenshot_error(exc: StepFailed, trade_number: int) -> str:
     return describe_error(exc, subject=f"trade #{trade_number}")
 
 
-async def record_protocol_response(
+async def attach_screenshot(
+    ws: Workspace, call: WriteCall, args: AttachScreenshotArgs, env: RunEnv
+) -> dict[str, Any]:
+    try:
+        return await _screenshot_step(ws, call, args.trade_number, args, env.allowed_dirs)
+    except StepFailed as exc:
+        raise UserError(_screenshot_error(exc, args.trade_number)) from None
+
+
+# --- checklists --------------------------------------------------------------------------
+
+
+async def _response_step(
     ws: Workspace,
     call: WriteCall,
     protocol: str | int,
@@ -337,207 +497,144 @@ async def record_protocol_response(
     *,
     trade_number: int | None,
     status: str,
-    step: str = "protocol_response",
 ) -> dict[str, Any]:
-    proto = await ws.ref.protocol_by_ref(protocol)
-    values = build_item_values(proto, answers, completed=status == "completed")
-    body: dict[str, Any] = {"item_values": values, "status": status}
-    if trade_number is not None:
-        body["trade_number"] = trade_number
+    names: dict[str, Any] = {}
 
-    async def send(key: str) -> dict[str, Any]:
-        data = await ws.api.record_protocol_response(proto.protocol_id, body, idempotency_key=key)
-        return {"response_id": data.get("response_id"), "status": data.get("status", status)}
+    async def build() -> dict[str, Any]:
+        proto = await ws.ref.protocol_by_ref(protocol)
+        values = build_item_values(proto, answers, completed=status == "completed")
+        body: dict[str, Any] = {"item_values": values, "status": status}
+        if trade_number is not None:
+            body["trade_number"] = trade_number
+        return {"protocol_id": proto.protocol_id, "protocol": proto.name, "body": body}
 
+    async def send(key: str, request: dict[str, Any]) -> dict[str, Any]:
+        data = await ws.api.record_protocol_response(
+            request["protocol_id"], request["body"], idempotency_key=key
+        )
+        names["protocol"] = request["protocol"]
+        return {
+            "response_id": data.get("response_id"),
+            "status": data.get("status", status),
+            "protocol": request["protocol"],
+            "answered": len(request["body"]["item_values"]),
+        }
+
+    async def find(request: dict[str, Any]) -> dict[str, Any] | None:
+        if trade_number is None:
+            return None  # a response linked to no trade cannot be told apart: say so
+        rows = await ws.api.list_protocol_responses(
+            request["protocol_id"], trade_number=trade_number
+        )
+        if not rows:
+            return None
+        return {
+            "response_id": rows[0].get("response_id"),
+            "status": rows[0].get("status", status),
+            "protocol": request["protocol"],
+            "answered": len(request["body"]["item_values"]),
+        }
+
+    result: dict[str, Any] = await call.write(
+        "protocol_response", send, build=build, find=find if trade_number else None
+    )
+    return {"trade_number": trade_number, **result}
+
+
+async def record_protocol_response(
+    ws: Workspace, call: WriteCall, args: RecordProtocolResponseArgs
+) -> dict[str, Any]:
     try:
-        result: dict[str, Any] = await call.step(step, send)
+        return await _response_step(
+            ws,
+            call,
+            args.protocol,
+            args.answers,
+            trade_number=args.trade_number,
+            status=args.status,
+        )
     except StepFailed as exc:
-        raise UserError(describe_error(exc, subject=f"protocol '{proto.name}'")) from None
-    return {
-        "protocol": proto.name,
-        "trade_number": trade_number,
-        "answered": len(values),
-        **result,
-    }
+        raise _step_failed(exc, f"protocol '{args.protocol}'") from None
 
 
 # --- the whole worked example ------------------------------------------------------------
 
 
 async def journal_trade(
-    ws: Workspace,
-    call: WriteCall,
-    trade: Mapping[str, Any],
-    *,
-    tags: Sequence[str | int],
-    create_missing_tags: bool,
-    executions: Mapping[str, Any] | None,
-    screenshot: Mapping[str, Any] | None,
-    checklist: Mapping[str, Any] | None,
-    allowed_dirs: Sequence[Path] | None,
+    ws: Workspace, call: WriteCall, args: JournalTradeArgs, env: RunEnv
 ) -> dict[str, Any]:
-    """Create the trade, then each extra as its own step; report every step's fate."""
+    """Create the trade, then each extra as its own step; report every step's fate.
+
+    A step already written by an earlier call this one continues is kept, not redone.
+    """
+    earlier = set(call.completed_steps())
     steps: dict[str, str] = {}
-    body = await build_trade_body(ws, trade)
-
-    async def create(key: str) -> dict[str, Any]:
-        return summarize_trade(await ws.api.create_trade(body, idempotency_key=key))
-
     try:
-        summary: dict[str, Any] = await call.step("create", create)
+        summary = await _create_step(ws, call, args.trade)
     except StepFailed as exc:
         raise UserError("the trade was not created: " + describe_error(exc)) from None
     number = int(summary["trade_number"])
-    steps["create"] = "done"
+    steps["create"] = "done (earlier)" if "create" in earlier else "done"
 
-    async def run(name: str, coro_factory: Any) -> None:
+    async def run(part: str, step: str, work: Callable[[], Awaitable[Any]]) -> None:
         try:
-            await coro_factory()
-            steps[name] = "done"
+            await work()
+            steps[part] = "done (earlier)" if step in earlier else "done"
         except (StepFailed, UserError) as exc:
-            steps[name] = "failed: " + describe_error(exc, subject=f"trade #{number}")
+            steps[part] = "failed: " + describe_error(exc, subject=f"trade #{number}")
 
-    if executions:
-        try:
-            fills = ExecutionsReplace.model_validate(dict(executions)).to_json()
-        except ValidationError as exc:
-            steps["executions"] = "failed: " + str(_fields_error(exc, "executions."))
-        else:
+    if args.executions:
+        executions = dict(args.executions)
 
-            async def put_fills() -> None:
-                async def send(key: str) -> int:
-                    return len(await ws.api.set_executions(number, fills, idempotency_key=key))
+        async def put_fills() -> None:
+            async def build() -> dict[str, Any]:
+                try:
+                    return ExecutionsReplace.model_validate(executions).to_json()
+                except ValidationError as exc:
+                    raise _fields_error(exc, "executions.") from None
 
-                await call.step("executions", send)
+            async def send(key: str, fills: dict[str, Any]) -> int:
+                return len(await ws.api.set_executions(number, fills, idempotency_key=key))
 
-            await run("executions", put_fills)
-    if tags:
+            await call.write("executions", send, build=build)
+
+        await run("executions", "executions", put_fills)
+    if args.tags:
         # The trade was just created, so it has no tags: `replace` writes the set without
         # first reading the (empty) current one.
         await run(
             "tags",
-            lambda: tag_trade(
-                ws,
-                call,
-                number,
-                tags,
-                mode="replace",
-                create_missing=create_missing_tags,
-                category=None,
+            "tags",
+            lambda: _set_tags(
+                ws, call, number, args.tags, mode="replace",
+                create_missing=args.create_missing_tags, category=None,
             ),
-        )
-    if screenshot:
-        shot = dict(screenshot)
+        )  # fmt: skip
+    if args.screenshot is not None:
+        shot = args.screenshot
         await run(
             "screenshot",
-            lambda: attach_screenshot(
-                ws,
-                call,
-                number,
-                path=shot.get("path"),
-                data=shot.get("data"),
-                filename=shot.get("filename"),
-                label=shot.get("label"),
-                allowed_dirs=allowed_dirs,
+            "screenshot",
+            lambda: _screenshot_step(ws, call, number, shot, env.allowed_dirs),
+        )
+    if args.checklist is not None:
+        check = args.checklist
+        await run(
+            "checklist",
+            "protocol_response",
+            lambda: _response_step(
+                ws, call, check.protocol, check.answers, trade_number=number, status=check.status
             ),
         )
-    if checklist:
-        check = dict(checklist)
-        if "protocol" not in check or not isinstance(check.get("answers"), dict):
-            steps["checklist"] = (
-                "failed: checklist needs protocol (id, name or type) and answers (object)"
-            )
-        else:
-            await run(
-                "checklist",
-                lambda: record_protocol_response(
-                    ws,
-                    call,
-                    check["protocol"],
-                    check["answers"],
-                    trade_number=number,
-                    status=str(check.get("status") or "completed"),
-                ),
-            )
     return {"trade": summary, "steps": steps}
 
 
-# --- one entry point per tool, from its recorded arguments ---------------------------------
-
-Body = Callable[[Workspace, WriteCall], Awaitable[dict[str, Any]]]
+# --- sync ----------------------------------------------------------------------------------
 
 
-def body_for(
-    tool: str,
-    args: Mapping[str, Any],
-    *,
-    allowed_dirs: Sequence[Path] | None,
-    progress: Progress | None = None,
-) -> Body:
-    """The work of a tool call from its recorded arguments.
-
-    The live tool call and the background resumer both go through here, so a pending
-    call is finished by exactly the code that started it.
-    """
-    a = dict(args)
-    match tool:
-        case "create_trade":
-            return lambda ws, call: create_trade(ws, call, a)
-        case "update_trade":
-            return lambda ws, call: update_trade(ws, call, a["trade_number"], a["changes"])
-        case "archive_trade":
-            return lambda ws, call: archive_trade(
-                ws, call, a["trade_number"], bool(a.get("including_copies"))
-            )
-        case "tag_trade":
-            return lambda ws, call: tag_trade(
-                ws,
-                call,
-                a["trade_number"],
-                a.get("tags") or [],
-                mode=a.get("mode", "add"),
-                create_missing=bool(a.get("create_missing")),
-                category=a.get("category"),
-            )
-        case "attach_screenshot":
-            return lambda ws, call: attach_screenshot(
-                ws,
-                call,
-                a["trade_number"],
-                path=a.get("path"),
-                data=a.get("data"),
-                filename=a.get("filename"),
-                label=a.get("label"),
-                allowed_dirs=allowed_dirs,
-            )
-        case "record_protocol_response":
-            return lambda ws, call: record_protocol_response(
-                ws,
-                call,
-                a["protocol"],
-                a["answers"],
-                trade_number=a.get("trade_number"),
-                status=a.get("status", "completed"),
-            )
-        case "journal_trade":
-            return lambda ws, call: journal_trade(
-                ws,
-                call,
-                a["trade"],
-                tags=a.get("tags") or [],
-                create_missing_tags=bool(a.get("create_missing_tags")),
-                executions=a.get("executions"),
-                screenshot=a.get("screenshot"),
-                checklist=a.get("checklist"),
-                allowed_dirs=allowed_dirs,
-            )
-        case "trigger_sync":
-            return lambda ws, call: trigger_sync(
-                ws,
-                call,
-                a.get("connection"),
-                wait=bool(a.get("wait")),
-                progress=progress,
-                sleep=ws.sleep,
-            )
-    raise KeyError(tool)
+async def trigger_sync_body(
+    ws: Workspace, call: WriteCall, args: TriggerSyncArgs, env: RunEnv
+) -> dict[str, Any]:
+    return await trigger_sync(
+        ws, call, args.connection, wait=args.wait, progress=env.progress, sleep=ws.sleep
+    )

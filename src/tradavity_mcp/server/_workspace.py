@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from datetime import time as dtime
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import anyio
@@ -20,7 +19,7 @@ import anyio
 from ..client import TradavityClient
 from ..errors import TradavityError
 from ..ledger import Ledger
-from ._calls import CallId, UserError, WriteCall
+from ._calls import DUPLICATE_WINDOW_SECONDS, UserError
 from ._refdata import RefData
 from ._syncwatch import SyncMonitor
 
@@ -28,6 +27,8 @@ __all__ = ["Workspace"]
 
 logger = logging.getLogger("tradavity_mcp.server")
 
+#: Trade dates outside these years are refused before any arithmetic on them.
+MIN_YEAR, MAX_YEAR = 2000, 2100
 #: How long tools/list waits for the key's scopes before listing every tool.
 SCOPES_WAIT_SECONDS = 1.5
 
@@ -40,7 +41,8 @@ class Workspace:
     clock: Callable[[], float] = time.time
     #: How waits (a sync cooldown) sleep; tests pass one that moves the sandbox clock.
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep
-    locks: dict[tuple[str, str, str], anyio.Lock] = field(default_factory=dict)
+    #: An identical creating call this recent is held back (`TRADAVITY_DUPLICATE_WINDOW`).
+    duplicate_window: float = DUPLICATE_WINDOW_SECONDS
     #: What the key may do, from `/me`; None when it could not be read.
     scopes: frozenset[str] | None = None
     #: Sync runs and events seen by this workspace.
@@ -65,17 +67,6 @@ class Workspace:
     def principal(self) -> str:
         return self.api.principal
 
-    def call(self, tool: str, call_id: CallId, arguments: dict[str, Any]) -> WriteCall:
-        return WriteCall(
-            ledger=self.ledger,
-            principal=self.principal,
-            tool=tool,
-            call_id=call_id,
-            arguments=arguments,
-            locks=self.locks,
-            now=self.clock,
-        )
-
     async def timezone(self) -> ZoneInfo:
         name = (await self.ref.me()).timezone
         try:
@@ -92,6 +83,10 @@ class Workspace:
         text = value.strip()
         if text.casefold() == "now":
             return datetime.fromtimestamp(self.clock(), UTC)
+        example = (
+            "use ISO 8601, e.g. 2026-11-20T09:31 (your Tradavity timezone), "
+            "2026-11-20T14:31Z, or 'now'"
+        )
         try:
             if len(text) == 10:
                 day = date.fromisoformat(text)
@@ -99,10 +94,12 @@ class Workspace:
             else:
                 parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T"))
         except ValueError:
+            raise UserError(f"{field_name} {value!r} is not a date/time: {example}") from None
+        if not MIN_YEAR <= parsed.year <= MAX_YEAR:
             raise UserError(
-                f"{field_name} {value!r} is not a date/time: use ISO 8601, e.g. "
-                "2026-11-20T09:31 (your Tradavity timezone), 2026-11-20T14:31Z, or 'now'"
-            ) from None
+                f"{field_name} {value!r} is out of range: Tradavity takes dates from "
+                f"{MIN_YEAR} to tomorrow; {example}"
+            )
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=await self.timezone())
         return parsed.astimezone(UTC)

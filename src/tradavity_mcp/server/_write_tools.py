@@ -1,32 +1,35 @@
-"""The journaling tools: thin MCP adapters over `_journal` and `_sync`.
+"""The journaling tools as MCP sees them: one adapter, built from each tool's typed model.
 
-Each adapter names the call, runs it through the ledger (`WriteCall.run`), turns the
-outcome into a structured result with a one-line text, and turns every anticipated
-failure into a `ToolError` whose message tells the model how to fix the call.
+A tool's input schema is its argument model's fields (`_write_args`); the adapter
+validates the arguments into the model, names the call (`resolve_call_id`), runs it
+through `_writes.invoke`, and renders the outcome as a structured result with a short
+text that says exactly what was written. Every anticipated failure becomes a
+`ToolError` whose message tells the model how to fix the call.
 """
 
 from __future__ import annotations
 
 import inspect
-import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resolve import Elicit, ListRoots, Resolve
 from mcp.types import CallToolResult, ListRootsResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 
 from ..errors import TradavityError
-from ..models import AssetType, Bias, ExitType, Grade, MarketCondition, Session, Volume
-from . import _journal
+from ..ledger import LedgerUnavailable
 from ._calls import UserError, describe_error, resolve_call_id
 from ._files import dirs_from_roots
-from ._sync import Progress
+from ._journal import RunEnv
 from ._workspace import Workspace
+from ._write_args import WriteArgs, strict_value
+from ._writes import WRITES, WriteSpec, invoke
 from .results import (
     ArchiveResult,
     JournalResult,
@@ -40,19 +43,8 @@ from .results import (
 
 __all__ = ["WRITE_TOOLS", "ToolEnv", "register_write_tools"]
 
-R = TypeVar("R", bound=BaseModel)
-
 #: tool -> scope it needs to be listed.
-WRITE_TOOLS: dict[str, str] = {
-    "create_trade": "write:trades",
-    "journal_trade": "write:trades",
-    "update_trade": "write:trades",
-    "archive_trade": "write:trades",
-    "tag_trade": "write:tags",
-    "attach_screenshot": "write:screenshots",
-    "record_protocol_response": "write:protocols",
-    "trigger_sync": "write:autosync",
-}
+WRITE_TOOLS: dict[str, str] = {name: spec.scope for name, spec in WRITES.items()}
 
 _WRITE = ToolAnnotations(
     read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True
@@ -60,19 +52,6 @@ _WRITE = ToolAnnotations(
 _DESTRUCTIVE = ToolAnnotations(
     read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True
 )
-
-NOTES = {
-    "replayed": "This exact call ran before; its recorded result is returned, nothing was sent.",
-    "suspected_duplicate": (
-        "The same call arrived twice; the first result is returned and nothing new was "
-        "written. Pass allow_duplicate=true if a second identical entry is really wanted."
-    ),
-    "pending": (
-        "Tradavity has not confirmed this write yet. It is saved and will be finished "
-        "automatically with the same idempotency key (it cannot be written twice). Call "
-        "again with the same arguments to check."
-    ),
-}
 
 
 class ToolEnv:
@@ -89,49 +68,45 @@ class ToolEnv:
         self.stdio = stdio
 
 
-def _meta(ctx: Context) -> dict[str, Any]:
-    meta = ctx.request_context.meta
-    return dict(meta) if meta else {}
+# --- what the model reads ----------------------------------------------------------------
 
 
-def _text_result(model: BaseModel, text: str) -> CallToolResult:
+def _at(epoch: Any) -> str:
+    if not isinstance(epoch, int | float):
+        return "moments ago"
+    return "at " + datetime.fromtimestamp(epoch, UTC).strftime("%H:%M UTC")
+
+
+def _note(outcome: str, data: dict[str, Any], what: str) -> str | None:
+    """The sentence that says whether anything was written, and what to do next."""
+    when = _at(data.get("twin_created_at"))
+    if outcome == "replayed":
+        return "This exact call ran before; its recorded result is returned, nothing was sent."
+    if outcome == "suspected_duplicate":
+        return (
+            f"An identical call {when} already wrote this {what}; nothing new was written. "
+            f"If the user really wants a second identical {what}, call again with "
+            "allow_duplicate: true."
+        )
+    if outcome == "pending" and "twin_created_at" in data:
+        return (
+            f"An identical call {when} is still being finished; nothing new was written. It "
+            "lands automatically once Tradavity confirms it; do not call again."
+        )
+    if outcome == "pending":
+        return (
+            "Tradavity has not confirmed this write yet. It is saved and will be finished "
+            "automatically, exactly once; do not call again. Check later with get_trade or "
+            "find_trades."
+        )
+    return None
+
+
+def _text_result(model: BaseModel, *lines: str | None) -> CallToolResult:
     return CallToolResult(
-        content=[TextContent(type="text", text=text)],
+        content=[TextContent(type="text", text="\n".join(line for line in lines if line))],
         structured_content=model.model_dump(mode="json", exclude_none=True),
     )
-
-
-async def _run(
-    env: ToolEnv,
-    ctx: Context,
-    tool: str,
-    arguments: dict[str, Any],
-    *,
-    allowed: list[Path] | None = None,
-    progress: Progress | None = None,
-    allow_duplicate: bool = False,
-    scope: str = "",
-) -> tuple[str, dict[str, Any]]:
-    """Name the call, then run, replay or resume it from its recorded arguments."""
-    arguments = _compact(arguments)
-    ws = env.workspace(ctx)
-    call_id = resolve_call_id(_meta(ctx), ws.principal, tool, arguments, scope=scope)
-    call = ws.call(tool, call_id, arguments)
-    body = _journal.body_for(tool, arguments, allowed_dirs=allowed, progress=progress)
-    try:
-        return await call.run(lambda c: body(ws, c), allow_duplicate=allow_duplicate)
-    except (UserError, TradavityError) as exc:
-        raise ToolError(describe_error(exc)) from None
-
-
-def _compact(arguments: dict[str, Any]) -> dict[str, Any]:
-    """Drop unset arguments so `f(x=1)` and `f(x=1, y=None)` are the same call."""
-    return {k: v for k, v in arguments.items() if v is not None and v != [] and v is not False}
-
-
-def _note(outcome: str, extra: str | None = None) -> str | None:
-    parts = [p for p in (NOTES.get(outcome), extra) if p]
-    return " ".join(parts) or None
 
 
 def _summary(data: dict[str, Any]) -> TradeSummary | None:
@@ -139,363 +114,158 @@ def _summary(data: dict[str, Any]) -> TradeSummary | None:
     return TradeSummary.model_validate(trade) if isinstance(trade, dict) else None
 
 
-# --- argument types ----------------------------------------------------------------------
-
-TradeNumber = Annotated[int, Field(ge=1, description="Trade number (#) as shown in the journal")]
-AccountRef = Annotated[
-    str | int | None, Field(description="Account name or id; optional with one active account")
-]
-Money = Annotated[float | None, Field(description="In account currency")]
+def _trade_result(outcome: str, data: dict[str, Any], note: str | None) -> TradeResult:
+    summary = _summary(data)
+    return TradeResult(outcome=outcome, note=note, **(summary.model_dump() if summary else {}))
 
 
-def register_write_tools(mcp: MCPServer, env: ToolEnv) -> None:
-    """Register every journaling tool on `mcp`."""
+def _render_create(outcome: str, data: dict[str, Any], args: Any) -> CallToolResult:
+    note = _note(outcome, data, "trade")
+    summary = _summary(data)
+    head = {"done": "Journaled", "replayed": "Already journaled"}.get(outcome, "Trade")
+    text = f"{head} trade {summary.line()}." if summary else "Trade not confirmed yet."
+    return _text_result(_trade_result(outcome, data, note), text, note)
 
-    @mcp.tool(title="Create trade", annotations=_WRITE)
-    async def create_trade(
-        ctx: Context,
-        symbol: Annotated[str, Field(description="e.g. MNQ, ES, EURUSD")],
-        direction: Literal["long", "short"],
-        net_pnl: Annotated[float, Field(description="Net P&L after fees")],
-        trade_date: Annotated[
-            str,
-            Field(description="Entry time, ISO 8601; no offset = user's timezone; or 'now'"),
-        ],
-        account: AccountRef = None,
-        quantity: float | None = None,
-        fees: Money = None,
-        gross_pnl: Annotated[float | None, Field(description="Default net_pnl + fees")] = None,
-        multiplier: float | None = None,
-        asset_type: AssetType | None = None,
-        asset_config: Annotated[
-            dict[str, Any] | None,
-            Field(
-                description="forex {lot_type,pip_value}; "
-                "options {option_type,strike_price,expiration}"
-            ),
-        ] = None,
-        sl_price: float | None = None,
-        tp_price: float | None = None,
-        total_points: float | None = None,
-        rr_expected: float | None = None,
-        rr_realized: float | None = None,
-        holding_time: Annotated[int | None, Field(description="Seconds")] = None,
-        market_condition: MarketCondition | None = None,
-        trading_session: Session | None = None,
-        trade_quality_grade: Annotated[
-            Grade | None, Field(description="Read back as 'grade'")
-        ] = None,
-        volume: Volume | None = None,
-        emotional_state: Annotated[
-            str | None, Field(description="From the emotions catalog")
-        ] = None,
-        bias: Bias | None = None,
-        confidence_level: Annotated[int | None, Field(description="1-10")] = None,
-        exit_type: ExitType | None = None,
-        setup_quality: str | None = None,
-        news_events: str | None = None,
-        strategy: Annotated[str | int | None, Field(description="Name or id")] = None,
-        setup: Annotated[str | int | None, Field(description="Name or id")] = None,
-        thought_process: str | None = None,
-        mistakes_made: str | None = None,
-        learning_notes: str | None = None,
-        general_notes: str | None = None,
-        allow_duplicate: Annotated[
-            bool, Field(description="Journal an identical trade again on purpose")
-        ] = False,
-    ) -> Annotated[CallToolResult, TradeResult]:
-        """Journal one trade. Returns its trade number. Prefer journal_trade to add tags,
-        fills, a screenshot or a checklist in the same call."""
-        given = locals()
-        fields = {k: given[k] for k in trade_fields if given.get(k) is not None}
-        outcome, data = await _run(
-            env, ctx, "create_trade", fields, allow_duplicate=allow_duplicate
+
+def _render_journal(outcome: str, data: dict[str, Any], args: Any) -> CallToolResult:
+    steps: dict[str, str] = data.get("steps", {})
+    failed = [s for s, v in steps.items() if v.startswith("failed")]
+    final = "partial" if failed and outcome == "done" else outcome
+    summary = _summary(data)
+    notes = [_note(outcome, data, "trade")]
+    if summary and any(v == "done (earlier)" for v in steps.values()) and outcome == "done":
+        notes.append(
+            f"This continues trade #{summary.trade_number} from an earlier call: the parts "
+            "marked 'done (earlier)' were already written and were kept; only the rest was "
+            "written now."
         )
-        summary = _summary(data)
-        result = _trade_result(outcome, summary, _note(outcome))
-        head = {"done": "Journaled", "replayed": "Already journaled"}.get(outcome, "Trade")
-        text = f"{head} trade {summary.line()}." if summary else "Trade not confirmed yet."
-        return _text_result(result, _join(text, result.note))
-
-    trade_fields = tuple(
-        name
-        for name in inspect.signature(create_trade).parameters
-        if name not in {"ctx", "allow_duplicate"}
+    if failed and summary:
+        notes.append(
+            f"Trade #{summary.trade_number} exists; call journal_trade again with the same "
+            "trade and the corrected parts to finish it (nothing is written twice), or use "
+            "tag_trade, attach_screenshot or record_protocol_response on that trade number."
+        )
+    note = " ".join(n for n in notes if n) or None
+    result = JournalResult(
+        outcome=final,
+        steps=steps,
+        note=note,
+        **(summary.model_dump() if summary else {}),
     )
+    lines = [f"Trade {summary.line()}." if summary else "Trade not confirmed yet."]
+    lines += [f"- {s}: {v}" for s, v in steps.items()]
+    if outcome == "pending":
+        lines.append(f"- pending at step: {data.get('pending_step')}")
+    return _text_result(result, "\n".join(lines), note)
 
-    @mcp.tool(title="Journal trade (all-in-one)", annotations=_WRITE)
-    async def journal_trade(
-        ctx: Context,
-        trade: Annotated[
-            dict[str, Any], Field(description="create_trade's arguments (symbol, direction, ...)")
-        ],
-        tags: Annotated[list[str | int], Field(description="Tag names or ids")] = [],  # noqa: B006
-        create_missing_tags: bool = False,
-        executions: Annotated[
-            dict[str, Any] | None,
-            Field(description="{entries:[{price,quantity,execution_time?}], exits:[...]}"),
-        ] = None,
-        screenshot: Annotated[
-            dict[str, Any] | None,
-            Field(description="{path} or {data (base64), filename}, optional label"),
-        ] = None,
-        checklist: Annotated[
-            dict[str, Any] | None,
-            Field(description="{protocol, answers, status?}, as record_protocol_response"),
-        ] = None,
-        allow_duplicate: bool = False,
-        roots: Annotated[Any, Resolve(_roots_for_journal)] = None,
-    ) -> Annotated[CallToolResult, JournalResult]:
-        """Journal a trade with its tags, fills, chart screenshot and checklist in one call.
-        Each part is written once; calling again with the same arguments finishes what is
-        missing. Reports each step's outcome."""
-        unknown = set(trade) - set(trade_fields)
-        if unknown:
-            raise ToolError(
-                f"trade has unknown fields {sorted(unknown)}; it takes create_trade's arguments"
-            )
-        arguments = {
-            "trade": trade,
-            "tags": tags,
-            "create_missing_tags": create_missing_tags,
-            "executions": executions,
-            "screenshot": screenshot,
-            "checklist": checklist,
-        }
-        outcome, data = await _run(
-            env,
-            ctx,
-            "journal_trade",
-            arguments,
-            allowed=_allowed_dirs(env, roots),
-            allow_duplicate=allow_duplicate,
-        )
-        steps: dict[str, str] = data.get("steps", {})
-        failed = [s for s, v in steps.items() if v.startswith("failed")]
-        final = "partial" if failed and outcome == "done" else outcome
-        summary = _summary(data)
-        hint = None
-        if failed and summary:
-            hint = (
-                f"Trade #{summary.trade_number} exists; fix the failed parts with tag_trade, "
-                "attach_screenshot or record_protocol_response on that trade number."
-            )
-        result = JournalResult(
-            outcome=_outcome(final),
-            steps=steps,
-            note=_note(outcome, hint),
-            **(summary.model_dump() if summary else {}),
-        )
-        lines = [f"Trade {summary.line()}." if summary else "Trade not confirmed yet."]
-        lines += [f"- {s}: {v}" for s, v in steps.items()]
-        if outcome == "pending":
-            lines.append(f"- pending at step: {data.get('pending_step')}")
-        return _text_result(result, _join("\n".join(lines), result.note))
 
-    @mcp.tool(title="Tag trade", annotations=_WRITE)
-    async def tag_trade(
-        ctx: Context,
-        trade_number: TradeNumber,
-        tags: Annotated[list[str | int], Field(description="Tag names (any case) or ids")],
-        mode: Literal["add", "remove", "replace"] = "add",
-        create_missing: Annotated[bool, Field(description="Create unknown tag names")] = False,
-        category: Annotated[
-            str | None, Field(description="Category for created tags (made if new)")
-        ] = None,
-    ) -> Annotated[CallToolResult, TagResult]:
-        """Add, remove or replace tags on a trade."""
-        arguments = {
-            "trade_number": trade_number,
-            "tags": tags,
-            "mode": mode,
-            "create_missing": create_missing,
-            "category": category,
-        }
-        outcome, data = await _run(env, ctx, "tag_trade", arguments)
-        result = TagResult(
-            outcome=_outcome(outcome),
-            trade_number=trade_number,
-            tags=data.get("tags", []),
-            created=data.get("created", []),
-            note=_note(outcome),
-        )
-        text = f"Trade #{trade_number} tags: {', '.join(result.tags) or '(none)'}."
-        if result.created:
-            text += f" Created: {', '.join(result.created)}."
-        return _text_result(result, _join(text, result.note))
+def _render_tags(outcome: str, data: dict[str, Any], args: Any) -> CallToolResult:
+    note = _note(outcome, data, "change")
+    number = args.trade_number
+    result = TagResult(
+        outcome=outcome,
+        trade_number=number,
+        tags=data.get("tags", []),
+        created=data.get("created", []),
+        note=note,
+    )
+    if outcome == "pending":
+        text = f"Tags of trade #{number} not confirmed yet."
+    else:
+        text = f"Trade #{number} tags: {', '.join(result.tags) or '(none)'}."
+    if result.created:
+        text += f" Created: {', '.join(result.created)}."
+    return _text_result(result, text, note)
 
-    @mcp.tool(title="Attach screenshot", annotations=_WRITE)
-    async def attach_screenshot(
-        ctx: Context,
-        trade_number: TradeNumber,
-        path: Annotated[str | None, Field(description="Local PNG/JPEG/PDF (stdio only)")] = None,
-        data: Annotated[str | None, Field(description="Base64 file content")] = None,
-        filename: Annotated[str | None, Field(description="Needed with data")] = None,
-        label: Annotated[str | None, Field(description="Caption, max 100 chars")] = None,
-        roots: Annotated[Any, Resolve(_roots_for_path)] = None,
-    ) -> Annotated[CallToolResult, ScreenshotResult]:
-        """Attach a chart screenshot (PNG, JPEG or PDF, max 10 MB) to a trade."""
-        arguments = {
-            "trade_number": trade_number,
-            "path": path,
-            "data": data,
-            "filename": filename,
-            "label": label,
-        }
-        outcome, out = await _run(
-            env, ctx, "attach_screenshot", arguments, allowed=_allowed_dirs(env, roots)
+
+def _render_screenshot(outcome: str, data: dict[str, Any], args: Any) -> CallToolResult:
+    note = _note(outcome, data, "screenshot")
+    number = args.trade_number
+    result = ScreenshotResult(
+        outcome=outcome,
+        trade_number=number,
+        screenshot_id=data.get("screenshot_id"),
+        file_type=data.get("file_type"),
+        label=data.get("label"),
+        note=note,
+    )
+    text = (
+        f"Screenshot {result.screenshot_id} attached to trade #{number}."
+        if result.screenshot_id
+        else f"Screenshot for trade #{number} not confirmed yet."
+    )
+    return _text_result(result, text, note)
+
+
+def _render_protocol(outcome: str, data: dict[str, Any], args: Any) -> CallToolResult:
+    note = _note(outcome, data, "checklist response")
+    result = ProtocolResult(
+        outcome=outcome,
+        protocol=str(data.get("protocol", args.protocol)),
+        response_id=data.get("response_id"),
+        status=data.get("status"),
+        trade_number=args.trade_number,
+        answered=int(data.get("answered", 0)),
+        note=note,
+    )
+    link = f" for trade #{args.trade_number}" if args.trade_number else ""
+    text = (
+        f"Recorded '{result.protocol}' ({result.status}, {result.answered} answers){link}."
+        if result.response_id
+        else f"'{result.protocol}' response{link} not confirmed yet."
+    )
+    return _text_result(result, text, note)
+
+
+def _render_sync(outcome: str, data: dict[str, Any], args: Any) -> CallToolResult:
+    if outcome == "pending":
+        raise ToolError(
+            "Tradavity did not answer the sync request; it may still run. "
+            "Check sync_status shortly."
         )
-        result = ScreenshotResult(
-            outcome=_outcome(outcome),
-            trade_number=trade_number,
-            screenshot_id=out.get("screenshot_id"),
-            file_type=out.get("file_type"),
-            label=out.get("label"),
-            note=_note(outcome),
-        )
+    result = SyncRunResult.model_validate(
+        {"outcome": outcome, **{k: v for k, v in data.items() if v is not None}}
+    )
+    if outcome == "cooling_down":
+        text = result.message or "cooling down"
+    else:
         text = (
-            f"Screenshot {result.screenshot_id} attached to trade #{trade_number}."
-            if result.screenshot_id
-            else f"Screenshot for trade #{trade_number} not confirmed yet."
+            f"Synced {result.broker}: {result.imported} imported, {result.skipped} skipped "
+            f"of {result.total_fetched} fetched."
         )
-        return _text_result(result, _join(text, result.note))
+        if result.errors:
+            text += " Errors: " + "; ".join(result.errors)
+    return _text_result(result, text)
 
-    @mcp.tool(title="Record checklist answers", annotations=_WRITE)
-    async def record_protocol_response(
-        ctx: Context,
-        protocol: Annotated[
-            str | int, Field(description="Protocol id, name or type (pre_trade, end_of_day, ...)")
-        ],
-        answers: Annotated[
-            dict[str, Any],
-            Field(
-                description="Item label or id -> answer (true/false, yes/no/na, 1-5, number, "
-                "option, text); '*' answers every yes/no item"
-            ),
-        ],
-        trade_number: Annotated[int | None, Field(description="Link to this trade")] = None,
-        status: Literal["completed", "draft"] = "completed",
-    ) -> Annotated[CallToolResult, ProtocolResult]:
-        """Record a protocol (checklist/review) response, optionally linked to a trade."""
-        arguments = {
-            "protocol": protocol,
-            "answers": answers,
-            "trade_number": trade_number,
-            "status": status,
-        }
-        # Without a trade, the same answers on another day are a new response.
-        day = "" if trade_number else datetime.now(UTC).date().isoformat()
-        outcome, out = await _run(env, ctx, "record_protocol_response", arguments, scope=day)
-        result = ProtocolResult(
-            outcome=_outcome(outcome),
-            protocol=str(out.get("protocol", protocol)),
-            response_id=out.get("response_id"),
-            status=out.get("status"),
-            trade_number=trade_number,
-            answered=int(out.get("answered", 0)),
-            note=_note(outcome),
-        )
-        link = f" for trade #{trade_number}" if trade_number else ""
-        text = (
-            f"Recorded '{result.protocol}' ({result.status}, {result.answered} answers){link}."
-            if result.response_id
-            else f"'{result.protocol}' response{link} not confirmed yet."
-        )
-        return _text_result(result, _join(text, result.note))
 
-    @mcp.tool(title="Sync broker", annotations=_WRITE)
-    async def trigger_sync(
-        ctx: Context,
-        connection: Annotated[
-            str | int | None,
-            Field(description="Connection id, broker or account name; optional with one"),
-        ] = None,
-        wait: Annotated[
-            bool, Field(description="Wait out a cooldown (max 60 s), then sync")
-        ] = False,
-    ) -> Annotated[CallToolResult, SyncRunResult]:
-        """Import new trades from the broker now (one manual sync per connection every 20 s)."""
-        arguments = {"connection": connection, "wait": wait}
+def _render_update(outcome: str, data: dict[str, Any], args: Any) -> CallToolResult:
+    note = _note(outcome, data, "change")
+    summary = _summary(data)
+    text = f"Updated trade {summary.line()}." if summary else "Update not confirmed yet."
+    extra = "; ".join(data.get("notes", []))
+    return _text_result(_trade_result(outcome, data, note), text, extra and f"Note: {extra}.", note)
 
-        async def progress(done: float, total: float, message: str) -> None:
-            await ctx.report_progress(done, total, message)
 
-        # A sync repeated later is a new sync: derived ids are per invocation.
-        outcome, out = await _run(
-            env, ctx, "trigger_sync", arguments, progress=progress, scope=str(time.time_ns())
-        )
-        if outcome == "pending":
-            raise ToolError(
-                "Tradavity did not answer the sync request; it may still run. "
-                "Check sync history shortly."
-            )
-        result = SyncRunResult.model_validate(
-            {"outcome": outcome, **{k: v for k, v in out.items() if v is not None}}
-        )
-        if outcome == "cooling_down":
-            text = result.message or "cooling down"
-        else:
-            text = (
-                f"Synced {result.broker}: {result.imported} imported, {result.skipped} skipped "
-                f"of {result.total_fetched} fetched."
-            )
-            if result.errors:
-                text += " Errors: " + "; ".join(result.errors)
-        return _text_result(result, text)
-
-    @mcp.tool(title="Update trade", annotations=_WRITE)
-    async def update_trade(
-        ctx: Context,
-        trade_number: TradeNumber,
-        changes: Annotated[
-            dict[str, Any],
-            Field(
-                description="Any of: trade_quality_grade, emotional_state, bias, "
-                "confidence_level, market_condition, trading_session, exit_type, "
-                "setup_quality, news_events, volume, strategy, setup, sl_price, tp_price, "
-                "thought_process, mistakes_made, learning_notes, general_notes (null clears "
-                "sl/tp). Same values as create_trade."
-            ),
-        ],
-    ) -> Annotated[CallToolResult, TradeResult]:
-        """Change a trade's qualitative fields. Symbol, date, direction and P&L cannot be
-        edited: archive the trade and create a new one."""
-        arguments = {"trade_number": trade_number, "changes": changes}
-        outcome, data = await _run(env, ctx, "update_trade", arguments)
-        summary = _summary(data)
-        result = _trade_result(outcome, summary, _note(outcome))
-        text = f"Updated trade {summary.line()}." if summary else "Update not confirmed yet."
-        return _text_result(result, _join(text, result.note))
-
-    @mcp.tool(title="Archive trade", annotations=_DESTRUCTIVE)
-    async def archive_trade(
-        ctx: Context,
-        trade_number: TradeNumber,
-        including_copies: Annotated[
-            bool, Field(description="Also archive its copies (only on a copy source)")
-        ] = False,
-        confirmed: Annotated[Any, Resolve(_confirm_archive)] = None,
-    ) -> Annotated[CallToolResult, ArchiveResult]:
-        """Archive (soft-delete) a trade; it can be restored in Tradavity for 30 days."""
-        if isinstance(confirmed, ArchiveConfirmation) and not confirmed.confirm:
-            raise ToolError(
-                f"the user did not confirm archiving trade #{trade_number}; nothing changed"
-            )
-        arguments = {"trade_number": trade_number, "including_copies": including_copies}
-        outcome, data = await _run(env, ctx, "archive_trade", arguments)
-        result = ArchiveResult(
-            outcome=_outcome(outcome),
-            trade_number=trade_number,
-            archived=int(data.get("archived", 0)),
-            note=_note(outcome),
-        )
-        text = f"Archived trade #{trade_number}"
+def _render_archive(outcome: str, data: dict[str, Any], args: Any) -> CallToolResult:
+    note = _note(outcome, data, "change")
+    number = args.trade_number
+    result = ArchiveResult(
+        outcome=outcome,
+        trade_number=number,
+        archived=int(data.get("archived", 0)),
+        note=note,
+    )
+    if outcome == "pending":
+        text = f"Archiving trade #{number} not confirmed yet."
+    else:
+        text = f"Archived trade #{number}"
         if result.archived > 1:
             text += f" and {result.archived - 1} copies"
-        return _text_result(result, _join(text + ".", result.note))
+        text += "."
+    return _text_result(result, text, note)
 
 
-# --- resolvers -----------------------------------------------------------------------------
+# --- resolvers (the SDK calls them before the tool, with the tool's arguments) -------------
 
 
 class ArchiveConfirmation(BaseModel):
@@ -525,8 +295,91 @@ def _roots_for_path(ctx: Context, path: str | None = None) -> Any:
     return _roots_if(ctx, path is not None)
 
 
-def _roots_for_journal(ctx: Context, screenshot: dict[str, Any] | None = None) -> Any:
-    return _roots_if(ctx, isinstance(screenshot, dict) and "path" in screenshot)
+def _roots_for_journal(ctx: Context, screenshot: Any = None) -> Any:
+    path = (
+        screenshot.get("path")
+        if isinstance(screenshot, dict)
+        else getattr(screenshot, "path", None)
+    )
+    return _roots_if(ctx, path is not None)
+
+
+# --- the table -----------------------------------------------------------------------------
+
+Render = Callable[[str, dict[str, Any], Any], CallToolResult]
+
+
+@dataclass(frozen=True)
+class Presentation:
+    """How one journaling tool looks to the model."""
+
+    title: str
+    description: str
+    result: type[BaseModel]
+    render: Render
+    annotations: ToolAnnotations = field(default_factory=lambda: _WRITE)
+    #: Extra parameters the SDK resolves before the call (roots, a confirmation).
+    resolved: dict[str, Any] = field(default_factory=dict)
+
+
+PRESENTATION: dict[str, Presentation] = {
+    "create_trade": Presentation(
+        "Create trade",
+        "Journal one trade. Returns its trade number. Prefer journal_trade to add tags, "
+        "fills, a screenshot or a checklist in the same call.",
+        TradeResult,
+        _render_create,
+    ),
+    "journal_trade": Presentation(
+        "Journal trade (all-in-one)",
+        "Journal a trade with its tags, fills, chart screenshot and checklist in one call. "
+        "Each part is written once; calling again with the same trade and corrected parts "
+        "finishes what is missing. Reports each step's outcome.",
+        JournalResult,
+        _render_journal,
+        resolved={"roots": Resolve(_roots_for_journal)},
+    ),
+    "tag_trade": Presentation(
+        "Tag trade", "Add, remove or replace tags on a trade.", TagResult, _render_tags
+    ),
+    "attach_screenshot": Presentation(
+        "Attach screenshot",
+        "Attach a chart screenshot (PNG, JPEG or PDF, max 10 MB) to a trade.",
+        ScreenshotResult,
+        _render_screenshot,
+        resolved={"roots": Resolve(_roots_for_path)},
+    ),
+    "record_protocol_response": Presentation(
+        "Record checklist answers",
+        "Record a protocol (checklist/review) response, optionally linked to a trade.",
+        ProtocolResult,
+        _render_protocol,
+    ),
+    "trigger_sync": Presentation(
+        "Sync broker",
+        "Import new trades from the broker now (one manual sync per connection every 20 s).",
+        SyncRunResult,
+        _render_sync,
+    ),
+    "update_trade": Presentation(
+        "Update trade",
+        "Change a trade's qualitative fields. Symbol, date, direction and P&L cannot be "
+        "edited: archive the trade and create a new one.",
+        TradeResult,
+        _render_update,
+    ),
+    "archive_trade": Presentation(
+        "Archive trade",
+        "Archive (soft-delete) a trade; it can be restored in Tradavity for 30 days.",
+        ArchiveResult,
+        _render_archive,
+        annotations=_DESTRUCTIVE,
+        resolved={"confirmed": Resolve(_confirm_archive)},
+    ),
+}
+
+
+# --- the adapter ---------------------------------------------------------------------------
 
 
 def _allowed_dirs(env: ToolEnv, roots: Any) -> list[Path] | None:
@@ -539,14 +392,99 @@ def _allowed_dirs(env: ToolEnv, roots: Any) -> list[Path] | None:
     return dirs
 
 
-def _trade_result(outcome: str, summary: TradeSummary | None, note: str | None) -> TradeResult:
-    fields = summary.model_dump() if summary else {}
-    return TradeResult(outcome=_outcome(outcome), note=note, **fields)
+def _progress(ctx: Context) -> Any:
+    async def progress(done: float, total: float, message: str) -> None:
+        await ctx.report_progress(done, total, message)
+
+    return progress
 
 
-def _outcome(value: str) -> Any:
-    return value
+def _parse(spec: WriteSpec, arguments: dict[str, Any]) -> WriteArgs:
+    try:
+        return spec.args.model_validate(arguments)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
+            for e in exc.errors(include_url=False, include_input=False)
+        )
+        raise ToolError(f"invalid arguments: {problems}") from None
 
 
-def _join(text: str, note: str | None) -> str:
-    return f"{text}\n{note}" if note else text
+def _adapter(spec: WriteSpec, look: Presentation, env: ToolEnv) -> Callable[..., Any]:
+    """A tool function whose signature is the argument model's fields."""
+
+    async def tool(ctx: Context, **given: Any) -> CallToolResult:
+        roots = given.pop("roots", None)
+        confirmed = given.pop("confirmed", None)
+        if isinstance(confirmed, ArchiveConfirmation) and not confirmed.confirm:
+            raise ToolError(
+                f"the user did not confirm archiving trade #{given.get('trade_number')}; "
+                "nothing changed"
+            )
+        args = _parse(spec, {k: v for k, v in given.items() if v is not None})
+        request = ctx.request_context
+        identity = resolve_call_id(request.meta, request.params)
+        run_env = RunEnv(allowed_dirs=_allowed_dirs(env, roots), progress=_progress(ctx))
+        try:
+            outcome, data, _ = await invoke(
+                env.workspace(ctx),
+                spec,
+                args,
+                identity,
+                run_env,
+                allow_duplicate=bool(getattr(args, "allow_duplicate", False)),
+            )
+        except (UserError, TradavityError, LedgerUnavailable) as exc:
+            raise ToolError(describe_error(exc)) from None
+        return look.render(outcome, data, args)
+
+    params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
+    for name, info in spec.args.model_fields.items():
+        default = inspect.Parameter.empty if info.is_required() else info.default
+        params.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=Annotated[
+                    info.annotation, *info.metadata, _field(info), _strict(name, info.annotation)
+                ],
+                default=default,
+            )
+        )
+    for name, resolver in look.resolved.items():
+        params.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=Annotated[Any, resolver],
+                default=None,
+            )
+        )
+    returns = Annotated[CallToolResult, look.result]
+    tool.__signature__ = inspect.Signature(params, return_annotation=returns)  # type: ignore[attr-defined]
+    tool.__annotations__ = {p.name: p.annotation for p in params} | {"return": returns}
+    tool.__name__ = spec.name
+    tool.__doc__ = look.description
+    return tool
+
+
+def _strict(name: str, annotation: Any) -> BeforeValidator:
+    """The model's strictness, applied where the SDK validates the tool's arguments."""
+    return BeforeValidator(lambda value: strict_value(name, annotation, value))
+
+
+def _field(info: Any) -> Any:
+    """The parts of a model field that shape the tool's schema: its description."""
+    return Field(description=info.description) if info.description else Field()
+
+
+def register_write_tools(mcp: MCPServer, env: ToolEnv) -> None:
+    """Register every journaling tool on `mcp`, in the table's order."""
+    for name, look in PRESENTATION.items():
+        mcp.add_tool(
+            _adapter(WRITES[name], look, env),
+            name=name,
+            title=look.title,
+            description=look.description,
+            annotations=look.annotations,
+        )

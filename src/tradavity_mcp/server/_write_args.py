@@ -1,0 +1,355 @@
+"""One typed argument model per journaling tool, and its identity rule.
+
+The same model serves the MCP adapter (the tool's input schema is built from its
+fields), the ledger (its canonical form names and identifies the call; its stored
+form is what a finished call keeps) and the resumer (a pending call's recorded
+arguments are validated back into it). Each model declares next to its fields:
+
+* `KIND`: `creates` (a new entry each time; an identical call inside the duplicate
+  window is held back) or `sets` (puts something into a state; every call applies);
+* `target()`: for `sets`, what it sets, so earlier unfinished calls go first.
+
+Every model refuses what would be silently misread: a bool where a number or id is
+expected, NUL and control characters, infinite numbers; enum values are matched in
+any case (`"Long"` is `long`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import math
+import types
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+
+from ..ledger import digest_arguments
+from ..models import AssetType, Bias, ExitType, Grade, MarketCondition, Session, Volume
+from ._calls import WriteKind
+
+__all__ = [
+    "ArchiveTradeArgs",
+    "AttachScreenshotArgs",
+    "ChecklistPart",
+    "CreateTradeArgs",
+    "JournalTradeArgs",
+    "RecordProtocolResponseArgs",
+    "ScreenshotPart",
+    "TagTradeArgs",
+    "TradeFields",
+    "TriggerSyncArgs",
+    "UpdateTradeArgs",
+    "WriteArgs",
+    "strict_value",
+]
+
+#: Characters that never belong in a journal field (tab, newline and carriage return do).
+_CONTROL = {chr(c) for c in range(32)} - {"\t", "\n", "\r"} | {"\x7f"}
+
+
+def _literal_values(annotation: Any) -> tuple[str, ...]:
+    """The string values of a Literal, also inside Optional/Annotated."""
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return tuple(v for v in get_args(annotation) if isinstance(v, str))
+    if origin is Annotated:
+        return _literal_values(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return tuple(v for a in get_args(annotation) for v in _literal_values(a))
+    return ()
+
+
+def _accepts_bool(annotation: Any) -> bool:
+    if annotation is bool:
+        return True
+    if get_origin(annotation) in (Union, types.UnionType, Annotated):
+        return any(_accepts_bool(a) for a in get_args(annotation))
+    return annotation is Any
+
+
+def _check_text(value: Any, where: str) -> None:
+    """Refuse NUL/control characters and non-finite numbers anywhere in a value."""
+    if isinstance(value, str):
+        bad = next((c for c in value if c in _CONTROL), None)
+        if bad is not None:
+            raise ValueError(f"{where} contains a control character ({bad!r}); send plain text")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} must be a finite number, got {value}")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _check_text(k, where)
+            _check_text(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_text(v, f"{where}[{i}]")
+
+
+def strict_value(name: str, annotation: Any, value: Any) -> Any:
+    """Refuse what would be silently misread, and match enum values in any case."""
+    if isinstance(value, bool) and not _accepts_bool(annotation):
+        raise ValueError(f"{name} takes a number or text, not {str(value).lower()}")
+    _check_text(value, name)
+    choices = _literal_values(annotation)
+    if choices and isinstance(value, str):
+        return {c.casefold(): c for c in choices}.get(value.strip().casefold(), value)
+    return value
+
+
+class WriteArgs(BaseModel):
+    """Base of the journaling tools' argument models."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    KIND: ClassVar[WriteKind] = "creates"
+    #: Fields that do not name the call (how it is run, not what it writes).
+    NOT_IDENTITY: ClassVar[frozenset[str]] = frozenset({"allow_duplicate"})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strict(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for name, info in cls.model_fields.items():
+            if out.get(name) is not None:
+                out[name] = strict_value(name, info.annotation, out[name])
+        return out
+
+    def canonical(self) -> dict[str, Any]:
+        """What names the call: the arguments given, unset and default ones left out,
+        so `f(x=1)` and `f(x=1, y=None)` are the same call."""
+        return self.model_dump(
+            mode="json", exclude_defaults=True, exclude_none=True, exclude=set(self.NOT_IDENTITY)
+        )
+
+    def stored(self) -> dict[str, Any]:
+        """What the ledger keeps once the call is finished (no file contents)."""
+        return self.canonical()
+
+    def target(self) -> str | None:
+        return None
+
+    def trade_digest(self) -> str | None:
+        return None
+
+
+def _number(description: str | None = None) -> Any:
+    return Field(default=None, description=description, allow_inf_nan=False)
+
+
+Name = Annotated[str | int, Field(description="Name or id")]
+TradeNumber = Annotated[int, Field(ge=1, description="Trade number (#) as shown in the journal")]
+
+
+class TradeFields(WriteArgs):
+    """A trade as create_trade takes it."""
+
+    symbol: Annotated[str, Field(description="e.g. MNQ, ES, EURUSD")]
+    direction: Literal["long", "short"]
+    net_pnl: Annotated[float, Field(description="Net P&L after fees", allow_inf_nan=False)]
+    trade_date: Annotated[
+        str, Field(description="Entry time, ISO 8601; no offset = user's timezone; or 'now'")
+    ]
+    account: Annotated[
+        str | int | None, Field(description="Account name or id; optional with one active account")
+    ] = None
+    quantity: float | None = _number()
+    fees: float | None = _number("In account currency")
+    gross_pnl: float | None = _number("Default net_pnl + fees")
+    multiplier: float | None = _number()
+    asset_type: AssetType | None = None
+    asset_config: Annotated[
+        dict[str, Any] | None,
+        Field(
+            description="forex {lot_type,pip_value}; options {option_type,strike_price,expiration}"
+        ),
+    ] = None
+    sl_price: float | None = _number()
+    tp_price: float | None = _number()
+    total_points: float | None = _number()
+    rr_expected: float | None = _number()
+    rr_realized: float | None = _number()
+    holding_time: Annotated[int | None, Field(description="Seconds")] = None
+    market_condition: MarketCondition | None = None
+    trading_session: Session | None = None
+    trade_quality_grade: Annotated[Grade | None, Field(description="Read back as 'grade'")] = None
+    volume: Volume | None = None
+    emotional_state: Annotated[str | None, Field(description="From the emotions catalog")] = None
+    bias: Bias | None = None
+    confidence_level: Annotated[int | None, Field(description="1-10")] = None
+    exit_type: ExitType | None = None
+    setup_quality: str | None = None
+    news_events: str | None = None
+    strategy: Annotated[str | int | None, Field(description="Name or id")] = None
+    setup: Annotated[str | int | None, Field(description="Name or id")] = None
+    thought_process: str | None = None
+    mistakes_made: str | None = None
+    learning_notes: str | None = None
+    general_notes: str | None = None
+
+
+class CreateTradeArgs(TradeFields):
+    allow_duplicate: Annotated[
+        bool, Field(description="Write it even if an identical trade was just journaled")
+    ] = False
+
+    def trade(self) -> TradeFields:
+        return TradeFields.model_validate(self.model_dump(exclude={"allow_duplicate"}))
+
+
+class ScreenshotPart(WriteArgs):
+    """A chart: a local file (stdio) or base64 data with a filename."""
+
+    path: Annotated[str | None, Field(description="Local PNG/JPEG/PDF (stdio only)")] = None
+    data: Annotated[str | None, Field(description="Base64 file content")] = None
+    filename: Annotated[str | None, Field(description="Needed with data")] = None
+    label: Annotated[str | None, Field(description="Caption, max 100 chars")] = None
+
+    def without_bytes(self) -> dict[str, Any]:
+        """Its canonical form with the file's digest and size in place of its bytes."""
+        out = self.canonical()
+        if self.data is not None:
+            try:
+                raw = base64.b64decode(self.data.split(",")[-1], validate=False)
+            except (binascii.Error, ValueError):
+                raw = self.data.encode()
+            out["data"] = f"sha256:{hashlib.sha256(raw).hexdigest()} ({len(raw)} bytes, not kept)"
+        return out
+
+
+class ChecklistPart(WriteArgs):
+    protocol: Annotated[str | int, Field(description="Protocol id, name or type")]
+    answers: dict[str, Any]
+    status: Literal["completed", "draft"] = "completed"
+
+
+def _object(description: str) -> WithJsonSchema:
+    """Keep a nested part's schema a plain object: the model learns its shape from the
+    description, and every conversation does not pay for a `$defs` block."""
+    return WithJsonSchema({"type": "object", "description": description})
+
+
+class JournalTradeArgs(WriteArgs):
+    trade: Annotated[
+        TradeFields,
+        _object("create_trade's arguments (symbol, direction, ...)"),
+        Field(description="create_trade's arguments (symbol, direction, ...)"),
+    ]
+    tags: Annotated[list[str | int], Field(description="Tag names or ids")] = []
+    create_missing_tags: bool = False
+    executions: Annotated[
+        dict[str, Any] | None,
+        Field(description="{entries:[{price,quantity,execution_time?}], exits:[...]}"),
+    ] = None
+    screenshot: Annotated[
+        ScreenshotPart | None,
+        _object("{path} or {data (base64), filename}, optional label"),
+        Field(description="{path} or {data (base64), filename}, optional label"),
+    ] = None
+    checklist: Annotated[
+        ChecklistPart | None,
+        _object("{protocol, answers, status?}, as record_protocol_response"),
+        Field(description="{protocol, answers, status?}, as record_protocol_response"),
+    ] = None
+    allow_duplicate: Annotated[
+        bool, Field(description="Write it even if an identical trade was just journaled")
+    ] = False
+
+    def stored(self) -> dict[str, Any]:
+        out = self.canonical()
+        if self.screenshot is not None:
+            out["screenshot"] = self.screenshot.without_bytes()
+        return out
+
+    def trade_digest(self) -> str:
+        return digest_arguments(self.trade.canonical())
+
+
+class TagTradeArgs(WriteArgs):
+    KIND: ClassVar[WriteKind] = "sets"
+
+    trade_number: TradeNumber
+    tags: Annotated[list[str | int], Field(description="Tag names (any case) or ids")]
+    mode: Literal["add", "remove", "replace"] = "add"
+    create_missing: Annotated[bool, Field(description="Create unknown tag names")] = False
+    category: Annotated[
+        str | None, Field(description="Category for created tags (made if new)")
+    ] = None
+
+    def target(self) -> str:
+        return f"trade:{self.trade_number}:tags"
+
+
+class AttachScreenshotArgs(ScreenshotPart):
+    trade_number: TradeNumber
+    allow_duplicate: Annotated[
+        bool, Field(description="Attach it even if the same file was just attached")
+    ] = False
+
+    def stored(self) -> dict[str, Any]:
+        return self.without_bytes()
+
+
+class RecordProtocolResponseArgs(WriteArgs):
+    protocol: Annotated[
+        str | int, Field(description="Protocol id, name or type (pre_trade, end_of_day, ...)")
+    ]
+    answers: Annotated[
+        dict[str, Any],
+        Field(
+            description="Item label or id -> answer (true/false, yes/no/na, 1-5, number, "
+            "option, text); '*' answers every yes/no item"
+        ),
+    ]
+    trade_number: Annotated[int | None, Field(ge=1, description="Link to this trade")] = None
+    status: Literal["completed", "draft"] = "completed"
+    allow_duplicate: Annotated[
+        bool, Field(description="Record it even if identical answers were just recorded")
+    ] = False
+
+
+class TriggerSyncArgs(WriteArgs):
+    KIND: ClassVar[WriteKind] = "sets"
+
+    connection: Annotated[
+        str | int | None,
+        Field(description="Connection id, broker or account name; optional with one"),
+    ] = None
+    wait: Annotated[bool, Field(description="Wait out a cooldown (max 60 s), then sync")] = False
+
+
+class UpdateTradeArgs(WriteArgs):
+    KIND: ClassVar[WriteKind] = "sets"
+
+    trade_number: TradeNumber
+    changes: Annotated[
+        dict[str, Any],
+        Field(
+            description="Any of: trade_quality_grade, emotional_state, bias, "
+            "confidence_level, market_condition, trading_session, exit_type, "
+            "setup_quality, news_events, volume, strategy, setup, sl_price, tp_price, "
+            "thought_process, mistakes_made, learning_notes, general_notes (null clears "
+            "sl/tp). Same values as create_trade."
+        ),
+    ]
+
+    def canonical(self) -> dict[str, Any]:
+        # `changes` keeps its nulls: null is how a stop is cleared.
+        return {"trade_number": self.trade_number, "changes": dict(self.changes)}
+
+    def target(self) -> str:
+        return f"trade:{self.trade_number}:fields"
+
+
+class ArchiveTradeArgs(WriteArgs):
+    KIND: ClassVar[WriteKind] = "sets"
+
+    trade_number: TradeNumber
+    including_copies: Annotated[
+        bool, Field(description="Also archive its copies (only on a copy source)")
+    ] = False
+
+    def target(self) -> str:
+        return f"trade:{self.trade_number}:archive"

@@ -1,0 +1,157 @@
+"""The journaling tools as the ledger sees them: one table, one way in, one resumer.
+
+`WRITES` maps each tool to its typed arguments, the work it does and the scope it
+needs. `invoke` runs a live call; `resume_pending` finishes unfinished calls from their
+recorded arguments with the same code, so a pending call is finished exactly as it
+was started.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import _journal
+from ._calls import CallId, WriteCall
+from ._journal import RunEnv
+from ._workspace import Workspace
+from ._write_args import (
+    ArchiveTradeArgs,
+    AttachScreenshotArgs,
+    CreateTradeArgs,
+    JournalTradeArgs,
+    RecordProtocolResponseArgs,
+    TagTradeArgs,
+    TriggerSyncArgs,
+    UpdateTradeArgs,
+    WriteArgs,
+)
+
+__all__ = ["WRITES", "RunEnv", "WriteSpec", "invoke", "resume_pending"]
+
+logger = logging.getLogger("tradavity_mcp.writes")
+
+Body = Callable[[Workspace, WriteCall, Any, RunEnv], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class WriteSpec:
+    name: str
+    args: type[WriteArgs]
+    body: Body
+    #: The scope the key needs for the tool to be listed.
+    scope: str
+
+
+def _plain(
+    work: Callable[[Workspace, WriteCall, Any], Awaitable[dict[str, Any]]],
+) -> Body:
+    """A body that needs nothing from where it runs."""
+
+    async def body(ws: Workspace, call: WriteCall, args: Any, env: RunEnv) -> dict[str, Any]:
+        return await work(ws, call, args)
+
+    return body
+
+
+WRITES: dict[str, WriteSpec] = {
+    spec.name: spec
+    for spec in (
+        WriteSpec("create_trade", CreateTradeArgs, _plain(_journal.create_trade), "write:trades"),
+        WriteSpec("journal_trade", JournalTradeArgs, _journal.journal_trade, "write:trades"),
+        WriteSpec("update_trade", UpdateTradeArgs, _plain(_journal.update_trade), "write:trades"),
+        WriteSpec(
+            "archive_trade", ArchiveTradeArgs, _plain(_journal.archive_trade), "write:trades"
+        ),
+        WriteSpec("tag_trade", TagTradeArgs, _plain(_journal.tag_trade), "write:tags"),
+        WriteSpec(
+            "attach_screenshot",
+            AttachScreenshotArgs,
+            _journal.attach_screenshot,
+            "write:screenshots",
+        ),
+        WriteSpec(
+            "record_protocol_response",
+            RecordProtocolResponseArgs,
+            _plain(_journal.record_protocol_response),
+            "write:protocols",
+        ),
+        WriteSpec("trigger_sync", TriggerSyncArgs, _journal.trigger_sync_body, "write:autosync"),
+    )
+}
+
+
+def _call(ws: Workspace, tool: str, args: WriteArgs, call_id: CallId) -> WriteCall:
+    return WriteCall(
+        ledger=ws.ledger,
+        principal=ws.principal,
+        tool=tool,
+        call_id=call_id,
+        arguments=args.canonical(),
+        clock=ws.clock,
+        kind=args.KIND,
+        stored=args.stored(),
+        trade_digest=args.trade_digest(),
+        target=args.target(),
+        duplicate_window=ws.duplicate_window,
+    )
+
+
+async def invoke(
+    ws: Workspace,
+    spec: WriteSpec,
+    args: WriteArgs,
+    identity: CallId | None,
+    env: RunEnv,
+    *,
+    allow_duplicate: bool = False,
+) -> tuple[str, dict[str, Any], WriteCall]:
+    """Run one live tool call. Without an identity the call is named afresh: a
+    state-setting tool applies, a creating tool is checked for an identical twin."""
+    call = _call(ws, spec.name, args, identity or CallId(f"none:{uuid.uuid4().hex}", "none"))
+    if call.target is not None:
+        # Changes to one thing land in the order they were asked for: an earlier change
+        # still unfinished goes first, so it cannot land after this one.
+        for earlier in ws.ledger.earlier_pending(
+            ws.principal, call.target, ws.clock(), call.call_id.value
+        ):
+            await _resume_one(ws, earlier.tool, earlier.call_id, earlier.id_source, env)
+    outcome, data = await call.run(
+        lambda c: spec.body(ws, c, args, env), allow_duplicate=allow_duplicate
+    )
+    return outcome, data, call
+
+
+async def _resume_one(
+    ws: Workspace, tool: str, call_id: str, id_source: str, env: RunEnv
+) -> str | None:
+    record = ws.ledger.get_call(ws.principal, tool, call_id)
+    spec = WRITES.get(tool)
+    if record is None or spec is None or record.state != "pending":
+        return None
+    args = spec.args.model_validate(record.arguments)
+    source: Any = id_source
+    call = _call(ws, tool, args, CallId(call_id, source))
+    outcome, _ = await call.run(lambda c: spec.body(ws, c, args, env))
+    return outcome
+
+
+async def resume_pending(ws: Workspace, env: RunEnv) -> int:
+    """Drive every unattended pending call of this workspace to a known outcome, oldest
+    first. Returns how many finished."""
+    finished = 0
+    for record in ws.ledger.pending_calls(ws.principal):
+        if ws.ledger.lease_alive(record):
+            continue  # somebody is working on it right now
+        try:
+            outcome = await _resume_one(ws, record.tool, record.call_id, record.id_source, env)
+        except Exception as exc:  # one bad record must not stop the others
+            logger.warning("resuming %s %s failed: %s", record.tool, record.call_id[:16], exc)
+            continue
+        if outcome not in (None, "pending"):
+            finished += 1
+            logger.info("finished pending %s call", record.tool)
+    return finished
