@@ -27,6 +27,7 @@ from tradavity_mcp.config import Settings
 from tradavity_mcp.sandbox import (
     DEMO_KEY,
     FREE_KEY,
+    ManualClock,
     SandboxConfig,
     SandboxTransport,
     ScaledClock,
@@ -34,6 +35,7 @@ from tradavity_mcp.sandbox import (
     serve_in_thread,
 )
 from tradavity_mcp.server import build_server
+from tradavity_mcp.server._read import RESULT_BUDGET
 
 FLOOR = '''
 from mcp.server.mcpserver import MCPServer
@@ -305,21 +307,77 @@ async def free_tier_throughput(calls: int = 150, factor: float = 30.0) -> dict[s
     }
 
 
+async def read_sizes(days: int = 730) -> dict[str, Any]:
+    """Characters of every read result (as sent) on a `days`-long journal, the largest
+    arguments each (the walk of tests/e2e/test_read_budget.py), one trade with 200 fills."""
+    from tests.e2e.test_read_budget import TEMPLATE_READS, TOOL_READS
+
+    clock = ManualClock()
+    app = create_app(SandboxConfig(db=":memory:", clock=clock, demo_days=days))
+    url = "http://sandbox.local/api/v1"
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings.load(
+            environ={"TRADAVITY_API_KEY": DEMO_KEY}, base_url=url, state_dir=tmp
+        )
+        async with (
+            TradavityClient(DEMO_KEY, base_url=url, transport=SandboxTransport(app)) as api,
+            Client(build_server(settings, transport=SandboxTransport(app))) as client,
+        ):
+            big = (await api.list_trades(limit=1)).items[0].trade_number
+            fills = [{"price": 21000 + i / 4, "quantity": 1} for i in range(100)]
+            await api.set_executions(
+                big, {"entries": fills, "exits": fills}, idempotency_key="bench-fills"
+            )
+            clock.advance(20 * 3600)
+            sizes: dict[str, int] = {}
+            for name, args in [*TOOL_READS, ("get_trade", {"trade_number": big})]:
+                result = await client.call_tool(name, args)
+                sizes[f"{name} {json.dumps(args)}"] = len(
+                    result.model_dump_json(by_alias=True, exclude_none=True)
+                )
+            await client.read_resource("tradavity://sync/status")
+            uris = [str(r.uri) for r in (await client.list_resources()).resources]
+            uris += [u.format(big=big) for group in TEMPLATE_READS.values() for u in group]
+            for uri in uris:
+                result_r = await client.read_resource(uri)
+                sizes[uri] = len(result_r.model_dump_json(by_alias=True, exclude_none=True))
+    trades = len(app.state.sandbox.store.all("trade", 1))
+    ranked = sorted(sizes.items(), key=lambda kv: -kv[1])
+    tools = [kv for kv in ranked if not kv[0].startswith("tradavity://")]
+    resources = [kv for kv in ranked if kv[0].startswith("tradavity://")]
+    return {
+        "days": days,
+        "trades": trades,
+        "reads": len(sizes),
+        "budget": RESULT_BUDGET,
+        "largest_tool": tools[0],
+        "largest_resource": resources[0],
+        "top": ranked[:6],
+    }
+
+
 async def _async_parts() -> dict[str, Any]:
     return {
         "overhead": await overhead(),
         "requests": await requests_per_trade(),
         "tools_list": await tools_list_size(),
         "free_tier": await free_tier_throughput(),
+        "read_sizes": await read_sizes(),
     }
 
 
 def main() -> None:
+    if sys.argv[1:] == [
+        "read-sizes"
+    ]:  # just this part: `python -m tests.benchmarks.bench read-sizes`
+        print(json.dumps(anyio.run(read_sizes), indent=1))
+        return
     results = {"cold_start": cold_start(), **anyio.run(_async_parts)}
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     print(f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine}\n")
-    c, o, r, t, f = (
-        results[k] for k in ("cold_start", "overhead", "requests", "tools_list", "free_tier")
+    c, o, r, t, f, z = (
+        results[k]
+        for k in ("cold_start", "overhead", "requests", "tools_list", "free_tier", "read_sizes")
     )
     print("| Benchmark | Result | Goal |")
     print("| --- | --- | --- |")
@@ -348,6 +406,12 @@ def main() -> None:
         f"requests in {f['sandbox_minutes']} sandbox minutes (the window allows "
         f"{f['best_minutes']}): **{f['share_of_limit']:.1%} of the limit used**, "
         f"{f['429_absorbed']} 429s absorbed, **{f['errors_to_model']} reached the model** | none |"
+    )
+    print(
+        f"| Largest read result, {z['days']}-day journal ({z['trades']} trades, "
+        f"{z['reads']} reads) | tool **{z['largest_tool'][1]:,}** characters "
+        f"(`{z['largest_tool'][0]}`), resource **{z['largest_resource'][1]:,}** "
+        f"(`{z['largest_resource'][0]}`) | within {z['budget']:,} |"
     )
     print("\n" + json.dumps(results))
 
