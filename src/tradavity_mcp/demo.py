@@ -2,8 +2,9 @@
 
 It starts the sandbox on loopback, launches the server as a real stdio subprocess,
 connects a real MCP client, journals a voice-note trade end to end (tags, chart,
-checklist), triggers a broker sync, and prints the trade, this week's stats and the
-month's calendar.
+checklist), triggers a broker sync, and prints the trade, the week's figures and the
+month day by day: plain aligned text, times in the trader's timezone, and figures that
+say what they count.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import io
 import json
 import sys
 import tempfile
+import textwrap
 import time
-from datetime import datetime
+from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import Any, TextIO
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import anyio
 from mcp import Client, StdioServerParameters
@@ -33,19 +36,22 @@ VOICE_NOTE = (
 
 
 class _Progress:
+    """One aligned line per step: what was done, what came of it, how long it took."""
+
+    WIDTH = 62
+
     def __init__(self, out: TextIO) -> None:
         self.out = out
         self.started = time.perf_counter()
 
-    def step(self, text: str) -> None:
-        self.out.write(f"  - {text} ... ")
-        self.out.flush()
+    def start(self) -> None:
         self.started = time.perf_counter()
 
-    def done(self, detail: str = "") -> None:
+    def done(self, text: str) -> None:
         ms = (time.perf_counter() - self.started) * 1000
-        self.out.write(f"ok ({ms:.0f} ms){'  ' + detail if detail else ''}\n")
+        self.out.write(f"  {text:<{self.WIDTH}} {ms:>6.0f} ms\n")
         self.out.flush()
+        self.started = time.perf_counter()
 
 
 def _chart_png() -> bytes:
@@ -92,10 +98,37 @@ def _answer(item: dict[str, Any]) -> Any:
     return "Followed the plan."
 
 
+def _zone(name: str) -> tzinfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
+def _money(value: Any, *, sign: bool = True) -> str:
+    amount = float(value or 0)
+    text = f"${abs(amount):,.2f}"
+    if not sign:
+        return text
+    return ("+" if amount >= 0 else "-") + text
+
+
+def _local(stamp: str, zone: tzinfo) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(zone)
+
+
+def _plural(count: int, word: str, many: str = "") -> str:
+    return f"{count} {word if count == 1 else many or word + 's'}"
+
+
 async def _run(out: TextIO) -> int:
     progress = _Progress(out)
-    out.write("tradavity-mcp demo (sandbox data, nothing leaves this machine)\n\n")
-    out.write(f'Voice note: "{VOICE_NOTE}"\n\n')
+    out.write("tradavity-mcp demo: a trade journaled from a voice note, on the built-in sandbox\n")
+    out.write("(a demo journal on this computer: no API key, nothing is sent anywhere)\n\n")
+    out.write("The voice note\n")
+    for line in textwrap.wrap(f'"{VOICE_NOTE}"', width=76):
+        out.write(f"  {line}\n")
+    out.write("\nWhat the assistant did, through the MCP server\n")
     with tempfile.TemporaryDirectory(prefix="tradavity-demo-") as tmp:
         work = Path(tmp)
         charts = work / "charts"
@@ -103,10 +136,10 @@ async def _run(out: TextIO) -> int:
         chart = charts / "mnq-open.png"
         chart.write_bytes(_chart_png())
 
-        progress.step("starting the sandbox on loopback")
+        progress.start()
         app = create_app(SandboxConfig(db=str(work / "sandbox.sqlite3")))
         with serve_in_thread(app) as base_url:
-            progress.done(base_url)
+            progress.done(f"started the sandbox API on {base_url.split('//')[1].split('/')[0]}")
             params = StdioServerParameters(
                 command=sys.executable,
                 args=["-m", "tradavity_mcp", "--allowed-dir", str(charts)],
@@ -116,25 +149,30 @@ async def _run(out: TextIO) -> int:
                     "TRADAVITY_STATE_DIR": str(work / "state"),
                 },
             )
-            progress.step("launching the MCP server (stdio) and connecting a client")
             async with Client(params) as client:
                 tools = await client.list_tools()
-                progress.done(f"{len(tools.tools)} tools")
+                progress.done(f"started the server (stdio) and connected: {len(tools.tools)} tools")
 
-                progress.step("looking up accounts")
+                me = json.loads(
+                    _resource_text(await client.read_resource("tradavity://catalog/me"))
+                )
+                trader = str(me.get("user", {}).get("name", "the trader"))
+                zone_name = str(me.get("preferences", {}).get("timezone") or "UTC")
+                zone = _zone(zone_name)
                 accounts = _data(await client.call_tool("lookup", {"name": "accounts"}))
                 account = str(accounts["items"][0]["name"])
-                progress.done(f"journaling on '{account}'")
+                progress.done(f"{trader}, {zone_name}; journaling on {account}")
 
-                progress.step("reading the pre-trade checklist")
                 checklist = _data(
                     await client.call_tool("lookup", {"name": "protocols", "query": "pre_trade"})
                 )
                 answers = {str(i["label"]): _answer(i) for i in checklist.get("items", [])}
-                progress.done(f"'{checklist.get('name')}', {len(answers)} items")
+                progress.done(
+                    f"read the checklist {checklist.get('name')!r}: "
+                    f"{_plural(len(answers), 'item')}, all yes"
+                )
 
-                progress.step("journaling the trade (create, tags, chart, checklist)")
-                today = datetime.now().strftime("%Y-%m-%d")
+                today = datetime.now(zone).date().isoformat()
                 journaled = _data(
                     await client.call_tool(
                         "journal_trade",
@@ -157,48 +195,108 @@ async def _run(out: TextIO) -> int:
                     )
                 )
                 number = journaled.get("trade_number")
-                progress.done(f"trade #{number}: {journaled.get('steps')}")
+                steps = journaled.get("steps") or {}
+                written = [name for name, state in steps.items() if state == "done"]
+                progress.done(f"journaled trade #{number}: {', '.join(written)}")
 
-                progress.step("triggering a broker sync")
                 synced = await client.call_tool("trigger_sync", {"wait": True})
                 _data(synced)
-                progress.done(_text(synced).splitlines()[0])
+                line = _text(synced).splitlines()[0].rstrip(".")
+                progress.done(line[:1].lower() + line[1:])
 
-                progress.step("reading back")
                 trade = _data(await client.call_tool("get_trade", {"trade_number": number}))
                 stats = _data(await client.call_tool("get_stats", {"range": "7d"}))
                 calendar = _data(await client.call_tool("get_calendar", {"range": "mtd"}))
-                progress.done()
+                progress.done("read back the trade, the week and the month")
 
-    out.write("\nThe journaled trade\n")
-    for key in (
-        "trade_number",
-        "trade_date",
-        "symbol",
-        "direction",
-        "quantity",
-        "net_pnl",
-        "emotional_state",
-        "tags",
-    ):
-        out.write(f"  {key:16} {trade.get(key)}\n")
-    out.write(f"  {'screenshots':16} {len(trade.get('screenshots', []))}\n")
-    out.write(f"  {'checklists':16} {len(trade.get('protocol_responses', []))}\n")
-    out.write("\nThis week (7 days)\n")
-    totals = stats.get("totals", {})
-    decisions = stats.get("decisions", {})
-    out.write(f"  net P&L          {totals.get('total_net_pnl')}\n")
-    out.write(f"  trades           {totals.get('trade_rows')}\n")
-    out.write(f"  win rate         {decisions.get('win_rate_pct')} %\n")
-    out.write("\nThis month, day by day\n")
-    for day in calendar.get("days", []):
-        pnl = float(day.get("net_pnl", 0))
-        bar = ("#" if pnl >= 0 else "-") * min(40, max(1, round(abs(pnl) / 50)))
-        out.write(f"  {day.get('date')}  {pnl:>10,.2f}  {bar}\n")
-    summary = calendar.get("summary", {})
-    out.write(f"  total            {summary.get('total_net_pnl')}\n\n")
-    out.write(json.dumps({"journaled": journaled.get("outcome"), "trade": number}) + "\n")
+    _write_trade(out, trade, zone, zone_name)
+    _write_week(out, stats)
+    _write_month(out, calendar)
+    again = "each part written once" if journaled.get("outcome") == "done" else "see above"
+    out.write(f"\nJournaled trade #{number} ({again}). Try it with your own assistant:\n")
+    out.write("  tradavity-mcp config claude-desktop --sandbox\n")
     return 0
+
+
+def _resource_text(result: Any) -> str:
+    return "".join(str(getattr(c, "text", "")) for c in result.contents)
+
+
+def _write_trade(out: TextIO, trade: dict[str, Any], zone: tzinfo, zone_name: str) -> None:
+    when = _local(str(trade["trade_date"]), zone)
+    account = trade.get("account")
+    account_name = account.get("name") if isinstance(account, dict) else account
+    quantity = float(trade.get("quantity") or 0)
+    out.write(f"\nTrade #{trade.get('trade_number')}, {when:%a %d %b %Y, %H:%M} ({zone_name})\n")
+    rows = [
+        ("trade", f"{trade.get('symbol')} {trade.get('direction')}, {quantity:g} contracts"),
+        ("account", str(account_name)),
+        ("net P&L", _money(trade.get("net_pnl"))),
+        ("felt", str(trade.get("emotional_state") or "-")),
+        ("tags", ", ".join(str(t) for t in trade.get("tags") or []) or "-"),
+    ]
+    shots = trade.get("screenshots") or []
+    labels = [str(s.get("label")) for s in shots if isinstance(s, dict) and s.get("label")]
+    rows.append(
+        ("chart", _plural(len(shots), "screenshot") + (f': "{labels[0]}"' if labels else ""))
+    )
+    for response in trade.get("protocol_responses") or []:
+        pct = float(response.get("completion_pct") or 0)
+        rows.append(("checklist", f"{response.get('protocol_name')}, {pct:.0f} % answered"))
+    for label, value in rows:
+        out.write(f"  {label:<12} {value}\n")
+
+
+def _write_week(out: TextIO, stats: dict[str, Any]) -> None:
+    totals = stats.get("totals") or {}
+    decisions = stats.get("decisions") or {}
+    period = stats.get("range") or {}
+    first = date.fromisoformat(str(period.get("from")))
+    last = date.fromisoformat(str(period.get("to")))
+    rows_count = int(totals.get("trade_rows") or 0)
+    count = int(decisions.get("count") or 0)
+    wins = int(decisions.get("wins") or 0)
+    losses = int(decisions.get("losses") or 0)
+    even = int(decisions.get("breakevens") or 0)
+    copies = rows_count - count
+    out.write(f"\nThe last 7 days ({first:%a %d %b} to {last:%a %d %b})\n")
+    out.write(
+        f"  {'net P&L':<12} {_money(totals.get('total_net_pnl'))} over "
+        f"{_plural(rows_count, 'trade')}\n"
+    )
+    if copies > 0:
+        out.write(
+            f"  {'':<12} ({_plural(count, 'decision')}, and {_plural(copies, 'copy', 'copies')} "
+            "of them on a copy-traded account)\n"
+        )
+    rate = decisions.get("win_rate_pct")
+    out.write(
+        f"  {'win rate':<12} {float(rate or 0):.0f} %: {wins} of {wins + losses} decisions "
+        f"that won or lost ({_plural(losses, 'loss', 'losses')}"
+        f"{f', {even} at breakeven' if even else ''})\n"
+    )
+    out.write(
+        f"  {'expectancy':<12} {_money(decisions.get('expectancy'))} per decision; profit "
+        f"factor {float(decisions.get('profit_factor') or 0):.2f} ($ won per $ lost)\n"
+    )
+
+
+def _write_month(out: TextIO, calendar: dict[str, Any]) -> None:
+    days = [d for d in calendar.get("days") or [] if isinstance(d, dict)]
+    if not days:
+        return
+    first = date.fromisoformat(str(days[0]["date"]))
+    out.write(f"\n{first:%B %Y}, day by day\n")
+    biggest = max(abs(float(d.get("net_pnl") or 0)) for d in days) or 1.0
+    total = 0.0
+    for day in days:
+        pnl = float(day.get("net_pnl") or 0)
+        total += pnl
+        on = date.fromisoformat(str(day["date"]))
+        bar = ("+" if pnl >= 0 else "-") * max(1, round(abs(pnl) / biggest * 24))
+        trades = _plural(int(day.get("trade_count") or 0), "trade")
+        out.write(f"  {on:%a %d}  {_money(pnl):>11}  {trades:<9}  {bar}\n")
+    out.write(f"  {'month':<6}  {_money(total):>11}  over {_plural(len(days), 'trading day')}\n")
 
 
 def run_demo(out: TextIO = sys.stdout) -> int:
