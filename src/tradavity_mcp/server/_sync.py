@@ -1,14 +1,21 @@
-"""Manual broker sync: the 20 s cooldown as an answer, not an error, and an optional wait."""
+"""Manual broker sync: the 20 s cooldown as an answer, not an error, and an optional wait.
+
+A broker that fails (502 `broker_api_error`) or a sync pipeline that crashes (500
+`sync_failed`) is tried once more by the API client, never more: the reference says to
+retry later. The run is then recorded as failed (the connection shows `errored` in
+`sync_status`) and the tool answers that the broker failed and to try again in a few
+minutes.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 
-from ..errors import ConnectionSyncCooldown, TokenExpired
+from ..errors import BrokerAPIError, ConnectionSyncCooldown, SyncFailed, TokenExpired
 from ..models import AutosyncConnection
 from ._calls import NotYet, Pending, StepFailed, UserError, WriteCall, describe_error
 from ._workspace import Workspace
@@ -17,6 +24,8 @@ __all__ = ["MAX_WAIT_SECONDS", "trigger_sync"]
 
 #: `wait=true` waits out at most this long in total (a cooldown is 20 s).
 MAX_WAIT_SECONDS = 60.0
+#: What to do after a failed broker sync.
+BROKER_RETRY = "try again in a few minutes"
 
 Progress = Callable[[float, float, str], Awaitable[None]]
 
@@ -69,6 +78,8 @@ async def _sync_run(
             ws.sync.failed(run_id, exc.reason, retry="check sync history in a moment")
             raise
         except StepFailed as exc:
+            if isinstance(exc.error, BrokerAPIError | SyncFailed):
+                _broker_failed(ws, conn, broker, run_id, exc.error)
             if not isinstance(exc.error, ConnectionSyncCooldown):
                 subject = f"connection {conn.connection_id}"
                 message = describe_error(exc, subject=subject)
@@ -114,6 +125,38 @@ async def _sync_run(
         "errors": errors,
         "message": data.get("message"),
     }
+
+
+def _broker_failed(
+    ws: Workspace,
+    conn: AutosyncConnection,
+    broker: str | None,
+    run_id: str,
+    error: BrokerAPIError | SyncFailed,
+) -> NoReturn:
+    """Record the run as failed and answer "try again in a few minutes" (no more retries:
+    the client already tried twice)."""
+    what = (
+        "its API returned an error"
+        if isinstance(error, BrokerAPIError)
+        else "the sync pipeline failed unexpectedly"
+    )
+    rid = f", request {error.request_id}" if error.request_id else ""
+    message = (
+        f"the broker failed, {BROKER_RETRY}: syncing {broker or 'the broker'} "
+        f"(connection {conn.connection_id}) did not complete, {what} "
+        f"({error.status} {error.error_code}{rid}). Nothing was imported by this run."
+    )
+    log_id = error.details.get("log_id")
+    ws.sync.failed(
+        run_id,
+        message,
+        retry=BROKER_RETRY,
+        retry_after=error.retry_after,
+        log_id=log_id if isinstance(log_id, int) else None,
+    )
+    ws.ref.invalidate("connections")
+    raise UserError(message) from None
 
 
 async def _wait(

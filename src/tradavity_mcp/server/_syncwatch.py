@@ -230,15 +230,31 @@ class SyncMonitor:
             # The API told us when the window ends; remember it as the last manual sync.
             self._last_manual[event.connection_id] = self._clock() - COOLDOWN_SECONDS + retry_after
 
-    def failed(self, run_id: str, error: str, *, retry: str | None = None) -> None:
-        self._advance(
+    def failed(
+        self,
+        run_id: str,
+        error: str,
+        *,
+        retry: str | None = None,
+        retry_after: float | None = None,
+        log_id: int | None = None,
+    ) -> None:
+        """The run failed. `retry_after`: the API's cooldown still runs that long (the failed
+        run counted as a manual sync); `log_id`: the platform's log row for this run, so
+        reading the log later does not make it a second run."""
+        if log_id is not None:
+            self._run_for_log[log_id] = run_id
+        event = self._advance(
             run_id,
             stage="failed",
             status="failed",
             ended_at=self._clock(),
             error=error,
             retry=retry,
+            retry_after_seconds=retry_after,
         )
+        if event is not None and retry_after is not None:
+            self._last_manual[event.connection_id] = self._clock() - COOLDOWN_SECONDS + retry_after
 
     def cancelled(self, run_id: str) -> None:
         self._advance(run_id, stage="cancelled", status="cancelled", ended_at=self._clock())
@@ -338,11 +354,14 @@ class SyncMonitor:
                 status.cooldown_seconds_left = round(self.cooldown_left(cid), 1)
             else:
                 status.state = "syncing"
-        elif self.cooldown_left(cid) > 0:
-            status.state = "cooling_down"
-            status.cooldown_seconds_left = round(self.cooldown_left(cid), 1)
         elif latest is not None and latest.status == "failed":
+            # A failed last run is the news, even while the cooldown it started runs.
             status.state = "errored"
             status.reason = latest.error
             status.action = latest.retry
+            if self.cooldown_left(cid) > 0:
+                status.cooldown_seconds_left = round(self.cooldown_left(cid), 1)
+        elif self.cooldown_left(cid) > 0:
+            status.state = "cooling_down"
+            status.cooldown_seconds_left = round(self.cooldown_left(cid), 1)
         return status
