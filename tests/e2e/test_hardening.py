@@ -17,6 +17,7 @@ import anyio
 import httpx2
 import pytest
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.types import ResourceUpdatedNotification
 from pydantic import SecretStr
 from starlette.applications import Starlette
@@ -358,3 +359,79 @@ async def test_another_users_sync_notifies_nobody_else(tmp_path: Path, era: str)
             with anyio.fail_after(10):
                 await bob.got.wait()
             assert set(bob.updates) <= set(SYNC_URIS)
+
+
+# --- junk bearer keys cannot hold the server up ------------------------------------------
+
+
+async def test_junk_bearers_do_not_delay_a_real_users_first_call(tmp_path: Path) -> None:
+    settings = Settings.load(
+        environ={},
+        base_url="http://sandbox.local/api/v1",
+        state_dir=tmp_path / "state",
+        require_key=False,
+    )
+    sandbox = create_app(SandboxConfig(db=":memory:"))
+    hosted = HostedOptions(auth="per-user", public_url="http://127.0.0.1")
+    server = build_server(settings, transport=SandboxTransport(sandbox), stdio=False, hosted=hosted)
+    app = build_http_app(server, kind="http", host="127.0.0.1")
+    junk = ["tvty_" + os.urandom(24).hex() for _ in range(200)]
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    accept = {"Accept": "application/json, text/event-stream"}
+    answered: list[tuple[int, float]] = []
+    flood_started = anyio.Event()
+    with serve_in_thread(app, path="", lifespan=True) as base:
+        # The scanner: 200 made-up keys at once, from 127.0.0.1.
+        async def scan(http: httpx2.AsyncClient, key: str) -> None:
+            started = time.monotonic()
+            resp = await http.post(
+                f"{base}/mcp", json=body, headers={**accept, "Authorization": f"Bearer {key}"}
+            )
+            answered.append((resp.status_code, time.monotonic() - started))
+            if len(answered) >= 20:
+                flood_started.set()
+
+        # The real user: another address (all of 127/8 is loopback), a real MCP client.
+        async def first_call() -> float:
+            await flood_started.wait()
+            started = time.monotonic()
+            transport = httpx2.AsyncHTTPTransport(local_address="127.0.0.2")
+            async with (
+                httpx2.AsyncClient(
+                    transport=transport,
+                    headers={"Authorization": f"Bearer {DEMO_KEY}"},
+                    timeout=30,
+                ) as http,
+                Client(streamable_http_client(f"{base}/mcp", http_client=http)) as client,
+            ):
+                me = data_of(await client.call_tool("lookup", {"name": "me"}))
+                elapsed = time.monotonic() - started
+            assert me["user"]["name"] == "Dana Demo"
+            return elapsed
+
+        took: list[float] = []
+        limits = httpx2.Limits(max_connections=200)
+        async with (
+            httpx2.AsyncClient(timeout=30, limits=limits) as scanner,
+            anyio.create_task_group() as tg,
+        ):
+            for key in junk:
+                tg.start_soon(scan, scanner, key)
+
+            async def user() -> None:
+                took.append(await first_call())
+
+            tg.start_soon(user)
+    slowest = max(seconds for _, seconds in answered)
+    print(f"real user's first call {took[0]:.3f} s; slowest junk 401 {slowest:.3f} s")
+    assert len(answered) == 200
+    assert {status for status, _ in answered} == {401}
+    assert slowest < 5.0  # none held open
+    assert took[0] < 1.0, f"the real user's first call took {took[0]:.2f} s"
+    # The scanner spent its own small budget, not the API's pre-auth budget for this
+    # server's address (100 a minute): the API saw few of its keys and refused none
+    # for the rate.
+    key_checks = [r for r in sandbox.state.sandbox.request_log if r.path.endswith("/me")]
+    refused = [r for r in key_checks if r.status in {401, 429}]
+    assert len(refused) <= 30
+    assert all(r.status != 429 for r in key_checks)

@@ -6,7 +6,8 @@ Two ways to authenticate, both as `Authorization: Bearer ...` on every request:
   a shared secret; the server calls Tradavity with its own `TRADAVITY_API_KEY`.
 * **Per user** (`--auth per-user`): each client presents its own Tradavity API key.
   The key is checked against `/me` (and cached briefly); that client's calls use only
-  that key, its own cache, and its own ledger entries.
+  that key, its own cache, and its own ledger entries. Unknown keys cost little: see
+  `Workspaces` for the limits on checking them.
 
 Unauthenticated or wrongly authenticated requests get 401 with a `WWW-Authenticate`
 challenge from the SDK. Bound to loopback without `--auth`, the server serves its own
@@ -19,19 +20,21 @@ import hashlib
 import hmac
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import anyio
 from mcp.server.auth.provider import AccessToken
 from pydantic import SecretStr
 
-from ..client import TradavityClient
+from ..client import RetryPolicy, TradavityClient
 from ..config import API_KEY_PATTERN
-from ..errors import TradavityError
+from ..errors import TradavityError, Unauthorized
 from ..ledger import Ledger
+from ..models import Me
 from ._refdata import RefData
 from ._workspace import Workspace
 
@@ -45,12 +48,37 @@ CLIENT_ADDRESS: ContextVar[str] = ContextVar("tradavity_client_address", default
 
 #: How long a verified key is trusted before `/me` is asked again.
 VERIFY_TTL_SECONDS = 300.0
+#: When `/me` cannot answer for a known key (timeout, outage, 429), trust it this much
+#: longer before asking again; only a definite refusal ends a verified key.
+REVERIFY_RETRY_SECONDS = 30.0
 #: Most workspaces kept at once; the least recently used is closed beyond this.
 MAX_WORKSPACES = 512
+
+#: How long one `/me` check may take. It is asked once, never retried: a check that
+#: cannot finish now is a 401 now, not a connection held open.
+CHECK_TIMEOUT_SECONDS = 3.0
+#: How long a key Tradavity refused is refused here without asking again.
+REFUSED_TTL_SECONDS = 60.0
+#: Most refused keys remembered at once.
+MAX_REFUSED = 10_000
+#: Concurrent `/me` checks of unknown keys per client address; more wait for a slot...
+MAX_CHECKS_PER_CLIENT = 4
+#: ...at most this long, then are refused.
+SLOT_WAIT_SECONDS = 1.0
+#: Unknown keys one client address may have refused per minute. Past this, its new
+#: keys are refused without asking Tradavity, which keeps the pre-auth budget the API
+#: grants this server (per IP) for the users who have real keys.
+PREAUTH_BUDGET_PER_MINUTE = 20
+#: Most client addresses tracked at once (the least recently seen are forgotten).
+MAX_CLIENTS = 4096
 
 
 def _fingerprint(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+#: The one-attempt policy of key checks.
+_CHECK_ONCE = RetryPolicy(max_attempts=1)
 
 
 @dataclass
@@ -60,8 +88,32 @@ class _Entry:
     verified_at: float
 
 
+@dataclass
+class _Pending:
+    """A check in flight: concurrent requests with the same key wait for its result."""
+
+    done: anyio.Event = field(default_factory=anyio.Event)
+    result: _Entry | None = None
+
+
+@dataclass
+class _Client:
+    """What we track per client address: its check slots and its recent refusals."""
+
+    slots: anyio.Semaphore = field(default_factory=lambda: anyio.Semaphore(MAX_CHECKS_PER_CLIENT))
+    refusals: deque[float] = field(default_factory=deque)
+
+
 class Workspaces:
-    """One workspace per principal, created on first verified use."""
+    """One workspace per principal, created on first verified use.
+
+    Unknown keys are what scanners send, so checking them is bounded every way: a key
+    Tradavity refused is remembered for a minute; each check is one `/me` request with
+    a short timeout and no retries (a 429 is a 401 at once); concurrent requests with
+    one key share one check; each client address gets a few checks at a time and a
+    small budget of refused keys per minute, after which its new keys are refused
+    without asking.
+    """
 
     def __init__(
         self,
@@ -74,7 +126,12 @@ class Workspaces:
         self._ledger = ledger
         self._clock = clock
         self._by_token: OrderedDict[str, _Entry] = OrderedDict()
+        self._refused: OrderedDict[str, float] = OrderedDict()
+        self._pending: dict[str, _Pending] = {}
+        self._clients: OrderedDict[str, _Client] = OrderedDict()
         self._lock = anyio.Lock()
+        #: `/me` requests sent for key checks (for tests and diagnostics).
+        self.checks_sent = 0
 
     def get(self, token: str) -> Workspace | None:
         entry = self._by_token.get(_fingerprint(token))
@@ -85,31 +142,109 @@ class Workspaces:
         if not API_KEY_PATTERN.fullmatch(token):
             return None
         fingerprint = _fingerprint(token)
-        async with self._lock:
-            entry = self._by_token.get(fingerprint)
-            if entry is not None and self._clock() - entry.verified_at < VERIFY_TTL_SECONDS:
-                self._by_token.move_to_end(fingerprint)
-                return entry
-        api = entry.workspace.api if entry is not None else self._make_client(SecretStr(token))
-        try:
-            me = await api.me()
-        except TradavityError as exc:
-            logger.info("a bearer key was refused by Tradavity: %s", type(exc).__name__)
-            if entry is None:
-                await api.aclose()
-            else:
-                await self._drop(fingerprint)
+        now = self._clock()
+        entry = self._by_token.get(fingerprint)
+        if entry is not None and now - entry.verified_at < VERIFY_TTL_SECONDS:
+            self._by_token.move_to_end(fingerprint)
+            return entry
+        if entry is None and self._still_refused(fingerprint, now):
             return None
-        async with self._lock:
-            if entry is None:
-                ws = Workspace(api=api, ledger=self._ledger, ref=RefData(api))
-                ws.scopes = me.scopes
-                ws.scopes_ready.set()
-                entry = _Entry(workspace=ws, scopes=me.scopes, verified_at=self._clock())
+        pending = self._pending.get(fingerprint)
+        if pending is not None:
+            await pending.done.wait()  # bounded by the leader's timeout
+            return pending.result
+        pending = self._pending[fingerprint] = _Pending()
+        try:
+            if entry is not None:
+                pending.result = await self._reverify(fingerprint, entry)
             else:
-                entry = _Entry(
-                    workspace=entry.workspace, scopes=me.scopes, verified_at=self._clock()
-                )
+                pending.result = await self._check_new(fingerprint, token)
+            return pending.result
+        finally:
+            del self._pending[fingerprint]
+            pending.done.set()
+
+    def _still_refused(self, fingerprint: str, now: float) -> bool:
+        refused_at = self._refused.get(fingerprint)
+        if refused_at is None:
+            return False
+        if now - refused_at < REFUSED_TTL_SECONDS:
+            return True
+        del self._refused[fingerprint]
+        return False
+
+    def _client(self, address: str) -> _Client:
+        state = self._clients.get(address)
+        if state is None:
+            state = self._clients[address] = _Client()
+            while len(self._clients) > MAX_CLIENTS:
+                self._clients.popitem(last=False)
+        else:
+            self._clients.move_to_end(address)
+        return state
+
+    def _budget_spent(self, client: _Client, now: float) -> bool:
+        while client.refusals and now - client.refusals[0] >= 60.0:
+            client.refusals.popleft()
+        return len(client.refusals) >= PREAUTH_BUDGET_PER_MINUTE
+
+    async def _check_new(self, fingerprint: str, token: str) -> _Entry | None:
+        address = CLIENT_ADDRESS.get()
+        client = self._client(address)
+        if self._budget_spent(client, self._clock()):
+            logger.info("refused an unknown key unchecked: this client's key budget is spent")
+            return None
+        acquired = False
+        with anyio.move_on_after(SLOT_WAIT_SECONDS):
+            await client.slots.acquire()
+            acquired = True
+        if not acquired:
+            logger.info("refused an unknown key: too many key checks from one client")
+            return None
+        try:
+            # The budget may have been spent while this request waited for its slot.
+            if self._budget_spent(client, self._clock()):
+                return None
+            me = await self._ask(token)
+        finally:
+            client.slots.release()
+        if isinstance(me, Me):
+            return await self._admit(fingerprint, token, me)
+        client.refusals.append(self._clock())
+        if me == "refused":
+            self._remember_refused(fingerprint)
+        return None
+
+    async def _ask(self, token: str) -> Me | Literal["refused", "unknown"]:
+        """One `/me` request for a key nobody vouched for yet."""
+        api = self._make_client(SecretStr(token))
+        api.retry = _CHECK_ONCE  # this client is ours alone, and closed after the check
+        self.checks_sent += 1
+        try:
+            with anyio.fail_after(CHECK_TIMEOUT_SECONDS):
+                return await api.me()
+        except Unauthorized:
+            logger.info("a bearer key was refused by Tradavity")
+            return "refused"
+        except (TradavityError, TimeoutError) as exc:
+            logger.info("a bearer key could not be checked now: %s", type(exc).__name__)
+            return "unknown"
+        finally:
+            await api.aclose()
+
+    def _remember_refused(self, fingerprint: str) -> None:
+        self._refused[fingerprint] = self._clock()
+        self._refused.move_to_end(fingerprint)
+        while len(self._refused) > MAX_REFUSED:
+            self._refused.popitem(last=False)
+
+    async def _admit(self, fingerprint: str, token: str, me: Me) -> _Entry:
+        api = self._make_client(SecretStr(token))
+        ws = Workspace(api=api, ledger=self._ledger, ref=RefData(api))
+        ws.scopes = me.scopes
+        ws.scopes_ready.set()
+        entry = _Entry(workspace=ws, scopes=me.scopes, verified_at=self._clock())
+        async with self._lock:
             self._by_token[fingerprint] = entry
             self._by_token.move_to_end(fingerprint)
             evicted = []
@@ -117,6 +252,26 @@ class Workspaces:
                 evicted.append(self._by_token.popitem(last=False)[1])
         for old in evicted:
             await old.workspace.api.aclose()
+        return entry
+
+    async def _reverify(self, fingerprint: str, entry: _Entry) -> _Entry | None:
+        """Ask `/me` again for a key verified earlier; only a definite refusal ends it."""
+        try:
+            with anyio.fail_after(CHECK_TIMEOUT_SECONDS):
+                me = await entry.workspace.api.me()
+        except Unauthorized:
+            logger.info("a verified bearer key is no longer accepted by Tradavity")
+            await self._drop(fingerprint)
+            self._remember_refused(fingerprint)
+            return None
+        except (TradavityError, TimeoutError) as exc:
+            logger.info("could not re-check a bearer key now (%s); trusting it", type(exc).__name__)
+            entry.verified_at = self._clock() - VERIFY_TTL_SECONDS + REVERIFY_RETRY_SECONDS
+            return entry
+        entry.workspace.scopes = me.scopes
+        entry.scopes = me.scopes
+        entry.verified_at = self._clock()
+        self._by_token.move_to_end(fingerprint)
         return entry
 
     async def _drop(self, fingerprint: str) -> None:
