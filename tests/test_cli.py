@@ -201,3 +201,50 @@ def test_help_shows_defaults_and_demo_help_says_what_it_does() -> None:
     assert "Journal a sample trade end to end on the built-in sandbox, with no API key" in demo_help
     doctor_help = " ".join(_run("doctor", "--help", env=env).stdout.split())
     assert "Exit status 0 when nothing failed, 1 otherwise." in doctor_help
+
+
+def _fake_python(tmp_path: Path, body: str) -> Path:
+    fake = tmp_path / "fakepython"
+    fake.write_text("#!/bin/sh\n" + body)
+    fake.chmod(0o755)
+    return fake
+
+
+def _dev(tmp_path: Path, python: Path | str) -> subprocess.CompletedProcess[str]:
+    """./dev from a copy of the script in an empty folder (it makes .venv beside itself)."""
+    clone = tmp_path / "clone"
+    clone.mkdir(exist_ok=True)
+    script = clone / "dev"
+    script.write_text((ROOT / "dev").read_text("utf-8"))
+    script.chmod(0o755)
+    return subprocess.run(
+        [str(script), "demo"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PYTHON": str(python)},
+        check=False,
+    )
+
+
+def test_dev_says_what_python_it_needs(tmp_path: Path) -> None:
+    missing = _dev(tmp_path, "python3.99")
+    assert missing.returncode == 1
+    assert missing.stderr.splitlines() == [
+        "dev: python3.99 not found: install Python 3.11 or newer"
+    ]
+    old = _fake_python(tmp_path, 'case "$2" in *platform*) echo 3.9.18 ;; *) exit 1 ;; esac\n')
+    too_old = _dev(tmp_path, old)
+    assert too_old.returncode == 1
+    assert too_old.stderr.splitlines() == [
+        f"dev: {old} is Python 3.9.18; tradavity-mcp needs 3.11 or newer "
+        "(PYTHON=python3.12 ./dev ... picks another)"
+    ]
+    no_venv = _fake_python(tmp_path, '[ "$1" = "-m" ] && exit 1\nexit 0\n')
+    failed = _dev(tmp_path, no_venv)
+    assert failed.returncode == 1
+    assert failed.stderr.splitlines() == [
+        f"dev: '{no_venv} -m venv' failed; on Debian or Ubuntu install it with: "
+        "sudo apt install python3-venv"
+    ]
+    assert not (tmp_path / "clone" / ".venv").exists()
