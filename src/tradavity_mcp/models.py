@@ -2,26 +2,38 @@
 
 Request models mirror the documented allow-lists, enums and bounds of the endpoints we
 write to, and forbid unknown fields like the API does, so a bad body is refused here,
-field by field, before any HTTP is sent. Response models are tolerant: unknown fields
-are kept and most fields are optional, so an API that grows does not break us.
+field by field, before any HTTP is sent. They are strict where Python would be loose: a
+boolean is never a number or an id, numbers are finite and bounded, text carries no NUL
+or control characters, and enum values are matched in any case. Response models are
+tolerant: unknown fields are kept and most fields are optional, so an API that grows
+does not break us.
+
+Reusable pieces for argument models elsewhere: `StrictNumber`, `StrictInt`, `StrictId`,
+`CleanText`, `AnyCase`, and `plain_validation_message` for errors in plain words.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
     PlainSerializer,
+    ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError, core_schema
 
 __all__ = [
     "ASSET_TYPES",
@@ -31,12 +43,16 @@ __all__ = [
     "GRADES",
     "ITEM_TYPES",
     "MARKET_CONDITIONS",
+    "MAX_ID",
+    "MAX_NUMBER",
     "PROTOCOL_TYPES",
     "SESSIONS",
     "VOLUMES",
     "Account",
+    "AnyCase",
     "ApiModel",
     "AutosyncConnection",
+    "CleanText",
     "ConfirmationAnswer",
     "ConfirmationsReplace",
     "Execution",
@@ -50,6 +66,9 @@ __all__ = [
     "RequestBody",
     "Screenshot",
     "Strategy",
+    "StrictId",
+    "StrictInt",
+    "StrictNumber",
     "SyncResult",
     "Tag",
     "TagCategory",
@@ -60,8 +79,11 @@ __all__ = [
     "TradeCreate",
     "TradePatch",
     "TradeRow",
+    "check_text",
     "format_datetime",
     "format_decimal",
+    "plain_validation_fields",
+    "plain_validation_message",
 ]
 
 # --- documented allow-lists -------------------------------------------------------------
@@ -133,17 +155,257 @@ def _to_datetime(value: object) -> object:
     return value
 
 
+# --- strict, reusable field types --------------------------------------------------------
+
+#: Largest magnitude any number may have (every documented bound lies below it).
+MAX_NUMBER = Decimal("1e15")
+#: Largest id the API issues (a signed 32-bit integer).
+MAX_ID = 2_147_483_647
+#: Characters that never belong in text sent to the API (tab, LF and CR do).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _shown(value: object) -> str:
+    """A value as the caller sent it (JSON spelling for true/false/null), shortened."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _strict_number(value: object) -> object:
-    # The API accepts JSON numbers and number-looking strings, and refuses the rest
-    # (and booleans, which Python would otherwise count as 0/1).
+    # JSON numbers and number-looking strings; never a boolean (Python counts True as
+    # 1), never NaN or infinity, never beyond MAX_NUMBER (a "1e400" would otherwise go
+    # out as a 401-digit string).
     if isinstance(value, bool):
-        raise ValueError("must be a number")
+        raise PydanticCustomError(
+            "strict_number", "takes a number; got {given}", {"given": _shown(value)}
+        )
+    number: Decimal
     if isinstance(value, str):
         try:
-            return Decimal(value.strip())
-        except ArithmeticError:
-            raise ValueError(f"must be a number, not {value[:40]!r}") from None
+            number = Decimal(value.strip())
+        except (ArithmeticError, ValueError):
+            raise PydanticCustomError(
+                "strict_number", "takes a number, e.g. 12.5; got {given}", {"given": _shown(value)}
+            ) from None
+    elif isinstance(value, int | float | Decimal):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise PydanticCustomError(
+                "strict_number", "takes a finite number; got {given}", {"given": _shown(value)}
+            )
+        number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+    else:
+        raise PydanticCustomError(
+            "strict_number", "takes a number; got {given}", {"given": _shown(value)}
+        )
+    if not number.is_finite():
+        raise PydanticCustomError(
+            "strict_number", "takes a finite number; got {given}", {"given": _shown(value)}
+        )
+    if abs(number) >= MAX_NUMBER:
+        raise PydanticCustomError(
+            "strict_number",
+            "takes a number below 1,000,000,000,000,000 in size; got {given}",
+            {"given": _shown(value)},
+        )
+    return number
+
+
+def _whole(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,18}\s*", value):
+        return int(value)
+    return None
+
+
+def _strict_int(value: object) -> object:
+    # Whole numbers: JSON integers, integral floats (2.0) and digit strings ("12");
+    # never a boolean.
+    number = _whole(value)
+    if number is None:
+        raise PydanticCustomError(
+            "strict_int", "takes a whole number; got {given}", {"given": _shown(value)}
+        )
+    return number
+
+
+def _strict_id(value: object) -> object:
+    number = None if isinstance(value, bool) else _whole(value)
+    if number is None or not 1 <= number <= MAX_ID:
+        raise PydanticCustomError(
+            "strict_id",
+            "takes an id (a whole number from 1); got {given}",
+            {"given": _shown(value)},
+        )
+    return number
+
+
+def check_text(value: str) -> str:
+    """`value` unchanged, or ValueError if it holds NUL or another control character
+    (tab, newline and carriage return are text)."""
+    bad = _CONTROL.search(value)
+    if bad is not None:
+        raise PydanticCustomError(
+            "control_character",
+            "contains a control character (U+{code} at position {at}); send plain text",
+            {"code": f"{ord(bad.group()):04X}", "at": bad.start()},
+        )
     return value
+
+
+class AnyCase:
+    """Marker for `Annotated[Literal[...], AnyCase]`: the values are accepted in any case
+    and with surrounding spaces, and come out as written in the Literal (`"Long"` is
+    `"long"`, `"take profit"` is `"Take Profit"`). Anything else fails as the Literal
+    would, listing the values. The JSON schema is the Literal's enum."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        values = [v for v in get_args(source) if isinstance(v, str)]
+        if get_origin(source) is not Literal or not values:
+            raise TypeError("AnyCase annotates a Literal of strings")
+        by_fold = {v.casefold(): v for v in values}
+
+        def fold(value: object) -> object:
+            if isinstance(value, str):
+                return by_fold.get(value.strip().casefold(), value)
+            return value
+
+        return core_schema.no_info_before_validator_function(fold, handler(source))
+
+
+#: A finite number (JSON number or numeric string, never a boolean) below `MAX_NUMBER`
+#: in size, as an exact `Decimal`, sent as a JSON number when exact. Add bounds with
+#: `Field(ge=..., le=...)`.
+StrictNumber = Annotated[
+    Decimal,
+    BeforeValidator(_strict_number),
+    PlainSerializer(format_decimal, when_used="json"),
+]
+#: A whole number (JSON integer, integral float or digit string; never a boolean).
+StrictInt = Annotated[int, BeforeValidator(_strict_int)]
+#: An id: a whole number from 1 to `MAX_ID` (never a boolean: `true` is not id 1).
+StrictId = Annotated[int, BeforeValidator(_strict_id)]
+#: Text without NUL or control characters (tab, newline and carriage return allowed);
+#: never a number or boolean coerced to text.
+CleanText = Annotated[str, AfterValidator(check_text)]
+
+
+# --- plain-word validation messages -----------------------------------------------------
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in {"function-after", "function-before", "function-wrap"} or "[" in part:
+            continue  # pydantic's names for validator layers, not fields
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+_PLAIN: dict[str, Callable[[dict[str, Any]], str]] = {
+    "missing": lambda c: "is required",
+    "extra_forbidden": lambda c: "is not a field this accepts",
+    "literal_error": lambda c: f"must be one of {c.get('expected', '')}",
+    "enum": lambda c: f"must be one of {c.get('expected', '')}",
+    "int_type": lambda c: "takes a whole number",
+    "int_parsing": lambda c: "takes a whole number",
+    "int_from_float": lambda c: "takes a whole number",
+    "float_type": lambda c: "takes a number",
+    "float_parsing": lambda c: "takes a number",
+    "decimal_type": lambda c: "takes a number",
+    "decimal_parsing": lambda c: "takes a number",
+    "finite_number": lambda c: "takes a finite number",
+    "bool_type": lambda c: "takes true or false",
+    "bool_parsing": lambda c: "takes true or false",
+    "string_type": lambda c: "takes text",
+    "list_type": lambda c: "takes a list",
+    "dict_type": lambda c: "takes an object (a mapping of names to values)",
+    "model_type": lambda c: "takes an object (a mapping of names to values)",
+    "model_attributes_type": lambda c: "takes an object (a mapping of names to values)",
+    "datetime_type": lambda c: "takes a date and time, e.g. 2026-05-10T14:32",
+    "datetime_parsing": lambda c: "takes a date and time, e.g. 2026-05-10T14:32",
+    "datetime_from_date_parsing": lambda c: "takes a date and time, e.g. 2026-05-10T14:32",
+    "date_type": lambda c: "takes a date, e.g. 2026-05-10",
+    "date_parsing": lambda c: "takes a date, e.g. 2026-05-10",
+    "date_from_datetime_parsing": lambda c: "takes a date, e.g. 2026-05-10",
+    "greater_than": lambda c: f"must be greater than {c.get('gt')}",
+    "greater_than_equal": lambda c: f"must be at least {c.get('ge')}",
+    "less_than": lambda c: f"must be less than {c.get('lt')}",
+    "less_than_equal": lambda c: f"must be at most {c.get('le')}",
+    "string_too_short": lambda c: (
+        "must not be empty"
+        if c.get("min_length") == 1
+        else f"takes at least {c.get('min_length')} characters"
+    ),
+    "string_too_long": lambda c: f"takes at most {c.get('max_length')} characters",
+    "too_short": lambda c: f"takes at least {c.get('min_length')} items",
+    "too_long": lambda c: f"takes at most {c.get('max_length')} items",
+    "string_pattern_mismatch": lambda c: f"must match {c.get('pattern')}",
+    "union_tag_invalid": lambda c: f"must be one of {c.get('expected_tags', '')}",
+}
+
+
+def _reason(err: Any) -> str:
+    kind = str(err.get("type", ""))
+    ctx = dict(err.get("ctx") or {})
+    plain = _PLAIN.get(kind)
+    if plain is not None:
+        return plain(ctx)
+    msg = str(err.get("msg", "is not valid"))
+    for lead in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(lead)
+    if kind.startswith(("strict_", "control_character")):
+        return msg  # our own wording, already plain
+    return msg[:1].lower() + msg[1:] if msg[:2] != msg[:2].upper() else msg
+
+
+_NO_VALUE_SHOWN = {"missing", "extra_forbidden", "control_character", "string_too_long"}
+
+
+def _plain_errors(exc: ValidationError) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for err in exc.errors(include_url=False):
+        where = _where(tuple(err.get("loc", ())))
+        if where in seen:
+            continue
+        seen.add(where)
+        reason = _reason(err)
+        kind = str(err.get("type", ""))
+        custom = kind.startswith(("strict_", "control_character"))
+        if not custom and kind not in _NO_VALUE_SHOWN and "input" in err and where:
+            reason += f"; got {_shown(err['input'])}"
+        out.append((where, reason))
+    return out
+
+
+def plain_validation_fields(exc: ValidationError) -> dict[str, str]:
+    """Each offending field (dotted path, `[i]` for list items; `arguments` for a rule
+    across fields) and what is wrong with it, in plain words, with the value given
+    where it helps. No pydantic URLs or type names."""
+    return {where or "arguments": reason for where, reason in _plain_errors(exc)}
+
+
+def plain_validation_message(exc: ValidationError, prefix: str = "") -> str:
+    """Every error of `exc` in one line, a clause per field: the field, what it
+    accepts, the value given (`net_pnl takes a number; got true; trade_date is
+    required`). `prefix` goes before each field name (e.g. `"fills[0]."`); a rule
+    across fields is stated on its own."""
+    return "; ".join(
+        f"{prefix}{where} {reason}" if where else reason for where, reason in _plain_errors(exc)
+    )
 
 
 _DecimalOut = PlainSerializer(format_decimal, when_used="json")
@@ -164,11 +426,23 @@ Ratio = Multiplier
 # Prices are DECIMAL(18,8): at least 1e-8 (so strictly positive), at most 9,999,999,999.99.
 Price = Annotated[Decimal, _Number, Field(ge=_D("0.00000001"), le=_D("9999999999.99")), _DecimalOut]
 ApiDateTime = Annotated[datetime, BeforeValidator(_to_datetime), _DatetimeOut]
-LongText = Annotated[str, Field(max_length=65535)]
+LongText = Annotated[CleanText, Field(max_length=65535)]
+_Int = BeforeValidator(_strict_int)
 
 
-def _strip_nul(value: object) -> object:
-    return value.replace("\x00", "") if isinstance(value, str) else value
+def _refuse_control(value: object) -> object:
+    # Anywhere in a body: the API would strip NUL silently and store other control
+    # characters as they are; both are refused here, naming the field.
+    if isinstance(value, str):
+        check_text(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_control(key)
+            _refuse_control(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _refuse_control(item)
+    return value
 
 
 class RequestBody(BaseModel):
@@ -178,10 +452,8 @@ class RequestBody(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _no_nul(cls, value: object) -> object:
-        # The API strips NUL characters from strings silently; strip them here so the
-        # body we hash for idempotency is the body the API stores.
-        return _strip_nul(value)
+    def _no_control(cls, value: object) -> object:
+        return _refuse_control(value)
 
     def to_json(self) -> dict[str, Any]:
         """The wire body: only the fields that were set, including explicit nulls."""
@@ -202,32 +474,32 @@ def _check_trade_date(value: datetime, *, now: datetime | None = None) -> dateti
 
 class _ForexConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    lot_type: Literal["standard", "mini", "micro"] | None = None
-    pip_value: Annotated[Decimal, _Number, _DecimalOut] | None = None
+    lot_type: Annotated[Literal["standard", "mini", "micro"], AnyCase] | None = None
+    pip_value: StrictNumber | None = None
 
 
 class _OptionsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    option_type: Literal["call", "put"] | None = None
-    strike_price: Annotated[Decimal, _Number, _DecimalOut] | None = None
+    option_type: Annotated[Literal["call", "put"], AnyCase] | None = None
+    strike_price: StrictNumber | None = None
     expiration: date | None = None
 
 
 class _TradeQualitative(RequestBody):
     """Fields shared by create and patch."""
 
-    trade_quality_grade: Grade | None = None
-    emotional_state: Annotated[str, Field(min_length=1, max_length=100)] | None = None
-    bias: Bias | None = None
-    confidence_level: Annotated[int, Field(ge=1, le=10, strict=False)] | None = None
-    market_condition: MarketCondition | None = None
-    trading_session: Session | None = None
-    exit_type: ExitType | None = None
-    setup_quality: Annotated[str, Field(max_length=100)] | None = None
+    trade_quality_grade: Annotated[Grade, AnyCase] | None = None
+    emotional_state: Annotated[CleanText, Field(min_length=1, max_length=100)] | None = None
+    bias: Annotated[Bias, AnyCase] | None = None
+    confidence_level: Annotated[int, _Int, Field(ge=1, le=10)] | None = None
+    market_condition: Annotated[MarketCondition, AnyCase] | None = None
+    trading_session: Annotated[Session, AnyCase] | None = None
+    exit_type: Annotated[ExitType, AnyCase] | None = None
+    setup_quality: Annotated[CleanText, Field(max_length=100)] | None = None
     news_events: LongText | None = None
-    volume: Volume | None = None
-    strategy_id: Annotated[int, Field(ge=1)] | None = None
-    setup_id: Annotated[int, Field(ge=1)] | None = None
+    volume: Annotated[Volume, AnyCase] | None = None
+    strategy_id: StrictId | None = None
+    setup_id: StrictId | None = None
     sl_price: Price | None = None
     tp_price: Price | None = None
     thought_process: LongText | None = None
@@ -239,21 +511,21 @@ class _TradeQualitative(RequestBody):
 class TradeCreate(_TradeQualitative):
     """Body of `POST /trades`."""
 
-    account_id: Annotated[int, Field(ge=1)]
+    account_id: StrictId
     trade_date: ApiDateTime
-    symbol: Annotated[str, Field(min_length=1, max_length=50)]
-    direction: Direction
+    symbol: Annotated[CleanText, Field(min_length=1, max_length=50)]
+    direction: Annotated[Direction, AnyCase]
     net_pnl: PnL
     gross_pnl: PnL | None = None
     fees: PnL | None = None
     quantity: Quantity | None = None
     multiplier: Multiplier | None = None
-    asset_type: AssetType | None = None
+    asset_type: Annotated[AssetType, AnyCase] | None = None
     asset_config: dict[str, Any] | None = None
     total_points: PnL | None = None
     rr_expected: Ratio | None = None
     rr_realized: Ratio | None = None
-    holding_time: Annotated[int, Field(ge=0, le=2_147_483_647)] | None = None
+    holding_time: Annotated[int, _Int, Field(ge=0, le=2_147_483_647)] | None = None
 
     @field_validator("symbol")
     @classmethod
@@ -270,14 +542,14 @@ class TradeCreate(_TradeQualitative):
 
     @model_validator(mode="after")
     def _asset_config(self) -> TradeCreate:
+        if self.setup_id is not None and self.strategy_id is None:
+            raise ValueError("setup_id needs strategy_id: a setup belongs to a strategy")
         if self.asset_config is None:
             return self
         if self.asset_type == "forex":
             _ForexConfig.model_validate(self.asset_config)
         elif self.asset_type == "options":
             _OptionsConfig.model_validate(self.asset_config)
-        if self.setup_id is not None and self.strategy_id is None:
-            raise ValueError("setup_id needs strategy_id: a setup belongs to a strategy")
         return self
 
 
@@ -294,7 +566,7 @@ class TradePatch(_TradeQualitative):
 class TagsReplace(RequestBody):
     """Body of `PUT /trades/{n}/tags`: the whole set (empty clears)."""
 
-    tag_ids: Annotated[list[Annotated[int, Field(ge=1)]], Field(max_length=100)]
+    tag_ids: Annotated[list[StrictId], Field(max_length=100)]
 
     @field_validator("tag_ids")
     @classmethod
@@ -303,7 +575,7 @@ class TagsReplace(RequestBody):
 
 
 class ConfirmationAnswer(RequestBody):
-    confirmation_id: Annotated[int, Field(ge=1)]
+    confirmation_id: StrictId
     was_present: bool | None = None
     notes: LongText | None = None
 
@@ -327,7 +599,7 @@ class ExecutionFill(RequestBody):
     price: Price
     quantity: Price  # same documented bounds as price
     execution_time: ApiDateTime | None = None
-    sort_order: int | None = None
+    sort_order: Annotated[int, _Int, Field(ge=-MAX_ID, le=MAX_ID)] | None = None
 
     @field_validator("execution_time")
     @classmethod
@@ -351,16 +623,28 @@ class ExecutionsReplace(RequestBody):
 
 
 class TagCategoryCreate(RequestBody):
-    name: Annotated[str, Field(min_length=1, max_length=50)]
+    name: Annotated[CleanText, Field(min_length=1, max_length=50)]
 
 
 class TagCreate(RequestBody):
-    category_id: Annotated[int, Field(ge=1)]
-    name: Annotated[str, Field(min_length=1, max_length=100)]
+    category_id: StrictId
+    name: Annotated[CleanText, Field(min_length=1, max_length=100)]
     color: Annotated[str, Field(pattern=r"^#[0-9A-Fa-f]{6}$")] | None = None
 
 
-ItemValue = str | int | float
+def _item_value(value: object) -> object:
+    # An answer: text, or a finite number of sane size; never a boolean (the API wants
+    # "1"/"0" for a checkbox, which the checklist tools produce).
+    if isinstance(value, bool):
+        raise PydanticCustomError(
+            "strict_item", "takes text or a number; got {given}", {"given": _shown(value)}
+        )
+    if isinstance(value, int | float):
+        _strict_number(value)
+    return value
+
+
+ItemValue = Annotated[str | int | float, BeforeValidator(_item_value)]
 
 
 class ProtocolResponseCreate(RequestBody):
@@ -368,8 +652,8 @@ class ProtocolResponseCreate(RequestBody):
     items, so they live with the tool; here we check the shape."""
 
     item_values: dict[str, ItemValue]
-    trade_number: Annotated[int, Field(ge=1)] | None = None
-    status: Literal["completed", "draft"] | None = None
+    trade_number: StrictId | None = None
+    status: Annotated[Literal["completed", "draft"], AnyCase] | None = None
 
     @field_validator("item_values")
     @classmethod
@@ -422,7 +706,7 @@ class Execution(ApiModel):
     price: float | None = None
     quantity: float | None = None
     execution_time: str | None = None
-    sort_order: int | None = None
+    sort_order: Annotated[int, _Int, Field(ge=-MAX_ID, le=MAX_ID)] | None = None
 
 
 class Tag(_WithId):
@@ -447,7 +731,7 @@ class Screenshot(ApiModel):
     file_type: str | None = None
     file_size: int | None = None
     label: str | None = None
-    sort_order: int | None = None
+    sort_order: Annotated[int, _Int, Field(ge=-MAX_ID, le=MAX_ID)] | None = None
     download_url: str | None = None
 
 

@@ -4,16 +4,26 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import pytest
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tradavity_mcp.errors import RequestInvalid
 from tradavity_mcp.models import (
+    AnyCase,
+    CleanText,
     ExecutionsReplace,
+    ProtocolResponseCreate,
+    StrictId,
+    StrictInt,
+    StrictNumber,
+    TagsReplace,
     TradeCreate,
     TradePatch,
     format_decimal,
+    plain_validation_fields,
+    plain_validation_message,
 )
 from tradavity_mcp.screenshots import MAX_SCREENSHOT_BYTES, prepare_upload
 
@@ -40,8 +50,16 @@ BAD_CREATES = [
     ({"trade_date": "1999-12-31"}, "trade_date"),
     ({"symbol": ""}, "symbol"),
     ({"symbol": "X" * 51}, "symbol"),
-    ({"exit_type": "take profit"}, "exit_type"),
-    ({"bias": "bullish"}, "bias"),
+    ({"exit_type": "take-profit"}, "exit_type"),
+    ({"bias": "up"}, "bias"),
+    ({"net_pnl": True}, "net_pnl"),
+    ({"account_id": True}, "account_id"),
+    ({"confidence_level": True}, "confidence_level"),
+    ({"net_pnl": "1e400"}, "net_pnl"),
+    ({"net_pnl": float("inf")}, "net_pnl"),
+    ({"general_notes": "a\x00b"}, "general_notes"),
+    ({"symbol": "MN\x07Q"}, "symbol"),
+    ({"strategy_id": 1.5}, "strategy_id"),
     ({"volume": "huge"}, "volume"),
     ({"holding_time": -5}, "holding_time"),
     ({"asset_type": "bonds"}, "asset_type"),
@@ -63,12 +81,18 @@ async def test_bad_bodies_never_leave_the_process(patch: dict[str, Any], field: 
 
 def test_documented_quirks_and_formats() -> None:
     body = TradeCreate.model_validate(
-        {**BASE, "symbol": " mnq ", "quantity": "2", "fees": "1.24", "general_notes": "a\x00b"}
+        {
+            **BASE,
+            "symbol": " mnq ",
+            "quantity": "2",
+            "fees": "1.24",
+            "general_notes": "line one\n\tline two\r\n",
+        }
     ).to_json()
     assert body["symbol"] == "MNQ"
     assert body["quantity"] == 2
     assert body["fees"] == 1.24
-    assert body["general_notes"] == "ab"
+    assert body["general_notes"] == "line one\n\tline two\r\n"  # tab, LF and CR are text
     assert body["trade_date"] == "2026-05-10T14:32:00Z"
     # Only what was set goes on the wire.
     assert set(body) == {*BASE, "quantity", "fees", "general_notes"}
@@ -171,3 +195,108 @@ async def test_screenshot_goes_out_as_multipart() -> None:
     assert b"Content-Type: image/png" in req.content
     assert b'name="label"' in req.content
     assert req.headers["idempotency-key"] == "k"
+
+
+def test_enum_values_are_matched_in_any_case() -> None:
+    body = TradeCreate.model_validate(
+        {
+            **BASE,
+            "direction": " Long",
+            "bias": "bullish",
+            "exit_type": "take profit",
+            "trade_quality_grade": "a+",
+            "volume": "HIGH",
+        }
+    ).to_json()
+    assert (body["direction"], body["bias"], body["exit_type"]) == (
+        "long",
+        "Bullish",
+        "Take Profit",
+    )
+    assert (body["trade_quality_grade"], body["volume"]) == ("A+", "high")
+    # The schema still lists the values as written.
+    assert TradeCreate.model_json_schema()["properties"]["direction"]["enum"] == ["long", "short"]
+
+
+class _Args(BaseModel):
+    """An argument model built from the public strict types, as the tools build theirs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    amount: StrictNumber
+    count: StrictInt | None = None
+    account: StrictId | None = None
+    note: CleanText | None = None
+    side: Annotated[Literal["long", "short"], AnyCase] | None = None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"amount": True}, "amount takes a number; got true"),
+        (
+            {"amount": "1e400"},
+            "amount takes a number below 1,000,000,000,000,000 in size; got '1e400'",
+        ),
+        ({"amount": float("nan")}, "amount takes a finite number; got nan"),
+        ({"amount": "ten"}, "amount takes a number, e.g. 12.5; got 'ten'"),
+        ({"amount": 1, "count": False}, "count takes a whole number; got false"),
+        ({"amount": 1, "count": 2.5}, "count takes a whole number; got 2.5"),
+        ({"amount": 1, "account": True}, "account takes an id (a whole number from 1); got true"),
+        ({"amount": 1, "account": 0}, "account takes an id (a whole number from 1); got 0"),
+        (
+            {"amount": 1, "note": "a\x00"},
+            "note contains a control character (U+0000 at position 1)",
+        ),
+        ({"amount": 1, "note": 5}, "note takes text; got 5"),
+        ({"amount": 1, "side": "up"}, "side must be one of 'long' or 'short'; got 'up'"),
+        ({}, "amount is required"),
+        ({"amount": 1, "colour": "red"}, "colour is not a field this accepts"),
+    ],
+)
+def test_strict_types_refuse_in_plain_words(args: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        _Args.model_validate(args)
+    text = plain_validation_message(info.value)
+    assert message in text
+    assert "pydantic" not in text
+    assert "errors.pydantic.dev" not in str(plain_validation_fields(info.value))
+
+
+def test_strict_types_accept_what_people_send() -> None:
+    args = _Args.model_validate(
+        {"amount": "12.50", "count": "3", "account": 7.0, "note": "a\tb\n", "side": "SHORT"}
+    )
+    assert (args.amount, args.count, args.account, args.note, args.side) == (
+        Decimal("12.50"),
+        3,
+        7,
+        "a\tb\n",
+        "short",
+    )
+    assert _Args.model_validate({"amount": 0.1}).model_dump(mode="json")["amount"] == 0.1
+
+
+def test_messages_name_nested_fields_and_take_a_prefix() -> None:
+    with pytest.raises(ValidationError) as info:
+        TagsReplace.model_validate({"tag_ids": [1, True, "x"]})
+    assert plain_validation_message(info.value, "tags.") == (
+        "tags.tag_ids[1] takes an id (a whole number from 1); got true; "
+        "tags.tag_ids[2] takes an id (a whole number from 1); got 'x'"
+    )
+    with pytest.raises(ValidationError) as cross:
+        TradeCreate.model_validate({**BASE, "setup_id": 3})
+    assert plain_validation_message(cross.value) == (
+        "setup_id needs strategy_id: a setup belongs to a strategy"
+    )
+
+
+@pytest.mark.parametrize(
+    "values", [{"1": True}, {"1": float("inf")}, {"1": 1e400}, {"1": "a\x1b[31m"}]
+)
+def test_checklist_bodies_refuse_bools_infinities_and_control_characters(
+    values: dict[str, Any],
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        ProtocolResponseCreate.model_validate({"item_values": values})
+    assert "item_values" in plain_validation_message(info.value)
