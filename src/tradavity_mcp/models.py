@@ -302,13 +302,18 @@ CleanText = Annotated[str, AfterValidator(check_text)]
 # --- plain-word validation messages -----------------------------------------------------
 
 
+_TYPE_TAG = re.compile(
+    r"^(str|int|float|bool|decimal|date|datetime|time|none|list|dict|tuple)$|\[|^function-"
+)
+
+
 def _where(loc: tuple[int | str, ...]) -> str:
     out = ""
-    for part in loc:
+    for index, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in {"function-after", "function-before", "function-wrap"} or "[" in part:
-            continue  # pydantic's names for validator layers, not fields
+        elif index > 0 and _TYPE_TAG.search(part):
+            continue  # pydantic's names for union members and validator layers
         else:
             out += f".{part}" if out else part
     return out
@@ -375,18 +380,28 @@ _NO_VALUE_SHOWN = {"missing", "extra_forbidden", "control_character", "string_to
 
 
 def _plain_errors(exc: ValidationError) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    seen: set[str] = set()
+    reasons: dict[str, list[str]] = {}
+    given: dict[str, str] = {}
     for err in exc.errors(include_url=False):
         where = _where(tuple(err.get("loc", ())))
-        if where in seen:
-            continue
-        seen.add(where)
         reason = _reason(err)
         kind = str(err.get("type", ""))
         custom = kind.startswith(("strict_", "control_character"))
         if not custom and kind not in _NO_VALUE_SHOWN and "input" in err and where:
-            reason += f"; got {_shown(err['input'])}"
+            given.setdefault(where, _shown(err["input"]))
+        known = reasons.setdefault(where, [])
+        if reason not in known:
+            known.append(reason)
+    out: list[tuple[str, str]] = []
+    for where, found in reasons.items():
+        # A union fails once per member: "takes text" and "takes a whole number" are
+        # one reason, "takes text or a whole number".
+        if len(found) > 1 and all(r.startswith("takes ") for r in found):
+            reason = "takes " + " or ".join(r.removeprefix("takes ") for r in found)
+        else:
+            reason = ", or ".join(found)
+        if where in given:
+            reason += f"; got {given[where]}"
         out.append((where, reason))
     return out
 

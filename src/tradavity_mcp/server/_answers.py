@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ..models import Protocol, ProtocolItem
+from pydantic_core import PydanticCustomError
+
+from ..models import MAX_NUMBER, Protocol, ProtocolItem, check_text
 from ._calls import UserError
 from ._refdata import close_matches, one_of
 
@@ -25,6 +27,15 @@ ALL_YES_KEY = "*"
 _TRUE = {"1", "true", "yes", "y", "checked", "done", "x", "on"}
 _FALSE = {"0", "false", "no", "n", "unchecked", "off", ""}
 _NA = {"na", "n/a", "n.a.", "not applicable", "none"}
+#: Most decimal places a number answer keeps (the API's own decimals go to 8).
+_MAX_PLACES = 8
+
+
+def _clean(text: str) -> str:
+    try:
+        return check_text(text)
+    except PydanticCustomError as exc:
+        raise ValueError(exc.message()) from None
 
 
 def _coerce(item: ProtocolItem, value: Any) -> str | int:
@@ -60,7 +71,14 @@ def _coerce(item: ProtocolItem, value: Any) -> str | int:
             number = None
         if number is None or not number.is_finite():
             raise ValueError("accepts a number, e.g. 1.5")
-        return format(number.normalize(), "f") if number != 0 else "0"
+        if abs(number) >= MAX_NUMBER:
+            raise ValueError("accepts a number below 1,000,000,000,000,000 in size")
+        if number == 0:
+            return "0"
+        exponent = number.normalize().as_tuple().exponent
+        if isinstance(exponent, int) and exponent < -_MAX_PLACES:
+            raise ValueError(f"accepts a number with at most {_MAX_PLACES} decimal places")
+        return format(number.normalize(), "f")
     if kind == "select":
         options = item.options or []
         for option in options:
@@ -68,9 +86,9 @@ def _coerce(item: ProtocolItem, value: Any) -> str | int:
                 return option
         raise ValueError(f"accepts one of {one_of(options)}")
     if kind == "text":
-        if isinstance(value, dict | list):
+        if isinstance(value, dict | list | bool) or value is None:
             raise ValueError("accepts text")
-        return str(value)
+        return _clean(str(value))
     raise ValueError(f"has an item type this server does not know ({kind})")
 
 
