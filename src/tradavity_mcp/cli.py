@@ -272,6 +272,13 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if problem is not None:
             print(f"tradavity-mcp: {problem}", file=sys.stderr)
             return 2
+    from .ledger import Ledger, LedgerUnavailable
+
+    try:  # a ledger that cannot record writes is one line now, not a traceback later
+        Ledger(settings.ledger_path).close()
+    except LedgerUnavailable as exc:
+        print(f"tradavity-mcp: {exc}", file=sys.stderr)
+        return 2
     server = build_server(settings, stdio=not http, hosted=hosted, log_level=args.log_level)
     if not http:
         if sys.stdin.isatty():

@@ -111,6 +111,11 @@ class Settings:
     #: Finished calls older than this many days are pruned from the ledger.
     ledger_retention_days: float = 30.0
 
+    @property
+    def ledger_path(self) -> Path:
+        """The write ledger's file, in the state directory."""
+        return self.state_dir / "ledger.sqlite3"
+
     @classmethod
     def load(
         cls,

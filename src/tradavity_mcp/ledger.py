@@ -12,6 +12,9 @@ processes sharing the file (a desktop app and an IDE on one laptop):
 * an identical call inside the duplicate window: answered by the first (`twin`);
 * a `journal_trade` whose trade matches one that ended partial or pending: continued.
 
+A file a call must upload (a screenshot sent as data) is kept once, as raw bytes, only
+while the call is unfinished (`blobs`); a finished call keeps its digest and size.
+
 A call being worked on holds a lease (owner + expiry, renewed while it runs); another
 worker waits for the lease instead of writing. A lease whose owner process died on
 this host is free at once.
@@ -89,6 +92,14 @@ CREATE TABLE IF NOT EXISTS steps (
     error        TEXT,
     PRIMARY KEY (principal, tool, call_id, step)
 );
+CREATE TABLE IF NOT EXISTS blobs (
+    principal    TEXT NOT NULL,
+    tool         TEXT NOT NULL,
+    call_id      TEXT NOT NULL,
+    digest       TEXT NOT NULL,
+    data         BLOB NOT NULL,
+    PRIMARY KEY (principal, tool, call_id, digest)
+);
 """
 
 #: Columns added in schema 2, for ledgers written by older versions.
@@ -111,10 +122,20 @@ class LedgerUnavailable(Exception):
     """The ledger file cannot be read or written. The message names the file and the fix."""
 
 
+def _read_only(path: str) -> bool:
+    """Is the ledger's file, or its folder, not writable (a read-only mount, say)?"""
+    if path == ":memory:":
+        return False
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        return True
+    return os.path.isdir(folder) and not os.access(folder, os.W_OK)
+
+
 def _explain(path: str, exc: sqlite3.Error) -> LedgerUnavailable:
     text = str(exc).casefold()
     where = f"the write ledger {path}"
-    if "readonly" in text or "read-only" in text or "permission" in text:
+    if "readonly" in text or "read-only" in text or "permission" in text or _read_only(path):
         fix = (
             f"{where} is read-only. Make it (and its folder) writable by this user, or point "
             "TRADAVITY_STATE_DIR at a writable folder."
@@ -227,7 +248,8 @@ class Ledger:
             # checkpoints so one large screenshot does not leave a large file behind.
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA journal_size_limit=1048576")
+            db.execute("PRAGMA journal_size_limit=0")
+            db.execute("PRAGMA wal_autocheckpoint=64")
         db.execute("PRAGMA busy_timeout=10000")
         check = db.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
@@ -243,7 +265,8 @@ class Ledger:
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
 
     def _migrate(self) -> None:
@@ -270,17 +293,18 @@ class Ledger:
                 raise _explain(self.path, exc) from None
             try:
                 yield self._db
-            except sqlite3.Error as exc:
-                self._db.execute("ROLLBACK")
-                raise _explain(self.path, exc) from None
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            try:
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise _explain(self.path, exc) from None
+            except BaseException:
+                self._rollback()
+                raise
+
+    def _rollback(self) -> None:
+        # SQLite may have rolled back already (a full disk at COMMIT does).
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
 
     def _read(self, query: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
         with self._lock:
@@ -375,6 +399,7 @@ class Ledger:
         continue_window: float | None = None,
         trade_digest: str | None = None,
         target: str | None = None,
+        blobs: dict[str, bytes] | None = None,
     ) -> Claim:
         """Decide, atomically, what a call is: new, resumed, replayed, a twin or busy."""
         now = self._clock()
@@ -420,6 +445,12 @@ class Ledger:
                 state="pending", now=now, trade_digest=trade_digest, target=target,
                 owner=owner, lease_until=lease,
             )  # fmt: skip
+            for digest, data in (blobs or {}).items():
+                db.execute(
+                    "INSERT OR IGNORE INTO blobs (principal, tool, call_id, digest, data) "
+                    "VALUES (?,?,?,?,?)",
+                    (principal, tool, call_id, digest, data),
+                )
             if previous is not None:
                 self._carry_on(db, previous, call_id, now)
             record = db.execute(
@@ -497,6 +528,7 @@ class Ledger:
             "WHERE principal=? AND tool=? AND call_id=? AND state IN ('done','pending')",
             (call_id, previous.principal, previous.tool, previous.call_id),
         )
+        self._drop_blobs(db, previous.principal, previous.tool, previous.call_id)
         db.execute(
             "UPDATE calls SET state='superseded', twin_of=?, owner=NULL, lease_until=NULL, "
             "updated_at=? WHERE principal=? AND tool=? AND call_id=?",
@@ -535,6 +567,7 @@ class Ledger:
                     "UPDATE calls SET args_json=? WHERE principal=? AND tool=? AND call_id=?",
                     (canonical_json(stored_args), principal, tool, call_id),
                 )
+            self._drop_blobs(db, principal, tool, call_id)
             # Requests are kept only while a step may have to be sent again.
             db.execute(
                 "UPDATE steps SET request_json=NULL WHERE principal=? AND tool=? AND call_id=?",
@@ -544,6 +577,7 @@ class Ledger:
     def forget_call(self, principal: str, tool: str, call_id: str) -> None:
         """Drop a call that failed before anything was sent, so it can be tried afresh."""
         with self._tx() as db:
+            self._drop_blobs(db, principal, tool, call_id)
             db.execute(
                 "DELETE FROM steps WHERE principal=? AND tool=? AND call_id=?",
                 (principal, tool, call_id),
@@ -552,6 +586,21 @@ class Ledger:
                 "DELETE FROM calls WHERE principal=? AND tool=? AND call_id=?",
                 (principal, tool, call_id),
             )
+
+    @staticmethod
+    def _drop_blobs(db: sqlite3.Connection, principal: str, tool: str, call_id: str) -> None:
+        db.execute(
+            "DELETE FROM blobs WHERE principal=? AND tool=? AND call_id=?",
+            (principal, tool, call_id),
+        )
+
+    def blobs(self, principal: str, tool: str, call_id: str) -> dict[str, bytes]:
+        """The files an unfinished call still has to upload, by digest."""
+        rows = self._read(
+            "SELECT digest, data FROM blobs WHERE principal=? AND tool=? AND call_id=?",
+            (principal, tool, call_id),
+        )
+        return {r["digest"]: bytes(r["data"]) for r in rows}
 
     def pending_calls(self, principal: str | None = None) -> list[CallRecord]:
         """Unfinished calls, oldest first (the order they must be finished in)."""

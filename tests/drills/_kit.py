@@ -62,13 +62,15 @@ class Plan:
                 answers[item["label"]] = "per plan"
         return cls(accounts[0]["name"], tags[:2], answers, int(checklist["id"]))
 
-    def arguments(self, i: int, symbol: str = "M2K") -> dict[str, Any]:
+    def arguments(self, i: int, symbol: str = "M2K", *, now: bool = False) -> dict[str, Any]:
+        """Run i's journal_trade; `now` journals it at "now" (resolved once, on the first
+        attempt, whatever happens after)."""
         return {
             "trade": {
                 "symbol": symbol,
                 "direction": "long" if i % 2 else "short",
                 "net_pnl": 1000 + i + 0.25,
-                "trade_date": "2026-11-18T10:00",
+                "trade_date": "now" if now else "2026-11-18T10:00",
                 "account": self.account,
             },
             "tags": [t.lower() for t in self.tags],
@@ -77,18 +79,20 @@ class Plan:
         }
 
 
-def call_meta(call_id: str) -> RequestParamsMeta:
-    return cast(RequestParamsMeta, {CALL_ID_META_KEY: call_id})
+def call_meta(call_id: str | None) -> RequestParamsMeta | None:
+    """Our call id in `_meta`; None sends no id at all (as most hosts do)."""
+    return cast(RequestParamsMeta, {CALL_ID_META_KEY: call_id}) if call_id else None
 
 
 async def journal_until_known(
     call: Callable[..., Awaitable[CallToolResult]],
     arguments: dict[str, Any],
-    call_id: str,
+    call_id: str | None,
     *,
     max_tries: int = 50,
 ) -> dict[str, Any]:
-    """Call journal_trade, and call again with the same id while it is pending."""
+    """Call journal_trade, and call again while it is pending: with the same id, or
+    (`call_id` None) with no id, as a host re-sending the model's call would."""
     for _ in range(max_tries):
         result = await call("journal_trade", arguments, meta=call_meta(call_id))
         assert not result.is_error, text(result)

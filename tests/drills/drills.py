@@ -1,4 +1,8 @@
-"""The drills themselves. Tests run them small; `python -m tests.drills.run` runs them big."""
+"""The drills themselves. Tests run them small; `python -m tests.drills.run` runs them big.
+
+Every drill that re-sends a call can do it with our call id (`ids=True`) or with none at
+all (`ids=False`), as Claude Desktop, ChatGPT, Cursor and the Inspector send it.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import httpx2
@@ -20,6 +24,7 @@ from tradavity_mcp.config import Settings
 from tradavity_mcp.sandbox import (
     DEMO_KEY,
     FaultSpec,
+    ManualClock,
     SandboxConfig,
     SandboxTransport,
     create_app,
@@ -41,19 +46,51 @@ def _settings(state: Path, base_url: str = SANDBOX) -> Settings:
     )
 
 
+class DrillClock:
+    """One clock for the sandbox, the API client and the server: a `Retry-After` or a
+    rate window is waited out by moving it, not by sleeping."""
+
+    def __init__(self) -> None:
+        self.manual = ManualClock()
+
+    def now(self) -> float:
+        return self.manual.now()
+
+    async def sleep(self, seconds: float) -> None:
+        self.manual.advance(seconds)
+        await anyio.lowlevel.checkpoint()
+
+    def jitter(self) -> float:
+        return 0.5
+
+
 async def exactly_once(
-    runs: int, state: Path, *, faults: FaultSpec = DRILL_FAULTS, seed: int = 1
+    runs: int,
+    state: Path,
+    *,
+    faults: FaultSpec = DRILL_FAULTS,
+    seed: int = 1,
+    ids: bool = True,
 ) -> dict[str, Any]:
     """N full journaling runs through a real MCP client while the API misbehaves."""
-    app = create_app(SandboxConfig(db=":memory:", fault_seed=seed))
+    clock = DrillClock()
+    app = create_app(SandboxConfig(db=":memory:", fault_seed=seed, clock=clock.manual))
     sandbox = app.state.sandbox
-    server = build_server(_settings(state), transport=SandboxTransport(app), retry=FAST_RETRY)
+    server = build_server(
+        _settings(state),
+        transport=SandboxTransport(app),
+        retry=FAST_RETRY,
+        api_clock=clock,
+        clock=clock.now,
+        sleep=clock.sleep,
+    )
     started = time.perf_counter()
     async with Client(server) as client:
         plan = await Plan.discover(client)
         sandbox.set_faults(faults)
         for i in range(runs):
-            await journal_until_known(client.call_tool, plan.arguments(i), f"drill-{seed}-{i}")
+            call_id = f"drill-{seed}-{i}" if ids else None
+            await journal_until_known(client.call_tool, plan.arguments(i), call_id)
         sandbox.set_faults(None)
     async with TradavityClient(DEMO_KEY, base_url=SANDBOX, transport=SandboxTransport(app)) as api:
         await verify(api, plan, runs)
@@ -112,8 +149,11 @@ def _spawn(api_base: str, state: Path, port: int, log: Path) -> subprocess.Popen
     raise RuntimeError(f"server did not start; see {log}")
 
 
-async def crash_and_resume(runs: int, state: Path, log: Path) -> dict[str, Any]:
-    """SIGKILL the server in the middle of journaling, start it again, re-issue the calls."""
+async def crash_and_resume(
+    runs: int, state: Path, log: Path, *, ids: bool = True, now: bool = False
+) -> dict[str, Any]:
+    """SIGKILL the server in the middle of journaling, start it again, re-issue the calls
+    (with our id, or with none; `now` journals each trade at "now")."""
     # 120 ms per API request: a journaling run takes over half a second, so a kill 0.2 s in
     # lands while its writes are in flight.
     app = create_app(SandboxConfig(db=":memory:", faults=FaultSpec(latency_ms=120)))
@@ -130,7 +170,11 @@ async def crash_and_resume(runs: int, state: Path, log: Path) -> dict[str, Any]:
                     plan = plan or await Plan.discover(client)
                     crash_now = i % 2 == 0 and i not in killed
                     with anyio.move_on_after(0.2 if crash_now else 120) as scope:
-                        await journal_until_known(client.call_tool, plan.arguments(i), f"crash-{i}")
+                        await journal_until_known(
+                            client.call_tool,
+                            plan.arguments(i, now=now),
+                            f"crash-{i}" if ids else None,
+                        )
                 if scope.cancelled_caught:
                     # Mid-call: kill -9, start again, and re-issue the very same call (the
                     # next pass of the loop uses the same call id; it gets the full time).
@@ -182,13 +226,16 @@ async def outage(runs: int, state: Path) -> dict[str, Any]:
             assert data.get("outcome") == "pending", result
             pending_texts.append(str(result.content[0]))
         transport.down = False
-        # The background resumer finishes them; nobody calls again.
-        with anyio.fail_after(30):
-            while True:
-                await anyio.sleep(0.1)
-                rows = [r async for r in _api(app).iter_trades(symbol="M2K")]
-                if len(rows) >= runs:
-                    break
+        # The background resumer finishes them; nobody calls again. Wait while it makes
+        # progress (every few seconds at least one more lands), however many there are.
+        landed, stalled_since = 0, time.monotonic()
+        while landed < runs:
+            await anyio.sleep(0.1)
+            now_landed = len([r async for r in _api(app).iter_trades(symbol="M2K")])
+            if now_landed > landed:
+                landed, stalled_since = now_landed, time.monotonic()
+            elif time.monotonic() - stalled_since > 30:
+                raise AssertionError(f"the resumer stalled at {landed} of {runs}")
         await anyio.sleep(0.5)  # let any straggler (there must be none) land
         for i in range(runs):
             again = await client.call_tool(
@@ -208,3 +255,175 @@ def _meta(call_id: str) -> Any:
     from ._kit import call_meta
 
     return call_meta(call_id)
+
+
+# --- intent: double dispatch, two processes, footprint -------------------------------------
+
+
+def _create_args(plan: Plan, i: int, symbol: str) -> dict[str, Any]:
+    return {
+        "symbol": symbol,
+        "direction": "long",
+        "net_pnl": 1000 + i + 0.25,
+        "trade_date": "now",
+        "account": plan.account,
+    }
+
+
+async def _count_by_pnl(api: TradavityClient, symbol: str) -> dict[float, int]:
+    counts: dict[float, int] = {}
+    async for row in api.iter_trades(symbol=symbol, limit=200):
+        pnl = float(row.net_pnl or 0)
+        counts[pnl] = counts.get(pnl, 0) + 1
+    return counts
+
+
+def _tally(counts: dict[float, int], runs: int) -> dict[str, int]:
+    expected = [1000 + i + 0.25 for i in range(runs)]
+    return {
+        "runs": runs,
+        "doubled": sum(1 for p in expected if counts.get(p, 0) > 1),
+        "lost": sum(1 for p in expected if counts.get(p, 0) == 0),
+    }
+
+
+async def double_dispatch(
+    runs: int, state: Path, *, ids: bool, latency_ms: int = 0
+) -> dict[str, Any]:
+    """Each call dispatched twice at once (as hosts do, 2-4 ms apart): under two host ids,
+    or under none. One trade per run, never two, never none."""
+    clock = DrillClock()
+    app = create_app(SandboxConfig(db=":memory:", clock=clock.manual))
+    server = build_server(
+        _settings(state), transport=SandboxTransport(app), api_clock=clock, clock=clock.now
+    )
+    outcomes: dict[str, int] = {}
+    started = time.perf_counter()
+    async with Client(server) as client:
+        plan = await Plan.discover(client)
+        if latency_ms:
+            app.state.sandbox.set_faults(FaultSpec(latency_ms=latency_ms))
+        for i in range(runs):
+            args = _create_args(plan, i, "MCL")
+
+            async def one(copy: int, args: dict[str, Any] = args, i: int = i) -> None:
+                meta = _host_meta(f"toolu_{i}_{copy}") if ids else None
+                await anyio.sleep(0.003 * copy)
+                result = await client.call_tool("create_trade", args, meta=meta)
+                outcome = str(dict(result.structured_content or {}).get("outcome", "error"))
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(one, 0)
+                tg.start_soon(one, 1)
+        app.state.sandbox.set_faults(None)
+    async with _api(app) as api:
+        counts = await _count_by_pnl(api, "MCL")
+    return {
+        **_tally(counts, runs),
+        "ids": ids,
+        "outcomes": outcomes,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def _host_meta(tool_use_id: str) -> Any:
+    from mcp.types import RequestParamsMeta
+
+    return cast(RequestParamsMeta, {"claudecode/toolUseId": tool_use_id})
+
+
+async def two_processes(runs: int, state: Path, log: Path) -> dict[str, Any]:
+    """Two server processes sharing one ledger (a desktop app and an IDE on one laptop)
+    each get the same call, with no id, at the same moment: one trade per run."""
+    app = create_app(SandboxConfig(db=":memory:"))
+    started = time.perf_counter()
+    with serve_in_thread(app) as api_base:
+        ports = [_free_port(), _free_port()]
+        procs = [_spawn(api_base, state, port, log) for port in ports]
+        outcomes: dict[str, int] = {}
+        try:
+            async with (
+                Client(f"http://127.0.0.1:{ports[0]}/mcp") as first,
+                Client(f"http://127.0.0.1:{ports[1]}/mcp") as second,
+            ):
+                plan = await Plan.discover(first)
+                for i in range(runs):
+                    args = _create_args(plan, i, "MHG")
+
+                    async def one(client: Client, args: dict[str, Any] = args) -> None:
+                        result = await client.call_tool("create_trade", args)
+                        data = dict(result.structured_content or {})
+                        outcome = str(data.get("outcome", "error"))
+                        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(one, first)
+                        tg.start_soon(one, second)
+        finally:
+            for proc in procs:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+        async with TradavityClient(DEMO_KEY, base_url=api_base) as api:
+            counts = await _count_by_pnl(api, "MHG")
+    return {
+        **_tally(counts, runs),
+        "outcomes": outcomes,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def _ledger_bytes(state: Path) -> int:
+    """The ledger's file and its WAL, as they are on disk."""
+    return sum(p.stat().st_size for p in state.glob("ledger.sqlite3*") if p.is_file())
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def footprint(
+    journals: int, state: Path, *, screenshot_bytes: int = 1 << 20, writes: int = 0
+) -> dict[str, Any]:
+    """The ledger's size after `journals` journal_trade calls with a screenshot of
+    `screenshot_bytes` each, and resident memory over `writes` more create_trade calls
+    (in process, the sandbox keeping its journal in a file)."""
+    import base64
+    import gc
+
+    db = state.parent / "sandbox.sqlite3"
+    clock = DrillClock()
+    app = create_app(SandboxConfig(db=str(db), clock=clock.manual))
+    server = build_server(
+        _settings(state), transport=SandboxTransport(app), api_clock=clock, clock=clock.now
+    )
+    # A PNG header and then noise: the sandbox checks the magic bytes, not the pixels.
+    png = b"\x89PNG\r\n\x1a\n" + os.urandom(max(0, screenshot_bytes - 8))
+    data = base64.b64encode(png).decode()
+    rss: list[int] = []
+    async with Client(server) as client:
+        plan = await Plan.discover(client)
+        for i in range(journals):
+            args = plan.arguments(i, symbol="MBT")
+            args["screenshot"] = {"data": data, "filename": f"shot-{i}.png"}
+            args.pop("checklist")
+            clock.manual.advance(1)
+            result = await client.call_tool("journal_trade", args)
+            assert not result.is_error, result
+        ledger_size = _ledger_bytes(state)
+        for i in range(writes):
+            clock.manual.advance(1)
+            result = await client.call_tool("create_trade", _create_args(plan, i, "MSF"))
+            assert not result.is_error, result
+            if i % max(1, writes // 10) == 0:
+                gc.collect()
+                rss.append(_rss_bytes())
+    return {
+        "journals": journals,
+        "screenshot_bytes": screenshot_bytes,
+        "ledger_bytes": ledger_size,
+        "writes": writes,
+        "rss_mb": [round(r / 2**20, 1) for r in rss],
+        "rss_growth_mb": round((rss[-1] - rss[1]) / 2**20, 1) if len(rss) > 2 else None,
+    }

@@ -41,6 +41,7 @@ from ..ledger import Ledger
 from ._calls import UserError
 from ._hosted import CLIENT_ADDRESS, PerUserVerifier, ServerTokenVerifier, Workspaces
 from ._journal import RunEnv
+from ._plain import PlainServer
 from ._prompts import load_prompts, register_prompts
 from ._read_tools import CURRENT_WORKSPACE, READ_TOOLS, current_workspace, register_read_tools
 from ._refdata import RefData
@@ -209,7 +210,7 @@ class _Backend:
         )
 
     async def _open(self, stack: AsyncExitStack) -> AppState:
-        ledger = Ledger(self._settings.state_dir / "ledger.sqlite3", clock=self._clock)
+        ledger = Ledger(self._settings.ledger_path, clock=self._clock)
         stack.callback(ledger.close)
         state = AppState()
         if self._per_user:
@@ -322,7 +323,7 @@ def build_server(
             validate_token_resource=False,
         )
 
-    mcp = MCPServer(
+    mcp = PlainServer(
         "tradavity",
         title="Tradavity journal",
         version=__version__,

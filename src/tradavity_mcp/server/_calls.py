@@ -171,6 +171,10 @@ class WriteCall:
     clock: Callable[[], float]
     kind: WriteKind = "creates"
     stored: dict[str, Any] | None = None
+    #: Files the call uploads, kept by the ledger only while it is unfinished; in
+    #: `recorded`, each stands as "blob:<digest>".
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    recorded: dict[str, Any] | None = None
     #: journal_trade: the trade part's digest, to continue a partial or pending call.
     trade_digest: str | None = None
     #: sets: what it sets ("trade:42"), so earlier pending calls are finished first.
@@ -296,7 +300,9 @@ class WriteCall:
             claim = self.ledger.claim(
                 *self._id,
                 args_digest=self.args_digest,
-                args_json=canonical_json(self.arguments),
+                args_json=canonical_json(
+                    self.recorded if self.recorded is not None else self.arguments
+                ),
                 id_source=self.call_id.source,
                 owner=owner,
                 lease_seconds=self.lease_seconds,
@@ -304,6 +310,7 @@ class WriteCall:
                 continue_window=self.duplicate_window if creates else None,
                 trade_digest=self.trade_digest,
                 target=self.target,
+                blobs=self.blobs,
             )
             record = claim.record
             match claim.kind:
@@ -340,7 +347,7 @@ class WriteCall:
         # The twin is pending and nobody is working on it (its server stopped, or the API
         # was down): finish it, under its own keys and requests. This never writes twice.
         source: Any = twin.id_source
-        first = replace(self, call_id=CallId(twin.call_id, source), arguments=twin.arguments)
+        first = replace(self, call_id=CallId(twin.call_id, source))
         outcome, data = await first.run(body)
         data = {**data, "twin_created_at": twin.created_at}
         return ("pending" if outcome == "pending" else "suspected_duplicate"), data

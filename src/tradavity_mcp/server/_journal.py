@@ -11,8 +11,6 @@ exactly the code that started it.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -397,17 +395,11 @@ async def _screenshot_bytes(
             )
         content = await read_confined_async(shot.path, allowed, max_bytes=MAX_SCREENSHOT_BYTES)
         return content, shot.filename or Path(shot.path).name
-    data = shot.data
-    assert data is not None
+    raw = shot.raw()
+    assert raw is not None
     if not shot.filename:
         raise UserError("data needs a filename, e.g. 'chart.png'")
-    if len(data) > (MAX_SCREENSHOT_BYTES * 4) // 3 + 8:
-        raise UserError("the screenshot is larger than 10 MB; the API accepts at most 10 MB")
-    payload = data.split(",", 1)[1] if data.startswith("data:") and "," in data else data
-    try:
-        return base64.b64decode(payload, validate=True), shot.filename
-    except (binascii.Error, ValueError):
-        raise UserError("data is not valid base64") from None
+    return raw, shot.filename
 
 
 async def _screenshot_step(

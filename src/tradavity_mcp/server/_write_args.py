@@ -21,12 +21,20 @@ import binascii
 import hashlib
 import math
 import types
-from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, Self, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from ..ledger import digest_arguments
 from ..models import AssetType, Bias, ExitType, Grade, MarketCondition, Session, Volume
+from ..screenshots import MAX_SCREENSHOT_BYTES
 from ._calls import WriteKind
 
 __all__ = [
@@ -128,6 +136,16 @@ class WriteArgs(BaseModel):
         """What the ledger keeps once the call is finished (no file contents)."""
         return self.canonical()
 
+    def recorded(self) -> tuple[dict[str, Any], dict[str, bytes]]:
+        """What the ledger keeps while the call is unfinished: the canonical arguments
+        with each file as "blob:<digest>", and the files' bytes by digest."""
+        return self.canonical(), {}
+
+    @classmethod
+    def from_record(cls, arguments: dict[str, Any], blobs: dict[str, bytes]) -> Self:
+        """The arguments of a recorded call, its files put back."""
+        return cls.model_validate(_with_blobs(arguments, blobs))
+
     def target(self) -> str | None:
         return None
 
@@ -199,6 +217,17 @@ class CreateTradeArgs(TradeFields):
         return TradeFields.model_validate(self.model_dump(exclude={"allow_duplicate"}))
 
 
+def _with_blobs(value: Any, blobs: dict[str, bytes]) -> Any:
+    if isinstance(value, str) and value.startswith(_BLOB) and value[len(_BLOB) :] in blobs:
+        return base64.b64encode(blobs[value[len(_BLOB) :]]).decode("ascii")
+    if isinstance(value, dict):
+        return {k: _with_blobs(v, blobs) for k, v in value.items()}
+    return value
+
+
+_BLOB = "blob:"
+
+
 class ScreenshotPart(WriteArgs):
     """A chart: a local file (stdio) or base64 data with a filename."""
 
@@ -207,16 +236,42 @@ class ScreenshotPart(WriteArgs):
     filename: Annotated[str | None, Field(description="Needed with data")] = None
     label: Annotated[str | None, Field(description="Caption, max 100 chars")] = None
 
+    @field_validator("data")
+    @classmethod
+    def _base64(cls, value: str | None) -> str | None:
+        """One spelling per file: a data URL's prefix and white space dropped, standard
+        base64 (so the same file is always the same call)."""
+        if value is None:
+            return None
+        payload = value.split(",", 1)[1] if value.startswith("data:") and "," in value else value
+        if len(payload) > (MAX_SCREENSHOT_BYTES * 4) // 3 + 64:
+            raise ValueError("the file is larger than 10 MB; Tradavity accepts at most 10 MB")
+        try:
+            raw = base64.b64decode("".join(payload.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("data is not valid base64") from None
+        return base64.b64encode(raw).decode("ascii")
+
+    def raw(self) -> bytes | None:
+        return base64.b64decode(self.data) if self.data is not None else None
+
     def without_bytes(self) -> dict[str, Any]:
         """Its canonical form with the file's digest and size in place of its bytes."""
         out = self.canonical()
-        if self.data is not None:
-            try:
-                raw = base64.b64decode(self.data.split(",")[-1], validate=False)
-            except (binascii.Error, ValueError):
-                raw = self.data.encode()
+        raw = self.raw()
+        if raw is not None:
             out["data"] = f"sha256:{hashlib.sha256(raw).hexdigest()} ({len(raw)} bytes, not kept)"
         return out
+
+    def as_blob(self) -> tuple[dict[str, Any], dict[str, bytes]]:
+        """Its canonical form with the file as "blob:<digest>", and the file."""
+        out = self.canonical()
+        raw = self.raw()
+        if raw is None:
+            return out, {}
+        digest = hashlib.sha256(raw).hexdigest()
+        out["data"] = _BLOB + digest
+        return out, {digest: raw}
 
 
 class ChecklistPart(WriteArgs):
@@ -263,6 +318,13 @@ class JournalTradeArgs(WriteArgs):
             out["screenshot"] = self.screenshot.without_bytes()
         return out
 
+    def recorded(self) -> tuple[dict[str, Any], dict[str, bytes]]:
+        out = self.canonical()
+        if self.screenshot is None:
+            return out, {}
+        out["screenshot"], blobs = self.screenshot.as_blob()
+        return out, blobs
+
     def trade_digest(self) -> str:
         return digest_arguments(self.trade.canonical())
 
@@ -290,6 +352,9 @@ class AttachScreenshotArgs(ScreenshotPart):
 
     def stored(self) -> dict[str, Any]:
         return self.without_bytes()
+
+    def recorded(self) -> tuple[dict[str, Any], dict[str, bytes]]:
+        return self.as_blob()
 
 
 class RecordProtocolResponseArgs(WriteArgs):

@@ -85,6 +85,7 @@ WRITES: dict[str, WriteSpec] = {
 
 
 def _call(ws: Workspace, tool: str, args: WriteArgs, call_id: CallId) -> WriteCall:
+    recorded, blobs = args.recorded()
     return WriteCall(
         ledger=ws.ledger,
         principal=ws.principal,
@@ -94,6 +95,8 @@ def _call(ws: Workspace, tool: str, args: WriteArgs, call_id: CallId) -> WriteCa
         clock=ws.clock,
         kind=args.KIND,
         stored=args.stored(),
+        recorded=recorded,
+        blobs=blobs,
         trade_digest=args.trade_digest(),
         target=args.target(),
         duplicate_window=ws.duplicate_window,
@@ -132,7 +135,7 @@ async def _resume_one(
     spec = WRITES.get(tool)
     if record is None or spec is None or record.state != "pending":
         return None
-    args = spec.args.model_validate(record.arguments)
+    args = spec.args.from_record(record.arguments, ws.ledger.blobs(ws.principal, tool, call_id))
     source: Any = id_source
     call = _call(ws, tool, args, CallId(call_id, source))
     outcome, _ = await call.run(lambda c: spec.body(ws, c, args, env))
