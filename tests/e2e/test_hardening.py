@@ -435,3 +435,61 @@ async def test_junk_bearers_do_not_delay_a_real_users_first_call(tmp_path: Path)
     refused = [r for r in key_checks if r.status in {401, 429}]
     assert len(refused) <= 30
     assert all(r.status != 429 for r in key_checks)
+
+
+# --- loose input: refused with the field named, in plain words ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("tool", "args", "needles"),
+    [
+        (
+            "get_stats",
+            {"range": 7},
+            ["invalid arguments for get_stats: range must be one of 'today'", "got 7"],
+        ),
+        (
+            "get_stats",
+            {"kind": "weekly", "from_date": "someday"},
+            ["kind must be one of 'summary'", "from_date takes a date, e.g. 2026-05-10"],
+        ),
+        (
+            "get_trade",
+            {"trade_number": "the last one"},
+            ["trade_number takes a whole number; got 'the last one'"],
+        ),
+        ("get_trade", {}, ["trade_number is required"]),
+    ],
+)
+async def test_sdk_argument_errors_read_in_plain_words(
+    env: Env, tool: str, args: dict[str, Any], needles: list[str]
+) -> None:
+    async with Client(env.server()) as client:
+        result = await client.call_tool(tool, args)
+    assert result.is_error
+    text = text_of(result)
+    for needle in needles:
+        assert needle in text
+    for raw in ("pydantic", "input_value", "validation error for", "[type="):
+        assert raw not in text
+
+
+@pytest.mark.parametrize(
+    ("answer", "needle"),
+    [
+        ("1e400", "'Risk in R' (number) accepts a number below 1,000,000,000,000,000 in size"),
+        ("1e-400", "'Risk in R' (number) accepts a number with at most 8 decimal places"),
+    ],
+)
+async def test_checklist_numbers_are_bounded_before_sending(
+    env: Env, answer: str, needle: str
+) -> None:
+    async with Client(env.server()) as client:
+        before = env.sandbox.counters["validation_error"]
+        result = await client.call_tool(
+            "record_protocol_response",
+            {"protocol": "pre_trade", "answers": {"Risk in R": answer}, "status": "draft"},
+        )
+    assert result.is_error
+    assert needle in text_of(result)
+    assert env.sandbox.counters["validation_error"] == before
