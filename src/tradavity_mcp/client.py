@@ -55,6 +55,7 @@ from .models import (
     TradeCreate,
     TradePatch,
     TradeRow,
+    plain_validation_fields,
 )
 from .screenshots import prepare_upload
 
@@ -149,10 +150,7 @@ def _validate(model: type[_M], body: _M | Mapping[str, Any]) -> _M:
     try:
         return model.model_validate(body)
     except PydanticValidationError as exc:
-        fields: dict[str, str] = {}
-        for err in exc.errors(include_url=False, include_input=False):
-            loc = ".".join(str(p) for p in err["loc"]) or "body"
-            fields[loc] = err["msg"]
+        fields = plain_validation_fields(exc)
         summary = "; ".join(f"{k}: {v}" for k, v in fields.items())
         raise RequestInvalid(f"invalid request body: {summary}", fields) from None
 

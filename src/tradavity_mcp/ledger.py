@@ -568,10 +568,14 @@ class Ledger:
                     (canonical_json(stored_args), principal, tool, call_id),
                 )
             self._drop_blobs(db, principal, tool, call_id)
-            # Requests are kept only while a step may have to be sent again.
+            # Requests are kept only while a step may have to be sent again, and step
+            # results only while a later call may carry on from them (a partial call).
+            keep_results = state == "done" and outcome == "partial"
             db.execute(
-                "UPDATE steps SET request_json=NULL WHERE principal=? AND tool=? AND call_id=?",
-                (principal, tool, call_id),
+                "UPDATE steps SET request_json=NULL, "
+                "result_json=CASE WHEN ? THEN result_json ELSE NULL END "
+                "WHERE principal=? AND tool=? AND call_id=?",
+                (keep_results, principal, tool, call_id),
             )
 
     def forget_call(self, principal: str, tool: str, call_id: str) -> None:

@@ -6,12 +6,14 @@ all (`ids=False`), as Claude Desktop, ChatGPT, Cursor and the Inspector send it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,6 +29,7 @@ from tradavity_mcp.sandbox import (
     ManualClock,
     SandboxConfig,
     SandboxTransport,
+    ScaledClock,
     create_app,
     serve_in_thread,
 )
@@ -383,42 +386,91 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+#: How much faster than real time the footprint drill's sandbox and API client run.
+SPEED = 120.0
+
+
+class FastClock:
+    """The API client's time, `SPEED` times faster, matching the sandbox process's clock:
+    the per-minute rate window paces neither side."""
+
+    def __init__(self) -> None:
+        self._clock = ScaledClock(SPEED)
+
+    def now(self) -> float:
+        return self._clock.now()
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(seconds / SPEED)
+
+    def jitter(self) -> float:
+        return 0.5
+
+
+@contextlib.contextmanager
+def _sandbox_process(log: Path) -> Iterator[str]:
+    """The sandbox in a process of its own, so the drill's memory is ours alone; its clock
+    runs `SPEED` times faster."""
+    port = _free_port()
+    with log.open("ab") as errlog:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tradavity_mcp", "sandbox", "--port", str(port),
+             "--db", ":memory:", "--clock-scale", str(SPEED)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=errlog,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                headers = {"Authorization": f"Bearer {DEMO_KEY}"}
+                if httpx2.get(f"{base}/me", headers=headers, timeout=1).status_code == 200:
+                    break
+            except httpx2.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the sandbox did not start; see {log}")
+            time.sleep(0.05)
+        yield base
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
 async def footprint(
     journals: int, state: Path, *, screenshot_bytes: int = 1 << 20, writes: int = 0
 ) -> dict[str, Any]:
     """The ledger's size after `journals` journal_trade calls with a screenshot of
-    `screenshot_bytes` each, and resident memory over `writes` more create_trade calls
-    (in process, the sandbox keeping its journal in a file)."""
+    `screenshot_bytes` each, and this process's resident memory over `writes` more
+    create_trade calls (a real MCP client and our server in this process; the sandbox in
+    its own, over loopback HTTP)."""
     import base64
     import gc
 
-    db = state.parent / "sandbox.sqlite3"
-    clock = DrillClock()
-    app = create_app(SandboxConfig(db=str(db), clock=clock.manual))
-    server = build_server(
-        _settings(state), transport=SandboxTransport(app), api_clock=clock, clock=clock.now
-    )
     # A PNG header and then noise: the sandbox checks the magic bytes, not the pixels.
     png = b"\x89PNG\r\n\x1a\n" + os.urandom(max(0, screenshot_bytes - 8))
     data = base64.b64encode(png).decode()
     rss: list[int] = []
-    async with Client(server) as client:
-        plan = await Plan.discover(client)
-        for i in range(journals):
-            args = plan.arguments(i, symbol="MBT")
-            args["screenshot"] = {"data": data, "filename": f"shot-{i}.png"}
-            args.pop("checklist")
-            clock.manual.advance(1)
-            result = await client.call_tool("journal_trade", args)
-            assert not result.is_error, result
-        ledger_size = _ledger_bytes(state)
-        for i in range(writes):
-            clock.manual.advance(1)
-            result = await client.call_tool("create_trade", _create_args(plan, i, "MSF"))
-            assert not result.is_error, result
-            if i % max(1, writes // 10) == 0:
-                gc.collect()
-                rss.append(_rss_bytes())
+    with _sandbox_process(state.parent / "sandbox.log") as url:
+        server = build_server(_settings(state, url), retry=FAST_RETRY, api_clock=FastClock())
+        async with Client(server) as client:
+            plan = await Plan.discover(client)
+            for i in range(journals):
+                args = plan.arguments(i, symbol="MBT")
+                args["screenshot"] = {"data": data, "filename": f"shot-{i}.png"}
+                args.pop("checklist")
+                result = await client.call_tool("journal_trade", args)
+                assert not result.is_error, result
+            ledger_size = _ledger_bytes(state)
+            for i in range(writes):
+                args = {**_create_args(plan, i, "MSF"), "trade_date": "2026-11-18T10:00"}
+                result = await client.call_tool("create_trade", args)
+                assert not result.is_error, result
+                if i % max(1, writes // 10) == 0:
+                    gc.collect()
+                    rss.append(_rss_bytes())
     return {
         "journals": journals,
         "screenshot_bytes": screenshot_bytes,

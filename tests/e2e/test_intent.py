@@ -13,15 +13,24 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 from mcp import Client
 
 from tradavity_mcp.client import TradavityClient
 from tradavity_mcp.config import Settings
-from tradavity_mcp.sandbox import DEMO_KEY, ManualClock, SandboxConfig, create_app, serve_in_thread
+from tradavity_mcp.sandbox import (
+    DEMO_KEY,
+    ManualClock,
+    SandboxConfig,
+    SandboxTransport,
+    create_app,
+    serve_in_thread,
+)
 from tradavity_mcp.server import build_server
 
-from .conftest import data_of, text_of
+from ..drills._kit import FAST_RETRY
+from .conftest import SANDBOX_URL, data_of, meta, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -173,3 +182,64 @@ async def test_double_dispatch_without_ids_at_once_writes_once(world: World) -> 
     assert sorted(o["outcome"] for o in outcomes) == ["done", "suspected_duplicate"]
     assert len({o["trade_number"] for o in outcomes}) == 1
     assert len(await world.trades("MGC")) == 1
+
+
+class DropAfterCommit(httpx2.AsyncBaseTransport):
+    """The sandbox, whose answers to writes matching `path` are lost after it committed
+    them (while `on`): the client sees a broken connection every time."""
+
+    def __init__(self, app: Any, method: str, path: str) -> None:
+        self.inner = SandboxTransport(app)
+        self.method, self.path, self.on = method, path, True
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await self.inner.handle_async_request(request)
+        if self.on and request.method == self.method and request.url.path.endswith(self.path):
+            raise httpx2.ReadError("connection reset after the write (drill)", request=request)
+        return response
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "pending_step"),
+    [("POST", "/trades", "create"), ("POST", "/screenshots", "screenshot")],
+)
+async def test_pending_past_the_replay_window_is_found_not_written_again(
+    tmp_path: Path, b64png: str, method: str, path: str, pending_step: str
+) -> None:
+    """A write that landed but was never confirmed, re-issued a day later (the API no
+    longer remembers its key): it is looked for and adopted, not written a second time."""
+    clock = ManualClock()
+    app = create_app(SandboxConfig(db=":memory:", clock=clock))
+    transport = DropAfterCommit(app, method, path)
+    settings = Settings.load(
+        environ={"TRADAVITY_API_KEY": DEMO_KEY}, base_url=SANDBOX_URL, state_dir=tmp_path
+    )
+    server = build_server(settings, transport=transport, clock=clock.now, retry=FAST_RETRY)
+    call_meta = meta({"claudecode/toolUseId": "toolu_day_old"})
+    args = {
+        "trade": {**_trade_at("MBT", 77.5), "account": "Apex 50K"},
+        "tags": ["fomo"],
+        "screenshot": {"data": b64png, "filename": "c.png", "label": "day old"},
+    }
+    async with Client(server) as client:
+        first = await client.call_tool("journal_trade", args, meta=call_meta)
+        assert data_of(first)["outcome"] == "pending"
+        assert f"pending at step: {pending_step}" in text_of(first)
+        clock.advance(25 * 3600)
+        transport.on = False
+        app.state.sandbox.request_log.clear()
+        again = data_of(await client.call_tool("journal_trade", args, meta=call_meta))
+    assert again["outcome"] == "done", again
+    posts = [r.path for r in app.state.sandbox.request_log if r.method == method]
+    assert not any(p.endswith(path) for p in posts), posts  # found, not sent again
+    async with TradavityClient(
+        DEMO_KEY, base_url=SANDBOX_URL, transport=SandboxTransport(app)
+    ) as api:
+        rows = [r async for r in api.iter_trades(symbol="MBT", limit=200) if r.net_pnl == 77.5]
+        assert len(rows) == 1
+        assert rows[0].trade_number == again["trade_number"]
+        assert len(await api.list_screenshots(rows[0].trade_number)) == 1
+
+
+def _trade_at(symbol: str, pnl: float) -> dict[str, Any]:
+    return {"symbol": symbol, "direction": "long", "net_pnl": pnl, "trade_date": "2026-11-20T09:31"}

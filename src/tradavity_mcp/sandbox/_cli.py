@@ -11,6 +11,7 @@ import platformdirs
 import uvicorn
 
 from ._app import SandboxConfig, create_app
+from ._clock import ScaledClock
 from ._faults import FaultSpec
 from ._seed import DEFAULT_DEMO_DAYS, DEMO_KEY, MAX_DEMO_DAYS
 
@@ -37,6 +38,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"length of the seeded demo journal in days, 1 to {MAX_DEMO_DAYS} "
         f"(default: {DEFAULT_DEMO_DAYS}); used when the database is new",
+    )
+    parser.add_argument(
+        "--clock-scale",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="run the sandbox's clock X times faster (rate windows, cooldowns, the 24 h "
+        "replay window); default 1",
     )
 
 
@@ -79,8 +88,11 @@ def run(args: argparse.Namespace) -> int:
             "one only (pass --db :memory: or a new file)",
             file=sys.stderr,
         )
+    clock = ScaledClock(args.clock_scale) if args.clock_scale != 1.0 else None
     app = create_app(
-        SandboxConfig(db=db, faults=faults, fault_seed=args.fault_seed, demo_days=demo_days)
+        SandboxConfig(
+            db=db, faults=faults, fault_seed=args.fault_seed, demo_days=demo_days, clock=clock
+        )
     )
     host = f"[{args.sandbox_host}]" if family == socket.AF_INET6 else args.sandbox_host
     print(f"Tradavity sandbox on http://{host}:{port}/api/v1", flush=True)

@@ -209,25 +209,31 @@ class _Backend:
             clock=self._api_clock,
         )
 
+    def _workspace(self, api: TradavityClient, ledger: Ledger) -> Workspace:
+        """The one place workspaces are made: the server's own, and each hosted user's."""
+        return Workspace(
+            api=api,
+            ledger=ledger,
+            ref=RefData(api),
+            sleep=self._sleep,
+            clock=self._clock,
+            duplicate_window=self._settings.duplicate_window,
+        )
+
     async def _open(self, stack: AsyncExitStack) -> AppState:
         ledger = Ledger(self._settings.ledger_path, clock=self._clock)
         stack.callback(ledger.close)
         state = AppState()
         if self._per_user:
-            registry = Workspaces(make_client=self._client, ledger=ledger)
+            registry = Workspaces(
+                make_client=self._client, make_workspace=lambda api: self._workspace(api, ledger)
+            )
             stack.push_async_callback(registry.aclose)
             state.registry = registry
         elif self._api_key is not None:
             api = self._client(SecretStr(self._api_key))
             stack.push_async_callback(api.aclose)
-            state.default = Workspace(
-                api=api,
-                ledger=ledger,
-                ref=RefData(api),
-                sleep=self._sleep,
-                clock=self._clock,
-                duplicate_window=self._settings.duplicate_window,
-            )
+            state.default = self._workspace(api, ledger)
         tg = await stack.enter_async_context(anyio.create_task_group())
         stack.callback(tg.cancel_scope.cancel)
         if state.default is not None:
@@ -341,6 +347,7 @@ def build_server(
         workspace=lambda ctx: current_workspace(),
         allowed_dirs=settings.allowed_dirs,
         stdio=stdio,
+        output_schemas=settings.output_schemas,
     )
     register_read_tools(mcp, env.workspace)
     register_sync_tools(mcp, notifier, env.workspace)

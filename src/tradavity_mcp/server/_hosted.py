@@ -33,9 +33,7 @@ from pydantic import SecretStr
 from ..client import RetryPolicy, TradavityClient
 from ..config import API_KEY_PATTERN
 from ..errors import TradavityError, Unauthorized
-from ..ledger import Ledger
 from ..models import Me
-from ._refdata import RefData
 from ._workspace import Workspace
 
 __all__ = ["CLIENT_ADDRESS", "PerUserVerifier", "ServerTokenVerifier", "Workspaces"]
@@ -119,11 +117,11 @@ class Workspaces:
         self,
         *,
         make_client: Callable[[SecretStr], TradavityClient],
-        ledger: Ledger,
+        make_workspace: Callable[[TradavityClient], Workspace],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._make_client = make_client
-        self._ledger = ledger
+        self._make_workspace = make_workspace
         self._clock = clock
         self._by_token: OrderedDict[str, _Entry] = OrderedDict()
         self._refused: OrderedDict[str, float] = OrderedDict()
@@ -240,7 +238,7 @@ class Workspaces:
 
     async def _admit(self, fingerprint: str, token: str, me: Me) -> _Entry:
         api = self._make_client(SecretStr(token))
-        ws = Workspace(api=api, ledger=self._ledger, ref=RefData(api))
+        ws = self._make_workspace(api)
         ws.scopes = me.scopes
         ws.scopes_ready.set()
         entry = _Entry(workspace=ws, scopes=me.scopes, verified_at=self._clock())

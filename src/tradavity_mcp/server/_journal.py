@@ -29,6 +29,7 @@ from ..models import (
     Trade,
     TradeCreate,
     TradePatch,
+    plain_validation_message,
 )
 from ..screenshots import MAX_SCREENSHOT_BYTES, prepare_upload
 from ._answers import build_item_values
@@ -97,13 +98,9 @@ def summarize_trade(trade: Trade) -> dict[str, Any]:
 
 def _fields_error(exc: ValidationError | RequestInvalid, prefix: str = "") -> UserError:
     if isinstance(exc, RequestInvalid):
-        fields = exc.fields
+        listed = "; ".join(f"{prefix}{k}: {v}" for k, v in exc.fields.items())
     else:
-        fields = {
-            ".".join(str(p) for p in e["loc"]) or "arguments": e["msg"]
-            for e in exc.errors(include_url=False, include_input=False)
-        }
-    listed = "; ".join(f"{prefix}{k}: {v}" for k, v in fields.items())
+        listed = plain_validation_message(exc, prefix)
     return UserError(f"invalid arguments: {listed}")
 
 

@@ -131,9 +131,10 @@ async def find_trades(
     """One page of trade rows. At most `TRADE_ROWS_CAP` rows are fetched (a larger limit
     is announced and honoured by the cursor); if the page still does not `fits` (very long
     names), it is fetched again with as many rows as fit, so the cursor stays exact."""
-    account = filters.get("account")
+    account = filters.pop("account", None)
     subject = f"account {account!r}" if account is not None else "trades"
-    params = _filters(**filters)
+    # A name is resolved here (active accounts first), not left to the API's reading.
+    params = _filters(**filters, account_id=await ws.ref.account_filter(account))
     take = min(limit, TRADE_ROWS_CAP)
     while True:
         page = await _api(ws.api.list_trades(limit=take, cursor=cursor, **params), subject=subject)
@@ -219,7 +220,10 @@ async def stats(
 ) -> dict[str, Any]:
     if kind not in STATS_KINDS:
         raise UserError(f"kind must be one of {', '.join(STATS_KINDS)}")
-    params = {**_date_filters(range_, from_, to), **_filters(account=account)}
+    params = {
+        **_date_filters(range_, from_, to),
+        **_filters(account_id=await ws.ref.account_filter(account)),
+    }
     data = await _api(ws.api.stats(kind, **params), subject="stats")
     result: dict[str, Any] = compact(data)
     return fit(shape_stats(result, kind), budget)
@@ -240,7 +244,10 @@ async def calendar(
         range_ = "mtd" if from_ is None and to is None else None
         if range_ is None:
             raise UserError("pass both from and to (YYYY-MM-DD), or a range")
-    params = {**_date_filters(range_, from_, to), **_filters(account=account)}
+    params = {
+        **_date_filters(range_, from_, to),
+        **_filters(account_id=await ws.ref.account_filter(account)),
+    }
     data = await _api(ws.api.calendar(**params), subject="calendar")
     result: dict[str, Any] = compact(data)
     return result if budget is None else fit(shape_calendar(result, budget), budget)

@@ -24,6 +24,7 @@ from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 
 from ..errors import TradavityError
 from ..ledger import LedgerUnavailable
+from ..models import plain_validation_message
 from ._calls import UserError, describe_error, resolve_call_id
 from ._files import dirs_from_roots
 from ._journal import RunEnv
@@ -62,10 +63,13 @@ class ToolEnv:
         workspace: Callable[[Context], Workspace],
         allowed_dirs: tuple[Path, ...],
         stdio: bool,
+        output_schemas: bool = False,
     ) -> None:
         self.workspace = workspace
         self.allowed_dirs = allowed_dirs
         self.stdio = stdio
+        #: Build output schemas only when they are advertised (they cost start-up time).
+        self.output_schemas = output_schemas
 
 
 # --- what the model reads ----------------------------------------------------------------
@@ -403,11 +407,7 @@ def _parse(spec: WriteSpec, arguments: dict[str, Any]) -> WriteArgs:
     try:
         return spec.args.model_validate(arguments)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
-            for e in exc.errors(include_url=False, include_input=False)
-        )
-        raise ToolError(f"invalid arguments: {problems}") from None
+        raise ToolError(f"invalid arguments: {plain_validation_message(exc)}") from None
 
 
 def _adapter(spec: WriteSpec, look: Presentation, env: ToolEnv) -> Callable[..., Any]:
@@ -487,4 +487,6 @@ def register_write_tools(mcp: MCPServer, env: ToolEnv) -> None:
             title=look.title,
             description=look.description,
             annotations=look.annotations,
+            # Results are structured either way; the schema is built only if advertised.
+            structured_output=None if env.output_schemas else False,
         )
