@@ -9,8 +9,8 @@ import httpx2
 import pytest
 from mcp import Client
 
-from tradavity_mcp.config import Settings
 from tradavity_mcp.server import build_server
+from tradavity_mcp.settings import Settings
 
 pytestmark = pytest.mark.anyio
 

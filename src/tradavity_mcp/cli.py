@@ -17,8 +17,8 @@ import platformdirs
 from pydantic import SecretStr
 
 from . import __version__
-from .client_config import CLIENTS, snippet
-from .config import DEFAULT_BASE_URL, ConfigError, Settings
+from .settings import DEFAULT_BASE_URL, ConfigError, Settings
+from .snippets import CLIENTS, snippet
 
 __all__ = ["main"]
 

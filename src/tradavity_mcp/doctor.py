@@ -27,8 +27,8 @@ import httpx2
 from pydantic import SecretStr
 
 from . import __version__
-from .config import API_KEY_PATTERN, DEFAULT_BASE_URL, ConfigError, Settings
 from .ledger import Ledger
+from .settings import API_KEY_PATTERN, DEFAULT_BASE_URL, ConfigError, Settings
 
 __all__ = ["Check", "Probe", "describe_probe", "probe_me", "run_doctor"]
 

@@ -22,8 +22,7 @@ from typing import Any
 import anyio
 from mcp import Client
 
-from tradavity_mcp.client import RetryPolicy, TradavityClient
-from tradavity_mcp.config import Settings
+from tradavity_mcp.api.client import RetryPolicy, TradavityClient
 from tradavity_mcp.sandbox import (
     DEMO_KEY,
     FREE_KEY,
@@ -36,6 +35,7 @@ from tradavity_mcp.sandbox import (
 )
 from tradavity_mcp.server import build_server
 from tradavity_mcp.server._read import RESULT_BUDGET
+from tradavity_mcp.settings import Settings
 
 FLOOR = '''
 from mcp.server.mcpserver import MCPServer

@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx2
 
-from tradavity_mcp._timing import FakeClock
-from tradavity_mcp.client import RetryPolicy, TradavityClient
+from tradavity_mcp.api.client import RetryPolicy, TradavityClient
+from tradavity_mcp.api.clock import FakeClock
 
 KEY = "tvty_" + "ab" * 24
 BASE = "https://api.test/api/v1"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tradavity_mcp.config import DEFAULT_BASE_URL, ConfigError, Settings
+from tradavity_mcp.settings import DEFAULT_BASE_URL, ConfigError, Settings
 
 KEY = "tvty_" + "0123456789abcdef" * 3
 

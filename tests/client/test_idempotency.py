@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tradavity_mcp.idempotency import IDEMPOTENCY_KEY_PATTERN, derive_key, principal_for_key
+from tradavity_mcp.api.idempotency import IDEMPOTENCY_KEY_PATTERN, derive_key, principal_for_key
 
 text = st.text(max_size=200)
 

@@ -9,8 +9,8 @@ from typing import Annotated, Any, Literal
 import pytest
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from tradavity_mcp.errors import RequestInvalid
-from tradavity_mcp.models import (
+from tradavity_mcp.api.errors import RequestInvalid
+from tradavity_mcp.api.models import (
     AnyCase,
     CleanText,
     ExecutionsReplace,
@@ -25,7 +25,7 @@ from tradavity_mcp.models import (
     plain_validation_fields,
     plain_validation_message,
 )
-from tradavity_mcp.screenshots import MAX_SCREENSHOT_BYTES, prepare_upload
+from tradavity_mcp.api.uploads import MAX_SCREENSHOT_BYTES, prepare_upload
 
 from ._scripted import Script, make_client, ok
 

@@ -8,7 +8,7 @@ import anyio
 import httpx2
 import pytest
 
-from tradavity_mcp._timing import FakeClock
+from tradavity_mcp.api.clock import FakeClock
 
 from ._scripted import make_client
 

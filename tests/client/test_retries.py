@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx2
 import pytest
 
-from tradavity_mcp import errors
-from tradavity_mcp._timing import FakeClock
-from tradavity_mcp.client import RetryPolicy
+from tradavity_mcp.api import errors
+from tradavity_mcp.api.client import RetryPolicy
+from tradavity_mcp.api.clock import FakeClock
 
 from ._scripted import Script, fail, make_client, ok
 

@@ -7,8 +7,8 @@ import logging
 import httpx2
 import pytest
 
-from tradavity_mcp import errors
-from tradavity_mcp.client import RetryPolicy
+from tradavity_mcp.api import errors
+from tradavity_mcp.api.client import RetryPolicy
 
 from ._scripted import KEY, Script, fail, make_client, ok
 
@@ -46,7 +46,7 @@ async def test_key_goes_only_in_the_authorization_header(caplog: pytest.LogCaptu
 
 
 def test_settings_never_show_the_key() -> None:
-    from tradavity_mcp.config import Settings
+    from tradavity_mcp.settings import Settings
 
     settings = Settings.load(environ={"TRADAVITY_API_KEY": KEY})
     assert KEY not in repr(settings)

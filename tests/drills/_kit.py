@@ -12,7 +12,7 @@ from mcp import Client
 from mcp.types import CallToolResult, RequestParamsMeta, TextContent
 from PIL import Image
 
-from tradavity_mcp.client import RetryPolicy, TradavityClient
+from tradavity_mcp.api.client import RetryPolicy, TradavityClient
 from tradavity_mcp.server._calls import CALL_ID_META_KEY
 
 #: Drills retry at once: the faults are what is under test, not the backoff.

@@ -21,8 +21,7 @@ import anyio
 import httpx2
 from mcp import Client
 
-from tradavity_mcp.client import TradavityClient
-from tradavity_mcp.config import Settings
+from tradavity_mcp.api.client import TradavityClient
 from tradavity_mcp.sandbox import (
     DEMO_KEY,
     FaultSpec,
@@ -34,6 +33,7 @@ from tradavity_mcp.sandbox import (
     serve_in_thread,
 )
 from tradavity_mcp.server import build_server
+from tradavity_mcp.settings import Settings
 
 from ._kit import FAST_RETRY, Plan, journal_until_known, verify
 

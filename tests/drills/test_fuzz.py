@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from mcp import Client
 from mcp.types import CallToolResult
 
-from tradavity_mcp.config import Settings
 from tradavity_mcp.sandbox import DEMO_KEY, SandboxConfig, SandboxTransport, create_app
 from tradavity_mcp.server import build_server
+from tradavity_mcp.settings import Settings
 
 from ._kit import FAST_RETRY, text
 

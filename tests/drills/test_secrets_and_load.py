@@ -13,8 +13,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from tradavity_mcp._timing import FakeClock
-from tradavity_mcp.config import Settings
+from tradavity_mcp.api.clock import FakeClock
 from tradavity_mcp.sandbox import (
     DEMO_KEY,
     FREE_KEY,
@@ -26,6 +25,7 @@ from tradavity_mcp.sandbox import (
 )
 from tradavity_mcp.sandbox._seed import hash_key
 from tradavity_mcp.server import HostedOptions, build_http_app, build_server
+from tradavity_mcp.settings import Settings
 
 from ..e2e.conftest import http_transport
 from ._kit import Plan, text

@@ -20,8 +20,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, RequestParamsMeta, TextContent
 from PIL import Image
 
-from tradavity_mcp.client import TradavityClient
-from tradavity_mcp.config import Settings
+from tradavity_mcp.api.client import TradavityClient
 from tradavity_mcp.sandbox import (
     DEMO_KEY,
     ManualClock,
@@ -30,6 +29,7 @@ from tradavity_mcp.sandbox import (
     create_app,
 )
 from tradavity_mcp.server import build_server
+from tradavity_mcp.settings import Settings
 
 SANDBOX_URL = "http://sandbox.local/api/v1"
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from tradavity_mcp._timing import FakeClock
+from tradavity_mcp.api.clock import FakeClock
 from tradavity_mcp.sandbox import FaultSpec
 from tradavity_mcp.server._calls import UserError
 from tradavity_mcp.server._refdata import RefData

@@ -23,7 +23,6 @@ from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route
 
-from tradavity_mcp.config import Settings
 from tradavity_mcp.sandbox import (
     DEMO_KEY,
     SECOND_PRO_KEY,
@@ -36,6 +35,7 @@ from tradavity_mcp.sandbox import (
 from tradavity_mcp.server import HostedOptions, _files, build_http_app, build_server
 from tradavity_mcp.server._calls import UserError
 from tradavity_mcp.server._sync_tools import SYNC_URIS
+from tradavity_mcp.settings import Settings
 
 from .conftest import Env, data_of, http_transport, png_bytes, text_of
 

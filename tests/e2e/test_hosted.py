@@ -13,7 +13,6 @@ from mcp import Client
 from mcp.client.sse import sse_client
 from pydantic import SecretStr
 
-from tradavity_mcp.config import Settings
 from tradavity_mcp.sandbox import (
     DEMO_KEY,
     SECOND_PRO_KEY,
@@ -23,6 +22,7 @@ from tradavity_mcp.sandbox import (
     serve_in_thread,
 )
 from tradavity_mcp.server import HostedOptions, build_http_app, build_server
+from tradavity_mcp.settings import Settings
 
 from .conftest import data_of, http_transport, text_of
 

@@ -17,8 +17,7 @@ import httpx2
 import pytest
 from mcp import Client
 
-from tradavity_mcp.client import TradavityClient
-from tradavity_mcp.config import Settings
+from tradavity_mcp.api.client import TradavityClient
 from tradavity_mcp.sandbox import (
     DEMO_KEY,
     ManualClock,
@@ -28,6 +27,7 @@ from tradavity_mcp.sandbox import (
     serve_in_thread,
 )
 from tradavity_mcp.server import build_server
+from tradavity_mcp.settings import Settings
 
 from ..drills._kit import FAST_RETRY
 from .conftest import SANDBOX_URL, data_of, meta, text_of

@@ -19,11 +19,11 @@ import httpx2
 import pytest
 from mcp import Client
 
-from tradavity_mcp.client import TradavityClient
-from tradavity_mcp.config import Settings
+from tradavity_mcp.api.client import TradavityClient
 from tradavity_mcp.ledger import Ledger
 from tradavity_mcp.sandbox import DEMO_KEY, ManualClock, SandboxConfig, SandboxTransport, create_app
 from tradavity_mcp.server import build_server
+from tradavity_mcp.settings import Settings
 
 from ..drills._kit import FAST_RETRY
 from .conftest import SANDBOX_URL, data_of, text_of

@@ -224,7 +224,7 @@ async def test_completions(client: Client, env: Env) -> None:
 
 
 async def test_read_only_key_lists_no_write_tools(env: Env) -> None:
-    from tradavity_mcp.config import Settings
+    from tradavity_mcp.settings import Settings
 
     settings = Settings.load(
         environ={"TRADAVITY_API_KEY": READONLY_KEY}, state_dir=env.settings.state_dir

@@ -14,7 +14,6 @@ import pytest
 from mcp import Client
 from mcp.types import ResourceUpdatedNotification, TextResourceContents
 
-from tradavity_mcp.config import Settings
 from tradavity_mcp.sandbox import (
     DEMO_KEY,
     SandboxConfig,
@@ -23,6 +22,7 @@ from tradavity_mcp.sandbox import (
     serve_in_thread,
 )
 from tradavity_mcp.server import HostedOptions, StreamOptions, build_http_app, build_server
+from tradavity_mcp.settings import Settings
 
 from .conftest import Env, data_of, http_transport
 

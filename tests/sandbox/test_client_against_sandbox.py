@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 from PIL import Image
 
-from tradavity_mcp import errors
-from tradavity_mcp.client import RetryPolicy, TradavityClient
+from tradavity_mcp.api import errors
+from tradavity_mcp.api.client import RetryPolicy, TradavityClient
 from tradavity_mcp.sandbox import (
     DEMO_KEY,
     FaultSpec,

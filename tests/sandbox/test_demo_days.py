@@ -14,11 +14,11 @@ import httpx2
 import pytest
 from mcp import Client
 
-from tradavity_mcp import config
-from tradavity_mcp.config import ConfigError, Settings
+from tradavity_mcp import settings
 from tradavity_mcp.sandbox import DEMO_KEY, ManualClock, SandboxConfig, _cli, create_app
 from tradavity_mcp.sandbox._seed import DEFAULT_DEMO_DAYS, MAX_DEMO_DAYS
 from tradavity_mcp.server import build_server
+from tradavity_mcp.settings import ConfigError, Settings
 
 LAUNCH = (
     "import argparse, sys\n"
@@ -144,4 +144,4 @@ def test_environment_values_are_checked() -> None:
     for bad in ("0", "-3", "two years", str(MAX_DEMO_DAYS + 1)):
         with pytest.raises(ConfigError, match="TRADAVITY_SANDBOX_DEMO_DAYS"):
             Settings.load(environ={"TRADAVITY_SANDBOX": "1", "TRADAVITY_SANDBOX_DEMO_DAYS": bad})
-    assert config._MAX_DEMO_DAYS == MAX_DEMO_DAYS
+    assert settings._MAX_DEMO_DAYS == MAX_DEMO_DAYS

@@ -7,7 +7,7 @@ import shlex
 
 import pytest
 
-from tradavity_mcp.client_config import CLIENTS, KEY_PLACEHOLDER, snippet
+from tradavity_mcp.snippets import CLIENTS, KEY_PLACEHOLDER, snippet
 
 
 @pytest.mark.parametrize("client", CLIENTS)

@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tradavity_mcp.errors import error_for
+from tradavity_mcp.api.errors import error_for
 from tradavity_mcp.ledger import Ledger, LedgerUnavailable, canonical_json, digest_arguments
 from tradavity_mcp.server._calls import (
     CALL_ID_META_KEY,

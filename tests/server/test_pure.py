@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tradavity_mcp.models import Protocol
+from tradavity_mcp.api.models import Protocol
 from tradavity_mcp.server._answers import build_item_values
 from tradavity_mcp.server._calls import UserError
 from tradavity_mcp.server._files import dirs_from_roots, read_confined

@@ -34,10 +34,10 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
-from .._timing import Clock as ApiClock
-from ..client import RetryPolicy, TradavityClient
-from ..config import Settings
+from ..api.client import RetryPolicy, TradavityClient
+from ..api.clock import Clock as ApiClock
 from ..ledger import Ledger
+from ..settings import Settings
 from ._calls import UserError
 from ._hosted import CLIENT_ADDRESS, PerUserVerifier, ServerTokenVerifier, Workspaces
 from ._journal import RunEnv

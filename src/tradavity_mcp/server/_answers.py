@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic_core import PydanticCustomError
 
-from ..models import MAX_NUMBER, Protocol, ProtocolItem, check_text
+from ..api.models import MAX_NUMBER, Protocol, ProtocolItem, check_text
 from ._calls import UserError
 from ._refdata import close_matches, one_of
 

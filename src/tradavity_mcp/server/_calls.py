@@ -33,7 +33,7 @@ from typing import Any, Literal, TypeVar
 
 import anyio
 
-from ..errors import (
+from ..api.errors import (
     APIConnectionError,
     APIStatusError,
     ConnectionSyncCooldown,
@@ -50,7 +50,7 @@ from ..errors import (
     Unauthorized,
     ValidationFailed,
 )
-from ..idempotency import derive_key
+from ..api.idempotency import derive_key
 from ..ledger import (
     CallRecord,
     Ledger,

@@ -30,10 +30,10 @@ import anyio
 from mcp.server.auth.provider import AccessToken
 from pydantic import SecretStr
 
-from ..client import RetryPolicy, TradavityClient
-from ..config import API_KEY_PATTERN
-from ..errors import TradavityError, Unauthorized
-from ..models import Me
+from ..api.client import RetryPolicy, TradavityClient
+from ..api.errors import TradavityError, Unauthorized
+from ..api.models import Me
+from ..settings import API_KEY_PATTERN
 from ._workspace import Workspace
 
 __all__ = ["CLIENT_ADDRESS", "PerUserVerifier", "ServerTokenVerifier", "Workspaces"]

@@ -20,8 +20,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..errors import LimitReached, RequestInvalid
-from ..models import (
+from ..api.errors import LimitReached, RequestInvalid
+from ..api.models import (
     ExecutionsReplace,
     Tag,
     TagCategoryCreate,
@@ -31,7 +31,7 @@ from ..models import (
     TradePatch,
     plain_validation_message,
 )
-from ..screenshots import MAX_SCREENSHOT_BYTES, prepare_upload
+from ..api.uploads import MAX_SCREENSHOT_BYTES, prepare_upload
 from ._answers import build_item_values
 from ._calls import StepFailed, UserError, WriteCall, describe_error
 from ._files import read_confined_async

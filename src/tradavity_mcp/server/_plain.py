@@ -15,7 +15,7 @@ from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.types import CallToolResult, InputRequiredResult
 from pydantic import ValidationError
 
-from ..models import plain_validation_message
+from ..api.models import plain_validation_message
 
 __all__ = ["PlainServer", "plain_arguments_error"]
 

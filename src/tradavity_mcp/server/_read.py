@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any, Literal
 
-from ..errors import NotFound, ValidationFailed
+from ..api.errors import NotFound, ValidationFailed
 from ._calls import UserError
 from ._workspace import Workspace
 

@@ -30,7 +30,7 @@ from mcp.types import (
 )
 from pydantic import Field
 
-from ..errors import TradavityError
+from ..api.errors import TradavityError
 from . import _read
 from ._calls import UserError, describe_error
 from ._workspace import Workspace

@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 
 import anyio
 
-from ..client import TradavityClient
-from ..models import Account, AutosyncConnection, Me, Protocol, Strategy, Tag, TagCategory
+from ..api.client import TradavityClient
+from ..api.models import Account, AutosyncConnection, Me, Protocol, Strategy, Tag, TagCategory
 from ._calls import UserError
 
 __all__ = ["RefData", "close_matches", "one_of"]

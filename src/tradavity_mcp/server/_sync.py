@@ -15,8 +15,8 @@ from typing import Any, NoReturn
 
 import anyio
 
-from ..errors import BrokerAPIError, ConnectionSyncCooldown, SyncFailed, TokenExpired
-from ..models import AutosyncConnection
+from ..api.errors import BrokerAPIError, ConnectionSyncCooldown, SyncFailed, TokenExpired
+from ..api.models import AutosyncConnection
 from ._calls import NotYet, Pending, StepFailed, UserError, WriteCall, describe_error
 from ._workspace import Workspace
 

@@ -34,7 +34,7 @@ from mcp.types import (
 )
 from pydantic import Field
 
-from ..errors import TradavityError
+from ..api.errors import TradavityError
 from ._calls import UserError, describe_error
 from ._read_tools import CURRENT_WORKSPACE, JSON, _dump, current_workspace
 from ._syncwatch import SyncEvent

@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import anyio
 
-from ..client import TradavityClient
-from ..errors import TradavityError
+from ..api.client import TradavityClient
+from ..api.errors import TradavityError
 from ..ledger import Ledger
 from ._calls import DUPLICATE_WINDOW_SECONDS, UserError
 from ._refdata import RefData

@@ -32,9 +32,9 @@ from pydantic import (
     model_validator,
 )
 
+from ..api.models import AssetType, Bias, ExitType, Grade, MarketCondition, Session, Volume
+from ..api.uploads import MAX_SCREENSHOT_BYTES
 from ..ledger import digest_arguments
-from ..models import AssetType, Bias, ExitType, Grade, MarketCondition, Session, Volume
-from ..screenshots import MAX_SCREENSHOT_BYTES
 from ._calls import WriteKind
 
 __all__ = [

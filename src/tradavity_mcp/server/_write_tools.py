@@ -22,9 +22,9 @@ from mcp.server.mcpserver.resolve import Elicit, ListRoots, Resolve
 from mcp.types import CallToolResult, ListRootsResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 
-from ..errors import TradavityError
+from ..api.errors import TradavityError
+from ..api.models import plain_validation_message
 from ..ledger import LedgerUnavailable
-from ..models import plain_validation_message
 from ._calls import UserError, describe_error, resolve_call_id
 from ._files import dirs_from_roots
 from ._journal import RunEnv

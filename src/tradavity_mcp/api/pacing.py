@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio
 
-from ._timing import Clock
+from .clock import Clock
 
 __all__ = ["RateLimitPacer", "RateLimitState"]
 

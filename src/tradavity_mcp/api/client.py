@@ -5,7 +5,7 @@ paces, retries, parses the envelope and raises typed errors, and thin typed meth
 over it for the endpoints the server uses.
 
 Every write takes an `idempotency_key` made by the caller once per logical write (see
-`tradavity_mcp.idempotency`); every retry of that write re-sends the same key, so a
+`tradavity_mcp.api.idempotency`); every retry of that write re-sends the same key, so a
 retry after a dropped connection is answered from the API's replay cache instead of
 writing twice.
 """
@@ -22,9 +22,8 @@ import httpx2
 from pydantic import BaseModel, SecretStr
 from pydantic import ValidationError as PydanticValidationError
 
-from . import __version__
-from ._pacing import RateLimitPacer, RateLimitState, parse_rate_limit
-from ._timing import Clock, SystemClock
+from .. import __version__
+from .clock import Clock, SystemClock
 from .errors import (
     APIConnectionError,
     APIStatusError,
@@ -57,7 +56,8 @@ from .models import (
     TradeRow,
     plain_validation_fields,
 )
-from .screenshots import prepare_upload
+from .pacing import RateLimitPacer, RateLimitState, parse_rate_limit
+from .uploads import prepare_upload
 
 __all__ = ["ApiResponse", "Page", "RetryPolicy", "TradavityClient"]
 
