@@ -272,7 +272,7 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if problem is not None:
             print(f"tradavity-mcp: {problem}", file=sys.stderr)
             return 2
-    from .ledger import Ledger, LedgerUnavailable
+    from .server.writes.ledger import Ledger, LedgerUnavailable
 
     try:  # a ledger that cannot record writes is one line now, not a traceback later
         Ledger(settings.ledger_path).close()

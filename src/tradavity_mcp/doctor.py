@@ -27,7 +27,7 @@ import httpx2
 from pydantic import SecretStr
 
 from . import __version__
-from .ledger import Ledger
+from .server.writes.ledger import Ledger
 from .settings import API_KEY_PATTERN, DEFAULT_BASE_URL, ConfigError, Settings
 
 __all__ = ["Check", "Probe", "describe_probe", "probe_me", "run_doctor"]
@@ -197,7 +197,7 @@ def _check_scopes(probe: Probe, settings: Settings) -> Check:
     if probe.kind != "ok":
         return Check("warn", "scopes", "not checked (GET /me did not succeed with the key)")
     from .server import TOOL_SCOPES
-    from .server._write_tools import WRITE_TOOLS
+    from .server.tools.write import WRITE_TOOLS
 
     key = _dict(probe.me.get("key"))
     granted = {str(s) for s in key.get("scopes") or []}

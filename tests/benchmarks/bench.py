@@ -34,7 +34,7 @@ from tradavity_mcp.sandbox import (
     serve_in_thread,
 )
 from tradavity_mcp.server import build_server
-from tradavity_mcp.server._read import RESULT_BUDGET
+from tradavity_mcp.server.read import RESULT_BUDGET
 from tradavity_mcp.settings import Settings
 
 FLOOR = '''

@@ -13,7 +13,7 @@ from mcp.types import CallToolResult, RequestParamsMeta, TextContent
 from PIL import Image
 
 from tradavity_mcp.api.client import RetryPolicy, TradavityClient
-from tradavity_mcp.server._calls import CALL_ID_META_KEY
+from tradavity_mcp.server.writes.call import CALL_ID_META_KEY
 
 #: Drills retry at once: the faults are what is under test, not the backoff.
 FAST_RETRY = RetryPolicy(max_attempts=8, base_delay=0.005, max_delay=0.02, max_retry_after=5)

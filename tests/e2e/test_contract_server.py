@@ -10,8 +10,8 @@ from mcp import Client
 
 from tradavity_mcp.api.clock import FakeClock
 from tradavity_mcp.sandbox import FaultSpec
-from tradavity_mcp.server._calls import UserError
-from tradavity_mcp.server._refdata import RefData
+from tradavity_mcp.server.errors import UserError
+from tradavity_mcp.server.refdata import RefData
 
 from .conftest import Env, data_of, text_of
 

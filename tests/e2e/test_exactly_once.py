@@ -9,7 +9,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from tradavity_mcp.sandbox import DEMO_KEY, FaultSpec, SandboxConfig, create_app, serve_in_thread
-from tradavity_mcp.server._calls import CALL_ID_META_KEY
+from tradavity_mcp.server.writes.call import CALL_ID_META_KEY
 
 from .conftest import Env, data_of, meta, text_of
 

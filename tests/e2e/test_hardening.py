@@ -32,9 +32,9 @@ from tradavity_mcp.sandbox import (
     create_app,
     serve_in_thread,
 )
-from tradavity_mcp.server import HostedOptions, _files, build_http_app, build_server
-from tradavity_mcp.server._calls import UserError
-from tradavity_mcp.server._sync_tools import SYNC_URIS
+from tradavity_mcp.server import HostedOptions, build_http_app, build_server, files
+from tradavity_mcp.server.errors import UserError
+from tradavity_mcp.server.tools.sync import SYNC_URIS
 from tradavity_mcp.settings import Settings
 
 from .conftest import Env, data_of, http_transport, png_bytes, text_of
@@ -134,13 +134,13 @@ async def test_a_read_that_hangs_is_given_up_off_the_event_loop(
     chart = tmp_path / "slow.png"
     chart.write_bytes(png_bytes())
     release = threading.Event()
-    real = _files.read_confined
+    real = files.read_confined
 
     def slow(path: str, allowed: Any, *, max_bytes: int) -> bytes:
         release.wait(5)  # a stuck network mount
         return real(path, allowed, max_bytes=max_bytes)
 
-    monkeypatch.setattr(_files, "read_confined", slow)
+    monkeypatch.setattr(files, "read_confined", slow)
     ticks = 0
 
     async def ticker() -> None:
@@ -154,7 +154,7 @@ async def test_a_read_that_hangs_is_given_up_off_the_event_loop(
         async with anyio.create_task_group() as tg:
             tg.start_soon(ticker)
             with pytest.raises(UserError, match=r"longer than 0\.3 s"):
-                await _files.read_confined_async(
+                await files.read_confined_async(
                     str(chart), [tmp_path], max_bytes=1 << 20, limit_seconds=0.3
                 )
             tg.cancel_scope.cancel()

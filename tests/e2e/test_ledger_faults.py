@@ -20,9 +20,9 @@ import pytest
 from mcp import Client
 
 from tradavity_mcp.api.client import TradavityClient
-from tradavity_mcp.ledger import Ledger
 from tradavity_mcp.sandbox import DEMO_KEY, ManualClock, SandboxConfig, SandboxTransport, create_app
 from tradavity_mcp.server import build_server
+from tradavity_mcp.server.writes.ledger import Ledger
 from tradavity_mcp.settings import Settings
 
 from ..drills._kit import FAST_RETRY

@@ -19,7 +19,7 @@ from mcp.types import TextResourceContents
 from tradavity_mcp.api.client import TradavityClient
 from tradavity_mcp.sandbox import DEMO_KEY, ManualClock, SandboxConfig, SandboxTransport, create_app
 from tradavity_mcp.server import build_server
-from tradavity_mcp.server._read import CATALOG, LISTS, RESULT_BUDGET, TOP_ROWS, TRADE_ROWS_CAP
+from tradavity_mcp.server.read import CATALOG, LISTS, RESULT_BUDGET, TOP_ROWS, TRADE_ROWS_CAP
 from tradavity_mcp.settings import Settings
 
 from .conftest import SANDBOX_URL, data_of, text_of

@@ -20,7 +20,7 @@ from mcp.types import (
 from PIL import Image
 
 from tradavity_mcp.sandbox import READONLY_KEY
-from tradavity_mcp.server._calendar_png import cell_box, day_colour
+from tradavity_mcp.server.calendar_png import cell_box, day_colour
 
 from .conftest import Env, data_of, text_of
 

@@ -7,7 +7,7 @@ from datetime import date
 
 from PIL import Image
 
-from tradavity_mcp.server._calendar_png import EMPTY, FLAT, cell_box, day_colour, render_month
+from tradavity_mcp.server.calendar_png import EMPTY, FLAT, cell_box, day_colour, render_month
 
 DAYS = {
     date(2026, 11, 3): 420.5,

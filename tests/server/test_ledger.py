@@ -14,17 +14,21 @@ import anyio
 import pytest
 
 from tradavity_mcp.api.errors import error_for
-from tradavity_mcp.ledger import Ledger, LedgerUnavailable, canonical_json, digest_arguments
-from tradavity_mcp.server._calls import (
+from tradavity_mcp.server.errors import StepFailed, UserError
+from tradavity_mcp.server.writes.call import (
     CALL_ID_META_KEY,
     REPLAY_WINDOW_SECONDS,
     CallId,
     Pending,
-    StepFailed,
-    UserError,
     WriteCall,
     WriteKind,
     resolve_call_id,
+)
+from tradavity_mcp.server.writes.ledger import (
+    Ledger,
+    LedgerUnavailable,
+    canonical_json,
+    digest_arguments,
 )
 
 pytestmark = pytest.mark.anyio

@@ -12,7 +12,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 
 from tradavity_mcp.server import build_server
-from tradavity_mcp.server._prompts import _parse, load_prompts
+from tradavity_mcp.server.prompts import _parse, load_prompts
 from tradavity_mcp.settings import Settings
 
 REQUIRED = {"journal_voice_note", "end_of_day_review", "weekly_review", "pre_trade_check"}

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from tradavity_mcp.api.models import Protocol
-from tradavity_mcp.server._answers import build_item_values
-from tradavity_mcp.server._calls import UserError
-from tradavity_mcp.server._files import dirs_from_roots, read_confined
-from tradavity_mcp.server._refdata import close_matches
-from tradavity_mcp.server._schema import compact_schema
+from tradavity_mcp.server.answers import build_item_values
+from tradavity_mcp.server.errors import UserError
+from tradavity_mcp.server.files import dirs_from_roots, read_confined
+from tradavity_mcp.server.refdata import close_matches
+from tradavity_mcp.server.schema import compact_schema
 
 PROTOCOL = Protocol.model_validate(
     {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tradavity_mcp.server._syncwatch import SyncEvent, SyncMonitor
+from tradavity_mcp.server.sync.monitor import SyncEvent, SyncMonitor
 
 
 class Clock:

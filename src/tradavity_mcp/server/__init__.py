@@ -36,21 +36,21 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .. import __version__
 from ..api.client import RetryPolicy, TradavityClient
 from ..api.clock import Clock as ApiClock
-from ..ledger import Ledger
 from ..settings import Settings
-from ._calls import UserError
-from ._hosted import CLIENT_ADDRESS, PerUserVerifier, ServerTokenVerifier, Workspaces
-from ._journal import RunEnv
-from ._plain import PlainServer
-from ._prompts import load_prompts, register_prompts
-from ._read_tools import CURRENT_WORKSPACE, READ_TOOLS, current_workspace, register_read_tools
-from ._refdata import RefData
-from ._schema import compact_tool
-from ._sync_stream import sync_stream_endpoint
-from ._sync_tools import PrincipalBus, SyncNotifier, refresh_sync, register_sync_tools
-from ._workspace import Workspace
-from ._write_tools import WRITE_TOOLS, ToolEnv, register_write_tools
-from ._writes import resume_pending
+from .auth import CLIENT_ADDRESS, PerUserVerifier, ServerTokenVerifier, Workspaces
+from .errors import UserError
+from .plain import PlainServer
+from .prompts import load_prompts, register_prompts
+from .refdata import RefData
+from .schema import compact_tool
+from .sync.stream import sync_stream_endpoint
+from .tools.read import CURRENT_WORKSPACE, READ_TOOLS, current_workspace, register_read_tools
+from .tools.sync import PrincipalBus, SyncNotifier, refresh_sync, register_sync_tools
+from .tools.write import WRITE_TOOLS, ToolEnv, register_write_tools
+from .workspace import Workspace
+from .writes.journal import RunEnv
+from .writes.ledger import Ledger
+from .writes.table import resume_pending
 
 __all__ = [
     "AppState",

@@ -30,10 +30,10 @@ from mcp.types import (
 )
 from pydantic import Field
 
-from ..api.errors import TradavityError
-from . import _read
-from ._calls import UserError, describe_error
-from ._workspace import Workspace
+from ...api.errors import TradavityError
+from .. import read
+from ..errors import UserError, describe_error
+from ..workspace import Workspace
 
 __all__ = ["CURRENT_WORKSPACE", "READ_TOOLS", "current_workspace", "register_read_tools"]
 
@@ -85,18 +85,18 @@ def _dump(value: Any) -> str:
 
 
 def _result(value: Any, text: str | None = None) -> CallToolResult:
-    """The result, within `_read.RESULT_BUDGET` characters as sent (a last guard: the
+    """The result, within `read.RESULT_BUDGET` characters as sent (a last guard: the
     `_read` functions already bound their data)."""
     result = _make_result(value, text)
-    if _sent_size(result) <= _read.RESULT_BUDGET:
+    if _sent_size(result) <= read.RESULT_BUDGET:
         return result
     structured = value if isinstance(value, dict) else {"items": value}
-    budget = _read.DATA_BUDGET
+    budget = read.DATA_BUDGET
     while budget > 500:
         budget //= 2
-        smaller = _read.fit(structured, budget)
+        smaller = read.fit(structured, budget)
         result = _make_result(smaller, None)
-        if _sent_size(result) <= _read.RESULT_BUDGET:
+        if _sent_size(result) <= read.RESULT_BUDGET:
             return result
     return _make_result({"note": "The result was too long to send."}, None)
 
@@ -126,9 +126,9 @@ async def _resource(coro: Any) -> str:
     except (UserError, TradavityError) as exc:
         raise ResourceError(describe_error(exc)) from None
     text = _dump(value)
-    if len(text) > _read.DATA_BUDGET * 2:  # a last guard: `_read` already bounds its data
+    if len(text) > read.DATA_BUDGET * 2:  # a last guard: `_read` already bounds its data
         structured = value if isinstance(value, dict) else {"items": value}
-        text = _dump(_read.fit(structured, _read.DATA_BUDGET))
+        text = _dump(read.fit(structured, read.DATA_BUDGET))
     return text
 
 
@@ -158,12 +158,12 @@ def register_read_tools(mcp: MCPServer, workspace: Callable[[Context], Workspace
         """List trades, newest first, with filters. Rows are compact; use get_trade for one
         trade in full."""
         data = await _guard(
-            _read.find_trades(
+            read.find_trades(
                 workspace(ctx),
                 limit=limit,
                 cursor=cursor,
                 fits=lambda page: (
-                    _sent_size(_make_result(page, _trades_text(page))) <= _read.RESULT_BUDGET
+                    _sent_size(_make_result(page, _trades_text(page))) <= read.RESULT_BUDGET
                 ),
                 **{"from": _iso(from_date), "to": _iso(to_date)},
                 account=account,
@@ -188,7 +188,7 @@ def register_read_tools(mcp: MCPServer, workspace: Callable[[Context], Workspace
         trade_number: Annotated[int, Field(ge=1, description="Trade number (#)")],
     ) -> CallToolResult:
         """One trade in full: fills, tags, confirmations, screenshots, checklists."""
-        return _result(await _guard(_read.get_trade(workspace(ctx), trade_number)))
+        return _result(await _guard(read.get_trade(workspace(ctx), trade_number)))
 
     @mcp.tool(title="Get stats", annotations=_READ)
     async def get_stats(
@@ -202,7 +202,7 @@ def register_read_tools(mcp: MCPServer, workspace: Callable[[Context], Workspace
         """P&L statistics: totals (every row) and decisions (copies count once: win rate,
         expectancy, profit factor). Default range: last 30 days."""
         data = await _guard(
-            _read.stats(
+            read.stats(
                 workspace(ctx),
                 kind,
                 range_=range,
@@ -226,13 +226,13 @@ def register_read_tools(mcp: MCPServer, workspace: Callable[[Context], Workspace
     ) -> CallToolResult:
         """Daily P&L in the user's timezone (default: this month), as data or a picture."""
         data = await _guard(
-            _read.calendar(
+            read.calendar(
                 workspace(ctx),
                 range_=range,
                 from_=_iso(from_date),
                 to=_iso(to_date),
                 account=account,
-                budget=None if format == "image" else _read.DATA_BUDGET,
+                budget=None if format == "image" else read.DATA_BUDGET,
             )
         )
         if format == "image":
@@ -262,7 +262,7 @@ def register_read_tools(mcp: MCPServer, workspace: Callable[[Context], Workspace
     ) -> CallToolResult:
         """Reference lists (accounts, tags, strategies with setups, checklists and their
         items, broker connections) and the catalog."""
-        return _result(await _guard(_read.lookup(workspace(ctx), name, query)))
+        return _result(await _guard(read.lookup(workspace(ctx), name, query)))
 
     # --- resources -----------------------------------------------------------------------
 
@@ -281,7 +281,7 @@ def register_read_tools(mcp: MCPServer, workspace: Callable[[Context], Workspace
         account: str | None = None,
     ) -> str:
         return await _resource(
-            _read.stats(
+            read.stats(
                 current_workspace(),
                 kind,
                 range_=range,
@@ -305,7 +305,7 @@ def register_read_tools(mcp: MCPServer, workspace: Callable[[Context], Workspace
         account: str | None = None,
     ) -> str:
         return await _resource(
-            _read.calendar(
+            read.calendar(
                 current_workspace(), range_=range, from_=from_date, to=to_date, account=account
             )
         )
@@ -318,9 +318,9 @@ def register_read_tools(mcp: MCPServer, workspace: Callable[[Context], Workspace
         mime_type=JSON,
     )
     async def catalog_resource(name: str) -> str:
-        if name not in _read.CATALOG:
-            raise ResourceError(f"unknown catalog {name!r}; one of {', '.join(_read.CATALOG)}")
-        return await _resource(_read.lookup(current_workspace(), name))
+        if name not in read.CATALOG:
+            raise ResourceError(f"unknown catalog {name!r}; one of {', '.join(read.CATALOG)}")
+        return await _resource(read.lookup(current_workspace(), name))
 
     @mcp.resource(
         "tradavity://trades/{trade_number}",
@@ -332,7 +332,7 @@ def register_read_tools(mcp: MCPServer, workspace: Callable[[Context], Workspace
     async def trade_resource(trade_number: str) -> str:
         if not trade_number.isdigit():
             raise ResourceError("trade_number must be a whole number")
-        return await _resource(_read.get_trade(current_workspace(), int(trade_number)))
+        return await _resource(read.get_trade(current_workspace(), int(trade_number)))
 
     for list_name, title, description in (
         ("accounts", "Accounts", "Trading accounts: id, name, type, currency, broker"),
@@ -355,7 +355,7 @@ def register_read_tools(mcp: MCPServer, workspace: Callable[[Context], Workspace
         mime_type=JSON,
     )
     async def protocol_resource(protocol: str) -> str:
-        return await _resource(_read.lookup(current_workspace(), "protocols", protocol))
+        return await _resource(read.lookup(current_workspace(), "protocols", protocol))
 
     async def complete(
         ref: PromptReference | ResourceTemplateReference,
@@ -376,7 +376,7 @@ def register_read_tools(mcp: MCPServer, workspace: Callable[[Context], Workspace
 
 def _register_list(mcp: MCPServer, list_name: str, title: str, description: str) -> None:
     async def read_list() -> str:
-        return await _resource(_read.lookup(current_workspace(), list_name))
+        return await _resource(read.lookup(current_workspace(), list_name))
 
     mcp.resource(
         f"tradavity://{list_name}",
@@ -399,11 +399,11 @@ async def candidates(
         if argument == "protocol":
             return [p.name for p in await ws.ref.protocols()]
         if argument == "range":
-            return list(_read.RANGES)
+            return list(read.RANGES)
         if argument == "kind":
-            return list(_read.STATS_KINDS)
+            return list(read.STATS_KINDS)
         if argument == "name" and isinstance(ref, ResourceTemplateReference):
-            return list(_read.CATALOG)
+            return list(read.CATALOG)
         if argument == "symbol":
             data = await ws.api.catalog("instruments")
             rows = data.get("instruments", data) if isinstance(data, dict) else data
@@ -437,7 +437,7 @@ def _trades_text(data: dict[str, Any]) -> str:
 
 def _calendar_image(data: dict[str, Any]) -> CallToolResult:
     # Pillow loads only when a picture is drawn.
-    from ._calendar_png import render_month  # noqa: PLC0415
+    from ..calendar_png import render_month  # noqa: PLC0415
 
     days = {}
     for row in data.get("days", []):

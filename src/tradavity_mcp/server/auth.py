@@ -34,7 +34,7 @@ from ..api.client import RetryPolicy, TradavityClient
 from ..api.errors import TradavityError, Unauthorized
 from ..api.models import Me
 from ..settings import API_KEY_PATTERN
-from ._workspace import Workspace
+from .workspace import Workspace
 
 __all__ = ["CLIENT_ADDRESS", "PerUserVerifier", "ServerTokenVerifier", "Workspaces"]
 

@@ -22,7 +22,7 @@ import anyio
 
 from ..api.client import TradavityClient
 from ..api.models import Account, AutosyncConnection, Me, Protocol, Strategy, Tag, TagCategory
-from ._calls import UserError
+from .errors import UserError
 
 __all__ = ["RefData", "close_matches", "one_of"]
 

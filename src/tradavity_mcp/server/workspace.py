@@ -18,10 +18,11 @@ import anyio
 
 from ..api.client import TradavityClient
 from ..api.errors import TradavityError
-from ..ledger import Ledger
-from ._calls import DUPLICATE_WINDOW_SECONDS, UserError
-from ._refdata import RefData
-from ._syncwatch import SyncMonitor
+from .errors import UserError
+from .refdata import RefData
+from .sync.monitor import SyncMonitor
+from .writes.call import DUPLICATE_WINDOW_SECONDS
+from .writes.ledger import Ledger
 
 __all__ = ["Workspace"]
 

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlparse
 import anyio
 import anyio.to_thread
 
-from ._calls import UserError
+from .errors import UserError
 
 __all__ = ["READ_TIMEOUT_SECONDS", "dirs_from_roots", "read_confined", "read_confined_async"]
 

@@ -19,8 +19,8 @@ from datetime import date, timedelta
 from typing import Any, Literal
 
 from ..api.errors import NotFound, ValidationFailed
-from ._calls import UserError
-from ._workspace import Workspace
+from .errors import UserError
+from .workspace import Workspace
 
 __all__ = [
     "CATALOG",

@@ -19,8 +19,8 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from ._syncwatch import SyncEvent
-from ._workspace import Workspace
+from ..workspace import Workspace
+from .monitor import SyncEvent
 
 __all__ = ["HEARTBEAT_SECONDS", "sync_stream_endpoint"]
 

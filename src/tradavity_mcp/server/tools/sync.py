@@ -34,11 +34,11 @@ from mcp.types import (
 )
 from pydantic import Field
 
-from ..api.errors import TradavityError
-from ._calls import UserError, describe_error
-from ._read_tools import CURRENT_WORKSPACE, JSON, _dump, current_workspace
-from ._syncwatch import SyncEvent
-from ._workspace import Workspace
+from ...api.errors import TradavityError
+from ..errors import UserError, describe_error
+from ..sync.monitor import SyncEvent
+from ..workspace import Workspace
+from .read import CURRENT_WORKSPACE, JSON, _dump, current_workspace
 
 __all__ = ["SYNC_URIS", "PrincipalBus", "SyncNotifier", "refresh_sync", "register_sync_tools"]
 

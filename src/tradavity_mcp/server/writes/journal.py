@@ -20,8 +20,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..api.errors import LimitReached, RequestInvalid
-from ..api.models import (
+from ...api.errors import LimitReached, RequestInvalid
+from ...api.models import (
     ExecutionsReplace,
     Tag,
     TagCategoryCreate,
@@ -31,13 +31,14 @@ from ..api.models import (
     TradePatch,
     plain_validation_message,
 )
-from ..api.uploads import MAX_SCREENSHOT_BYTES, prepare_upload
-from ._answers import build_item_values
-from ._calls import StepFailed, UserError, WriteCall, describe_error
-from ._files import read_confined_async
-from ._sync import Progress, trigger_sync
-from ._workspace import Workspace
-from ._write_args import (
+from ...api.uploads import MAX_SCREENSHOT_BYTES, prepare_upload
+from ..answers import build_item_values
+from ..errors import StepFailed, UserError, describe_error
+from ..files import read_confined_async
+from ..results import TradeSummary
+from ..sync.trigger import Progress, trigger_sync
+from ..workspace import Workspace
+from .args import (
     ArchiveTradeArgs,
     AttachScreenshotArgs,
     CreateTradeArgs,
@@ -49,7 +50,7 @@ from ._write_args import (
     TriggerSyncArgs,
     UpdateTradeArgs,
 )
-from .results import TradeSummary
+from .call import WriteCall
 
 __all__ = [
     "RunEnv",

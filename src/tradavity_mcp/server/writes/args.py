@@ -32,10 +32,10 @@ from pydantic import (
     model_validator,
 )
 
-from ..api.models import AssetType, Bias, ExitType, Grade, MarketCondition, Session, Volume
-from ..api.uploads import MAX_SCREENSHOT_BYTES
-from ..ledger import digest_arguments
-from ._calls import WriteKind
+from ...api.models import AssetType, Bias, ExitType, Grade, MarketCondition, Session, Volume
+from ...api.uploads import MAX_SCREENSHOT_BYTES
+from .call import WriteKind
+from .ledger import digest_arguments
 
 __all__ = [
     "ArchiveTradeArgs",

@@ -14,11 +14,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import _journal
-from ._calls import CallId, WriteCall
-from ._journal import RunEnv
-from ._workspace import Workspace
-from ._write_args import (
+from ..workspace import Workspace
+from . import journal
+from .args import (
     ArchiveTradeArgs,
     AttachScreenshotArgs,
     CreateTradeArgs,
@@ -29,6 +27,8 @@ from ._write_args import (
     UpdateTradeArgs,
     WriteArgs,
 )
+from .call import CallId, WriteCall
+from .journal import RunEnv
 
 __all__ = ["WRITES", "RunEnv", "WriteSpec", "invoke", "resume_pending"]
 
@@ -60,26 +60,24 @@ def _plain(
 WRITES: dict[str, WriteSpec] = {
     spec.name: spec
     for spec in (
-        WriteSpec("create_trade", CreateTradeArgs, _plain(_journal.create_trade), "write:trades"),
-        WriteSpec("journal_trade", JournalTradeArgs, _journal.journal_trade, "write:trades"),
-        WriteSpec("update_trade", UpdateTradeArgs, _plain(_journal.update_trade), "write:trades"),
-        WriteSpec(
-            "archive_trade", ArchiveTradeArgs, _plain(_journal.archive_trade), "write:trades"
-        ),
-        WriteSpec("tag_trade", TagTradeArgs, _plain(_journal.tag_trade), "write:tags"),
+        WriteSpec("create_trade", CreateTradeArgs, _plain(journal.create_trade), "write:trades"),
+        WriteSpec("journal_trade", JournalTradeArgs, journal.journal_trade, "write:trades"),
+        WriteSpec("update_trade", UpdateTradeArgs, _plain(journal.update_trade), "write:trades"),
+        WriteSpec("archive_trade", ArchiveTradeArgs, _plain(journal.archive_trade), "write:trades"),
+        WriteSpec("tag_trade", TagTradeArgs, _plain(journal.tag_trade), "write:tags"),
         WriteSpec(
             "attach_screenshot",
             AttachScreenshotArgs,
-            _journal.attach_screenshot,
+            journal.attach_screenshot,
             "write:screenshots",
         ),
         WriteSpec(
             "record_protocol_response",
             RecordProtocolResponseArgs,
-            _plain(_journal.record_protocol_response),
+            _plain(journal.record_protocol_response),
             "write:protocols",
         ),
-        WriteSpec("trigger_sync", TriggerSyncArgs, _journal.trigger_sync_body, "write:autosync"),
+        WriteSpec("trigger_sync", TriggerSyncArgs, journal.trigger_sync_body, "write:autosync"),
     )
 }
 

@@ -22,16 +22,11 @@ from mcp.server.mcpserver.resolve import Elicit, ListRoots, Resolve
 from mcp.types import CallToolResult, ListRootsResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 
-from ..api.errors import TradavityError
-from ..api.models import plain_validation_message
-from ..ledger import LedgerUnavailable
-from ._calls import UserError, describe_error, resolve_call_id
-from ._files import dirs_from_roots
-from ._journal import RunEnv
-from ._workspace import Workspace
-from ._write_args import WriteArgs, strict_value
-from ._writes import WRITES, WriteSpec, invoke
-from .results import (
+from ...api.errors import TradavityError
+from ...api.models import plain_validation_message
+from ..errors import UserError, describe_error
+from ..files import dirs_from_roots
+from ..results import (
     ArchiveResult,
     JournalResult,
     ProtocolResult,
@@ -41,6 +36,12 @@ from .results import (
     TradeResult,
     TradeSummary,
 )
+from ..workspace import Workspace
+from ..writes.args import WriteArgs, strict_value
+from ..writes.call import resolve_call_id
+from ..writes.journal import RunEnv
+from ..writes.ledger import LedgerUnavailable
+from ..writes.table import WRITES, WriteSpec, invoke
 
 __all__ = ["WRITE_TOOLS", "ToolEnv", "register_write_tools"]
 

@@ -15,10 +15,11 @@ from typing import Any, NoReturn
 
 import anyio
 
-from ..api.errors import BrokerAPIError, ConnectionSyncCooldown, SyncFailed, TokenExpired
-from ..api.models import AutosyncConnection
-from ._calls import NotYet, Pending, StepFailed, UserError, WriteCall, describe_error
-from ._workspace import Workspace
+from ...api.errors import BrokerAPIError, ConnectionSyncCooldown, SyncFailed, TokenExpired
+from ...api.models import AutosyncConnection
+from ..errors import StepFailed, UserError, describe_error
+from ..workspace import Workspace
+from ..writes.call import NotYet, Pending, WriteCall
 
 __all__ = ["MAX_WAIT_SECONDS", "trigger_sync"]
 

@@ -15,8 +15,8 @@ from typing import Any
 from pydantic_core import PydanticCustomError
 
 from ..api.models import MAX_NUMBER, Protocol, ProtocolItem, check_text
-from ._calls import UserError
-from ._refdata import close_matches, one_of
+from .errors import UserError
+from .refdata import close_matches, one_of
 
 __all__ = ["ALL_YES_KEY", "build_item_values"]
 

@@ -1,0 +1,112 @@
+"""One failure path from the API to the model.
+
+`TradavityError` (the API client) is wrapped in `StepFailed` when a write step fails
+for good; `UserError` is a failure the model can fix. Adapters turn any of them into
+the SDK's `ToolError` (or `ResourceError`) once, with `describe_error`'s words.
+"""
+
+from __future__ import annotations
+
+from ..api.errors import (
+    APIConnectionError,
+    APIStatusError,
+    ConnectionSyncCooldown,
+    ForbiddenScope,
+    IdempotencyConflict,
+    KeyExpired,
+    KeyRevoked,
+    LimitReached,
+    NotFound,
+    RateLimited,
+    RequestInvalid,
+    TokenExpired,
+    TradavityError,
+    Unauthorized,
+    ValidationFailed,
+)
+from .writes.ledger import LedgerUnavailable
+
+__all__ = ["StepFailed", "UserError", "describe_error"]
+
+
+class UserError(Exception):
+    """A failure the model can fix: the message says how. Becomes a `ToolError`."""
+
+
+class StepFailed(Exception):
+    """A step failed for good; it is recorded as failed and not sent again."""
+
+    def __init__(self, step: str, error: TradavityError | UserError) -> None:
+        super().__init__(str(error))
+        self.step = step
+        self.error = error
+
+
+def describe_error(exc: BaseException, *, subject: str = "") -> str:
+    """A message for the model: what went wrong and what to do next. Never the key."""
+    if isinstance(exc, LedgerUnavailable):
+        return str(exc)
+    if isinstance(exc, StepFailed):
+        return describe_error(exc.error, subject=subject)
+    if isinstance(exc, UserError):
+        return str(exc)
+    if isinstance(exc, RequestInvalid):
+        return "invalid arguments: " + "; ".join(f"{k}: {v}" for k, v in exc.fields.items())
+    if isinstance(exc, ForbiddenScope):
+        scope = exc.required_scope or "a scope it lacks"
+        return (
+            f"the Tradavity API key does not have the '{scope}' scope. Ask the user to "
+            "grant it in Tradavity Settings -> API (or use a key that has it)."
+        )
+    if isinstance(exc, KeyRevoked | KeyExpired | Unauthorized):
+        why = {"key_revoked": "was revoked", "key_expired": "has expired"}.get(
+            exc.error_code, "was rejected"
+        )
+        return (
+            f"the Tradavity API key {why}. Create a new key in Tradavity Settings -> API "
+            "and set TRADAVITY_API_KEY to it."
+        )
+    if isinstance(exc, TokenExpired):
+        return (
+            "the broker connection's login has expired and could not be renewed. Ask the "
+            "user to reconnect the broker in Tradavity Settings -> Auto-Sync, then sync again."
+        )
+    if isinstance(exc, NotFound):
+        return (
+            f"{subject or 'that item'} was not found (it may not exist, be archived, "
+            "or belong to another user)."
+        )
+    if isinstance(exc, ValidationFailed):
+        parts = [f"Tradavity refused the request: {exc.message}"]
+        if exc.fields:
+            parts.append("fields: " + "; ".join(f"{k}: {v}" for k, v in exc.fields.items()))
+        for key in (
+            "allowed",
+            "unknown_tag_ids",
+            "unknown_item_ids",
+            "missing",
+            "item_value_errors",
+        ):
+            if key in exc.details:
+                parts.append(f"{key}: {exc.details[key]}")
+        return ". ".join(parts)
+    if isinstance(exc, LimitReached):
+        return f"a plan limit was reached: {exc.message} ({exc.details or 'no details'})"
+    if isinstance(exc, ConnectionSyncCooldown):
+        return f"this connection synced moments ago; try again in {exc.retry_after_seconds:.0f} s"
+    if isinstance(exc, RateLimited):
+        wait = f" in {exc.retry_after:.0f} s" if exc.retry_after else " later"
+        return (
+            f"Tradavity's rate limit ({exc.scope or 'key'} window) is exhausted; try again{wait}."
+        )
+    if isinstance(exc, IdempotencyConflict):
+        return (
+            "Tradavity saw this write before with different content (for a file, it changed "
+            "since the first attempt). Nothing new was written; use a new call id to write it."
+        )
+    if isinstance(exc, APIStatusError):
+        rid = f" (request {exc.request_id})" if exc.request_id else ""
+        return f"Tradavity answered {exc.status} {exc.error_code}: {exc.message}{rid}"
+    if isinstance(exc, APIConnectionError):
+        return f"could not reach Tradavity: {exc.message}"
+    return "unexpected error"
