@@ -196,15 +196,14 @@ def _check_api(probe: Probe, settings: Settings, *, with_key: bool) -> Check:
 def _check_scopes(probe: Probe, settings: Settings) -> Check:
     if probe.kind != "ok":
         return Check("warn", "scopes", "not checked (GET /me did not succeed with the key)")
-    from .server import TOOL_SCOPES
-    from .server.tools.write import WRITE_TOOLS
+    from .server.tools import TOOLS
 
     key = _dict(probe.me.get("key"))
     granted = {str(s) for s in key.get("scopes") or []}
     wanted = {
-        tool: scope
-        for tool, scope in TOOL_SCOPES.items()
-        if not (settings.read_only and tool in WRITE_TOOLS)
+        t.name: t.scope
+        for t in TOOLS
+        if t.scope is not None and not (settings.read_only and t.writes)
     }
     missing = sorted({s for s in wanted.values() if s not in granted})
     if not missing:

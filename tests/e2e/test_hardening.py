@@ -34,7 +34,7 @@ from tradavity_mcp.sandbox import (
 )
 from tradavity_mcp.server import HostedOptions, build_http_app, build_server, files
 from tradavity_mcp.server.errors import UserError
-from tradavity_mcp.server.tools.sync import SYNC_URIS
+from tradavity_mcp.server.sync.notifier import SYNC_URIS
 from tradavity_mcp.settings import Settings
 
 from .conftest import Env, data_of, http_transport, png_bytes, text_of

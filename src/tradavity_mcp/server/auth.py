@@ -29,6 +29,7 @@ from typing import Literal
 import anyio
 from mcp.server.auth.provider import AccessToken
 from pydantic import SecretStr
+from starlette.responses import JSONResponse, Response
 
 from ..api.client import RetryPolicy, TradavityClient
 from ..api.errors import TradavityError, Unauthorized
@@ -36,7 +37,13 @@ from ..api.models import Me
 from ..settings import API_KEY_PATTERN
 from .workspace import Workspace
 
-__all__ = ["CLIENT_ADDRESS", "PerUserVerifier", "ServerTokenVerifier", "Workspaces"]
+__all__ = [
+    "CLIENT_ADDRESS",
+    "PerUserVerifier",
+    "ServerTokenVerifier",
+    "Workspaces",
+    "unauthorized",
+]
 
 logger = logging.getLogger("tradavity_mcp.hosted")
 
@@ -320,3 +327,15 @@ class ServerTokenVerifier:
         if not hmac.compare_digest(token.encode("utf-8"), self._secret):
             return None
         return AccessToken(token="server-token", client_id="server", scopes=[])  # noqa: S106
+
+
+def unauthorized(public_url: str) -> Response:
+    """401 with the pointer to our OAuth resource metadata."""
+    metadata = public_url.rstrip("/") + "/.well-known/oauth-protected-resource/mcp"
+    return JSONResponse(
+        {"error": "invalid_token", "error_description": "send Authorization: Bearer <token>"},
+        status_code=401,
+        headers={
+            "WWW-Authenticate": f'Bearer error="invalid_token", resource_metadata="{metadata}"'
+        },
+    )

@@ -7,6 +7,11 @@ the SDK's `ToolError` (or `ResourceError`) once, with `describe_error`'s words.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+
 from ..api.errors import (
     APIConnectionError,
     APIStatusError,
@@ -26,7 +31,7 @@ from ..api.errors import (
 )
 from .writes.ledger import LedgerUnavailable
 
-__all__ = ["StepFailed", "UserError", "describe_error"]
+__all__ = ["FAILURES", "StepFailed", "UserError", "describe_error", "reported"]
 
 
 class UserError(Exception):
@@ -110,3 +115,16 @@ def describe_error(exc: BaseException, *, subject: str = "") -> str:
     if isinstance(exc, APIConnectionError):
         return f"could not reach Tradavity: {exc.message}"
     return "unexpected error"
+
+
+#: Every failure a tool or resource reports to the model in words (anything else is a bug).
+FAILURES = (UserError, StepFailed, TradavityError, LedgerUnavailable)
+
+
+@contextmanager
+def reported(kind: type[ToolError | ResourceError] = ToolError) -> Iterator[None]:
+    """Turn an anticipated failure into the SDK's error for the model: once, here."""
+    try:
+        yield
+    except FAILURES as exc:
+        raise kind(describe_error(exc)) from None

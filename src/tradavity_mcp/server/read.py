@@ -14,9 +14,9 @@ anything else keeps the head of its longest lists with the count left out.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, get_args
 
 from ..api.errors import NotFound, ValidationFailed
 from .errors import UserError
@@ -31,8 +31,15 @@ __all__ = [
     "STATS_KINDS",
     "TOP_ROWS",
     "TRADE_ROWS_CAP",
+    "CatalogName",
+    "ListName",
+    "LookupName",
+    "Outcome",
+    "Range",
+    "StatsKind",
     "calendar",
     "compact",
+    "dump",
     "find_trades",
     "fit",
     "get_trade",
@@ -54,12 +61,28 @@ TRADE_ROWS_CAP = 80
 #: Stats by symbol or strategy: this many rows (the most traded), then one for the rest.
 TOP_ROWS = 20
 
-RANGES = ("today", "yesterday", "7d", "30d", "90d", "mtd", "ytd", "all")
-STATS_KINDS = ("summary", "by-symbol", "by-strategy")
-CATALOG = ("me", "usage", "brokers", "instruments", "prop-firm-presets", "scopes", "emotions")
-LISTS = ("accounts", "tags", "strategies", "protocols", "connections")
-
+Range = Literal["today", "yesterday", "7d", "30d", "90d", "mtd", "ytd", "all"]
 StatsKind = Literal["summary", "by-symbol", "by-strategy"]
+#: The reference lists `lookup` reads (with their names resolved).
+ListName = Literal["accounts", "tags", "strategies", "protocols", "connections"]
+#: The catalog `lookup` reads as Tradavity sends it.
+CatalogName = Literal[
+    "emotions", "me", "usage", "brokers", "instruments", "prop-firm-presets", "scopes"
+]
+LookupName = Literal[ListName, CatalogName]
+Outcome = Literal["win", "loss", "breakeven"]
+
+T = TypeVar("T")
+
+RANGES: tuple[Range, ...] = get_args(Range)
+STATS_KINDS: tuple[StatsKind, ...] = get_args(StatsKind)
+LISTS: tuple[ListName, ...] = get_args(ListName)
+CATALOG: tuple[CatalogName, ...] = get_args(CatalogName)
+
+
+def dump(value: Any) -> str:
+    """JSON as sent to the model: compact separators, text as written."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def compact(value: Any) -> Any:
@@ -99,7 +122,7 @@ def _date_filters(range_: str | None, from_: str | None, to: str | None) -> dict
     return _filters(range=range_, **{"from": from_}, to=to)
 
 
-async def _api(call: Any, *, subject: str) -> Any:
+async def _api(call: Awaitable[T], *, subject: str) -> T:
     try:
         return await call
     except NotFound:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from datetime import time as dtime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import anyio
+from mcp.server.mcpserver.exceptions import ResourceError
 
 from ..api.client import TradavityClient
 from ..api.errors import TradavityError
@@ -24,7 +26,7 @@ from .sync.monitor import SyncMonitor
 from .writes.call import DUPLICATE_WINDOW_SECONDS
 from .writes.ledger import Ledger
 
-__all__ = ["Workspace"]
+__all__ = ["CURRENT_WORKSPACE", "Workspace", "current_workspace"]
 
 logger = logging.getLogger("tradavity_mcp.server")
 
@@ -104,3 +106,15 @@ class Workspace:
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=await self.timezone())
         return parsed.astimezone(UTC)
+
+
+#: The workspace of the request being handled (set by `scope.RequestScope`).
+CURRENT_WORKSPACE: ContextVar[Workspace | None] = ContextVar("tradavity_workspace", default=None)
+
+
+def current_workspace() -> Workspace:
+    """The calling user's workspace (tools, resources and completions all find it here)."""
+    ws = CURRENT_WORKSPACE.get()
+    if ws is None:
+        raise ResourceError("no workspace for this request")
+    return ws

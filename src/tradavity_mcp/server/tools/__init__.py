@@ -1,0 +1,130 @@
+"""Every tool, in one table: its function, title, the scope a key needs to see it and
+its annotations. `register_tools` adds them to the server in the table's order.
+
+Read tools are plain functions (`read`, `sync`). Journaling tools are built from the
+write table (`writes.table.WRITES`) by one adapter (`write`), so their arguments,
+exactly-once handling and results follow one shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.types import CallToolResult, ToolAnnotations
+
+from ..writes.table import WRITES
+from . import read, sync, write
+from .write import ToolEnv
+
+__all__ = ["TOOLS", "TOOL_SCOPES", "Tool", "ToolEnv", "register_tools"]
+
+READS = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
+)
+WRITE = ToolAnnotations(
+    read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True
+)
+DESTRUCTIVE = ToolAnnotations(
+    read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True
+)
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    title: str
+    #: The scope a key needs for the tool to be listed; None: every key has it.
+    scope: str | None
+    annotations: ToolAnnotations
+    #: The tool itself; None for a journaling tool (built from `WRITES[name]`).
+    fn: Callable[..., Awaitable[CallToolResult]] | None = None
+    #: For journaling tools (read tools use their docstring).
+    description: str | None = None
+
+    @property
+    def writes(self) -> bool:
+        return self.fn is None
+
+
+def _journaling(
+    name: str, title: str, description: str, annotations: ToolAnnotations = WRITE
+) -> Tool:
+    return Tool(name, title, WRITES[name].scope, annotations, None, description)
+
+
+TOOLS: tuple[Tool, ...] = (
+    Tool("find_trades", "Find trades", "read:trades", READS, read.find_trades),
+    Tool("get_trade", "Get trade", "read:trades", READS, read.get_trade),
+    Tool("get_stats", "Get stats", "read:trades", READS, read.get_stats),
+    Tool("get_calendar", "Get P&L calendar", "read:trades", READS, read.get_calendar),
+    # The catalog scope is granted to every key.
+    Tool("lookup", "Look up", None, READS, read.lookup),
+    Tool("sync_status", "Sync status", "read:autosync", READS, sync.sync_status),
+    _journaling(
+        "create_trade",
+        "Create trade",
+        "Journal one trade. Returns its trade number. Prefer journal_trade to add tags, "
+        "fills, a screenshot or a checklist in the same call.",
+    ),
+    _journaling(
+        "journal_trade",
+        "Journal trade (all-in-one)",
+        "Journal a trade with its tags, fills, chart screenshot and checklist in one call. "
+        "Each part is written once; calling again with the same trade and corrected parts "
+        "finishes what is missing. Reports each step's outcome.",
+    ),
+    _journaling("tag_trade", "Tag trade", "Add, remove or replace tags on a trade."),
+    _journaling(
+        "attach_screenshot",
+        "Attach screenshot",
+        "Attach a chart screenshot (PNG, JPEG or PDF, max 10 MB) to a trade.",
+    ),
+    _journaling(
+        "record_protocol_response",
+        "Record checklist answers",
+        "Record a protocol (checklist/review) response, optionally linked to a trade.",
+    ),
+    _journaling(
+        "trigger_sync",
+        "Sync broker",
+        "Import new trades from the broker now (one manual sync per connection every 20 s).",
+    ),
+    _journaling(
+        "update_trade",
+        "Update trade",
+        "Change a trade's qualitative fields. Symbol, date, direction and P&L cannot be "
+        "edited: archive the trade and create a new one.",
+    ),
+    _journaling(
+        "archive_trade",
+        "Archive trade",
+        "Archive (soft-delete) a trade; it can be restored in Tradavity for 30 days.",
+        DESTRUCTIVE,
+    ),
+)
+
+#: Every tool a key may lack the scope for, and that scope.
+TOOL_SCOPES: dict[str, str] = {t.name: t.scope for t in TOOLS if t.scope is not None}
+
+
+def register_tools(mcp: MCPServer, env: ToolEnv, *, read_only: bool) -> None:
+    """Add every tool of the table (no journaling tool when `read_only`)."""
+    for tool in TOOLS:
+        if tool.fn is not None:
+            mcp.add_tool(tool.fn, name=tool.name, title=tool.title, annotations=tool.annotations)
+            continue
+        if read_only:
+            continue
+        fn: Any = write.adapter(WRITES[tool.name], env, tool.description or "")
+        mcp.add_tool(
+            fn,
+            name=tool.name,
+            title=tool.title,
+            description=tool.description,
+            annotations=tool.annotations,
+            # Results are structured either way; the schema is built only if advertised.
+            structured_output=None if env.output_schemas else False,
+        )

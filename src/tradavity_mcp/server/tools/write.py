@@ -16,15 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resolve import Elicit, ListRoots, Resolve
-from mcp.types import CallToolResult, ListRootsResult, TextContent, ToolAnnotations
+from mcp.types import CallToolResult, ListRootsResult, TextContent
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 
-from ...api.errors import TradavityError
 from ...api.models import plain_validation_message
-from ..errors import UserError, describe_error
+from ..errors import reported
 from ..files import dirs_from_roots
 from ..results import (
     ArchiveResult,
@@ -36,37 +35,24 @@ from ..results import (
     TradeResult,
     TradeSummary,
 )
-from ..workspace import Workspace
+from ..workspace import current_workspace
 from ..writes.args import WriteArgs, strict_value
 from ..writes.call import resolve_call_id
 from ..writes.journal import RunEnv
-from ..writes.ledger import LedgerUnavailable
-from ..writes.table import WRITES, WriteSpec, invoke
+from ..writes.table import WriteSpec, invoke
 
-__all__ = ["WRITE_TOOLS", "ToolEnv", "register_write_tools"]
-
-#: tool -> scope it needs to be listed.
-WRITE_TOOLS: dict[str, str] = {name: spec.scope for name, spec in WRITES.items()}
-
-_WRITE = ToolAnnotations(
-    read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True
-)
-_DESTRUCTIVE = ToolAnnotations(
-    read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True
-)
+__all__ = ["PRESENTATION", "ToolEnv", "adapter"]
 
 
 class ToolEnv:
-    """What adapters need from the server: the workspace for a request, and settings."""
+    """What the journaling adapter needs from the server's settings."""
 
     def __init__(
         self,
-        workspace: Callable[[Context], Workspace],
         allowed_dirs: tuple[Path, ...],
         stdio: bool,
         output_schemas: bool = False,
     ) -> None:
-        self.workspace = workspace
         self.allowed_dirs = allowed_dirs
         self.stdio = stdio
         #: Build output schemas only when they are advertised (they cost start-up time).
@@ -316,70 +302,29 @@ Render = Callable[[str, dict[str, Any], Any], CallToolResult]
 
 @dataclass(frozen=True)
 class Presentation:
-    """How one journaling tool looks to the model."""
+    """How one journaling tool's result looks to the model (its name, title and
+    annotations are in `tools.TOOLS`)."""
 
-    title: str
-    description: str
     result: type[BaseModel]
     render: Render
-    annotations: ToolAnnotations = field(default_factory=lambda: _WRITE)
     #: Extra parameters the SDK resolves before the call (roots, a confirmation).
     resolved: dict[str, Any] = field(default_factory=dict)
 
 
 PRESENTATION: dict[str, Presentation] = {
-    "create_trade": Presentation(
-        "Create trade",
-        "Journal one trade. Returns its trade number. Prefer journal_trade to add tags, "
-        "fills, a screenshot or a checklist in the same call.",
-        TradeResult,
-        _render_create,
-    ),
+    "create_trade": Presentation(TradeResult, _render_create),
     "journal_trade": Presentation(
-        "Journal trade (all-in-one)",
-        "Journal a trade with its tags, fills, chart screenshot and checklist in one call. "
-        "Each part is written once; calling again with the same trade and corrected parts "
-        "finishes what is missing. Reports each step's outcome.",
-        JournalResult,
-        _render_journal,
-        resolved={"roots": Resolve(_roots_for_journal)},
+        JournalResult, _render_journal, resolved={"roots": Resolve(_roots_for_journal)}
     ),
-    "tag_trade": Presentation(
-        "Tag trade", "Add, remove or replace tags on a trade.", TagResult, _render_tags
-    ),
+    "tag_trade": Presentation(TagResult, _render_tags),
     "attach_screenshot": Presentation(
-        "Attach screenshot",
-        "Attach a chart screenshot (PNG, JPEG or PDF, max 10 MB) to a trade.",
-        ScreenshotResult,
-        _render_screenshot,
-        resolved={"roots": Resolve(_roots_for_path)},
+        ScreenshotResult, _render_screenshot, resolved={"roots": Resolve(_roots_for_path)}
     ),
-    "record_protocol_response": Presentation(
-        "Record checklist answers",
-        "Record a protocol (checklist/review) response, optionally linked to a trade.",
-        ProtocolResult,
-        _render_protocol,
-    ),
-    "trigger_sync": Presentation(
-        "Sync broker",
-        "Import new trades from the broker now (one manual sync per connection every 20 s).",
-        SyncRunResult,
-        _render_sync,
-    ),
-    "update_trade": Presentation(
-        "Update trade",
-        "Change a trade's qualitative fields. Symbol, date, direction and P&L cannot be "
-        "edited: archive the trade and create a new one.",
-        TradeResult,
-        _render_update,
-    ),
+    "record_protocol_response": Presentation(ProtocolResult, _render_protocol),
+    "trigger_sync": Presentation(SyncRunResult, _render_sync),
+    "update_trade": Presentation(TradeResult, _render_update),
     "archive_trade": Presentation(
-        "Archive trade",
-        "Archive (soft-delete) a trade; it can be restored in Tradavity for 30 days.",
-        ArchiveResult,
-        _render_archive,
-        annotations=_DESTRUCTIVE,
-        resolved={"confirmed": Resolve(_confirm_archive)},
+        ArchiveResult, _render_archive, resolved={"confirmed": Resolve(_confirm_archive)}
     ),
 }
 
@@ -411,8 +356,9 @@ def _parse(spec: WriteSpec, arguments: dict[str, Any]) -> WriteArgs:
         raise ToolError(f"invalid arguments: {plain_validation_message(exc)}") from None
 
 
-def _adapter(spec: WriteSpec, look: Presentation, env: ToolEnv) -> Callable[..., Any]:
+def adapter(spec: WriteSpec, env: ToolEnv, description: str) -> Callable[..., Any]:
     """A tool function whose signature is the argument model's fields."""
+    look = PRESENTATION[spec.name]
 
     async def tool(ctx: Context, **given: Any) -> CallToolResult:
         roots = given.pop("roots", None)
@@ -426,17 +372,15 @@ def _adapter(spec: WriteSpec, look: Presentation, env: ToolEnv) -> Callable[...,
         request = ctx.request_context
         identity = resolve_call_id(request.meta, request.params)
         run_env = RunEnv(allowed_dirs=_allowed_dirs(env, roots), progress=_progress(ctx))
-        try:
+        with reported():
             outcome, data, _ = await invoke(
-                env.workspace(ctx),
+                current_workspace(),
                 spec,
                 args,
                 identity,
                 run_env,
                 allow_duplicate=bool(getattr(args, "allow_duplicate", False)),
             )
-        except (UserError, TradavityError, LedgerUnavailable) as exc:
-            raise ToolError(describe_error(exc)) from None
         return look.render(outcome, data, args)
 
     params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
@@ -465,7 +409,7 @@ def _adapter(spec: WriteSpec, look: Presentation, env: ToolEnv) -> Callable[...,
     tool.__signature__ = inspect.Signature(params, return_annotation=returns)  # type: ignore[attr-defined]
     tool.__annotations__ = {p.name: p.annotation for p in params} | {"return": returns}
     tool.__name__ = spec.name
-    tool.__doc__ = look.description
+    tool.__doc__ = description
     return tool
 
 
@@ -477,17 +421,3 @@ def _strict(name: str, annotation: Any) -> BeforeValidator:
 def _field(info: Any) -> Any:
     """The parts of a model field that shape the tool's schema: its description."""
     return Field(description=info.description) if info.description else Field()
-
-
-def register_write_tools(mcp: MCPServer, env: ToolEnv) -> None:
-    """Register every journaling tool on `mcp`, in the table's order."""
-    for name, look in PRESENTATION.items():
-        mcp.add_tool(
-            _adapter(WRITES[name], look, env),
-            name=name,
-            title=look.title,
-            description=look.description,
-            annotations=look.annotations,
-            # Results are structured either way; the schema is built only if advertised.
-            structured_output=None if env.output_schemas else False,
-        )

@@ -1,0 +1,352 @@
+"""The MCP server: `build_server(settings)` and the process-wide backend it shares.
+
+The lifespan opens one `Backend` per server: the API client(s), the write ledger and the
+background tasks (`background`), shared by every connection of the process. Tools come
+from one table (`tools.TOOLS`); `scope.RequestScope` runs around every request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import anyio
+import httpx2
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver import MCPServer
+from pydantic import AnyHttpUrl, SecretStr
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .. import __version__
+from ..api.client import RetryPolicy, TradavityClient
+from ..api.clock import Clock as ApiClock
+from ..settings import Settings
+from .auth import PerUserVerifier, ServerTokenVerifier, Workspaces, unauthorized
+from .background import (
+    RESUME_INTERVAL_SECONDS,
+    SYNC_POLL_SECONDS,
+    poll_sync_forever,
+    resume_forever,
+)
+from .http import add_routes
+from .plain import PlainServer
+from .prompts import load_prompts, register_prompts
+from .refdata import RefData
+from .resources import register_resources
+from .scope import AppState, RequestScope
+from .sync.notifier import PrincipalBus, SyncNotifier
+from .tools import ToolEnv, register_tools
+from .workspace import Workspace
+from .writes.ledger import Ledger
+
+__all__ = [
+    "INSTRUCTIONS",
+    "AppState",
+    "Backend",
+    "HostedOptions",
+    "StreamOptions",
+    "TradavityServer",
+    "build_server",
+]
+
+INSTRUCTIONS = """\
+Tradavity trading journal. To journal a trade the user describes, call journal_trade once \
+with the trade plus its tags, fills, screenshot and checklist; use create_trade alone only \
+for a bare trade. Times without an offset are in the user's Tradavity timezone. Accounts, \
+tags, strategies and checklist items are accepted by name; an unknown name fails with the \
+closest matches, so correct it instead of guessing ids. Never invent P&L: ask. A result \
+marked replayed or suspected_duplicate means nothing new was written; pending means it \
+will be finished automatically."""
+
+AuthMode = Literal["none", "token", "per-user"]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """The `/sync/stream` heartbeat: its period and the clock that decides it is due."""
+
+    heartbeat_seconds: float = 15.0
+    clock: Callable[[], float] = time.monotonic
+    poll_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
+class HostedOptions:
+    """How the HTTP transports authenticate (see `auth`)."""
+
+    auth: AuthMode = "none"
+    #: The shared secret for `auth="token"`.
+    token: SecretStr | None = None
+    #: Where clients reach this server, for the OAuth resource metadata.
+    public_url: str = "http://127.0.0.1:8000"
+    stream: StreamOptions = field(default_factory=StreamOptions)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where and as whom the server talks to Tradavity, and how time passes for it."""
+
+    api_key: str | None
+    base_url: str
+    transport: httpx2.AsyncBaseTransport | None
+    retry: RetryPolicy | None
+    api_clock: ApiClock | None
+    #: The server's own wall clock (the ledger's windows, `now`).
+    clock: Callable[[], float]
+    #: How waits (a sync cooldown) sleep.
+    sleep: Sleep
+
+
+class Backend:
+    """Process-wide resources, opened by the first lifespan entry and closed by the last.
+
+    Streamable HTTP enters the lifespan once; the SSE transport enters it for every
+    connection. Sharing keeps one API client, one ledger and one resumer either way.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        link: Connection,
+        *,
+        hosted: HostedOptions,
+        verifier: ServerTokenVerifier | PerUserVerifier | None,
+        notifier: SyncNotifier,
+        resume_interval: float,
+    ) -> None:
+        self.settings = settings
+        self.link = link
+        self.hosted = hosted
+        #: Checks bearer tokens when the server authenticates at all (set once built).
+        self.verifier = verifier
+        self.notifier = notifier
+        self.resume_interval = resume_interval
+        self._lock = anyio.Lock()
+        self._users = 0
+        self._stack: AsyncExitStack | None = None
+        self.state: AppState | None = None
+
+    async def acquire(self) -> AppState:
+        async with self._lock:
+            self._users += 1
+            if self.state is None:
+                self._stack = AsyncExitStack()
+                try:
+                    self.state = await self._open(self._stack)
+                except BaseException:
+                    self._users -= 1
+                    await self._stack.aclose()
+                    self._stack = None
+                    raise
+            return self.state
+
+    async def release(self) -> None:
+        async with self._lock:
+            self._users -= 1
+            if self._users == 0 and self._stack is not None:
+                stack, self._stack, self.state = self._stack, None, None
+                await stack.aclose()
+
+    @asynccontextmanager
+    async def held(self) -> AsyncIterator[AppState]:
+        state = await self.acquire()
+        try:
+            yield state
+        finally:
+            await self.release()
+
+    def _client(self, key: SecretStr) -> TradavityClient:
+        """The one place API clients are made: the server's own, and each hosted user's."""
+        return TradavityClient(
+            key,
+            base_url=self.link.base_url,
+            transport=self.link.transport,
+            retry=self.link.retry,
+            clock=self.link.api_clock,
+        )
+
+    def _workspace(self, api: TradavityClient, ledger: Ledger) -> Workspace:
+        """The one place workspaces are made: the server's own, and each hosted user's."""
+        return Workspace(
+            api=api,
+            ledger=ledger,
+            ref=RefData(api),
+            sleep=self.link.sleep,
+            clock=self.link.clock,
+            duplicate_window=self.settings.duplicate_window,
+        )
+
+    async def _open(self, stack: AsyncExitStack) -> AppState:
+        ledger = Ledger(self.settings.ledger_path, clock=self.link.clock)
+        stack.callback(ledger.close)
+        state = AppState()
+        if self.hosted.auth == "per-user":
+            registry = Workspaces(
+                make_client=self._client, make_workspace=lambda api: self._workspace(api, ledger)
+            )
+            stack.push_async_callback(registry.aclose)
+            state.registry = registry
+        elif self.link.api_key is not None:
+            api = self._client(SecretStr(self.link.api_key))
+            stack.push_async_callback(api.aclose)
+            state.default = self._workspace(api, ledger)
+        tg = await stack.enter_async_context(anyio.create_task_group())
+        stack.callback(tg.cancel_scope.cancel)
+        if state.default is not None:
+            # Not awaited: the server answers `initialize` at once, even with the API
+            # down; tools/list waits briefly for the scopes.
+            tg.start_soon(state.default.load_scopes)
+        tg.start_soon(resume_forever, state.workspaces, self.settings, self.resume_interval)
+        tg.start_soon(self.notifier.run)
+        tg.start_soon(poll_sync_forever, state.workspaces, SYNC_POLL_SECONDS)
+        return state
+
+    async def authenticate(self, request: Request) -> Workspace | Response:
+        """The same authentication as `/mcp`, for the routes the SDK leaves open."""
+        state = self.state
+        if state is None:
+            return JSONResponse({"error": "starting"}, status_code=503)
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header[:7].casefold() == "bearer " else ""
+        if self.verifier is not None:
+            access = await self.verifier.verify_token(token) if token else None
+            if access is None:
+                return unauthorized(self.hosted.public_url)
+            if state.registry is not None:
+                ws = state.registry.get(token)
+                if ws is None:
+                    return unauthorized(self.hosted.public_url)
+                return ws
+        if state.default is None:
+            return unauthorized(self.hosted.public_url)
+        return state.default
+
+
+class TradavityServer(PlainServer):
+    """The MCP server, holding the backend its HTTP app shares (see `http`)."""
+
+    backend: Backend
+
+
+def _sandbox_transport(settings: Settings) -> tuple[httpx2.AsyncBaseTransport, str]:
+    from ..sandbox import DEMO_KEY, SandboxConfig, SandboxTransport, create_app  # noqa: PLC0415
+
+    config = SandboxConfig(db=settings.sandbox_db)
+    if settings.sandbox_demo_days is not None:
+        config.demo_days = settings.sandbox_demo_days
+    app = create_app(config)
+    return SandboxTransport(app), DEMO_KEY
+
+
+def _verifier(
+    hosted: HostedOptions, backend: Callable[[], Backend]
+) -> ServerTokenVerifier | PerUserVerifier | None:
+    if hosted.auth == "none":
+        return None
+    if hosted.auth == "token":
+        if hosted.token is None:
+            raise ValueError("token auth needs a server token (TRADAVITY_MCP_TOKEN)")
+        return ServerTokenVerifier(hosted.token)
+
+    def registry() -> Workspaces | None:
+        state = backend().state
+        return state.registry if state is not None else None
+
+    return PerUserVerifier(registry)
+
+
+def _auth_settings(hosted: HostedOptions) -> AuthSettings:
+    return AuthSettings(
+        issuer_url=AnyHttpUrl("https://app.tradavity.com"),
+        resource_server_url=AnyHttpUrl(hosted.public_url.rstrip("/") + "/mcp"),
+        validate_token_resource=False,
+    )
+
+
+def build_server(
+    settings: Settings,
+    *,
+    transport: httpx2.AsyncBaseTransport | None = None,
+    stdio: bool = True,
+    hosted: HostedOptions | None = None,
+    resume_interval: float = RESUME_INTERVAL_SECONDS,
+    sleep: Sleep | None = None,
+    retry: RetryPolicy | None = None,
+    api_clock: ApiClock | None = None,
+    clock: Callable[[], float] | None = None,
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING",
+) -> TradavityServer:
+    """Build the MCP server for these settings.
+
+    `transport` replaces the network (tests hand in the sandbox). In sandbox mode
+    without one, the server talks to an in-process sandbox with the demo key.
+    `hosted` configures authentication for the HTTP transports. `retry` and
+    `api_clock` reach the API client (drills retry fast; benchmarks speed time up).
+    `clock` is the server's own time (the ledger's windows, `now`); tests hand in the
+    sandbox's clock so a day can pass in a moment.
+    """
+    hosted = hosted or HostedOptions()
+    api_key = settings.api_key.get_secret_value() if settings.api_key else None
+    base_url = settings.base_url
+    if transport is None and settings.sandbox:
+        transport, demo_key = _sandbox_transport(settings)
+        base_url = "http://sandbox.local/api/v1"
+        api_key = api_key or demo_key
+    if api_key is None and hosted.auth != "per-user":
+        raise ValueError("no API key: pass one in settings, use the sandbox, or per-user auth")
+
+    link = Connection(
+        api_key=api_key,
+        base_url=base_url,
+        transport=transport,
+        retry=retry,
+        api_clock=api_clock,
+        clock=clock or time.time,
+        sleep=sleep or anyio.sleep,
+    )
+    bus = PrincipalBus()
+    notifier = SyncNotifier(bus)
+    verifier = _verifier(hosted, lambda: backend)
+    backend = Backend(
+        settings,
+        link,
+        hosted=hosted,
+        verifier=verifier,
+        notifier=notifier,
+        resume_interval=resume_interval,
+    )
+
+    @asynccontextmanager
+    async def lifespan(server: MCPServer[Any]) -> AsyncIterator[AppState]:
+        async with backend.held() as state:
+            yield state
+
+    mcp = TradavityServer(
+        "tradavity",
+        title="Tradavity journal",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        website_url="https://tradavity.com",
+        lifespan=lifespan,
+        middleware=[RequestScope(output_schemas=settings.output_schemas, notifier=notifier)],
+        # The SDK configures root logging (Rich, at this level) if nothing has yet: keep it
+        # quiet by default, so an embedding host is not flooded with per-request INFO lines.
+        log_level=log_level,
+        subscriptions=bus,
+        token_verifier=verifier,
+        auth=_auth_settings(hosted) if verifier is not None else None,
+    )
+    mcp.backend = backend
+    env = ToolEnv(
+        allowed_dirs=settings.allowed_dirs, stdio=stdio, output_schemas=settings.output_schemas
+    )
+    register_tools(mcp, env, read_only=settings.read_only)
+    register_resources(mcp, notifier)
+    register_prompts(mcp, load_prompts())
+    add_routes(mcp, backend)
+    return mcp

@@ -1,0 +1,174 @@
+"""The HTTP face of the server: `build_http_app` for streamable HTTP or SSE, the routes
+beside `/mcp` (`/healthz`, `/sync/stream`), and the guard in front of all of them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Literal
+
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .. import __version__
+from .auth import CLIENT_ADDRESS
+from .sync.stream import sync_stream_endpoint
+from .workspace import Workspace
+
+if TYPE_CHECKING:
+    from .app import Backend, TradavityServer
+
+__all__ = ["LOOPBACK_HOSTS", "PUBLIC_PATHS", "add_routes", "build_http_app"]
+
+Handler = Callable[[Request], Awaitable[Response]]
+Authenticate = Callable[[Request], Awaitable[Workspace | Response]]
+
+#: Binds on which the SDK turns DNS-rebinding protection on by itself.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+#: Routes answered without authentication (they say nothing about the user).
+PUBLIC_PATHS = frozenset({"/healthz"})
+PUBLIC_PREFIXES = ("/.well-known/",)
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"ok": True, "version": __version__})
+
+
+def add_routes(mcp: TradavityServer, backend: Backend) -> None:
+    """`/healthz` and `/sync/stream`, beside the SDK's own routes."""
+    stream = backend.hosted.stream
+    routes: dict[str, Handler] = {
+        "/healthz": healthz,
+        "/sync/stream": sync_stream_endpoint(
+            backend.authenticate,
+            heartbeat_seconds=stream.heartbeat_seconds,
+            clock=stream.clock,
+            poll_seconds=stream.poll_seconds,
+        ),
+    }
+    for path, handler in routes.items():
+        # The SDK's `custom_route` decorator is untyped; register through a typed name.
+        register: Callable[[Handler], Handler] = mcp.custom_route(
+            path, methods=["GET"], include_in_schema=False
+        )
+        register(handler)
+
+
+def _security_for(
+    host: str, allowed_hosts: list[str] | None, allowed_origins: list[str] | None
+) -> TransportSecuritySettings | None:
+    """The Host/Origin rules: the ones listed, else the SDK's loopback defaults on a
+    loopback bind, else none (the CLI refuses such a bind without `--allowed-host`)."""
+    if allowed_hosts or allowed_origins:
+        return TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=list(allowed_hosts or []),
+            allowed_origins=list(allowed_origins or []),
+        )
+    if host in LOOPBACK_HOSTS:
+        return TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
+            allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+        )
+    return None
+
+
+class HttpGuard:
+    """ASGI middleware in front of every route, present and future: the Host/Origin
+    checks `/mcp` gets from the SDK, and the bearer check when the server authenticates
+    (except `PUBLIC_PATHS`). It also records the client's address for the pre-auth
+    limits of `auth`."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        security: TransportSecuritySettings | None,
+        check_public: bool,
+        authenticate: Authenticate | None,
+    ) -> None:
+        self.app = app
+        self.checks = TransportSecurityMiddleware(security) if security is not None else None
+        self.check_public = check_public
+        self.authenticate = authenticate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in {"http", "websocket"}:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        token = CLIENT_ADDRESS.set(str(client[0]) if client else "unknown")
+        try:
+            refusal = await self._refusal(scope)
+            if refusal is None:
+                await self.app(scope, receive, send)
+            elif scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+            else:
+                await refusal(scope, receive, send)
+        finally:
+            CLIENT_ADDRESS.reset(token)
+
+    async def _refusal(self, scope: Scope) -> Response | None:
+        request = Request(scope)
+        path = request.url.path
+        public = path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+        if self.checks is not None and (self.check_public or path not in PUBLIC_PATHS):
+            refused = await self.checks.validate_request(request, is_post=False)
+            if refused is not None:
+                return refused
+        if self.authenticate is not None and not public:
+            who = await self.authenticate(request)
+            if isinstance(who, Response):
+                return who
+        return None
+
+
+def build_http_app(
+    mcp: TradavityServer,
+    *,
+    kind: Literal["http", "sse"],
+    host: str,
+    allowed_hosts: list[str] | None = None,
+    allowed_origins: list[str] | None = None,
+) -> Starlette:
+    """The ASGI app for streamable HTTP (`/mcp`) or legacy SSE (`/sse`), with `/healthz`
+    and `/sync/stream`.
+
+    Every route sits behind `HttpGuard`: on loopback the SDK's DNS-rebinding rules
+    apply by default; elsewhere the allowed Host and Origin values must be listed.
+    `/healthz` is answered without authentication, and for any Host on a non-loopback
+    bind (load balancers probe it by address).
+    """
+    security = _security_for(host, allowed_hosts, allowed_origins)
+    inner = (
+        mcp.sse_app(transport_security=security, host=host)
+        if kind == "sse"
+        else mcp.streamable_http_app(transport_security=security, host=host)
+    )
+    backend = mcp.backend
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Hold the backend for the app's whole life: SSE would otherwise open it only
+        # while a connection is up, and /sync/stream needs it between connections.
+        async with backend.held():
+            if kind == "http":
+                async with mcp.session_manager.run():
+                    yield
+            else:
+                yield
+
+    guard = Middleware(
+        HttpGuard,
+        security=security,
+        check_public=host in LOOPBACK_HOSTS,
+        authenticate=backend.authenticate if backend.verifier is not None else None,
+    )
+    return Starlette(routes=[Mount("/", app=inner)], middleware=[guard], lifespan=lifespan)

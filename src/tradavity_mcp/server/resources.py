@@ -1,0 +1,216 @@
+"""Resources: the same `read` functions as the read tools, and the sync monitor's runs.
+
+Resources get no `Context` from the SDK; they find the request's workspace through
+`current_workspace()`, which `scope.RequestScope` sets for every request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError
+
+from . import read
+from .completions import register_completions
+from .errors import reported
+from .sync.notifier import SyncNotifier, install_legacy_subscriptions
+from .sync.status import refresh_sync
+from .workspace import current_workspace
+
+__all__ = ["RESOURCES", "register_resources"]
+
+JSON = "application/json"
+
+
+async def _text(work: Awaitable[Any]) -> str:
+    with reported(ResourceError):
+        value = await work
+    text = read.dump(value)
+    if len(text) > read.DATA_BUDGET * 2:  # a last guard: `read` already bounds its data
+        structured = value if isinstance(value, dict) else {"items": value}
+        text = read.dump(read.fit(structured, read.DATA_BUDGET))
+    return text
+
+
+async def stats(
+    kind: str,
+    range: str | None = None,
+    from_date: str | None = None,
+    to_date: str | None = None,
+    account: str | None = None,
+) -> str:
+    return await _text(
+        read.stats(
+            current_workspace(), kind, range_=range, from_=from_date, to=to_date, account=account
+        )
+    )
+
+
+async def calendar(
+    range: str | None = None,
+    from_date: str | None = None,
+    to_date: str | None = None,
+    account: str | None = None,
+) -> str:
+    return await _text(
+        read.calendar(
+            current_workspace(), range_=range, from_=from_date, to=to_date, account=account
+        )
+    )
+
+
+async def catalog(name: str) -> str:
+    if name not in read.CATALOG:
+        raise ResourceError(f"unknown catalog {name!r}; one of {', '.join(read.CATALOG)}")
+    return await _text(read.lookup(current_workspace(), name))
+
+
+async def trade(trade_number: str) -> str:
+    if not trade_number.isdigit():
+        raise ResourceError("trade_number must be a whole number")
+    return await _text(read.get_trade(current_workspace(), int(trade_number)))
+
+
+def _list(name: str) -> Callable[[], Awaitable[str]]:
+    async def read_list() -> str:
+        return await _text(read.lookup(current_workspace(), name))
+
+    return read_list
+
+
+async def protocol(protocol: str) -> str:
+    return await _text(read.lookup(current_workspace(), "protocols", protocol))
+
+
+async def sync_status() -> str:
+    with reported(ResourceError):
+        return read.dump({"connections": await refresh_sync(current_workspace())})
+
+
+def _limit(raw: str | None, *, default: int) -> int:
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= 200:
+        raise ResourceError("limit must be a whole number from 1 to 200")
+    return int(raw)
+
+
+async def sync_runs(limit: str | None = None) -> str:
+    runs = current_workspace().sync.runs(_limit(limit, default=20))
+    return read.dump({"runs": [e.to_json() for e in runs]})
+
+
+async def sync_recent(limit: str | None = None) -> str:
+    events = current_workspace().sync.events(_limit(limit, default=50))
+    return read.dump({"events": [e.to_json() for e in events]})
+
+
+@dataclass(frozen=True)
+class Resource:
+    uri: str
+    name: str
+    title: str
+    description: str
+    fn: Callable[..., Awaitable[str]]
+
+
+RESOURCES: tuple[Resource, ...] = (
+    Resource(
+        "tradavity://stats/{kind}{?range,from_date,to_date,account}",
+        "stats",
+        "Stats",
+        "summary, by-symbol or by-strategy; range or from_date/to_date; account",
+        stats,
+    ),
+    Resource(
+        "tradavity://calendar{?range,from_date,to_date,account}",
+        "calendar",
+        "P&L calendar",
+        "Daily P&L in the user's timezone (default: this month)",
+        calendar,
+    ),
+    Resource(
+        "tradavity://catalog/{name}",
+        "catalog",
+        "Catalog",
+        "me, usage, brokers, instruments, prop-firm-presets, scopes or emotions",
+        catalog,
+    ),
+    Resource(
+        "tradavity://trades/{trade_number}",
+        "trade",
+        "Trade",
+        "One trade in full (an archived trade: its summary row, marked archived)",
+        trade,
+    ),
+    Resource(
+        "tradavity://accounts",
+        "accounts",
+        "Accounts",
+        "Trading accounts: id, name, type, currency, broker",
+        _list("accounts"),
+    ),
+    Resource(
+        "tradavity://tags",
+        "tags",
+        "Tags with categories",
+        "Tags: id, name and category",
+        _list("tags"),
+    ),
+    Resource(
+        "tradavity://strategies",
+        "strategies",
+        "Strategies with setups",
+        "Strategies: id, name and setup names",
+        _list("strategies"),
+    ),
+    Resource(
+        "tradavity://protocols",
+        "protocols",
+        "Protocols (checklists)",
+        "Protocols (checklists and reviews): id, name, type; items per protocol at "
+        "tradavity://protocols/{protocol}",
+        _list("protocols"),
+    ),
+    Resource(
+        "tradavity://protocols/{protocol}",
+        "protocol",
+        "Protocol items",
+        "One protocol (id, name or type) with its items",
+        protocol,
+    ),
+    Resource(
+        "tradavity://sync/status",
+        "sync-status",
+        "Sync status",
+        "Per-connection sync state",
+        sync_status,
+    ),
+    Resource(
+        "tradavity://sync/runs{?limit}",
+        "sync-runs",
+        "Sync runs",
+        "Latest event of each sync run, newest first (24 h)",
+        sync_runs,
+    ),
+    Resource(
+        "tradavity://sync/recent{?limit}",
+        "sync-recent",
+        "Recent sync events",
+        "Sync events, newest first (default 50, max 200; 24 h)",
+        sync_recent,
+    ),
+)
+
+
+def register_resources(mcp: MCPServer, notifier: SyncNotifier) -> None:
+    """Every resource, the completion handler and the legacy subscribe methods."""
+    for r in RESOURCES:
+        mcp.resource(r.uri, name=r.name, title=r.title, description=r.description, mime_type=JSON)(
+            r.fn
+        )
+    install_legacy_subscriptions(mcp, notifier)
+    register_completions(mcp)
