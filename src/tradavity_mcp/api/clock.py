@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import anyio
 
-__all__ = ["Clock", "FakeClock", "SystemClock"]
+__all__ = ["Clock", "FakeClock", "Now", "Sleep", "SystemClock"]
+
+#: A reading of a clock, in seconds: `time.time` for the wall, `time.monotonic` for
+#: intervals, a sandbox's `ManualClock` in tests. Everything that reads time takes one.
+Now = Callable[[], float]
+#: How waiting is done: `anyio.sleep`, or a test's sleep that moves its clock.
+Sleep = Callable[[float], Awaitable[None]]
 
 
 class Clock(Protocol):

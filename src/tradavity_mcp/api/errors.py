@@ -162,22 +162,24 @@ class MethodNotAllowed(APIStatusError):
     code = "method_not_allowed"
 
 
-class IdempotencyConflict(APIStatusError):
+class Conflict(APIStatusError):
+    """409: the request clashes with what exists (`except Conflict` catches every 409)."""
+
+    code = "conflict"
+
+
+class IdempotencyConflict(Conflict):
     """The idempotency key was already used with another body. Never retried."""
 
     code = "idempotency_conflict"
 
 
-class DuplicateName(APIStatusError):
+class DuplicateName(Conflict):
     code = "duplicate_name"
 
 
-class CategoryHasTags(APIStatusError):
+class CategoryHasTags(Conflict):
     code = "category_has_tags"
-
-
-class Conflict(APIStatusError):
-    code = "conflict"
 
 
 class RequestTooLarge(APIStatusError):

@@ -58,11 +58,13 @@ __all__ = [
     "Execution",
     "ExecutionFill",
     "ExecutionsReplace",
+    "ItemType",
     "Me",
     "Protocol",
     "ProtocolItem",
     "ProtocolResponseCreate",
     "ProtocolSection",
+    "ProtocolType",
     "RequestBody",
     "Screenshot",
     "Strategy",
@@ -88,25 +90,6 @@ __all__ = [
 
 # --- documented allow-lists -------------------------------------------------------------
 
-DIRECTIONS = ("long", "short")
-GRADES = ("A+", "A", "B", "C", "F")
-ASSET_TYPES = ("futures", "forex", "stocks", "options", "crypto")
-MARKET_CONDITIONS = ("trending", "ranging", "choppy", "breakout")
-SESSIONS = ("asian", "london", "newyork", "overlap")
-VOLUMES = ("very_low", "low", "below_average", "average", "above_average", "high", "very_high")
-BIASES = ("Bullish", "Bearish", "Neutral")
-EXIT_TYPES = (
-    "Take Profit",
-    "Stop Loss",
-    "Trailing Stop",
-    "Partial / Scale Out",
-    "Breakeven",
-    "Time-Based",
-    "Manual",
-)
-PROTOCOL_TYPES = ("pre_market", "pre_trade", "in_trade", "post_trade", "end_of_day", "weekly")
-ITEM_TYPES = ("checkbox", "yes_no_na", "rating", "text", "select", "number")
-
 Direction = Literal["long", "short"]
 Grade = Literal["A+", "A", "B", "C", "F"]
 AssetType = Literal["futures", "forex", "stocks", "options", "crypto"]
@@ -125,6 +108,20 @@ ExitType = Literal[
     "Time-Based",
     "Manual",
 ]
+ProtocolType = Literal["pre_market", "pre_trade", "in_trade", "post_trade", "end_of_day", "weekly"]
+ItemType = Literal["checkbox", "yes_no_na", "rating", "text", "select", "number"]
+
+# The same allow-lists as tuples, for membership checks and messages.
+DIRECTIONS: tuple[Direction, ...] = get_args(Direction)
+GRADES: tuple[Grade, ...] = get_args(Grade)
+ASSET_TYPES: tuple[AssetType, ...] = get_args(AssetType)
+MARKET_CONDITIONS: tuple[MarketCondition, ...] = get_args(MarketCondition)
+SESSIONS: tuple[Session, ...] = get_args(Session)
+VOLUMES: tuple[Volume, ...] = get_args(Volume)
+BIASES: tuple[Bias, ...] = get_args(Bias)
+EXIT_TYPES: tuple[ExitType, ...] = get_args(ExitType)
+PROTOCOL_TYPES: tuple[ProtocolType, ...] = get_args(ProtocolType)
+ITEM_TYPES: tuple[ItemType, ...] = get_args(ItemType)
 
 # --- wire formatting ---------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from one table (`tools.TOOLS`); `scope.RequestScope` runs around every request.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from .. import __version__
 from ..api.client import RetryPolicy, TradavityClient
 from ..api.clock import Clock as ApiClock
+from ..api.clock import Now, Sleep
 from ..settings import Settings
 from .auth import PerUserVerifier, ServerTokenVerifier, Workspaces, unauthorized
 from .background import (
@@ -63,7 +64,6 @@ marked replayed or suspected_duplicate means nothing new was written; pending me
 will be finished automatically."""
 
 AuthMode = Literal["none", "token", "per-user"]
-Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class StreamOptions:
     """The `/sync/stream` heartbeat: its period and the clock that decides it is due."""
 
     heartbeat_seconds: float = 15.0
-    clock: Callable[[], float] = time.monotonic
+    clock: Now = time.monotonic
     poll_seconds: float = 1.0
 
 
@@ -97,7 +97,7 @@ class Connection:
     retry: RetryPolicy | None
     api_clock: ApiClock | None
     #: The server's own wall clock (the ledger's windows, `now`).
-    clock: Callable[[], float]
+    clock: Now
     #: How waits (a sync cooldown) sleep.
     sleep: Sleep
 
@@ -278,7 +278,7 @@ def build_server(
     sleep: Sleep | None = None,
     retry: RetryPolicy | None = None,
     api_clock: ApiClock | None = None,
-    clock: Callable[[], float] | None = None,
+    clock: Now | None = None,
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING",
 ) -> TradavityServer:
     """Build the MCP server for these settings.

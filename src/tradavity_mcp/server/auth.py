@@ -32,6 +32,7 @@ from pydantic import SecretStr
 from starlette.responses import JSONResponse, Response
 
 from ..api.client import RetryPolicy, TradavityClient
+from ..api.clock import Now
 from ..api.errors import TradavityError, Unauthorized
 from ..api.models import Me
 from ..settings import API_KEY_PATTERN
@@ -125,7 +126,7 @@ class Workspaces:
         *,
         make_client: Callable[[SecretStr], TradavityClient],
         make_workspace: Callable[[TradavityClient], Workspace],
-        clock: Callable[[], float] = time.monotonic,
+        clock: Now = time.monotonic,
     ) -> None:
         self._make_client = make_client
         self._make_workspace = make_workspace

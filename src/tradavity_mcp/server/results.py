@@ -20,6 +20,7 @@ __all__ = [
     "TagResult",
     "TradeResult",
     "TradeSummary",
+    "WriteResult",
 ]
 
 #: done: written now. replayed: this exact call ran before; its recorded result is
@@ -33,6 +34,13 @@ class _Result(BaseModel):
     # Not extra="forbid": that would add `additionalProperties: false` to every output
     # schema, paid in every conversation, for no use to the model.
     model_config = ConfigDict(extra="ignore")
+
+
+class WriteResult(_Result):
+    """What every journaling result says first: what happened, and what to do next."""
+
+    outcome: Outcome
+    note: str | None = None
 
 
 class TradeSummary(_Result):
@@ -57,8 +65,7 @@ class TradeSummary(_Result):
 
 
 # The trade's essentials, flat: a nested model would cost a `$defs` block per tool.
-class TradeResult(_Result):
-    outcome: Outcome
+class TradeResult(WriteResult):
     trade_number: int | None = None
     symbol: str | None = None
     direction: str | None = None
@@ -66,34 +73,27 @@ class TradeResult(_Result):
     trade_date: str | None = None
     account: str | None = None
     grade: str | None = None
-    note: str | None = None
 
 
-class TagResult(_Result):
-    outcome: Outcome
+class TagResult(WriteResult):
     trade_number: int
     tags: list[str] = []
     created: list[str] = []
-    note: str | None = None
 
 
-class ScreenshotResult(_Result):
-    outcome: Outcome
+class ScreenshotResult(WriteResult):
     trade_number: int
     screenshot_id: int | None = None
     file_type: str | None = None
     label: str | None = None
-    note: str | None = None
 
 
-class ProtocolResult(_Result):
-    outcome: Outcome
+class ProtocolResult(WriteResult):
     protocol: str
     response_id: int | None = None
     status: str | None = None
     trade_number: int | None = None
     answered: int = 0
-    note: str | None = None
 
 
 class SyncRunResult(_Result):
@@ -111,11 +111,9 @@ class SyncRunResult(_Result):
     message: str | None = None
 
 
-class ArchiveResult(_Result):
-    outcome: Outcome
+class ArchiveResult(WriteResult):
     trade_number: int
     archived: int = 0
-    note: str | None = None
 
 
 class JournalResult(TradeResult):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -19,6 +18,7 @@ import anyio
 from mcp.server.mcpserver.exceptions import ResourceError
 
 from ..api.client import TradavityClient
+from ..api.clock import Now, Sleep
 from ..api.errors import TradavityError
 from .errors import UserError
 from .refdata import RefData
@@ -41,9 +41,9 @@ class Workspace:
     api: TradavityClient
     ledger: Ledger
     ref: RefData
-    clock: Callable[[], float] = time.time
+    clock: Now = time.time
     #: How waits (a sync cooldown) sleep; tests pass one that moves the sandbox clock.
-    sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+    sleep: Sleep = anyio.sleep
     #: An identical creating call this recent is held back (`TRADAVITY_DUPLICATE_WINDOW`).
     duplicate_window: float = DUPLICATE_WINDOW_SECONDS
     #: What the key may do, from `/me`; None when it could not be read.

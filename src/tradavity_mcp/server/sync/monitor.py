@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from ...api.clock import Now
+
 __all__ = [
     "COOLDOWN_SECONDS",
     "EVENT_TTL_SECONDS",
@@ -118,7 +120,7 @@ Listener = Callable[[SyncEvent], None]
 class SyncMonitor:
     """Runs and events of one workspace (one principal)."""
 
-    def __init__(self, clock: Callable[[], float] = time.time, *, max_events: int = MAX_EVENTS):
+    def __init__(self, clock: Now = time.time, *, max_events: int = MAX_EVENTS):
         self._clock = clock
         self._events: deque[SyncEvent] = deque(maxlen=max_events)
         self._runs: dict[str, SyncEvent] = {}

@@ -19,6 +19,7 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from ...api.clock import Now
 from ..workspace import Workspace
 from .monitor import SyncEvent
 
@@ -40,7 +41,7 @@ def sync_stream_endpoint(
     authenticate: Authenticate,
     *,
     heartbeat_seconds: float = HEARTBEAT_SECONDS,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Now = time.monotonic,
     poll_seconds: float = 1.0,
 ) -> Callable[[Request], Awaitable[Response]]:
     """The endpoint. `clock` decides when a heartbeat is due (tests pass one they move);
@@ -74,7 +75,7 @@ async def _stream(
     ws: Workspace,
     backlog: list[SyncEvent],
     heartbeat_seconds: float,
-    clock: Callable[[], float],
+    clock: Now,
     poll_seconds: float,
 ) -> AsyncIterator[str]:
     send, receive = anyio.create_memory_object_stream[SyncEvent](256)

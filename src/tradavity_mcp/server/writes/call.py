@@ -33,6 +33,7 @@ from typing import Any, Literal, TypeVar
 
 import anyio
 
+from ...api.clock import Now
 from ...api.errors import (
     APIConnectionError,
     APIStatusError,
@@ -141,7 +142,7 @@ class WriteCall:
     tool: str
     call_id: CallId
     arguments: dict[str, Any]
-    clock: Callable[[], float]
+    clock: Now
     kind: WriteKind = "creates"
     stored: dict[str, Any] | None = None
     #: Files the call uploads, kept by the ledger only while it is unfinished; in

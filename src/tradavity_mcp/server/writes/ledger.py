@@ -33,11 +33,13 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from ...api.clock import Now
 
 __all__ = [
     "CallRecord",
@@ -223,7 +225,7 @@ class Ledger:
     #: This process's name in leases: host, pid and a per-process nonce.
     OWNER_PREFIX = f"{socket.gethostname()}:{os.getpid()}:"
 
-    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: Path | str, *, clock: Now = time.time) -> None:
         self._clock = clock
         self.path = str(path)
         self._lock = threading.Lock()
