@@ -9,24 +9,19 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from mcp import Client
-from mcp.types import CallToolResult, RequestParamsMeta, TextContent
+from mcp.types import CallToolResult, RequestParamsMeta
 from PIL import Image
 
-from tradavity_mcp.api.client import RetryPolicy, TradavityClient
+from tradavity_mcp.api.client import TradavityClient
 from tradavity_mcp.server.writes.call import CALL_ID_META_KEY
 
-#: Drills retry at once: the faults are what is under test, not the backoff.
-FAST_RETRY = RetryPolicy(max_attempts=8, base_delay=0.005, max_delay=0.02, max_retry_after=5)
+from ..kit import text_of
 
 
 def png(seed: int) -> str:
     out = io.BytesIO()
     Image.new("RGB", (16, 12), (seed % 256, 80, 160)).save(out, format="PNG")
     return base64.b64encode(out.getvalue()).decode()
-
-
-def text(result: CallToolResult) -> str:
-    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
 
 
 @dataclass
@@ -41,7 +36,7 @@ class Plan:
     @classmethod
     async def discover(cls, client: Client) -> Plan:
         def data(result: CallToolResult) -> dict[str, Any]:
-            assert not result.is_error, text(result)
+            assert not result.is_error, text_of(result)
             return dict(result.structured_content or {})
 
         accounts = data(await client.call_tool("lookup", {"name": "accounts"}))["items"]
@@ -95,7 +90,7 @@ async def journal_until_known(
     (`call_id` None) with no id, as a host re-sending the model's call would."""
     for _ in range(max_tries):
         result = await call("journal_trade", arguments, meta=call_meta(call_id))
-        assert not result.is_error, text(result)
+        assert not result.is_error, text_of(result)
         data = dict(result.structured_content or {})
         if data["outcome"] != "pending":
             return data

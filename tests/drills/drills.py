@@ -35,7 +35,8 @@ from tradavity_mcp.sandbox import (
 from tradavity_mcp.server import build_server
 from tradavity_mcp.settings import Settings
 
-from ._kit import FAST_RETRY, Plan, journal_until_known, verify
+from ..kit import FAST_RETRY
+from ._kit import Plan, journal_until_known, verify
 
 SANDBOX = "http://sandbox.local/api/v1"
 DRILL_FAULTS = FaultSpec(

@@ -25,7 +25,7 @@ from tradavity_mcp.sandbox import DEMO_KEY, SandboxConfig, SandboxTransport, cre
 from tradavity_mcp.server import build_server
 from tradavity_mcp.settings import Settings
 
-from ._kit import FAST_RETRY, text
+from ..kit import FAST_RETRY, text_of
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -293,7 +293,7 @@ def test_no_input_crashes_hangs_or_reaches_the_api_malformed(
     if tool == "find_trades":
         args.pop("cursor", None)  # an opaque token: only ever one the API handed out
     result = world.call(tool, args)
-    message = text(result)
+    message = text_of(result)
     if os.environ.get("FUZZ_TRACE"):
         print("TRACE", tool, "ERR" if result.is_error else "OK", message[:90].replace("\n", " "))
     assert message != f"Error executing tool {tool}", f"crash on {json.dumps(args)[:300]}"

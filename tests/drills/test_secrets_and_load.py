@@ -27,8 +27,8 @@ from tradavity_mcp.sandbox._seed import hash_key
 from tradavity_mcp.server import HostedOptions, build_http_app, build_server
 from tradavity_mcp.settings import Settings
 
-from ..e2e.conftest import http_transport
-from ._kit import Plan, text
+from ..kit import http_transport, text_of
+from ._kit import Plan
 
 pytestmark = pytest.mark.anyio
 
@@ -89,8 +89,10 @@ async def test_the_key_appears_nowhere(tmp_path: Path) -> None:
             ]
             tools = await client.list_tools()
     assert any(r.is_error for r in outputs)
-    assert not outputs[0].is_error, text(outputs[0])
-    _clean("\n".join(text(r) + json.dumps(r.structured_content) for r in outputs), "tool results")
+    assert not outputs[0].is_error, text_of(outputs[0])
+    _clean(
+        "\n".join(text_of(r) + json.dumps(r.structured_content) for r in outputs), "tool results"
+    )
     _clean("\n".join(r.model_dump_json() for r in resources), "resources")
     _clean(tools.model_dump_json(), "tools/list")
     _clean("\n".join(seen), "notifications")
@@ -132,7 +134,7 @@ async def test_hosted_load_many_clients_no_errors_no_cross_user_data(tmp_path: P
                 trades = await client.call_tool("find_trades", {"limit": 5})
                 calls += 2
                 if me.is_error or trades.is_error:
-                    failures.append(text(me) + text(trades))
+                    failures.append(text_of(me) + text_of(trades))
                     continue
                 name = (me.structured_content or {})["user"]["name"]
                 if name != users[key]:
@@ -150,7 +152,7 @@ async def test_hosted_load_many_clients_no_errors_no_cross_user_data(tmp_path: P
                     )
                     calls += 1
                     if created.is_error:
-                        failures.append(text(created))
+                        failures.append(text_of(created))
 
     with serve_in_thread(app, path="", lifespan=True) as base:
         with anyio.fail_after(120):

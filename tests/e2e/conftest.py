@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import base64
-import io
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import anyio
-import httpx2
 import pytest
 from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import MCPServer
-from mcp.types import CallToolResult, RequestParamsMeta, TextContent
-from PIL import Image
+from mcp.types import CallToolResult
 
 from tradavity_mcp.api.client import TradavityClient
 from tradavity_mcp.sandbox import (
@@ -31,23 +26,7 @@ from tradavity_mcp.sandbox import (
 from tradavity_mcp.server import build_server
 from tradavity_mcp.settings import Settings
 
-SANDBOX_URL = "http://sandbox.local/api/v1"
-
-
-def png_bytes(colour: tuple[int, int, int] = (30, 120, 200)) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (64, 48), colour).save(out, format="PNG")
-    return out.getvalue()
-
-
-def text_of(result: CallToolResult) -> str:
-    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
-
-
-def data_of(result: CallToolResult) -> dict[str, Any]:
-    assert not result.is_error, text_of(result)
-    assert result.structured_content is not None
-    return dict(result.structured_content)
+from ..kit import SANDBOX_URL, png_bytes
 
 
 @dataclass
@@ -103,21 +82,6 @@ async def client(env: Env, era: str) -> AsyncIterator[Client]:
 
 
 Call = Callable[..., Awaitable[CallToolResult]]
-
-
-@asynccontextmanager
-async def http_transport(base: str, key: str) -> AsyncIterator[Any]:
-    """Streamable HTTP with a bearer key; the SDK leaves a client we hand it open."""
-    async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http,
-        streamable_http_client(f"{base}/mcp", http_client=http) as streams,
-    ):
-        yield streams
-
-
-def meta(values: dict[str, str]) -> RequestParamsMeta:
-    """Custom `_meta` keys (hosts' tool-use ids, ours) as the SDK's open TypedDict."""
-    return cast(RequestParamsMeta, values)
 
 
 @pytest.fixture

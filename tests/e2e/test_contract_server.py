@@ -13,7 +13,8 @@ from tradavity_mcp.sandbox import FaultSpec
 from tradavity_mcp.server.errors import UserError
 from tradavity_mcp.server.refdata import RefData
 
-from .conftest import Env, data_of, text_of
+from ..kit import data_of, text_of
+from .conftest import Env
 
 pytestmark = pytest.mark.anyio
 

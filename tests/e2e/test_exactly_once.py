@@ -11,7 +11,8 @@ from mcp import Client, StdioServerParameters
 from tradavity_mcp.sandbox import DEMO_KEY, FaultSpec, SandboxConfig, create_app, serve_in_thread
 from tradavity_mcp.server.writes.call import CALL_ID_META_KEY
 
-from .conftest import Env, data_of, meta, text_of
+from ..kit import data_of, meta, text_of
+from .conftest import Env
 
 pytestmark = pytest.mark.anyio
 

@@ -37,7 +37,8 @@ from tradavity_mcp.server.errors import UserError
 from tradavity_mcp.server.sync.notifier import SYNC_URIS
 from tradavity_mcp.settings import Settings
 
-from .conftest import Env, data_of, http_transport, png_bytes, text_of
+from ..kit import data_of, http_transport, png_bytes, text_of
+from .conftest import Env
 
 pytestmark = pytest.mark.anyio
 

@@ -24,7 +24,7 @@ from tradavity_mcp.sandbox import (
 from tradavity_mcp.server import HostedOptions, build_http_app, build_server
 from tradavity_mcp.settings import Settings
 
-from .conftest import data_of, http_transport, text_of
+from ..kit import data_of, http_transport, text_of
 
 pytestmark = pytest.mark.anyio
 

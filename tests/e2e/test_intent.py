@@ -29,8 +29,7 @@ from tradavity_mcp.sandbox import (
 from tradavity_mcp.server import build_server
 from tradavity_mcp.settings import Settings
 
-from ..drills._kit import FAST_RETRY
-from .conftest import SANDBOX_URL, data_of, meta, text_of
+from ..kit import FAST_RETRY, SANDBOX_URL, data_of, meta, text_of
 
 pytestmark = pytest.mark.anyio
 

@@ -10,7 +10,8 @@ from mcp import Client
 
 from tradavity_mcp.sandbox import DEMO_KEY
 
-from .conftest import Env, data_of, png_bytes, text_of
+from ..kit import data_of, png_bytes, text_of
+from .conftest import Env
 
 pytestmark = pytest.mark.anyio
 

@@ -22,7 +22,7 @@ from tradavity_mcp.server import build_server
 from tradavity_mcp.server.read import CATALOG, LISTS, RESULT_BUDGET, TOP_ROWS, TRADE_ROWS_CAP
 from tradavity_mcp.settings import Settings
 
-from .conftest import SANDBOX_URL, data_of, text_of
+from ..kit import SANDBOX_URL, data_of, text_of
 
 pytestmark = pytest.mark.anyio
 

@@ -22,7 +22,8 @@ from PIL import Image
 from tradavity_mcp.sandbox import READONLY_KEY
 from tradavity_mcp.server.calendar_png import cell_box, day_colour
 
-from .conftest import Env, data_of, text_of
+from ..kit import data_of, text_of
+from .conftest import Env
 
 pytestmark = pytest.mark.anyio
 

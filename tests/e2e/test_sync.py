@@ -24,7 +24,8 @@ from tradavity_mcp.sandbox import (
 from tradavity_mcp.server import HostedOptions, StreamOptions, build_http_app, build_server
 from tradavity_mcp.settings import Settings
 
-from .conftest import Env, data_of, http_transport
+from ..kit import data_of, http_transport
+from .conftest import Env
 
 pytestmark = pytest.mark.anyio
 

@@ -26,11 +26,6 @@ from tradavity_mcp.sandbox import (
 START = 1_795_000_000.0  # 2026-11-18 (a Wednesday), 11:06:40 UTC
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Switch:
     """An ASGI app that forwards to whichever sandbox the current test installed."""
 

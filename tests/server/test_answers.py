@@ -1,9 +1,7 @@
-"""Pure helpers of the server: checklist answers, schema compaction, file confinement."""
+"""Checklist answers: labels or ids in, the API's item values out, with plain refusals."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,9 +9,6 @@ import pytest
 from tradavity_mcp.api.models import Protocol
 from tradavity_mcp.server.answers import build_item_values
 from tradavity_mcp.server.errors import UserError
-from tradavity_mcp.server.files import dirs_from_roots, read_confined
-from tradavity_mcp.server.refdata import close_matches
-from tradavity_mcp.server.schema import compact_schema
 
 PROTOCOL = Protocol.model_validate(
     {
@@ -105,67 +100,3 @@ def test_bad_answers_name_the_item_and_what_it_accepts(
 
 def test_drafts_may_skip_required_items() -> None:
     assert build_item_values(PROTOCOL, {"R risk": 2}, completed=False) == {"644": "2"}
-
-
-def test_close_matches_are_case_insensitive() -> None:
-    assert close_matches("fomo", ["FOMO", "Revenge", "Breakout"]) == ["FOMO"]
-    assert close_matches("brekout", ["FOMO", "Revenge", "Breakout"])[0] == "Breakout"
-
-
-def test_compact_schema_keeps_meaning() -> None:
-    schema = {
-        "title": "Args",
-        "type": "object",
-        "properties": {
-            "title": {"title": "Title", "type": "string"},
-            "n": {"anyOf": [{"type": "integer"}, {"type": "null"}], "default": None, "title": "N"},
-            "ref": {"anyOf": [{"type": "string"}, {"type": "integer"}], "title": "Ref"},
-            "opts": {
-                "anyOf": [{"additionalProperties": True, "type": "object"}, {"type": "null"}],
-                "default": None,
-                "description": "free",
-            },
-            "mode": {"default": "add", "enum": ["add", "remove"], "type": "string"},
-        },
-        "required": ["title", "ref"],
-    }
-    assert compact_schema(schema) == {
-        "type": "object",
-        "properties": {
-            "title": {"type": "string"},
-            "n": {"type": "integer"},
-            "ref": {"type": ["string", "integer"]},
-            "opts": {"type": "object", "description": "free"},
-            "mode": {"default": "add", "enum": ["add", "remove"]},
-        },
-        "required": ["title", "ref"],
-    }
-
-
-def test_files_are_read_only_inside_allowed_dirs(tmp_path: Path) -> None:
-    allowed = tmp_path / "charts"
-    allowed.mkdir()
-    secret = tmp_path / "secret.png"
-    secret.write_bytes(b"\x89PNG\r\n\x1a\nsecret")
-    good = allowed / "entry.png"
-    good.write_bytes(b"\x89PNG\r\n\x1a\nchart")
-    (allowed / "link.png").symlink_to(secret)
-    (allowed / "sub").mkdir()
-
-    assert read_confined(str(good), [allowed], max_bytes=100) == good.read_bytes()
-    for bad in [str(secret), str(allowed / ".." / "secret.png"), str(allowed / "link.png")]:
-        with pytest.raises(UserError, match="outside the allowed directories"):
-            read_confined(bad, [allowed], max_bytes=100)
-    with pytest.raises(UserError, match="not a regular file"):
-        read_confined(str(allowed / "sub"), [allowed], max_bytes=100)
-    with pytest.raises(UserError, match="no such file"):
-        read_confined(str(allowed / "missing.png"), [allowed], max_bytes=100)
-    with pytest.raises(UserError, match="TRADAVITY_ALLOWED_DIRS"):
-        read_confined(str(good), [], max_bytes=100)
-    with pytest.raises(UserError, match="10 MB"):
-        read_confined(str(good), [allowed], max_bytes=4)
-
-
-def test_roots_become_directories(tmp_path: Path) -> None:
-    uri = "file://" + str(tmp_path).replace(os.sep, "/")
-    assert dirs_from_roots([uri, "https://example.com/x"]) == [tmp_path.resolve()]

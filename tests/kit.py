@@ -1,0 +1,52 @@
+"""Helpers shared by the end-to-end tests and the drills (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+import httpx2
+from mcp.client.streamable_http import streamable_http_client
+from mcp.types import CallToolResult, RequestParamsMeta, TextContent
+from PIL import Image
+
+from tradavity_mcp.api.client import RetryPolicy
+
+#: Drills retry at once: the faults are what is under test, not the backoff.
+FAST_RETRY = RetryPolicy(max_attempts=8, base_delay=0.005, max_delay=0.02, max_retry_after=5)
+
+
+SANDBOX_URL = "http://sandbox.local/api/v1"
+
+
+def png_bytes(colour: tuple[int, int, int] = (30, 120, 200)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), colour).save(out, format="PNG")
+    return out.getvalue()
+
+
+def text_of(result: CallToolResult) -> str:
+    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
+
+
+def data_of(result: CallToolResult) -> dict[str, Any]:
+    assert not result.is_error, text_of(result)
+    assert result.structured_content is not None
+    return dict(result.structured_content)
+
+
+@asynccontextmanager
+async def http_transport(base: str, key: str) -> AsyncIterator[Any]:
+    """Streamable HTTP with a bearer key; the SDK leaves a client we hand it open."""
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http,
+        streamable_http_client(f"{base}/mcp", http_client=http) as streams,
+    ):
+        yield streams
+
+
+def meta(values: dict[str, str]) -> RequestParamsMeta:
+    """Custom `_meta` keys (hosts' tool-use ids, ours) as the SDK's open TypedDict."""
+    return cast(RequestParamsMeta, values)
