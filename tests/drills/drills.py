@@ -96,7 +96,8 @@ async def exactly_once(
             call_id = f"drill-{seed}-{i}" if ids else None
             await journal_until_known(client.call_tool, plan.arguments(i), call_id)
         sandbox.set_faults(None)
-    async with TradavityClient(DEMO_KEY, base_url=SANDBOX, transport=SandboxTransport(app)) as api:
+    # Checking costs requests too: the checker waits out the rate window on the same clock.
+    async with _api(app, clock) as api:
         await verify(api, plan, runs)
     counters = dict(sandbox.counters)
     return {
@@ -213,10 +214,18 @@ class Outage(httpx2.AsyncBaseTransport):
 
 async def outage(runs: int, state: Path) -> dict[str, Any]:
     """The API is unreachable for a while: writes end pending; afterwards each lands once."""
-    app = create_app(SandboxConfig(db=":memory:"))
+    # Rate windows and Retry-After pass on the drill's clock: the resumer is measured,
+    # not the per-minute window its catching up would otherwise wait out.
+    clock = DrillClock()
+    app = create_app(SandboxConfig(db=":memory:", clock=clock.manual))
     transport = Outage(SandboxTransport(app))
     server = build_server(
-        _settings(state), transport=transport, retry=FAST_RETRY, resume_interval=0.1
+        _settings(state),
+        transport=transport,
+        retry=FAST_RETRY,
+        resume_interval=0.1,
+        api_clock=clock,
+        clock=clock.now,
     )
     pending_texts: list[str] = []
     async with Client(server) as client:
@@ -235,7 +244,8 @@ async def outage(runs: int, state: Path) -> dict[str, Any]:
         landed, stalled_since = 0, time.monotonic()
         while landed < runs:
             await anyio.sleep(0.1)
-            now_landed = len([r async for r in _api(app).iter_trades(symbol="M2K")])
+            async with _api(app, clock) as api:
+                now_landed = len([r async for r in api.iter_trades(symbol="M2K")])
             if now_landed > landed:
                 landed, stalled_since = now_landed, time.monotonic()
             elif time.monotonic() - stalled_since > 30:
@@ -246,13 +256,14 @@ async def outage(runs: int, state: Path) -> dict[str, Any]:
                 "journal_trade", plan.arguments(i), meta=_meta(f"outage-{i}")
             )
             assert dict(again.structured_content or {})["outcome"] == "replayed"
-    async with _api(app) as api:
+    async with _api(app, clock) as api:
         await verify(api, plan, runs)
     return {"runs": runs, "message": pending_texts[0]}
 
 
-def _api(app: Any) -> TradavityClient:
-    return TradavityClient(DEMO_KEY, base_url=SANDBOX, transport=SandboxTransport(app))
+def _api(app: Any, clock: DrillClock | None = None) -> TradavityClient:
+    """A checking client; on a drill's clock it waits out rate windows by moving it."""
+    return TradavityClient(DEMO_KEY, base_url=SANDBOX, transport=SandboxTransport(app), clock=clock)
 
 
 def _meta(call_id: str) -> Any:
@@ -321,7 +332,7 @@ async def double_dispatch(
                 tg.start_soon(one, 0)
                 tg.start_soon(one, 1)
         app.state.sandbox.set_faults(None)
-    async with _api(app) as api:
+    async with _api(app, clock) as api:
         counts = await _count_by_pnl(api, "MCL")
     return {
         **_tally(counts, runs),

@@ -460,6 +460,11 @@ async def test_junk_bearers_do_not_delay_a_real_users_first_call(tmp_path: Path)
             ["trade_number takes a whole number; got 'the last one'"],
         ),
         ("get_trade", {}, ["trade_number is required"]),
+        ("get_trade", {"trade_number": True}, ["trade_number takes a whole number; got true"]),
+        ("find_trades", {"limit": True}, ["limit takes a whole number; got true"]),
+        ("find_trades", {"account": True}, ["account takes a name, id or number; got true"]),
+        ("find_trades", {"pnl_min": False}, ["pnl_min takes a name, id or number; got false"]),
+        ("sync_status", {"connection": True}, ["connection takes a whole number; got true"]),
     ],
 )
 async def test_sdk_argument_errors_read_in_plain_words(

@@ -215,3 +215,16 @@ async def test_sse_stream_replays_streams_and_beats(tmp_path: Path) -> None:
                     if line == f"id: {seq}":
                         break
             assert f"id: {seq - 1}" not in got
+
+
+async def test_runs_and_recent_hold_the_api_log_on_the_first_read(env: Env) -> None:
+    """A fresh server: the platform's own earlier syncs (the seeded sync log) are in
+    sync/runs and sync/recent on their first read, before sync/status was ever read."""
+    env.clock.advance(40 * 60)  # the platform runs its 15-minute scheduled syncs
+    async with Client(env.server()) as client:
+        runs = (await _read(client, "tradavity://sync/runs?limit=50"))["runs"]
+        assert runs, "the seeded sync log shows as runs on the first read"
+    async with Client(env.server()) as client:
+        events = (await _read(client, "tradavity://sync/recent"))["events"]
+        assert events
+        assert {e["connection_id"] for e in events} <= {e["connection_id"] for e in runs}

@@ -198,9 +198,12 @@ class TradavityClient:
         self.requests_sent = 0
 
     def __repr__(self) -> str:
-        return (
-            f"TradavityClient(base_url={str(self._http.base_url)!r}, principal={self.principal!r})"
-        )
+        return f"TradavityClient(base_url={self.base_url!r}, principal={self.principal!r})"
+
+    @property
+    def base_url(self) -> str:
+        """The API's base URL, as configured (never holds the key)."""
+        return str(self._http.base_url).rstrip("/")
 
     async def __aenter__(self) -> Self:
         return self

@@ -6,6 +6,7 @@ Resources get no `Context` from the SDK; they find the request's workspace throu
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,12 +14,13 @@ from typing import Any
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 
+from ..api.errors import TradavityError
 from . import read
 from .completions import register_completions
-from .errors import reported
+from .errors import UserError, reported
 from .sync.notifier import SyncNotifier, install_legacy_subscriptions
 from .sync.status import refresh_sync
-from .workspace import current_workspace
+from .workspace import Workspace, current_workspace
 
 __all__ = ["RESOURCES", "register_resources"]
 
@@ -98,13 +100,25 @@ def _limit(raw: str | None, *, default: int) -> int:
     return int(raw)
 
 
+async def _sync_seen(ws: Workspace) -> None:
+    """On a fresh server, read the API's sync log once, so runs the platform made before
+    we started are there on the first read (not only after sync/status)."""
+    if not ws.sync.log_read:
+        with contextlib.suppress(UserError, TradavityError):
+            await refresh_sync(ws)
+
+
 async def sync_runs(limit: str | None = None) -> str:
-    runs = current_workspace().sync.runs(_limit(limit, default=20))
+    ws = current_workspace()
+    await _sync_seen(ws)
+    runs = ws.sync.runs(_limit(limit, default=20))
     return read.dump({"runs": [e.to_json() for e in runs]})
 
 
 async def sync_recent(limit: str | None = None) -> str:
-    events = current_workspace().sync.events(_limit(limit, default=50))
+    ws = current_workspace()
+    await _sync_seen(ws)
+    events = ws.sync.events(_limit(limit, default=50))
     return read.dump({"events": [e.to_json() for e in events]})
 
 

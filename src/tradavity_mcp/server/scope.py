@@ -75,6 +75,10 @@ class RequestScope:
     ) -> HandlerResult:
         if ctx.method in {"tools/list", "tools/call"}:
             await ws.wait_for_scopes()
+        if ctx.method == "tools/call" and ws.setup_problem is not None:
+            return CallToolResult(
+                content=[TextContent(type="text", text=ws.setup_problem)], is_error=True
+            )
         scopes = ws.scopes
         hidden = set() if scopes is None else {t for t, s in TOOL_SCOPES.items() if s not in scopes}
         if ctx.method == "tools/call" and hidden:

@@ -19,7 +19,8 @@ from mcp.server.mcpserver.exceptions import ResourceError
 
 from ..api.client import TradavityClient
 from ..api.clock import Now, Sleep
-from ..api.errors import TradavityError
+from ..api.errors import APIStatusError, TradavityError
+from ..settings import DEFAULT_BASE_URL
 from .errors import UserError
 from .refdata import RefData
 from .sync.monitor import SyncMonitor
@@ -50,6 +51,8 @@ class Workspace:
     scopes: frozenset[str] | None = None
     #: Sync runs and events seen by this workspace.
     sync: SyncMonitor = field(default_factory=SyncMonitor)
+    #: A setup mistake every tool call should name instead of working (a wrong base URL).
+    setup_problem: str | None = None
     #: Set once `scopes` is known (or known to be unknowable for now).
     scopes_ready: anyio.Event = field(default_factory=anyio.Event)
 
@@ -59,6 +62,14 @@ class Workspace:
             self.scopes = (await self.ref.me()).scopes
         except TradavityError as exc:
             logger.warning("could not read the key's scopes from /me: %s", exc)
+            if isinstance(exc, APIStatusError) and exc.status in (404, 405):
+                # Not the API at all (a wrong TRADAVITY_BASE_URL): every call would say
+                # "not found". Say what to change instead, on the first call.
+                self.setup_problem = (
+                    f"TRADAVITY_BASE_URL {self.api.base_url} is not the Tradavity API "
+                    f"(GET /me answered {exc.status}): set it to the API's /api/v1 "
+                    f"address, e.g. {DEFAULT_BASE_URL}, or unset it, then restart the server."
+                )
         finally:
             self.scopes_ready.set()
 

@@ -129,6 +129,8 @@ class SyncMonitor:
         self._seq = itertools.count(1)
         self._ids = itertools.count(1)
         self._listeners: list[Listener] = []
+        #: Whether the API's sync log has been read into this monitor yet.
+        self.log_read = False
 
     # --- subscribers ---------------------------------------------------------------------
 
@@ -265,6 +267,7 @@ class SyncMonitor:
 
     def ingest_log(self, rows: Iterable[dict[str, Any]], brokers: dict[int, str | None]) -> int:
         """Turn log rows we have not seen into finished runs. Returns how many were new."""
+        self.log_read = True
         new = 0
         for row in sorted(rows, key=lambda r: int(r.get("log_id") or 0)):
             log_id = row.get("log_id")

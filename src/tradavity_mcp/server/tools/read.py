@@ -11,7 +11,8 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 from mcp.types import CallToolResult, ImageContent, TextContent
-from pydantic import Field
+from pydantic import BeforeValidator, Field
+from pydantic_core import PydanticCustomError
 
 from ...api.models import Direction, Grade
 from .. import read
@@ -19,11 +20,31 @@ from ..errors import reported
 from ..read import LookupName, Outcome, Range, StatsKind
 from ..workspace import current_workspace
 
-__all__ = ["find_trades", "get_calendar", "get_stats", "get_trade", "lookup"]
+__all__ = ["NoBool", "Whole", "find_trades", "get_calendar", "get_stats", "get_trade", "lookup"]
 
+
+def _no_bool(accepts: str) -> BeforeValidator:
+    """`true` is not account #1, trade #1 nor a P&L of 1: refuse a boolean where a name,
+    id or number is expected (the SDK's lax check would take it). Placed after a field's
+    constraints, so they stay in its schema."""
+
+    def check(value: object) -> object:
+        if isinstance(value, bool):
+            raise PydanticCustomError(
+                "not_bool", "takes {accepts}; got {given}",
+                {"accepts": accepts, "given": str(value).lower()},
+            )  # fmt: skip
+        return value
+
+    return BeforeValidator(check)
+
+
+NoBool = _no_bool("a name, id or number")
+Whole = _no_bool("a whole number")
 DateArg = Annotated[date | None, Field(description="YYYY-MM-DD")]
 Short = Annotated[str | None, Field(max_length=100)]
-AccountArg = Annotated[str | int | None, Field(description="Account name or id")]
+AccountArg = Annotated[str | int | None, NoBool, Field(description="Account name or id")]
+Money = Annotated[float | None, NoBool]
 
 
 def _iso(day: date | None) -> str | None:
@@ -69,16 +90,16 @@ async def find_trades(
     account: AccountArg = None,
     symbol: Short = None,
     direction: Direction | None = None,
-    strategy: Annotated[str | int | None, Field(description="Name or id")] = None,
+    strategy: Annotated[str | int | None, NoBool, Field(description="Name or id")] = None,
     setup: Short = None,
     grade: Grade | None = None,
     tag: Short = None,
     outcome: Outcome | None = None,
-    pnl_min: float | None = None,
-    pnl_max: float | None = None,
+    pnl_min: Money = None,
+    pnl_max: Money = None,
     is_copy: bool | None = None,
     include_archived: bool | None = None,
-    limit: Annotated[int, Field(ge=1, le=200)] = 20,
+    limit: Annotated[int, Field(ge=1, le=200), Whole] = 20,
     cursor: Annotated[str | None, Field(description="next_cursor from the last page")] = None,
 ) -> CallToolResult:
     """List trades, newest first, with filters. Rows are compact; use get_trade for one
@@ -107,7 +128,7 @@ async def find_trades(
 
 
 async def get_trade(
-    trade_number: Annotated[int, Field(ge=1, description="Trade number (#)")],
+    trade_number: Annotated[int, Field(ge=1, description="Trade number (#)"), Whole],
 ) -> CallToolResult:
     """One trade in full: fills, tags, confirmations, screenshots, checklists."""
     with reported():

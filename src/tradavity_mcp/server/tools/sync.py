@@ -11,13 +11,14 @@ from pydantic import Field
 from ..errors import reported
 from ..sync.status import refresh_sync
 from ..workspace import current_workspace
+from .read import Whole
 
 __all__ = ["sync_status"]
 
 
 async def sync_status(
     connection: Annotated[
-        int | None, Field(description="Connection id; all connections if omitted")
+        int | None, Field(description="Connection id; all connections if omitted"), Whole
     ] = None,
 ) -> CallToolResult:
     """Broker sync state per connection (idle, syncing, cooling_down, needs_reconnect,
