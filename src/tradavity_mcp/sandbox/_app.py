@@ -16,9 +16,9 @@ from starlette.types import Receive, Scope, Send
 from ._clock import Clock, SystemClock
 from ._faults import Faults, FaultSpec
 from ._pipeline import Dropped, Pipeline, RequestRecord
-from ._routes import ROUTES
 from ._seed import DEFAULT_DEMO_DAYS, DEMO_KEY, hash_key, iso, seed
 from ._store import Store
+from .routes import routes
 
 __all__ = ["SandboxConfig", "SandboxState", "create_app"]
 
@@ -125,7 +125,7 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
     store = Store(config.db)
     if store.empty:
         seed(store, clock.now(), config.seed, demo_days=config.demo_days)
-    pipeline = Pipeline(store, clock, Faults(config.faults, config.fault_seed), ROUTES)
+    pipeline = Pipeline(store, clock, Faults(config.faults, config.fault_seed), routes())
 
     async def root(request: Request) -> JSONResponse:
         return JSONResponse(

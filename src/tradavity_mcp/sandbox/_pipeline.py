@@ -24,7 +24,7 @@ from ._seed import hash_key
 from ._store import Store
 from ._validate import ApiError, Invalid
 
-__all__ = ["Ctx", "Pipeline", "RequestRecord", "Result", "Route"]
+__all__ = ["Ctx", "Handler", "Pipeline", "RequestRecord", "Result", "Route"]
 
 TIERS = {"free": (60, 5000, 180), "pro": (300, 50000, 900)}
 IP_LIMIT = 100

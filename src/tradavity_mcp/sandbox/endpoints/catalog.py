@@ -5,15 +5,14 @@ from __future__ import annotations
 
 from collections import deque
 
-from ._catalog import BROKERS, EMOTIONS, INSTRUMENTS, PRESETS, SCOPE_CATALOG
-from ._http import param, path_int, route, storage_quota
-from ._pipeline import Ctx, Result
-from ._validate import ApiError, Invalid, num
+from .._catalog import BROKERS, EMOTIONS, INSTRUMENTS, PRESETS, SCOPE_CATALOG
+from .._pipeline import Ctx, Result
+from .._validate import ApiError, Invalid, num
+from .common import param, path_int, storage_quota
 
-__all__: list[str] = []
+__all__ = ["brokers", "emotions", "instruments", "me", "preset", "presets", "scopes", "usage"]
 
 
-@route("GET", "/me", None)
 async def me(ctx: Ctx) -> Result:
     shots = [s for s in ctx.store.all("screenshot", ctx.uid) if not s.get("archived")]
     used = sum(s["file_size"] for s in shots)
@@ -38,7 +37,6 @@ async def me(ctx: Ctx) -> Result:
     )
 
 
-@route("GET", "/usage", "read:catalog")
 async def usage(ctx: Ctx) -> Result:
     hits = ctx.state.usage.get(ctx.key["key_id"], deque())
     while hits and hits[0][0] <= ctx.now - 86400:
@@ -66,12 +64,10 @@ async def usage(ctx: Ctx) -> Result:
     )
 
 
-@route("GET", "/brokers", "read:catalog")
 async def brokers(ctx: Ctx) -> Result:
     return Result(data={"brokers": BROKERS})
 
 
-@route("GET", "/instruments", "read:catalog")
 async def instruments(ctx: Ctx) -> Result:
     rows = INSTRUMENTS
     if ctx.params.get("asset_type"):
@@ -94,7 +90,6 @@ async def instruments(ctx: Ctx) -> Result:
     )
 
 
-@route("GET", "/prop-firm-presets", "read:catalog")
 async def presets(ctx: Ctx) -> Result:
     rows = PRESETS
     firms = sorted({p["firm_key"] for p in PRESETS})
@@ -116,7 +111,6 @@ async def presets(ctx: Ctx) -> Result:
     return Result(data={"presets": rows[:500], "total_count": len(rows)})
 
 
-@route("GET", "/prop-firm-presets/{id}", "read:catalog")
 async def preset(ctx: Ctx) -> Result:
     pid = path_int(ctx, "id")
     found = next((p for p in PRESETS if p["preset_id"] == pid), None)
@@ -125,7 +119,6 @@ async def preset(ctx: Ctx) -> Result:
     return Result(data={"preset": found})
 
 
-@route("GET", "/scopes", "read:catalog")
 async def scopes(ctx: Ctx) -> Result:
     rows = []
     for resource, write, description in SCOPE_CATALOG:
@@ -147,6 +140,5 @@ async def scopes(ctx: Ctx) -> Result:
     return Result(data={"scopes": rows})
 
 
-@route("GET", "/emotions", "read:catalog")
 async def emotions(ctx: Ctx) -> Result:
     return Result(data={"emotions": [{"value": e, "label": e.title()} for e in EMOTIONS]})

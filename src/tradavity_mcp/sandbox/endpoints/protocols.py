@@ -12,19 +12,29 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from . import _trades as T
-from ._http import flag, iso, owned, page, param, path_int, route
-from ._pipeline import Ctx, Result
-from ._validate import ApiError, Invalid, boolean, check_body, enum, integer, string
+from .. import _trades as T
+from .._pipeline import Ctx, Result
+from .._validate import ApiError, Invalid, boolean, check_body, enum, integer, string
+from .common import flag, iso, owned, page, param, path_int
 
-__all__: list[str] = []
+__all__ = [
+    "create_protocol",
+    "delete_protocol",
+    "delete_response",
+    "get_protocol",
+    "get_response",
+    "list_protocols",
+    "list_responses",
+    "patch_response",
+    "record_response",
+    "update_protocol",
+]
 
 PROTOCOL_TYPES = ("pre_market", "pre_trade", "in_trade", "post_trade", "end_of_day", "weekly")
 ITEM_TYPES = ("checkbox", "yes_no_na", "rating", "text", "select", "number")
 PROTOCOL_CAP = {"free": 1, "pro": 10}  # per protocol type
 
 
-@route("GET", "/protocols", "read:protocols")
 async def list_protocols(ctx: Ctx) -> Result:
     rows = ctx.store.all("protocol", ctx.uid)
     kinds = PROTOCOL_TYPES
@@ -50,7 +60,6 @@ async def list_protocols(ctx: Ctx) -> Result:
     )
 
 
-@route("GET", "/protocols/{id}", "read:protocols")
 async def get_protocol(ctx: Ctx) -> Result:
     return Result(data={"protocol": owned(ctx, "protocol", path_int(ctx, "id"), "Protocol")})
 
@@ -87,7 +96,6 @@ def _item(raw: Any, where: str, problems: dict[str, str]) -> dict[str, Any] | No
     return item
 
 
-@route("POST", "/protocols", "write:protocols")
 async def create_protocol(ctx: Ctx) -> Result:
     body = check_body(
         ctx.body,
@@ -168,7 +176,6 @@ async def create_protocol(ctx: Ctx) -> Result:
     return Result(201, {"protocol": doc})
 
 
-@route("PATCH", "/protocols/{id}", "write:protocols")
 async def update_protocol(ctx: Ctx) -> Result:
     doc = owned(ctx, "protocol", path_int(ctx, "id"), "Protocol")
     body = check_body(
@@ -197,7 +204,6 @@ async def update_protocol(ctx: Ctx) -> Result:
     return Result(data={"protocol": updated})
 
 
-@route("DELETE", "/protocols/{id}", "write:protocols")
 async def delete_protocol(ctx: Ctx) -> Result:
     doc = owned(ctx, "protocol", path_int(ctx, "id"), "Protocol")
     for resp in ctx.store.all("response", ctx.uid):
@@ -276,7 +282,6 @@ def _response_out(ctx: Ctx, resp: dict[str, Any], *, values: bool) -> dict[str, 
     return out
 
 
-@route("POST", "/protocols/{id}/responses", "write:protocols")
 async def record_response(ctx: Ctx) -> Result:
     proto = owned(ctx, "protocol", path_int(ctx, "id"), "Protocol")
     body = check_body(
@@ -306,7 +311,6 @@ async def record_response(ctx: Ctx) -> Result:
     return Result(201, {"response": _response_out(ctx, resp, values=True)})
 
 
-@route("GET", "/protocols/{id}/responses", "read:protocols")
 async def list_responses(ctx: Ctx) -> Result:
     proto = owned(ctx, "protocol", path_int(ctx, "id"), "Protocol")
     rows = [
@@ -341,7 +345,6 @@ async def list_responses(ctx: Ctx) -> Result:
     )
 
 
-@route("GET", "/protocols/{id}/responses/{rid}", "read:protocols")
 async def get_response(ctx: Ctx) -> Result:
     proto = owned(ctx, "protocol", path_int(ctx, "id"), "Protocol")
     resp = owned(ctx, "response", path_int(ctx, "rid"), "Response")
@@ -350,7 +353,6 @@ async def get_response(ctx: Ctx) -> Result:
     return Result(data={"response": _response_out(ctx, resp, values=True)})
 
 
-@route("PATCH", "/protocols/{id}/responses/{rid}", "write:protocols")
 async def patch_response(ctx: Ctx) -> Result:
     proto = owned(ctx, "protocol", path_int(ctx, "id"), "Protocol")
     resp = owned(ctx, "response", path_int(ctx, "rid"), "Response")
@@ -376,7 +378,6 @@ async def patch_response(ctx: Ctx) -> Result:
     return Result(data={"response": _response_out(ctx, updated, values=True)})
 
 
-@route("DELETE", "/protocols/{id}/responses/{rid}", "write:protocols")
 async def delete_response(ctx: Ctx) -> Result:
     owned(ctx, "protocol", path_int(ctx, "id"), "Protocol")
     resp = owned(ctx, "response", path_int(ctx, "rid"), "Response")

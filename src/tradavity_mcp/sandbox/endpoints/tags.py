@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from ._http import color, owned, page, path_int, route, unique
-from ._pipeline import Ctx, Result
-from ._validate import ApiError, Invalid, check_body, integer, string
+from .._pipeline import Ctx, Result
+from .._validate import ApiError, Invalid, check_body, integer, string
+from .common import color, owned, page, path_int, unique
 
-__all__: list[str] = []
+__all__ = [
+    "create_category",
+    "create_tag",
+    "delete_category",
+    "delete_tag",
+    "list_categories",
+    "list_tags",
+    "rename_category",
+    "update_tag",
+]
 
 
-@route("GET", "/tags", "read:tags")
 async def list_tags(ctx: Ctx) -> Result:
     rows = ctx.store.all("tag", ctx.uid)
     if ctx.params.get("category_id"):
@@ -22,14 +30,12 @@ async def list_tags(ctx: Ctx) -> Result:
     return Result(data={"tags": chunk, **meta})
 
 
-@route("GET", "/tag-categories", "read:tags")
 async def list_categories(ctx: Ctx) -> Result:
     rows = sorted(ctx.store.all("tag_category", ctx.uid), key=lambda c: c["category_id"])
     chunk, meta = page(ctx, rows)
     return Result(data={"categories": chunk, **meta})
 
 
-@route("POST", "/tag-categories", "write:tags")
 async def create_category(ctx: Ctx) -> Result:
     body = check_body(ctx.body, {"name": string(1, 50, nullable=False)}, required=("name",))
     unique(ctx, "tag_category", "name", body["name"])
@@ -39,7 +45,6 @@ async def create_category(ctx: Ctx) -> Result:
     return Result(201, {"category": doc})
 
 
-@route("PATCH", "/tag-categories/{id}", "write:tags")
 async def rename_category(ctx: Ctx) -> Result:
     doc = owned(ctx, "tag_category", path_int(ctx, "id"), "Tag category")
     body = check_body(ctx.body, {"name": string(1, 50, nullable=False)}, required=("name",))
@@ -49,7 +54,6 @@ async def rename_category(ctx: Ctx) -> Result:
     return Result(data={"category": doc})
 
 
-@route("DELETE", "/tag-categories/{id}", "write:tags")
 async def delete_category(ctx: Ctx) -> Result:
     doc = owned(ctx, "tag_category", path_int(ctx, "id"), "Tag category")
     if any(t["category_id"] == doc["category_id"] for t in ctx.store.all("tag", ctx.uid)):
@@ -67,7 +71,6 @@ def _own_category(ctx: Ctx, category_id: int) -> None:
         raise Invalid({"category_id": "is not one of your tag categories"})
 
 
-@route("POST", "/tags", "write:tags")
 async def create_tag(ctx: Ctx) -> Result:
     body = check_body(ctx.body, _TAG, required=("category_id", "name"))
     _own_category(ctx, body["category_id"])
@@ -84,7 +87,6 @@ async def create_tag(ctx: Ctx) -> Result:
     return Result(201, {"tag": doc})
 
 
-@route("PATCH", "/tags/{id}", "write:tags")
 async def update_tag(ctx: Ctx) -> Result:
     doc = owned(ctx, "tag", path_int(ctx, "id"), "Tag")
     body = check_body(ctx.body, _TAG)
@@ -97,7 +99,6 @@ async def update_tag(ctx: Ctx) -> Result:
     return Result(data={"tag": doc})
 
 
-@route("DELETE", "/tags/{id}", "write:tags")
 async def delete_tag(ctx: Ctx) -> Result:
     doc = owned(ctx, "tag", path_int(ctx, "id"), "Tag")
     for trade in ctx.store.all("trade", ctx.uid):

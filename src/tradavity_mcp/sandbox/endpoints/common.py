@@ -1,17 +1,15 @@
-"""What every endpoint module shares: the route table and small request helpers."""
+"""Small request helpers every endpoint module shares (paths, paging, ownership, names)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from ._pipeline import Ctx, Result, Route
-from ._validate import ApiError, Invalid, boolean, integer
+from .._pipeline import Ctx
+from .._validate import ApiError, Invalid, boolean, integer
 
 __all__ = [
-    "ROUTES",
     "color",
     "flag",
     "iso",
@@ -19,24 +17,10 @@ __all__ = [
     "page",
     "param",
     "path_int",
-    "route",
     "storage_quota",
     "trade_of",
     "unique",
 ]
-
-ROUTES: list[Route] = []
-Handler = Callable[[Ctx], Awaitable[Result]]
-
-
-def route(method: str, path: str, scope: str | None) -> Callable[[Handler], Handler]:
-    pattern = re.compile(re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path))
-
-    def register(fn: Handler) -> Handler:
-        ROUTES.append(Route(method, pattern, fn, scope))
-        return fn
-
-    return register
 
 
 def param(ctx: Ctx, name: str, check: Any, default: Any = None) -> Any:

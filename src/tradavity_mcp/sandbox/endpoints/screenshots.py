@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 import struct
 
-from . import _trades as T
-from ._http import iso, param, path_int, route, storage_quota, trade_of
-from ._pipeline import Ctx, Result
-from ._validate import ApiError, Invalid, integer, string
+from .. import _trades as T
+from .._pipeline import Ctx, Result
+from .._validate import ApiError, Invalid, integer, string
+from .common import iso, param, path_int, storage_quota, trade_of
 
-__all__: list[str] = []
+__all__ = ["archive_screenshot", "download_screenshot", "list_screenshots", "upload_screenshot"]
 
 
 def _image_size(data: bytes) -> tuple[int | None, int | None]:
@@ -37,14 +37,12 @@ _TYPES = {
 }
 
 
-@route("GET", "/trades/{n}/screenshots", "read:screenshots")
 async def list_screenshots(ctx: Ctx) -> Result:
     trade = T.source_of(ctx.store, trade_of(ctx))
     shots = T.screenshots_of(ctx.store, ctx.uid, trade)
     return Result(data={"screenshots": [T.screenshot_meta(s) for s in shots]})
 
 
-@route("POST", "/trades/{n}/screenshots", "write:screenshots")
 async def upload_screenshot(ctx: Ctx) -> Result:
     number = path_int(ctx, "n")
     trade = T.source_of(ctx.store, trade_of(ctx))
@@ -113,7 +111,6 @@ async def upload_screenshot(ctx: Ctx) -> Result:
     return Result(201, T.screenshot_meta(shot))
 
 
-@route("GET", "/trades/{n}/screenshots/{sid}", "read:screenshots")
 async def download_screenshot(ctx: Ctx) -> Result:
     trade = T.source_of(ctx.store, trade_of(ctx))
     shot = ctx.store.get("screenshot", path_int(ctx, "sid"), ctx.uid)
@@ -127,7 +124,6 @@ async def download_screenshot(ctx: Ctx) -> Result:
     )
 
 
-@route("DELETE", "/trades/{n}/screenshots/{sid}", "write:screenshots")
 async def archive_screenshot(ctx: Ctx) -> Result:
     trade = T.source_of(ctx.store, trade_of(ctx))
     shot = ctx.store.get("screenshot", path_int(ctx, "sid"), ctx.uid)

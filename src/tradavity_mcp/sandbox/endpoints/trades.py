@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import _trades as T
-from ._catalog import EMOTIONS
-from ._http import iso, param, route, trade_of
-from ._pipeline import Ctx, Result
-from ._validate import (
+from .. import _trades as T
+from .._catalog import EMOTIONS
+from .._pipeline import Ctx, Result
+from .._validate import (
     ApiError,
     Invalid,
     boolean,
@@ -22,8 +21,19 @@ from ._validate import (
     string,
     text_bytes,
 )
+from .common import iso, param, trade_of
 
-__all__: list[str] = []
+__all__ = [
+    "archive_trade",
+    "create_trade",
+    "get_trade",
+    "list_executions",
+    "list_trades",
+    "patch_trade",
+    "put_confirmations",
+    "put_executions",
+    "put_tags",
+]
 
 GRADES = ("A+", "A", "B", "C", "F")
 NOTE_BYTES = 65_535  # a confirmation's notes, counted in UTF-8 bytes
@@ -84,7 +94,6 @@ TRADE_CREATE = {
 }
 
 
-@route("GET", "/trades", "read:trades")
 async def list_trades(ctx: Ctx) -> Result:
     limit = param(ctx, "limit", integer(1, 200), 50)
     trades = T.filter_trades(ctx.store, ctx.uid, ctx.tz, ctx.now, ctx.params)
@@ -172,7 +181,6 @@ def _free_caps(ctx: Ctx) -> None:
         )
 
 
-@route("POST", "/trades", "write:trades")
 async def create_trade(ctx: Ctx) -> Result:
     body = check_body(
         ctx.body,
@@ -197,12 +205,10 @@ async def create_trade(ctx: Ctx) -> Result:
     return Result(201, {"trade": T.detail(ctx.store, ctx.uid, trade, ctx.scopes)})
 
 
-@route("GET", "/trades/{n}", "read:trades")
 async def get_trade(ctx: Ctx) -> Result:
     return Result(data={"trade": T.detail(ctx.store, ctx.uid, trade_of(ctx), ctx.scopes)})
 
 
-@route("PATCH", "/trades/{n}", "write:trades")
 async def patch_trade(ctx: Ctx) -> Result:
     trade = trade_of(ctx)
     body = check_body(ctx.body, _QUALITATIVE)
@@ -240,7 +246,6 @@ async def patch_trade(ctx: Ctx) -> Result:
     )
 
 
-@route("DELETE", "/trades/{n}", "write:trades")
 async def archive_trade(ctx: Ctx) -> Result:
     trade = trade_of(ctx, archived_ok=True)
     if trade.get("archived"):
@@ -266,7 +271,6 @@ async def archive_trade(ctx: Ctx) -> Result:
     )
 
 
-@route("GET", "/trades/{n}/executions", "read:trades")
 async def list_executions(ctx: Ctx) -> Result:
     trade = trade_of(ctx)
     return Result(data={"executions": T.detail(ctx.store, ctx.uid, trade, set())["executions"]})
@@ -280,7 +284,6 @@ _FILL = {
 }
 
 
-@route("PUT", "/trades/{n}/executions", "write:trades")
 async def put_executions(ctx: Ctx) -> Result:
     trade = trade_of(ctx)
     body = check_body(ctx.body, {"entries": lambda v: v, "exits": lambda v: v})
@@ -327,7 +330,6 @@ async def put_executions(ctx: Ctx) -> Result:
     return Result(data={"executions": T.detail(ctx.store, ctx.uid, updated, set())["executions"]})
 
 
-@route("PUT", "/trades/{n}/confirmations", "write:trades")
 async def put_confirmations(ctx: Ctx) -> Result:
     trade = T.source_of(ctx.store, trade_of(ctx))
     body = check_body(ctx.body, {"confirmations": lambda v: v}, required=("confirmations",))
@@ -368,7 +370,6 @@ async def put_confirmations(ctx: Ctx) -> Result:
     return Result(data={"confirmations": rows})
 
 
-@route("PUT", "/trades/{n}/tags", "write:tags")
 async def put_tags(ctx: Ctx) -> Result:
     trade = trade_of(ctx)
     body = check_body(ctx.body, {"tag_ids": lambda v: v}, required=("tag_ids",))

@@ -9,11 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._http import iso, owned, page, path_int, route, unique
-from ._pipeline import Ctx, Result
-from ._validate import ApiError, Invalid, boolean, check_body, enum, integer, num, string
+from .._pipeline import Ctx, Result
+from .._validate import ApiError, Invalid, boolean, check_body, enum, integer, num, string
+from .common import iso, owned, page, path_int, unique
 
-__all__: list[str] = []
+__all__ = [
+    "create_group",
+    "delete_group",
+    "get_group",
+    "list_groups",
+    "put_members",
+    "update_group",
+]
 
 COPY_MODES = ("master", "any_to_all", "manual")
 MAX_MEMBERS = 50
@@ -36,20 +43,17 @@ def _out(ctx: Ctx, group: dict[str, Any], *, members: bool) -> dict[str, Any]:
     return out | {"members": rows}
 
 
-@route("GET", "/copy-groups", "read:copy_groups")
 async def list_groups(ctx: Ctx) -> Result:
     rows = sorted(ctx.store.all("copy_group", ctx.uid), key=lambda g: g["group_id"])
     chunk, meta = page(ctx, rows)
     return Result(data={"copy_groups": [_out(ctx, g, members=False) for g in chunk], **meta})
 
 
-@route("GET", "/copy-groups/{id}", "read:copy_groups")
 async def get_group(ctx: Ctx) -> Result:
     group = owned(ctx, "copy_group", path_int(ctx, "id"), "Copy group")
     return Result(data={"copy_group": _out(ctx, group, members=True)})
 
 
-@route("POST", "/copy-groups", "write:copy_groups")
 async def create_group(ctx: Ctx) -> Result:
     body = check_body(
         ctx.body,
@@ -83,7 +87,6 @@ async def create_group(ctx: Ctx) -> Result:
     return Result(201, {"copy_group": _out(ctx, group, members=True)})
 
 
-@route("PATCH", "/copy-groups/{id}", "write:copy_groups")
 async def update_group(ctx: Ctx) -> Result:
     group = owned(ctx, "copy_group", path_int(ctx, "id"), "Copy group")
     body = check_body(
@@ -108,7 +111,6 @@ async def update_group(ctx: Ctx) -> Result:
     return Result(data={"copy_group": _out(ctx, updated, members=True)})
 
 
-@route("DELETE", "/copy-groups/{id}", "write:copy_groups")
 async def delete_group(ctx: Ctx) -> Result:
     group = owned(ctx, "copy_group", path_int(ctx, "id"), "Copy group")
     gid = group["group_id"]
@@ -124,7 +126,6 @@ async def delete_group(ctx: Ctx) -> Result:
     return Result(204)
 
 
-@route("PUT", "/copy-groups/{id}/members", "write:copy_groups")
 async def put_members(ctx: Ctx) -> Result:
     group = owned(ctx, "copy_group", path_int(ctx, "id"), "Copy group")
     body = check_body(ctx.body, {"members": lambda v: v}, required=("members",))

@@ -5,13 +5,13 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from . import _trades as T
-from ._faults import SYNC_FAULT_KINDS
-from ._http import iso, owned, page, path_int, route
-from ._pipeline import Ctx, Result
-from ._validate import ApiError, Invalid
+from .. import _trades as T
+from .._faults import SYNC_FAULT_KINDS
+from .._pipeline import Ctx, Result
+from .._validate import ApiError, Invalid
+from .common import iso, owned, page, path_int
 
-__all__: list[str] = []
+__all__ = ["get_connection", "list_connections", "sync_log", "trigger_sync"]
 
 SCHEDULE = 15 * 60
 COOLDOWN = 20
@@ -88,7 +88,6 @@ def _connection_out(ctx: Ctx, conn: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@route("GET", "/autosync/connections", "read:autosync")
 async def list_connections(ctx: Ctx) -> Result:
     conns = sorted(ctx.store.all("connection", ctx.uid), key=lambda c: c["connection_id"])
     chunk, meta = page(ctx, conns)
@@ -96,13 +95,11 @@ async def list_connections(ctx: Ctx) -> Result:
     return Result(data={"connections": [_connection_out(ctx, c) for c in rows], **meta})
 
 
-@route("GET", "/autosync/connections/{id}", "read:autosync")
 async def get_connection(ctx: Ctx) -> Result:
     conn = _catch_up(ctx, owned(ctx, "connection", path_int(ctx, "id"), "Connection"))
     return Result(data={"connection": _connection_out(ctx, conn)})
 
 
-@route("GET", "/autosync/log", "read:autosync")
 async def sync_log(ctx: Ctx) -> Result:
     for conn in ctx.store.all("connection", ctx.uid):
         _catch_up(ctx, conn)
@@ -163,7 +160,6 @@ def _injected_failure(ctx: Ctx, conn: dict[str, Any]) -> None:
     )
 
 
-@route("POST", "/autosync/connections/{id}/sync", "write:autosync")
 async def trigger_sync(ctx: Ctx) -> Result:
     conn = _catch_up(ctx, owned(ctx, "connection", path_int(ctx, "id"), "Connection"))
     if ctx.body not in (None, {}):

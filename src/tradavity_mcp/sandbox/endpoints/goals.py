@@ -13,12 +13,12 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from . import _trades as T
-from ._http import iso, owned, page, param, path_int, route
-from ._pipeline import Ctx, Result
-from ._validate import Invalid, check_body, day, enum, integer, num, string
+from .. import _trades as T
+from .._pipeline import Ctx, Result
+from .._validate import Invalid, check_body, day, enum, integer, num, string
+from .common import iso, owned, page, param, path_int
 
-__all__: list[str] = []
+__all__ = ["create_goal", "delete_goal", "get_goal", "goal_snapshots", "list_goals", "update_goal"]
 
 METRICS = (
     "net_pnl",
@@ -99,7 +99,6 @@ def _scope_of(goal: dict[str, Any]) -> str:
     return goal.get("scope") or "all"
 
 
-@route("GET", "/goals", "read:goals")
 async def list_goals(ctx: Ctx) -> Result:
     status = param(ctx, "status", enum((*STATUSES, "all"))) or "active"
     rows = sorted(ctx.store.all("goal", ctx.uid), key=lambda g: g["goal_id"])
@@ -112,12 +111,10 @@ async def list_goals(ctx: Ctx) -> Result:
     return Result(data={"goals": chunk, **meta})
 
 
-@route("GET", "/goals/{id}", "read:goals")
 async def get_goal(ctx: Ctx) -> Result:
     return Result(data={"goal": owned(ctx, "goal", path_int(ctx, "id"), "Goal")})
 
 
-@route("POST", "/goals", "write:goals")
 async def create_goal(ctx: Ctx) -> Result:
     body = check_body(ctx.body, _FIELDS, required=("goal_name", "metric", "target_value"))
     goal = {
@@ -142,7 +139,6 @@ async def create_goal(ctx: Ctx) -> Result:
     return Result(201, {"goal": goal})
 
 
-@route("PATCH", "/goals/{id}", "write:goals")
 async def update_goal(ctx: Ctx) -> Result:
     goal = owned(ctx, "goal", path_int(ctx, "id"), "Goal")
     spec = {k: v for k, v in _FIELDS.items() if k not in {"account_id", "copy_group_id"}} | {
@@ -172,7 +168,6 @@ async def update_goal(ctx: Ctx) -> Result:
     return Result(data={"goal": updated})
 
 
-@route("DELETE", "/goals/{id}", "write:goals")
 async def delete_goal(ctx: Ctx) -> Result:
     goal = owned(ctx, "goal", path_int(ctx, "id"), "Goal")
     ctx.store.delete("goal", goal["goal_id"])
@@ -237,7 +232,6 @@ def _actual(goal: dict[str, Any], trades: list[dict[str, Any]]) -> float | None:
     return None
 
 
-@route("GET", "/goals/{id}/snapshots", "read:goals")
 async def goal_snapshots(ctx: Ctx) -> Result:
     goal = owned(ctx, "goal", path_int(ctx, "id"), "Goal")
     zone = ZoneInfo(ctx.tz)

@@ -10,11 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._http import color, owned, page, path_int, route, unique
-from ._pipeline import Ctx, Result
-from ._validate import ApiError, Invalid, check_body, integer, obj, string
+from .._pipeline import Ctx, Result
+from .._validate import ApiError, Invalid, check_body, integer, obj, string
+from .common import color, owned, page, path_int, unique
 
-__all__: list[str] = []
+__all__ = [
+    "create_strategy",
+    "delete_strategy",
+    "get_setups",
+    "get_strategy",
+    "list_strategies",
+    "update_strategy",
+]
 
 STRATEGY_CAP = {"free": 3, "pro": 100}
 
@@ -166,7 +173,6 @@ def _unlink(ctx: Ctx, doc: dict[str, Any], kept: list[dict[str, Any]] | None) ->
     return unlinked
 
 
-@route("GET", "/strategies", "read:strategies")
 async def list_strategies(ctx: Ctx) -> Result:
     rows = sorted(ctx.store.all("strategy", ctx.uid), key=lambda s: s["strategy_id"])
     for name in ("account_id", "copy_group_id"):
@@ -180,19 +186,16 @@ async def list_strategies(ctx: Ctx) -> Result:
     return Result(data={"strategies": out, **meta})
 
 
-@route("GET", "/strategies/{id}", "read:strategies")
 async def get_strategy(ctx: Ctx) -> Result:
     return Result(data={"strategy": owned(ctx, "strategy", path_int(ctx, "id"), "Strategy")})
 
 
-@route("GET", "/strategies/{id}/setups", "read:strategies")
 async def get_setups(ctx: Ctx) -> Result:
     doc = owned(ctx, "strategy", path_int(ctx, "id"), "Strategy")
     chunk, meta = page(ctx, doc["setups"])
     return Result(data={"setups": chunk, **meta})
 
 
-@route("POST", "/strategies", "write:strategies")
 async def create_strategy(ctx: Ctx) -> Result:
     body = check_body(ctx.body, _FIELDS, required=("name",))
     unique(ctx, "strategy", "name", body["name"])
@@ -227,7 +230,6 @@ async def create_strategy(ctx: Ctx) -> Result:
     return Result(201, {"strategy": doc})
 
 
-@route("PATCH", "/strategies/{id}", "write:strategies")
 async def update_strategy(ctx: Ctx) -> Result:
     doc = owned(ctx, "strategy", path_int(ctx, "id"), "Strategy")
     body = check_body(ctx.body, _FIELDS)
@@ -249,7 +251,6 @@ async def update_strategy(ctx: Ctx) -> Result:
     return Result(data={"strategy": updated})
 
 
-@route("DELETE", "/strategies/{id}", "write:strategies")
 async def delete_strategy(ctx: Ctx) -> Result:
     doc = owned(ctx, "strategy", path_int(ctx, "id"), "Strategy")
     unlinked = _unlink(ctx, doc, None)

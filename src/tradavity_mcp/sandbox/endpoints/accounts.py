@@ -13,12 +13,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._catalog import BROKERS
-from ._http import flag, iso, owned, page, param, path_int, route, unique
-from ._pipeline import Ctx, Result
-from ._validate import ApiError, Invalid, boolean, check_body, enum, integer, num, string
+from .._catalog import BROKERS
+from .._pipeline import Ctx, Result
+from .._validate import ApiError, Invalid, boolean, check_body, enum, integer, num, string
+from .common import flag, iso, owned, page, param, path_int, unique
 
-__all__: list[str] = []
+__all__ = [
+    "archive_account",
+    "create_account",
+    "get_account",
+    "get_balance",
+    "list_accounts",
+    "list_balance_events",
+    "list_payouts",
+    "record_balance_event",
+    "request_payout",
+    "update_account",
+]
 
 ACCOUNT_TYPES = ("live", "demo", "paper", "funded", "live_funded", "trading_combine")
 EVENT_TYPES = (
@@ -64,7 +75,6 @@ def account_out(doc: dict[str, Any], balance: bool) -> dict[str, Any]:
     return out
 
 
-@route("GET", "/accounts", "read:accounts")
 async def list_accounts(ctx: Ctx) -> Result:
     rows = sorted(ctx.store.all("account", ctx.uid), key=lambda a: a["account_id"])
     if not flag(ctx, "include_archived"):
@@ -80,14 +90,12 @@ async def list_accounts(ctx: Ctx) -> Result:
     return Result(data={"accounts": [account_out(a, wants) for a in chunk], **meta})
 
 
-@route("GET", "/accounts/{id}", "read:accounts")
 async def get_account(ctx: Ctx) -> Result:
     doc = owned(ctx, "account", path_int(ctx, "id"), "Account")
     wants = "read:balance" in ctx.scopes and ctx.params.get("include") != "basic"
     return Result(data={"account": account_out(doc, wants)})
 
 
-@route("POST", "/accounts", "write:accounts")
 async def create_account(ctx: Ctx) -> Result:
     body = check_body(ctx.body, _FIELDS, required=("account_name",))
     unique(ctx, "account", "account_name", body["account_name"])
@@ -142,7 +150,6 @@ def _set_archived(ctx: Ctx, doc: dict[str, Any], archived: bool) -> dict[str, An
     return updated
 
 
-@route("PATCH", "/accounts/{id}", "write:accounts")
 async def update_account(ctx: Ctx) -> Result:
     doc = owned(ctx, "account", path_int(ctx, "id"), "Account")
     spec = {
@@ -171,7 +178,6 @@ async def update_account(ctx: Ctx) -> Result:
     return Result(data={"account": account_out(updated, "read:balance" in ctx.scopes)})
 
 
-@route("DELETE", "/accounts/{id}", "write:accounts")
 async def archive_account(ctx: Ctx) -> Result:
     doc = owned(ctx, "account", path_int(ctx, "id"), "Account")
     if doc.get("is_archived"):
@@ -190,12 +196,10 @@ def _balanced(ctx: Ctx) -> dict[str, Any]:
     return doc
 
 
-@route("GET", "/accounts/{id}/balance", "read:balance")
 async def get_balance(ctx: Ctx) -> Result:
     return Result(data={"balance": _balanced(ctx)["balance"]})
 
 
-@route("GET", "/accounts/{id}/balance/events", "read:balance")
 async def list_balance_events(ctx: Ctx) -> Result:
     doc = owned(ctx, "account", path_int(ctx, "id"), "Account")
     rows = [
@@ -211,7 +215,6 @@ async def list_balance_events(ctx: Ctx) -> Result:
     return Result(data={"events": chunk, **meta})
 
 
-@route("POST", "/accounts/{id}/balance/events", "write:balance")
 async def record_balance_event(ctx: Ctx) -> Result:
     doc = owned(ctx, "account", path_int(ctx, "id"), "Account")
     body = check_body(
@@ -248,7 +251,6 @@ async def record_balance_event(ctx: Ctx) -> Result:
     return Result(201, {"event": event})
 
 
-@route("GET", "/accounts/{id}/balance/payouts", "read:balance")
 async def list_payouts(ctx: Ctx) -> Result:
     doc = owned(ctx, "account", path_int(ctx, "id"), "Account")
     rows = [p for p in ctx.store.all("payout", ctx.uid) if p["account_id"] == doc["account_id"]]
@@ -260,7 +262,6 @@ async def list_payouts(ctx: Ctx) -> Result:
     return Result(data={"payouts": chunk, **meta})
 
 
-@route("POST", "/accounts/{id}/balance/payouts", "write:balance")
 async def request_payout(ctx: Ctx) -> Result:
     doc = owned(ctx, "account", path_int(ctx, "id"), "Account")
     body = check_body(
