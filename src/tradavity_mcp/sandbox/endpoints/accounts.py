@@ -16,7 +16,7 @@ from typing import Any
 from .._catalog import BROKERS
 from .._pipeline import Ctx, Result
 from .._validate import ApiError, Invalid, boolean, check_body, enum, integer, num, string
-from .common import flag, iso, owned, page, param, path_int, unique
+from .common import flag, iso, listed, owned, page, param, path_int, save, unique, within_cap
 
 __all__ = [
     "archive_account",
@@ -100,14 +100,7 @@ async def create_account(ctx: Ctx) -> Result:
     body = check_body(ctx.body, _FIELDS, required=("account_name",))
     unique(ctx, "account", "account_name", body["account_name"])
     active = [a for a in ctx.store.all("account", ctx.uid) if not a.get("is_archived")]
-    cap = ACCOUNT_CAP[ctx.user["plan"]]
-    if len(active) >= cap:
-        raise ApiError(
-            429,
-            "limit_reached",
-            f"Your plan allows {cap} active accounts.",
-            {"limit": cap, "current": len(active), "plan": ctx.user["plan"]},
-        )
+    within_cap(ctx, ACCOUNT_CAP, len(active), "active accounts")
     aid = ctx.store.next_id("account")
     doc = {
         "account_id": aid,
@@ -145,9 +138,7 @@ def _set_archived(ctx: Ctx, doc: dict[str, Any], archived: bool) -> dict[str, An
                 )
     else:
         unique(ctx, "account", "account_name", doc["account_name"], skip=doc["account_id"])
-    updated = {**doc, "is_archived": archived}
-    ctx.store.put("account", doc["account_id"], ctx.uid, updated)
-    return updated
+    return save(ctx, "account", {**doc, "is_archived": archived})
 
 
 async def update_account(ctx: Ctx) -> Result:
@@ -173,8 +164,7 @@ async def update_account(ctx: Ctx) -> Result:
     for name in ("breakeven_offset_low", "breakeven_offset_high"):
         if name in body and body[name] is None:
             body[name] = 0.0
-    updated = {**doc, **body}
-    ctx.store.put("account", doc["account_id"], ctx.uid, updated)
+    updated = save(ctx, "account", {**doc, **body})
     return Result(data={"account": account_out(updated, "read:balance" in ctx.scopes)})
 
 
@@ -196,23 +186,25 @@ def _balanced(ctx: Ctx) -> dict[str, Any]:
     return doc
 
 
+def _of_account(ctx: Ctx, kind: str) -> list[dict[str, Any]]:
+    """The caller's documents of `kind` (balance events, payouts) on the path's account."""
+    account_id = owned(ctx, "account", path_int(ctx, "id"), "Account")["account_id"]
+    return [r for r in ctx.store.all(kind, ctx.uid) if r["account_id"] == account_id]
+
+
 async def get_balance(ctx: Ctx) -> Result:
     return Result(data={"balance": _balanced(ctx)["balance"]})
 
 
 async def list_balance_events(ctx: Ctx) -> Result:
-    doc = owned(ctx, "account", path_int(ctx, "id"), "Account")
-    rows = [
-        e for e in ctx.store.all("balance_event", ctx.uid) if e["account_id"] == doc["account_id"]
-    ]
+    rows = _of_account(ctx, "balance_event")
     kind = ctx.params.get("event_type")
     if kind:
         if kind not in EVENT_TYPES:
             raise Invalid({"event_type": "is not an event type"}, allowed=list(EVENT_TYPES))
         rows = [e for e in rows if e["event_type"] == kind]
     rows.sort(key=lambda e: (e["created_at"], e["event_id"]), reverse=True)
-    chunk, meta = page(ctx, rows, cap=200)
-    return Result(data={"events": chunk, **meta})
+    return listed(ctx, "events", rows, cap=200)
 
 
 async def record_balance_event(ctx: Ctx) -> Result:
@@ -252,14 +244,12 @@ async def record_balance_event(ctx: Ctx) -> Result:
 
 
 async def list_payouts(ctx: Ctx) -> Result:
-    doc = owned(ctx, "account", path_int(ctx, "id"), "Account")
-    rows = [p for p in ctx.store.all("payout", ctx.uid) if p["account_id"] == doc["account_id"]]
+    rows = _of_account(ctx, "payout")
     status = param(ctx, "status", enum(("pending", "approved", "processing", "paid", "rejected")))
     if status:
         rows = [p for p in rows if p["status"] == status]
     rows.sort(key=lambda p: p["payout_id"], reverse=True)
-    chunk, meta = page(ctx, rows, cap=200)
-    return Result(data={"payouts": chunk, **meta})
+    return listed(ctx, "payouts", rows, cap=200)
 
 
 async def request_payout(ctx: Ctx) -> Result:

@@ -9,12 +9,43 @@ from .. import _trades as T
 from .._faults import SYNC_FAULT_KINDS
 from .._pipeline import Ctx, Result
 from .._validate import ApiError, Invalid
-from .common import iso, owned, page, path_int
+from .common import iso, listed, owned, page, path_int, require_pro
 
 __all__ = ["get_connection", "list_connections", "sync_log", "trigger_sync"]
 
 SCHEDULE = 15 * 60
 COOLDOWN = 20
+
+
+def _log_run(
+    ctx: Ctx,
+    conn: dict[str, Any],
+    trigger: str,
+    status: str,
+    times: tuple[float, float],
+    counts: tuple[int, int, int],
+    errors: list[str],
+    message: str,
+) -> int:
+    """Write one sync-log row (`counts`: imported, skipped, fetched); returns its id."""
+    lid = ctx.store.next_id("synclog")
+    imported, skipped, fetched = counts
+    row = {
+        "log_id": lid,
+        "connection_id": conn["connection_id"],
+        "broker_key": conn["broker_key"],
+        "trigger": trigger,
+        "status": status,
+        "started_at": iso(times[0]),
+        "finished_at": iso(times[1]),
+        "imported": imported,
+        "skipped": skipped,
+        "total_fetched": fetched,
+        "errors": errors,
+        "message": message,
+    }
+    ctx.store.put("synclog", lid, ctx.uid, row)
+    return lid
 
 
 def _catch_up(ctx: Ctx, conn: dict[str, Any]) -> dict[str, Any]:
@@ -41,25 +72,15 @@ def _catch_up(ctx: Ctx, conn: dict[str, Any]) -> dict[str, Any]:
             )
         else:
             status, errors, message = "success", [], "No new trades"
-        lid = ctx.store.next_id("synclog")
-        ctx.store.put(
-            "synclog",
-            lid,
-            ctx.uid,
-            {
-                "log_id": lid,
-                "connection_id": conn["connection_id"],
-                "broker_key": conn["broker_key"],
-                "trigger": "schedule",
-                "status": status,
-                "started_at": iso(t),
-                "finished_at": iso(t + 4),
-                "imported": 0,
-                "skipped": 0 if expired else 3,
-                "total_fetched": 0 if expired else 3 + partial,
-                "errors": errors,
-                "message": message,
-            },
+        _log_run(
+            ctx,
+            conn,
+            "schedule",
+            status,
+            (t, t + 4),
+            (0, 0 if expired else 3, 0 if expired else 3 + partial),
+            errors,
+            message,
         )
         if not expired:
             conn = {**conn, "last_sync_at": iso(t + 4)}
@@ -106,8 +127,7 @@ async def sync_log(ctx: Ctx) -> Result:
     rows = sorted(ctx.store.all("synclog", ctx.uid), key=lambda r: -r["log_id"])
     if ctx.params.get("connection_id"):
         rows = [r for r in rows if str(r["connection_id"]) == ctx.params["connection_id"]]
-    rows_page, meta = page(ctx, rows, cap=200)
-    return Result(data={"log": rows_page, **meta})
+    return listed(ctx, "log", rows, cap=200)
 
 
 def _injected_failure(ctx: Ctx, conn: dict[str, Any]) -> None:
@@ -130,26 +150,16 @@ def _injected_failure(ctx: Ctx, conn: dict[str, Any]) -> None:
             "The sync pipeline failed unexpectedly; retrying is safe.",
             keep_writes=True,
         )
-    lid = ctx.store.next_id("synclog")
     message = f"{conn['broker_name']} API returned an error; nothing was imported."
-    ctx.store.put(
-        "synclog",
-        lid,
-        ctx.uid,
-        {
-            "log_id": lid,
-            "connection_id": conn["connection_id"],
-            "broker_key": conn["broker_key"],
-            "trigger": "manual",
-            "status": "failed",
-            "started_at": iso(ctx.now),
-            "finished_at": iso(ctx.now + 1),
-            "imported": 0,
-            "skipped": 0,
-            "total_fetched": 0,
-            "errors": [message],
-            "message": "Broker API error",
-        },
+    lid = _log_run(
+        ctx,
+        conn,
+        "manual",
+        "failed",
+        (ctx.now, ctx.now + 1),
+        (0, 0, 0),
+        [message],
+        "Broker API error",
     )
     raise ApiError(
         502,
@@ -164,13 +174,7 @@ async def trigger_sync(ctx: Ctx) -> Result:
     conn = _catch_up(ctx, owned(ctx, "connection", path_int(ctx, "id"), "Connection"))
     if ctx.body not in (None, {}):
         raise Invalid({"body": "this endpoint takes no body"})
-    if not ctx.pro:
-        raise ApiError(
-            429,
-            "limit_reached",
-            "Manual sync needs the Pro plan.",
-            {"plan": ctx.user["plan"], "required_plan": "pro"},
-        )
+    require_pro(ctx, "Manual sync needs the Pro plan.")
     if not conn["is_active"]:
         raise Invalid({"connection": "is inactive"})
     last = conn.get("last_manual_at")
@@ -228,25 +232,15 @@ async def trigger_sync(ctx: Ctx) -> Result:
             )
         )
     skipped = rng.randint(0, 3)
-    lid = ctx.store.next_id("synclog")
-    ctx.store.put(
-        "synclog",
-        lid,
-        ctx.uid,
-        {
-            "log_id": lid,
-            "connection_id": conn["connection_id"],
-            "broker_key": conn["broker_key"],
-            "trigger": "manual",
-            "status": "success",
-            "started_at": iso(ctx.now),
-            "finished_at": iso(ctx.now + 2),
-            "imported": new,
-            "skipped": skipped,
-            "total_fetched": new + skipped,
-            "errors": [],
-            "message": f"Imported {new} new trade(s)",
-        },
+    lid = _log_run(
+        ctx,
+        conn,
+        "manual",
+        "success",
+        (ctx.now, ctx.now + 2),
+        (new, skipped, new + skipped),
+        [],
+        f"Imported {new} new trade(s)",
     )
     ctx.store.put(
         "connection",

@@ -6,20 +6,24 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from .._pipeline import Ctx
+from .._pipeline import Ctx, Result
 from .._validate import ApiError, Invalid, boolean, integer
 
 __all__ = [
     "color",
     "flag",
     "iso",
+    "listed",
     "owned",
     "page",
     "param",
     "path_int",
+    "require_pro",
+    "save",
     "storage_quota",
     "trade_of",
     "unique",
+    "within_cap",
 ]
 
 
@@ -94,7 +98,41 @@ _ID_FIELD = {
     "account": "account_id",
     "strategy": "strategy_id",
     "copy_group": "group_id",
+    "goal": "goal_id",
+    "protocol": "protocol_id",
 }
+
+
+def listed(ctx: Ctx, name: str, rows: list[Any], default: int = 50, cap: int = 500) -> Result:
+    """One page of `rows` under `name`, with `total_count` and `has_more` beside them."""
+    chunk, meta = page(ctx, rows, default, cap)
+    return Result(data={name: chunk, **meta})
+
+
+def save(ctx: Ctx, kind: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """Store the caller's document of this kind under its id; returns it."""
+    ctx.store.put(kind, doc[_ID_FIELD[kind]], ctx.uid, doc)
+    return doc
+
+
+def require_pro(ctx: Ctx, message: str) -> None:
+    """A feature of the Pro plan: any other plan is a 429 `limit_reached` naming both."""
+    if not ctx.pro:
+        raise ApiError(
+            429, "limit_reached", message, {"plan": ctx.user["plan"], "required_plan": "pro"}
+        )
+
+
+def within_cap(ctx: Ctx, caps: dict[str, int], current: int, what: str) -> None:
+    """The plan's cap on live documents of a kind: reaching it is a 429 `limit_reached`."""
+    cap = caps[ctx.user["plan"]]
+    if current >= cap:
+        raise ApiError(
+            429,
+            "limit_reached",
+            f"Your plan allows {cap} {what}.",
+            {"limit": cap, "current": current, "plan": ctx.user["plan"]},
+        )
 
 
 def unique(ctx: Ctx, kind: str, field: str, value: str, skip: int | None = None) -> None:

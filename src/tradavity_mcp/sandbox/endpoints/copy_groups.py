@@ -11,7 +11,7 @@ from typing import Any
 
 from .._pipeline import Ctx, Result
 from .._validate import ApiError, Invalid, boolean, check_body, enum, integer, num, string
-from .common import iso, owned, page, path_int, unique
+from .common import iso, owned, page, path_int, require_pro, save, unique
 
 __all__ = [
     "create_group",
@@ -64,13 +64,7 @@ async def create_group(ctx: Ctx) -> Result:
         },
         required=("name",),
     )
-    if not ctx.pro:
-        raise ApiError(
-            429,
-            "limit_reached",
-            "Copy groups need the Pro plan.",
-            {"plan": ctx.user["plan"], "required_plan": "pro"},
-        )
+    require_pro(ctx, "Copy groups need the Pro plan.")
     unique(ctx, "copy_group", "name", body["name"])
     gid = ctx.store.next_id("copy_group")
     group = {
@@ -106,8 +100,7 @@ async def update_group(ctx: Ctx) -> Result:
     master = body.get("master_account_id")
     if master is not None and master not in {m["account_id"] for m in group["members"]}:
         raise Invalid({"master_account_id": "must be an account in this group"})
-    updated = {**group, **body}
-    ctx.store.put("copy_group", group["group_id"], ctx.uid, updated)
+    updated = save(ctx, "copy_group", {**group, **body})
     return Result(data={"copy_group": _out(ctx, updated, members=True)})
 
 
@@ -185,6 +178,5 @@ async def put_members(ctx: Ctx) -> Result:
         for r in rows
     ]
     master = group["master_account_id"] if group["master_account_id"] in wanted else None
-    updated = {**group, "members": members, "master_account_id": master}
-    ctx.store.put("copy_group", group["group_id"], ctx.uid, updated)
+    updated = save(ctx, "copy_group", {**group, "members": members, "master_account_id": master})
     return Result(data={"copy_group": _out(ctx, updated, members=True)})

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from .. import _trades as T
 from .._pipeline import Ctx, Result
 from .._validate import Invalid, check_body, day, enum, integer, num, string
-from .common import iso, owned, page, param, path_int
+from .common import iso, listed, owned, param, path_int, save
 
 __all__ = ["create_goal", "delete_goal", "get_goal", "goal_snapshots", "list_goals", "update_goal"]
 
@@ -107,8 +107,7 @@ async def list_goals(ctx: Ctx) -> Result:
     account = param(ctx, "account_id", integer(1))
     if account is not None:
         rows = [g for g in rows if g.get("account_id") == account]
-    chunk, meta = page(ctx, rows)
-    return Result(data={"goals": chunk, **meta})
+    return listed(ctx, "goals", rows)
 
 
 async def get_goal(ctx: Ctx) -> Result:
@@ -164,8 +163,7 @@ async def update_goal(ctx: Ctx) -> Result:
         updated["scope"] = scope
     else:
         _check(ctx, updated, body)
-    ctx.store.put("goal", goal["goal_id"], ctx.uid, updated)
-    return Result(data={"goal": updated})
+    return Result(data={"goal": save(ctx, "goal", updated)})
 
 
 async def delete_goal(ctx: Ctx) -> Result:
@@ -274,5 +272,4 @@ async def goal_snapshots(ctx: Ctx) -> Result:
             }
         )
     rows.reverse()
-    chunk, meta = page(ctx, rows, default=50, cap=365)
-    return Result(data={"snapshots": chunk, **meta})
+    return listed(ctx, "snapshots", rows, cap=365)

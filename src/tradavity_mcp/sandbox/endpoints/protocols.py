@@ -15,7 +15,7 @@ from typing import Any
 from .. import _trades as T
 from .._pipeline import Ctx, Result
 from .._validate import ApiError, Invalid, boolean, check_body, enum, integer, string
-from .common import flag, iso, owned, page, param, path_int
+from .common import flag, iso, owned, page, param, path_int, save, within_cap
 
 __all__ = [
     "create_protocol",
@@ -133,14 +133,7 @@ async def create_protocol(ctx: Ctx) -> Result:
     if problems:
         raise Invalid(problems)
     same_type = [p for p in ctx.store.all("protocol", ctx.uid) if p["type"] == body["type"]]
-    cap = PROTOCOL_CAP[ctx.user["plan"]]
-    if len(same_type) >= cap:
-        raise ApiError(
-            429,
-            "limit_reached",
-            f"Your plan allows {cap} {body['type']} protocol(s).",
-            {"limit": cap, "current": len(same_type), "plan": ctx.user["plan"]},
-        )
+    within_cap(ctx, PROTOCOL_CAP, len(same_type), f"{body['type']} protocol(s)")
     has_default = any(p["is_active"] and p["is_default"] for p in same_type)
     pid = ctx.store.next_id("protocol")
     doc = {
@@ -199,9 +192,7 @@ async def update_protocol(ctx: Ctx) -> Result:
                 ctx.store.put(
                     "protocol", other["protocol_id"], ctx.uid, {**other, "is_default": False}
                 )
-    updated = {**doc, **body}
-    ctx.store.put("protocol", doc["protocol_id"], ctx.uid, updated)
-    return Result(data={"protocol": updated})
+    return Result(data={"protocol": save(ctx, "protocol", {**doc, **body})})
 
 
 async def delete_protocol(ctx: Ctx) -> Result:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import struct
+from typing import Any
 
 from .. import _trades as T
 from .._pipeline import Ctx, Result
@@ -111,11 +112,17 @@ async def upload_screenshot(ctx: Ctx) -> Result:
     return Result(201, T.screenshot_meta(shot))
 
 
-async def download_screenshot(ctx: Ctx) -> Result:
+def _shot_of(ctx: Ctx) -> dict[str, Any]:
+    """The live screenshot `{sid}` on trade `{n}` (a copy's are its source's), else 404."""
     trade = T.source_of(ctx.store, trade_of(ctx))
     shot = ctx.store.get("screenshot", path_int(ctx, "sid"), ctx.uid)
     if shot is None or shot["trade_id"] != trade["trade_id"] or shot.get("archived"):
         raise ApiError(404, "not_found", "Screenshot not found.")
+    return shot
+
+
+async def download_screenshot(ctx: Ctx) -> Result:
+    shot = _shot_of(ctx)
     media = {"png": "image/png", "jpg": "image/jpeg", "pdf": "application/pdf"}[shot["file_type"]]
     return Result(
         raw=T.screenshot_bytes(shot),
@@ -125,9 +132,6 @@ async def download_screenshot(ctx: Ctx) -> Result:
 
 
 async def archive_screenshot(ctx: Ctx) -> Result:
-    trade = T.source_of(ctx.store, trade_of(ctx))
-    shot = ctx.store.get("screenshot", path_int(ctx, "sid"), ctx.uid)
-    if shot is None or shot["trade_id"] != trade["trade_id"] or shot.get("archived"):
-        raise ApiError(404, "not_found", "Screenshot not found.")
+    shot = _shot_of(ctx)
     ctx.store.put("screenshot", shot["screenshot_id"], ctx.uid, {**shot, "archived": True})
     return Result(204)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from .._pipeline import Ctx, Result
-from .._validate import ApiError, Invalid, check_body, integer, obj, string
-from .common import color, owned, page, path_int, unique
+from .._validate import Invalid, check_body, integer, obj, string
+from .common import color, listed, owned, page, path_int, save, unique, within_cap
 
 __all__ = [
     "create_strategy",
@@ -36,19 +36,14 @@ _FIELDS = {
     "optimal_conditions": obj(),
     "setups": lambda v: v,
 }
-_SETUP = {
-    "setup_id": integer(1),
-    "name": string(1, 255, nullable=False),
-    "description": string(),
-    "sort_order": integer(nullable=True),
-    "confirmations": lambda v: v,
-}
-_CONFIRMATION = {
-    "confirmation_id": integer(1),
+#: What a setup and a confirmation share: a name, a description and a place in the list.
+_ENTRY = {
     "name": string(1, 255, nullable=False),
     "description": string(),
     "sort_order": integer(nullable=True),
 }
+_SETUP = {"setup_id": integer(1), **_ENTRY, "confirmations": lambda v: v}
+_CONFIRMATION = {"confirmation_id": integer(1), **_ENTRY}
 
 
 def _items(value: Any, name: str, cap: int) -> list[Any]:
@@ -67,22 +62,24 @@ def _nested(value: Any, spec: dict[str, Any], where: str) -> dict[str, Any]:
         raise Invalid({f"{where}.{k}": v for k, v in fields.items()}) from None
 
 
+#: The two ways to scope a strategy: (field, document kind, the other field, in words).
+_SCOPES = (
+    ("account_id", "account", "copy_group_id", "accounts"),
+    ("copy_group_id", "copy_group", "account_id", "copy groups"),
+)
+
+
 def _scope(ctx: Ctx, body: dict[str, Any], doc: dict[str, Any]) -> None:
     """Validate `account_id` / `copy_group_id`; setting one clears the other."""
     if body.get("account_id") is not None and body.get("copy_group_id") is not None:
         raise Invalid({"account_id": "cannot be combined with copy_group_id"})
-    if body.get("account_id") is not None:
-        if ctx.store.get("account", body["account_id"], ctx.uid) is None:
-            raise Invalid({"account_id": "is not one of your accounts"})
-        doc["account_id"], doc["copy_group_id"] = body["account_id"], None
-    elif "account_id" in body:
-        doc["account_id"] = None
-    if body.get("copy_group_id") is not None:
-        if ctx.store.get("copy_group", body["copy_group_id"], ctx.uid) is None:
-            raise Invalid({"copy_group_id": "is not one of your copy groups"})
-        doc["copy_group_id"], doc["account_id"] = body["copy_group_id"], None
-    elif "copy_group_id" in body:
-        doc["copy_group_id"] = None
+    for name, kind, other, plural in _SCOPES:
+        if body.get(name) is not None:
+            if ctx.store.get(kind, body[name], ctx.uid) is None:
+                raise Invalid({name: f"is not one of your {plural}"})
+            doc[name], doc[other] = body[name], None
+        elif name in body:
+            doc[name] = None
 
 
 def _confirmations(
@@ -192,22 +189,13 @@ async def get_strategy(ctx: Ctx) -> Result:
 
 async def get_setups(ctx: Ctx) -> Result:
     doc = owned(ctx, "strategy", path_int(ctx, "id"), "Strategy")
-    chunk, meta = page(ctx, doc["setups"])
-    return Result(data={"setups": chunk, **meta})
+    return listed(ctx, "setups", doc["setups"])
 
 
 async def create_strategy(ctx: Ctx) -> Result:
     body = check_body(ctx.body, _FIELDS, required=("name",))
     unique(ctx, "strategy", "name", body["name"])
-    cap = STRATEGY_CAP[ctx.user["plan"]]
-    count = len(ctx.store.all("strategy", ctx.uid))
-    if count >= cap:
-        raise ApiError(
-            429,
-            "limit_reached",
-            f"Your plan allows {cap} strategies.",
-            {"limit": cap, "current": count, "plan": ctx.user["plan"]},
-        )
+    within_cap(ctx, STRATEGY_CAP, len(ctx.store.all("strategy", ctx.uid)), "strategies")
     doc: dict[str, Any] = {
         "strategy_id": ctx.store.next_id("strategy"),
         "name": body["name"],
@@ -247,8 +235,7 @@ async def update_strategy(ctx: Ctx) -> Result:
     if "setups" in body:
         updated["setups"] = _setups(ctx, body["setups"] or [], doc["setups"])
         _unlink(ctx, doc, updated["setups"])
-    ctx.store.put("strategy", doc["strategy_id"], ctx.uid, updated)
-    return Result(data={"strategy": updated})
+    return Result(data={"strategy": save(ctx, "strategy", updated)})
 
 
 async def delete_strategy(ctx: Ctx) -> Result:

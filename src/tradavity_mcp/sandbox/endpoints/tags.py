@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._pipeline import Ctx, Result
 from .._validate import ApiError, Invalid, check_body, integer, string
-from .common import color, owned, page, path_int, unique
+from .common import color, listed, owned, path_int, save, unique
 
 __all__ = [
     "create_category",
@@ -26,14 +26,12 @@ async def list_tags(ctx: Ctx) -> Result:
         if ctx.params["type"] not in ("mistake", "custom"):
             raise Invalid({"type": "is not a tag type"}, allowed=["mistake", "custom"])
         rows = [t for t in rows if t["type"] == ctx.params["type"]]
-    chunk, meta = page(ctx, sorted(rows, key=lambda t: t["tag_id"]))
-    return Result(data={"tags": chunk, **meta})
+    return listed(ctx, "tags", sorted(rows, key=lambda t: t["tag_id"]))
 
 
 async def list_categories(ctx: Ctx) -> Result:
     rows = sorted(ctx.store.all("tag_category", ctx.uid), key=lambda c: c["category_id"])
-    chunk, meta = page(ctx, rows)
-    return Result(data={"categories": chunk, **meta})
+    return listed(ctx, "categories", rows)
 
 
 async def create_category(ctx: Ctx) -> Result:
@@ -49,9 +47,7 @@ async def rename_category(ctx: Ctx) -> Result:
     doc = owned(ctx, "tag_category", path_int(ctx, "id"), "Tag category")
     body = check_body(ctx.body, {"name": string(1, 50, nullable=False)}, required=("name",))
     unique(ctx, "tag_category", "name", body["name"], skip=doc["category_id"])
-    doc = {**doc, "name": body["name"]}
-    ctx.store.put("tag_category", doc["category_id"], ctx.uid, doc)
-    return Result(data={"category": doc})
+    return Result(data={"category": save(ctx, "tag_category", {**doc, "name": body["name"]})})
 
 
 async def delete_category(ctx: Ctx) -> Result:
@@ -94,9 +90,7 @@ async def update_tag(ctx: Ctx) -> Result:
         unique(ctx, "tag", "name", body["name"], skip=doc["tag_id"])
     if "category_id" in body:
         _own_category(ctx, body["category_id"])
-    doc = {**doc, **body}
-    ctx.store.put("tag", doc["tag_id"], ctx.uid, doc)
-    return Result(data={"tag": doc})
+    return Result(data={"tag": save(ctx, "tag", {**doc, **body})})
 
 
 async def delete_tag(ctx: Ctx) -> Result:
