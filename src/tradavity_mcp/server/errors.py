@@ -31,7 +31,14 @@ from ..api.errors import (
 )
 from .writes.ledger import LedgerUnavailable
 
-__all__ = ["FAILURES", "StepFailed", "UserError", "describe_error", "reported"]
+__all__ = [
+    "FAILURES",
+    "StepFailed",
+    "UserError",
+    "describe_error",
+    "one_error",
+    "reported",
+]
 
 
 class UserError(Exception):
@@ -128,3 +135,15 @@ def reported(kind: type[ToolError | ResourceError] = ToolError) -> Iterator[None
         yield
     except FAILURES as exc:
         raise kind(describe_error(exc)) from None
+
+
+@contextmanager
+def one_error() -> Iterator[None]:
+    """Around a task group: a group holding one error is re-raised as that error, so the
+    callers' `except` clauses see what failed (anyio groups even a single failure)."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise

@@ -64,19 +64,31 @@ class RefData:
         self.api = api
         self._cache: dict[str, Any] = {}
         self._lock = anyio.Lock()
+        self._fetching: dict[str, anyio.Event] = {}
         #: How many times each list was fetched (a miss's refresh included).
         self.fetches: dict[str, int] = {}
 
     async def _get(self, name: str, fetch: Callable[[], Awaitable[T]]) -> T:
-        async with self._lock:
-            if name in self._cache:
-                hit: T = self._cache[name]
-                return hit
-        value = await fetch()
-        async with self._lock:
-            self._cache[name] = value
-            self.fetches[name] = self.fetches.get(name, 0) + 1
-        return value
+        """A kept list, fetched once however many ask for it at the same time (the parts
+        of one journal_trade resolve their names concurrently)."""
+        while True:
+            async with self._lock:
+                if name in self._cache:
+                    hit: T = self._cache[name]
+                    return hit
+                running = self._fetching.get(name)
+                if running is None:
+                    self._fetching[name] = anyio.Event()
+            if running is not None:
+                await running.wait()  # then look again: it may have failed
+                continue
+            try:
+                value = await fetch()
+                self._cache[name] = value
+                self.fetches[name] = self.fetches.get(name, 0) + 1
+                return value
+            finally:
+                self._fetching.pop(name).set()
 
     def invalidate(self, *names: str) -> None:
         """Forget kept lists (all of them when no name is given)."""

@@ -40,7 +40,7 @@ from ...api.errors import (
     TradavityError,
 )
 from ...api.idempotency import derive_key
-from ..errors import StepFailed, UserError, describe_error
+from ..errors import StepFailed, UserError, describe_error, one_error
 from .ledger import (
     CallRecord,
     Ledger,
@@ -346,17 +346,14 @@ class WriteCall:
                 self.ledger.renew(*self._id, owner, self.lease_seconds)
 
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(renew)
-                try:
-                    yield
-                finally:
-                    tg.cancel_scope.cancel()
-        except BaseExceptionGroup as group:
             # The renewer never fails on its own: a group holds the body's one error.
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
-            raise
+            with one_error():
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(renew)
+                    try:
+                        yield
+                    finally:
+                        tg.cancel_scope.cancel()
         finally:
             # Synchronous: runs even when the call is being cancelled.
             try:

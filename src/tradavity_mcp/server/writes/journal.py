@@ -11,6 +11,7 @@ exactly the code that started it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,9 +19,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio
 from pydantic import ValidationError
 
-from ...api.errors import LimitReached, RequestInvalid
+from ...api.errors import APIConnectionError, LimitReached, RequestInvalid, TradavityError
 from ...api.models import (
     ExecutionsReplace,
     Tag,
@@ -33,7 +35,7 @@ from ...api.models import (
 )
 from ...api.uploads import MAX_SCREENSHOT_BYTES, prepare_upload
 from ..answers import build_item_values
-from ..errors import StepFailed, UserError, describe_error
+from ..errors import StepFailed, UserError, describe_error, one_error
 from ..files import read_confined_async
 from ..results import TradeSummary
 from ..sync.trigger import Progress, trigger_sync
@@ -50,7 +52,7 @@ from .args import (
     TriggerSyncArgs,
     UpdateTradeArgs,
 )
-from .call import WriteCall
+from .call import Pending, WriteCall
 
 __all__ = [
     "RunEnv",
@@ -550,29 +552,96 @@ async def record_protocol_response(
 # --- the whole worked example ------------------------------------------------------------
 
 
+async def _prefetch(ws: Workspace, args: JournalTradeArgs) -> None:
+    """The reference reads the parts will need, all at once (one round trip, cold).
+
+    Failures here are left to the step that needs the list: it asks again and reports
+    (or keeps the call pending) in its own words.
+    """
+    trade = args.trade
+    reads: list[Callable[[], Awaitable[Any]]] = [ws.ref.me, ws.ref.accounts]
+    if args.tags:
+        reads.append(ws.ref.tags)
+        if args.create_missing_tags:
+            reads.append(ws.ref.tag_categories)
+    if args.checklist is not None:
+        reads.append(ws.ref.protocols)
+    if trade.strategy is not None or trade.setup is not None:
+        reads.append(ws.ref.strategies)
+    if trade.emotional_state is not None:
+        reads.append(ws.ref.emotions)
+
+    async def read(fetch: Callable[[], Awaitable[Any]]) -> None:
+        with contextlib.suppress(TradavityError, UserError):
+            await fetch()
+
+    async with anyio.create_task_group() as tg:
+        for fetch in reads:
+            tg.start_soon(read, fetch)
+
+
 async def journal_trade(
     ws: Workspace, call: WriteCall, args: JournalTradeArgs, env: RunEnv
 ) -> dict[str, Any]:
     """Create the trade, then each extra as its own step; report every step's fate.
 
-    A step already written by an earlier call this one continues is kept, not redone.
+    A dependency graph, not a queue: the reference reads go out together; the checklist's
+    items are fetched while the trade is created; fills, tags, screenshot and checklist
+    go out together once the trade number is known. Each part is still one recorded step
+    with its own key. A step already written by an earlier call this one continues is
+    kept, not redone.
     """
     earlier = set(call.completed_steps())
-    steps: dict[str, str] = {}
+    if "create" not in earlier:
+        await _prefetch(ws, args)
+
+    async def warm_checklist() -> None:
+        if args.checklist is not None:
+            with contextlib.suppress(TradavityError, UserError):
+                await ws.ref.protocol_by_ref(args.checklist.protocol)
+
+    created: dict[str, Any] = {}
+
+    async def create() -> None:
+        created["summary"] = await _create_step(ws, call, args.trade)
+
     try:
-        summary = await _create_step(ws, call, args.trade)
+        with one_error():
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(warm_checklist)
+                await create()
     except StepFailed as exc:
         raise UserError("the trade was not created: " + describe_error(exc)) from None
+    summary = created["summary"]
     number = int(summary["trade_number"])
-    steps["create"] = "done (earlier)" if "create" in earlier else "done"
+    parts = _parts(ws, call, args, env, number)
+    outcomes: dict[str, str] = {}
+    unknown: list[BaseException] = []
 
     async def run(part: str, step: str, work: Callable[[], Awaitable[Any]]) -> None:
         try:
             await work()
-            steps[part] = "done (earlier)" if step in earlier else "done"
+            outcomes[part] = "done (earlier)" if step in earlier else "done"
         except (StepFailed, UserError) as exc:
-            steps[part] = "failed: " + describe_error(exc, subject=f"trade #{number}")
+            outcomes[part] = "failed: " + describe_error(exc, subject=f"trade #{number}")
+        except (Pending, APIConnectionError) as exc:
+            unknown.append(exc)  # the others still finish; the call stays pending
 
+    async with anyio.create_task_group() as tg:
+        for part, step, work in parts:
+            tg.start_soon(run, part, step, work)
+    if unknown:
+        raise unknown[0]
+    steps = {"create": "done (earlier)" if "create" in earlier else "done"}
+    steps.update({part: outcomes[part] for part, _, _ in parts})
+    return {"trade": summary, "steps": steps}
+
+
+def _parts(
+    ws: Workspace, call: WriteCall, args: JournalTradeArgs, env: RunEnv, number: int
+) -> list[tuple[str, str, Callable[[], Awaitable[Any]]]]:
+    """The extras of a journal_trade, in report order: (part, step name, work)."""
+    parts: list[tuple[str, str, Callable[[], Awaitable[Any]]]] = []
     if args.executions:
         executions = dict(args.executions)
 
@@ -588,35 +657,36 @@ async def journal_trade(
 
             await call.write("executions", send, build=build)
 
-        await run("executions", "executions", put_fills)
+        parts.append(("executions", "executions", put_fills))
     if args.tags:
+        tags = args.tags
         # The trade was just created, so it has no tags: `replace` writes the set without
         # first reading the (empty) current one.
-        await run(
+        parts.append((
             "tags",
             "tags",
             lambda: _set_tags(
-                ws, call, number, args.tags, mode="replace",
+                ws, call, number, tags, mode="replace",
                 create_missing=args.create_missing_tags, category=None,
             ),
-        )  # fmt: skip
+        ))  # fmt: skip
     if args.screenshot is not None:
         shot = args.screenshot
-        await run(
+        parts.append((
             "screenshot",
             "screenshot",
             lambda: _screenshot_step(ws, call, number, shot, env.allowed_dirs),
-        )
+        ))  # fmt: skip
     if args.checklist is not None:
         check = args.checklist
-        await run(
+        parts.append((
             "checklist",
             "protocol_response",
             lambda: _response_step(
                 ws, call, check.protocol, check.answers, trade_number=number, status=check.status
             ),
-        )
-    return {"trade": summary, "steps": steps}
+        ))  # fmt: skip
+    return parts
 
 
 # --- sync ----------------------------------------------------------------------------------
