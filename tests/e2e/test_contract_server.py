@@ -3,6 +3,7 @@ archived accounts that share a name, and a broker that fails."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -145,6 +146,23 @@ async def test_refdata_resolves_active_first_and_archived_only_when_asked(env: E
     with pytest.raises(UserError, match="unknown account"):
         await ref.account("Nope Capital")
     assert ref.fetches["accounts"] == 4
+
+
+async def test_kept_lists_are_refreshed_in_the_background_all_at_once(env: Env) -> None:
+    """The background refresh fetches every kept list again in place: a tag made in
+    Tradavity meanwhile resolves with no miss, and concurrent askers share one fetch."""
+    ref = RefData(env.api)
+    first = await asyncio.gather(ref.tags(), ref.tags(), ref.tags())
+    assert ref.fetches["tags"] == 1  # three at once, one request
+    await ref.accounts()
+    body = {"category_id": first[0][0].category_id, "name": "Made Elsewhere"}
+    await env.api.create_tag(body, idempotency_key="bg-refresh-1")
+    before = env.sandbox.counters["requests"]
+    assert await ref.refresh() == 2
+    assert env.sandbox.counters["requests"] - before == 2  # tags and accounts, once each
+    found, unknown = await ref.resolve_tags(["made elsewhere"])
+    assert (unknown, [t.name for t in found]) == ([], ["Made Elsewhere"])
+    assert ref.fetches["tags"] == 2  # no miss: the refresh had it
 
 
 @pytest.mark.parametrize(

@@ -28,9 +28,11 @@ from ..api.clock import Now, Sleep
 from ..settings import Settings
 from .auth import PerUserVerifier, ServerTokenVerifier, Workspaces, unauthorized
 from .background import (
+    REFDATA_REFRESH_SECONDS,
     RESUME_INTERVAL_SECONDS,
     SYNC_POLL_SECONDS,
     poll_sync_forever,
+    refresh_reference_forever,
     resume_forever,
 )
 from .http import add_routes
@@ -204,6 +206,7 @@ class Backend:
         tg.start_soon(resume_forever, state.workspaces, self.settings, self.resume_interval)
         tg.start_soon(self.notifier.run)
         tg.start_soon(poll_sync_forever, state.workspaces, SYNC_POLL_SECONDS)
+        tg.start_soon(refresh_reference_forever, state.workspaces, REFDATA_REFRESH_SECONDS)
         return state
 
     async def authenticate(self, request: Request) -> Workspace | Response:

@@ -17,9 +17,11 @@ from .writes.table import resume_pending
 
 __all__ = [
     "PRUNE_INTERVAL_SECONDS",
+    "REFDATA_REFRESH_SECONDS",
     "RESUME_INTERVAL_SECONDS",
     "SYNC_POLL_SECONDS",
     "poll_sync_forever",
+    "refresh_reference_forever",
     "resume_forever",
 ]
 
@@ -31,6 +33,8 @@ RESUME_INTERVAL_SECONDS = 30.0
 PRUNE_INTERVAL_SECONDS = 3600.0
 #: How often the sync log is read for runs the platform started itself.
 SYNC_POLL_SECONDS = 120.0
+#: How often kept reference lists (accounts, tags, protocols, ...) are fetched again.
+REFDATA_REFRESH_SECONDS = 600.0
 
 Workspaces = Callable[[], list[Workspace]]
 
@@ -46,6 +50,17 @@ async def poll_sync_forever(workspaces: Workspaces, interval: float) -> None:
                 await refresh_sync(ws)
             except Exception as exc:  # polling must outlive any one failure
                 logger.info("sync poll failed: %s", exc)
+
+
+async def refresh_reference_forever(workspaces: Workspaces, interval: float) -> None:
+    """Keep every workspace's reference lists fresh, off the path of any tool call."""
+    while True:
+        await anyio.sleep(interval)
+        for ws in workspaces():
+            try:
+                await ws.ref.refresh()
+            except Exception as exc:  # refreshing must outlive any one failure
+                logger.info("reference refresh failed: %s", exc)
 
 
 async def resume_forever(workspaces: Workspaces, settings: Settings, interval: float) -> None:

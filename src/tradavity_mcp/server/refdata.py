@@ -15,12 +15,14 @@ existing tag is never created twice.
 from __future__ import annotations
 
 import difflib
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import anyio
 
 from ..api.client import TradavityClient
+from ..api.errors import TradavityError
 from ..api.models import Account, AutosyncConnection, Me, Protocol, Strategy, Tag, TagCategory
 from .errors import UserError
 
@@ -57,6 +59,9 @@ def _miss(kind: str, word: str, names: Sequence[str]) -> UserError:
     return UserError(f"unknown {kind} {word!r}.{hint}{known}")
 
 
+logger = logging.getLogger("tradavity_mcp.refdata")
+
+
 class RefData:
     """Per-principal reference lists, kept for the process, refreshed once on a miss."""
 
@@ -65,6 +70,7 @@ class RefData:
         self._cache: dict[str, Any] = {}
         self._lock = anyio.Lock()
         self._fetching: dict[str, anyio.Event] = {}
+        self._fetchers: dict[str, Callable[[], Awaitable[Any]]] = {}
         #: How many times each list was fetched (a miss's refresh included).
         self.fetches: dict[str, int] = {}
 
@@ -85,10 +91,28 @@ class RefData:
             try:
                 value = await fetch()
                 self._cache[name] = value
+                self._fetchers[name] = fetch
                 self.fetches[name] = self.fetches.get(name, 0) + 1
                 return value
             finally:
                 self._fetching.pop(name).set()
+
+    async def refresh(self) -> int:
+        """Fetch every kept list again in place (the background refresh): nobody waits
+        on a cold list, and names made elsewhere meanwhile are known. A list that cannot
+        be fetched now keeps its old value. Returns how many were refreshed."""
+        refreshed = 0
+        for name, fetch in list(self._fetchers.items()):
+            if name not in self._cache:
+                continue  # invalidated: the next use fetches it
+            try:
+                self._cache[name] = await fetch()
+            except TradavityError as exc:
+                logger.info("could not refresh %s: %s", name, exc)
+                continue
+            self.fetches[name] = self.fetches.get(name, 0) + 1
+            refreshed += 1
+        return refreshed
 
     def invalidate(self, *names: str) -> None:
         """Forget kept lists (all of them when no name is given)."""
