@@ -1,8 +1,8 @@
 """The async Tradavity API v1 client.
 
-One shared `httpx2.AsyncClient`, one request path (`TradavityClient.request`) that
-paces, retries, parses the envelope and raises typed errors, and thin typed methods
-over it for the endpoints the server uses.
+One shared `httpx2.AsyncClient` (made on the first request), one request path
+(`TradavityClient.request`) that paces, retries, parses the envelope and raises typed
+errors, and thin typed methods over it for the endpoints the server uses.
 
 Every write takes an `idempotency_key` made by the caller once per logical write (see
 `tradavity_mcp.api.idempotency`); every retry of that write re-sends the same key, so a
@@ -187,14 +187,15 @@ class TradavityClient:
         self.retry = retry or RetryPolicy()
         self._clock = clock or SystemClock()
         self._pacer = RateLimitPacer(self._clock)
-        self._http = httpx2.AsyncClient(
-            base_url=base_url.rstrip("/") + "/",
-            auth=_KeyAuth(key),
-            transport=transport,
-            timeout=timeout,
-            headers={"User-Agent": f"tradavity-mcp/{__version__}", "Accept": "application/json"},
-            follow_redirects=False,
-        )
+        self._base_url = httpx2.URL(base_url.rstrip("/") + "/")
+        self._auth = _KeyAuth(key)
+        self._transport = transport
+        self._timeout = timeout
+        # Made on first use: a default transport builds a TLS context and imports the
+        # HTTP/1.1 stack (tens of milliseconds), which a server should not pay before it
+        # answers `initialize`, nor a hosted user before their first request.
+        self._http_client: httpx2.AsyncClient | None = None
+        self._closed = False
         self.requests_sent = 0
 
     def __repr__(self) -> str:
@@ -203,7 +204,26 @@ class TradavityClient:
     @property
     def base_url(self) -> str:
         """The API's base URL, as configured (never holds the key)."""
-        return str(self._http.base_url).rstrip("/")
+        return str(self._base_url).rstrip("/")
+
+    @property
+    def _http(self) -> httpx2.AsyncClient:
+        """The HTTP client, made on the first request."""
+        if self._http_client is None:
+            if self._closed:
+                raise RuntimeError("Cannot send a request, as the client has been closed.")
+            self._http_client = httpx2.AsyncClient(
+                base_url=self._base_url,
+                auth=self._auth,
+                transport=self._transport,
+                timeout=self._timeout,
+                headers={
+                    "User-Agent": f"tradavity-mcp/{__version__}",
+                    "Accept": "application/json",
+                },
+                follow_redirects=False,
+            )
+        return self._http_client
 
     async def __aenter__(self) -> Self:
         return self
@@ -217,7 +237,9 @@ class TradavityClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        self._closed = True
+        if self._http_client is not None:
+            await self._http_client.aclose()
 
     @property
     def rate_limit(self) -> RateLimitState:

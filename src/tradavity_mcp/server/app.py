@@ -8,7 +8,7 @@ from one table (`tools.TOOLS`); `scope.RequestScope` runs around every request.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -16,6 +16,7 @@ from typing import Any, Literal
 import anyio
 import httpx2
 from mcp.server.auth.settings import AuthSettings
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from pydantic import AnyHttpUrl, SecretStr
 from starlette.requests import Request
@@ -132,6 +133,13 @@ class Backend:
         self._users = 0
         self._stack: AsyncExitStack | None = None
         self.state: AppState | None = None
+        #: Set by the first message after `initialize` (see `HandshakeWatch`).
+        self._greeted: anyio.Event | None = None
+
+    def greeted(self) -> None:
+        """A client is past `initialize`: work deferred until then may start."""
+        if self._greeted is not None:
+            self._greeted.set()
 
     async def acquire(self) -> AppState:
         async with self._lock:
@@ -201,8 +209,11 @@ class Backend:
         stack.callback(tg.cancel_scope.cancel)
         if state.default is not None:
             # Not awaited: the server answers `initialize` at once, even with the API
-            # down; tools/list waits briefly for the scopes.
-            tg.start_soon(state.default.load_scopes)
+            # down; tools/list waits briefly for the scopes. Nor started before
+            # `initialize` is answered: the first request makes the HTTP transport (a
+            # TLS context, the HTTP/1.1 stack), which would delay that answer.
+            self._greeted = anyio.Event()
+            tg.start_soon(_after, self._greeted, state.default.load_scopes)
         tg.start_soon(resume_forever, state.workspaces, self.settings, self.resume_interval)
         tg.start_soon(self.notifier.run)
         tg.start_soon(poll_sync_forever, state.workspaces, SYNC_POLL_SECONDS)
@@ -228,6 +239,26 @@ class Backend:
         if state.default is None:
             return unauthorized(self.hosted.public_url)
         return state.default
+
+
+async def _after(event: anyio.Event, work: Callable[[], Awaitable[None]]) -> None:
+    await event.wait()
+    await work()
+
+
+class HandshakeWatch:
+    """Middleware: tells the backend once a message other than `initialize` arrives (the
+    `initialized` notification, or a request), i.e. once `initialize` was answered."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    async def __call__(
+        self, ctx: ServerRequestContext[Any, Any], call_next: CallNext
+    ) -> HandlerResult:
+        if ctx.method != "initialize":
+            self.backend.greeted()
+        return await call_next(ctx)
 
 
 class TradavityServer(PlainServer):
@@ -336,7 +367,10 @@ def build_server(
         instructions=INSTRUCTIONS,
         website_url="https://tradavity.com",
         lifespan=lifespan,
-        middleware=[RequestScope(output_schemas=settings.output_schemas, notifier=notifier)],
+        middleware=[
+            HandshakeWatch(backend),
+            RequestScope(output_schemas=settings.output_schemas, notifier=notifier),
+        ],
         # The SDK configures root logging (Rich, at this level) if nothing has yet: keep it
         # quiet by default, so an embedding host is not flooded with per-request INFO lines.
         log_level=log_level,
