@@ -25,6 +25,7 @@ from tradavity_mcp.server.writes.call import (
     resolve_call_id,
 )
 from tradavity_mcp.server.writes.ledger import (
+    CallDraft,
     Ledger,
     LedgerUnavailable,
     canonical_json,
@@ -302,16 +303,11 @@ def test_a_lease_held_by_a_dead_process_is_free(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     dead_owner = f"{Ledger.OWNER_PREFIX.split(':')[0]}:{proc.pid}:x"
-    claim = ledger.claim(
-        "p", "t", "c", args_digest="d", args_json="{}", id_source="host",
-        owner=dead_owner, lease_seconds=60,
-    )  # fmt: skip
+    draft = CallDraft("p", "t", "c", args_digest="d", args_json="{}", id_source="host")
+    claim = ledger.claim(draft, owner=dead_owner, lease_seconds=60)
     assert claim.kind == "new"
     assert not ledger.lease_alive(claim.record)
-    mine = ledger.claim(
-        "p", "t", "c", args_digest="d", args_json="{}", id_source="host",
-        owner=ledger.new_owner(), lease_seconds=60,
-    )  # fmt: skip
+    mine = ledger.claim(draft, owner=ledger.new_owner(), lease_seconds=60)
     assert mine.kind == "resume"
     assert ledger.lease_alive(ledger.get_call("p", "t", "c"))  # type: ignore[arg-type]
 

@@ -42,6 +42,7 @@ from ...api.errors import (
 from ...api.idempotency import derive_key
 from ..errors import StepFailed, UserError, describe_error, one_error
 from .ledger import (
+    CallDraft,
     CallRecord,
     Ledger,
     LedgerUnavailable,
@@ -166,6 +167,20 @@ class WriteCall:
     def args_digest(self) -> str:
         return digest_arguments(self.arguments)
 
+    def _draft(self) -> CallDraft:
+        recorded = self.recorded if self.recorded is not None else self.arguments
+        return CallDraft(
+            principal=self.principal,
+            tool=self.tool,
+            call_id=self.call_id.value,
+            args_digest=self.args_digest,
+            args_json=canonical_json(recorded),
+            id_source=self.call_id.source,
+            trade_digest=self.trade_digest,
+            target=self.target,
+            blobs=self.blobs,
+        )
+
     def key(self, step: str) -> str:
         return derive_key(self.principal, self.call_id.value, self.tool, step)
 
@@ -272,19 +287,10 @@ class WriteCall:
         creates = self.kind == "creates" and not allow_duplicate
         while True:
             claim = self.ledger.claim(
-                *self._id,
-                args_digest=self.args_digest,
-                args_json=canonical_json(
-                    self.recorded if self.recorded is not None else self.arguments
-                ),
-                id_source=self.call_id.source,
+                self._draft(),
                 owner=owner,
                 lease_seconds=self.lease_seconds,
-                twin_window=self.duplicate_window if creates else None,
-                continue_window=self.duplicate_window if creates else None,
-                trade_digest=self.trade_digest,
-                target=self.target,
-                blobs=self.blobs,
+                window=self.duplicate_window if creates else None,
             )
             record = claim.record
             match claim.kind:

@@ -35,13 +35,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from ...api.clock import Now
 
 __all__ = [
+    "CallDraft",
     "CallRecord",
     "Claim",
     "Ledger",
@@ -180,6 +181,27 @@ class CallRecord:
     twin_of: str | None = None
     owner: str | None = None
     lease_until: float | None = None
+
+
+@dataclass(frozen=True)
+class CallDraft:
+    """A call as it arrives: what the ledger needs to decide about it and to record it.
+
+    `args_json` is what is kept while the call is unfinished (files as "blob:<digest>",
+    their bytes in `blobs`); `args_digest` names the full arguments.
+    """
+
+    principal: str
+    tool: str
+    call_id: str
+    args_digest: str
+    args_json: str
+    id_source: str
+    #: journal_trade: the trade part's digest, to carry on a partial or pending call.
+    trade_digest: str | None = None
+    #: A state-setting call: what it sets (earlier unfinished ones go first).
+    target: str | None = None
+    blobs: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -361,6 +383,10 @@ class Ledger:
         # A worker in a process that no longer exists on this host holds nothing.
         return not (host == socket.gethostname() and pid.isdigit() and not _process_alive(int(pid)))
 
+    def _in_hand(self, record: CallRecord) -> bool:
+        """Unfinished, and somebody is working on it right now."""
+        return record.state == "pending" and self.lease_alive(record)
+
     def renew(self, principal: str, tool: str, call_id: str, owner: str, seconds: float) -> None:
         with self._tx() as db:
             db.execute(
@@ -388,78 +414,70 @@ class Ledger:
 
     def claim(
         self,
-        principal: str,
-        tool: str,
-        call_id: str,
+        draft: CallDraft,
         *,
-        args_digest: str,
-        args_json: str,
-        id_source: str,
         owner: str,
         lease_seconds: float,
-        twin_window: float | None = None,
-        continue_window: float | None = None,
-        trade_digest: str | None = None,
-        target: str | None = None,
-        blobs: dict[str, bytes] | None = None,
+        window: float | None = None,
     ) -> Claim:
-        """Decide, atomically, what a call is: new, resumed, replayed, a twin or busy."""
+        """Decide, atomically, what a call is: new, resumed, replayed, a twin, carrying
+        on an earlier one, or busy. `window`: the duplicate window, for calls whose
+        identical twins (and, for journal_trade, unfinished trades) it answers from."""
         now = self._clock()
         lease = now + lease_seconds
         with self._tx() as db:
-            row = db.execute(
-                "SELECT * FROM calls WHERE principal=? AND tool=? AND call_id=?",
-                (principal, tool, call_id),
-            ).fetchone()
+            row = self._row(db, draft.principal, draft.tool, draft.call_id)
             if row is not None:
-                return self._existing(db, self._call(row), args_digest, owner, lease)
-            if twin_window is not None:
-                twin = db.execute(
-                    "SELECT * FROM calls WHERE principal=? AND tool=? "
-                    "AND args_digest=? AND created_at>=? AND state IN ('pending','done') "
-                    "ORDER BY created_at DESC LIMIT 1",
-                    (principal, tool, args_digest, now - twin_window),
-                ).fetchone()
-                if twin is not None:
-                    if id_source != "none":
-                        # Remember that this host id is answered by the twin, so a replay
-                        # of this id later gets the same answer.
-                        self._insert(
-                            db, principal, tool, call_id, args_digest, args_json, id_source,
-                            state="twin", now=now, twin_of=twin["call_id"],
-                        )  # fmt: skip
-                    return Claim("twin", self._call(twin))
+                return self._existing(db, row, draft.args_digest, owner, lease)
+            twin = self._twin(db, draft, now - window) if window is not None else None
+            if twin is not None:
+                if draft.id_source != "none":
+                    # Remember that this host id is answered by the twin, so a replay
+                    # of this id later gets the same answer.
+                    self._insert(db, draft, state="twin", now=now, twin_of=twin.call_id)
+                return Claim("twin", twin)
             previous = None
-            if continue_window is not None and trade_digest is not None:
-                prev = db.execute(
-                    "SELECT * FROM calls WHERE principal=? AND tool=? "
-                    "AND trade_digest=? AND created_at>=? "
-                    "AND (state='pending' OR (state='done' AND outcome='partial')) "
-                    "ORDER BY created_at DESC LIMIT 1",
-                    (principal, tool, trade_digest, now - continue_window),
-                ).fetchone()
-                if prev is not None:
-                    previous = self._call(prev)
-                    if previous.state == "pending" and self.lease_alive(previous):
-                        return Claim("busy", previous)
-            self._insert(
-                db, principal, tool, call_id, args_digest, args_json, id_source,
-                state="pending", now=now, trade_digest=trade_digest, target=target,
-                owner=owner, lease_until=lease,
-            )  # fmt: skip
-            for digest, data in (blobs or {}).items():
-                db.execute(
-                    "INSERT OR IGNORE INTO blobs (principal, tool, call_id, digest, data) "
-                    "VALUES (?,?,?,?,?)",
-                    (principal, tool, call_id, digest, data),
-                )
+            if window is not None and draft.trade_digest is not None:
+                previous = self._unfinished_trade(db, draft, now - window)
+                if previous is not None and self._in_hand(previous):
+                    return Claim("busy", previous)
+            self._insert(db, draft, state="pending", now=now, owner=owner, lease_until=lease)
             if previous is not None:
-                self._carry_on(db, previous, call_id, now)
-            record = db.execute(
-                "SELECT * FROM calls WHERE principal=? AND tool=? AND call_id=?",
-                (principal, tool, call_id),
-            ).fetchone()
-            return Claim("continue" if previous else "new", self._call(record), previous)
+                self._carry_on(db, previous, draft.call_id, now)
+            record = self._row(db, draft.principal, draft.tool, draft.call_id)
+            assert record is not None
+            return Claim("continue" if previous else "new", record, previous)
+
+    def _row(
+        self, db: sqlite3.Connection, principal: str, tool: str, call_id: str
+    ) -> CallRecord | None:
+        row = db.execute(
+            "SELECT * FROM calls WHERE principal=? AND tool=? AND call_id=?",
+            (principal, tool, call_id),
+        ).fetchone()
+        return self._call(row) if row is not None else None
+
+    def _twin(self, db: sqlite3.Connection, draft: CallDraft, since: float) -> CallRecord | None:
+        """The newest identical call since `since` that wrote or may have written."""
+        row = db.execute(
+            "SELECT * FROM calls WHERE principal=? AND tool=? AND args_digest=? "
+            "AND created_at>=? AND state IN ('pending','done') ORDER BY created_at DESC LIMIT 1",
+            (draft.principal, draft.tool, draft.args_digest, since),
+        ).fetchone()
+        return self._call(row) if row is not None else None
+
+    def _unfinished_trade(
+        self, db: sqlite3.Connection, draft: CallDraft, since: float
+    ) -> CallRecord | None:
+        """The newest call with the same trade since `since` that ended partial or is
+        still pending: the one a corrected journal_trade carries on."""
+        row = db.execute(
+            "SELECT * FROM calls WHERE principal=? AND tool=? AND trade_digest=? "
+            "AND created_at>=? AND (state='pending' OR (state='done' AND outcome='partial')) "
+            "ORDER BY created_at DESC LIMIT 1",
+            (draft.principal, draft.tool, draft.trade_digest, since),
+        ).fetchone()
+        return self._call(row) if row is not None else None
 
     def _existing(
         self,
@@ -472,12 +490,9 @@ class Ledger:
         if record.args_digest != args_digest:
             return Claim("mismatch", record)
         if record.state in ("twin", "superseded") and record.twin_of:
-            twin = db.execute(
-                "SELECT * FROM calls WHERE principal=? AND tool=? AND call_id=?",
-                (record.principal, record.tool, record.twin_of),
-            ).fetchone()
+            twin = self._row(db, record.principal, record.tool, record.twin_of)
             if twin is not None:
-                return Claim("twin", self._call(twin))
+                return Claim("twin", twin)
         if record.state == "done":
             return Claim("replay", record)
         if record.state == "failed":
@@ -493,30 +508,33 @@ class Ledger:
     def _insert(
         self,
         db: sqlite3.Connection,
-        principal: str,
-        tool: str,
-        call_id: str,
-        args_digest: str,
-        args_json: str,
-        id_source: str,
+        draft: CallDraft,
         *,
         state: CallState,
         now: float,
-        trade_digest: str | None = None,
-        target: str | None = None,
         twin_of: str | None = None,
         owner: str | None = None,
         lease_until: float | None = None,
     ) -> None:
+        """Record a call; a pending one keeps the files it has to upload."""
         db.execute(
             "INSERT INTO calls (principal, tool, call_id, args_digest, args_json, id_source, "
-            "state, result_json, created_at, updated_at, trade_digest, target, outcome, twin_of, "
-            "owner, lease_until) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "state, created_at, updated_at, trade_digest, target, twin_of, owner, lease_until) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
-                principal, tool, call_id, args_digest, args_json, id_source, state, None,
-                now, now, trade_digest, target, None, twin_of, owner, lease_until,
+                draft.principal, draft.tool, draft.call_id, draft.args_digest, draft.args_json,
+                draft.id_source, state, now, now, draft.trade_digest, draft.target, twin_of,
+                owner, lease_until,
             ),
         )  # fmt: skip
+        if state != "pending":
+            return
+        for digest, data in draft.blobs.items():
+            db.execute(
+                "INSERT OR IGNORE INTO blobs (principal, tool, call_id, digest, data) "
+                "VALUES (?,?,?,?,?)",
+                (draft.principal, draft.tool, draft.call_id, digest, data),
+            )
 
     def _carry_on(
         self, db: sqlite3.Connection, previous: CallRecord, call_id: str, now: float
