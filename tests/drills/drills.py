@@ -119,6 +119,13 @@ def _free_port() -> int:
 
 
 def _spawn(api_base: str, state: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    proc = _start(api_base, state, port, log)
+    _wait_ready(proc, port, log)
+    return proc
+
+
+def _start(api_base: str, state: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """Start a server process (HTTP on `port`) without waiting for it."""
     env = {
         **os.environ,
         "TRADAVITY_API_KEY": DEMO_KEY,
@@ -143,13 +150,18 @@ def _spawn(api_base: str, state: Path, port: int, log: Path) -> subprocess.Popen
             stdout=subprocess.DEVNULL,
             stderr=errlog,
         )
+    return proc
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    """Until the server answers `/healthz`."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
             if httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
+                return
         except httpx2.TransportError:
-            time.sleep(0.05)
+            time.sleep(0.02)
     proc.kill()
     raise RuntimeError(f"server did not start; see {log}")
 
@@ -159,9 +171,11 @@ async def crash_and_resume(
 ) -> dict[str, Any]:
     """SIGKILL the server in the middle of journaling, start it again, re-issue the calls
     (with our id, or with none; `now` journals each trade at "now")."""
-    # 120 ms per API request: a journaling run takes over half a second, so a kill 0.2 s in
-    # lands while its writes are in flight.
-    app = create_app(SandboxConfig(db=":memory:", faults=FaultSpec(latency_ms=120)))
+    # 120 ms per API request while a call is to be killed: a journaling run then takes over
+    # half a second, so a kill 0.2 s in lands while its writes are in flight. The other calls
+    # (re-issues, the calls between kills) and the check run at the sandbox's own speed.
+    app = create_app(SandboxConfig(db=":memory:"))
+    slow = FaultSpec(latency_ms=120)
     with serve_in_thread(app) as api_base:
         port = _free_port()
         proc = _spawn(api_base, state, port, log)
@@ -174,6 +188,7 @@ async def crash_and_resume(
                 async with Client(f"http://127.0.0.1:{port}/mcp") as client:
                     plan = plan or await Plan.discover(client)
                     crash_now = i % 2 == 0 and i not in killed
+                    app.state.sandbox.set_faults(slow if crash_now else None)
                     with anyio.move_on_after(0.2 if crash_now else 120) as scope:
                         await journal_until_known(
                             client.call_tool,
@@ -355,7 +370,10 @@ async def two_processes(runs: int, state: Path, log: Path) -> dict[str, Any]:
     started = time.perf_counter()
     with serve_in_thread(app) as api_base:
         ports = [_free_port(), _free_port()]
-        procs = [_spawn(api_base, state, port, log) for port in ports]
+        # Both start at once (their start-ups overlap), then each must be ready.
+        procs = [_start(api_base, state, port, log) for port in ports]
+        for proc, port in zip(procs, ports, strict=True):
+            _wait_ready(proc, port, log)
         outcomes: dict[str, int] = {}
         try:
             async with (

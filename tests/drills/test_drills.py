@@ -24,8 +24,10 @@ async def test_exactly_once_under_faults(tmp_path: Path, ids: bool) -> None:
 
 
 async def test_crash_and_resume(tmp_path: Path) -> None:
+    """Two calls: the first killed mid-call (SIGKILL) and re-issued on a new process, the
+    second on that process; each trade once (bigger: `python -m tests.drills.run crash`)."""
     log = tmp_path / "server.log"
-    result = await drills.crash_and_resume(4, tmp_path / "state", log)
+    result = await drills.crash_and_resume(2, tmp_path / "state", log)
     assert result["kills"] >= 1
     # The canary: the key never reached the server's own (DEBUG) log.
     assert DEMO_KEY not in log.read_text("utf-8", errors="replace")
@@ -36,7 +38,7 @@ async def test_crash_mid_call_at_now_reissued_without_an_id(tmp_path: Path) -> N
     """trade_date "now", SIGKILL mid-call, the same call re-issued with no id: "now" was
     resolved once, so the re-issue finishes the first attempt; one trade each."""
     result = await drills.crash_and_resume(
-        4, tmp_path / "state", tmp_path / "server.log", ids=False, now=True
+        2, tmp_path / "state", tmp_path / "server.log", ids=False, now=True
     )
     assert result["kills"] >= 1
 
