@@ -20,7 +20,7 @@ from mcp.types import (
 from PIL import Image
 
 from tradavity_mcp.sandbox import READONLY_KEY
-from tradavity_mcp.server.calendar_png import cell_box, day_colour
+from tradavity_mcp.server.calendar_png import OUTSIDE, cell_box, day_colour
 
 from ..kit import data_of, text_of
 from .conftest import Env
@@ -156,18 +156,45 @@ async def test_calendar_image_cells_match_the_data(client: Client, env: Env) -> 
     png = base64.b64decode(image_block.data)
     image = Image.open(io.BytesIO(png)).convert("RGB")
     days = {date.fromisoformat(d["date"]): float(d["net_pnl"]) for d in data["days"]}
-    today = date.today()
+    first = date.fromisoformat(data["range"]["from"])
+    last = date.fromisoformat(data["range"]["to"])
     scale = max((abs(v) for v in days.values()), default=0.0)
     import calendar
 
-    for day in range(1, calendar.monthrange(today.year, today.month)[1] + 1):
-        left, top, right, bottom = cell_box(today.year, today.month, day)
+    for day in range(1, calendar.monthrange(first.year, first.month)[1] + 1):
+        left, top, right, bottom = cell_box(first.year, first.month, day)
         x, y = (left + right) // 2 + 20, (top + bottom) // 2 - 8
         pixel = image.getpixel((x, y))
         assert isinstance(pixel, tuple)
-        assert pixel[:3] == day_colour(days.get(date(today.year, today.month, day)), scale), day
+        when = date(first.year, first.month, day)
+        # Days after the range (the rest of this month) are left blank, not "no trades".
+        expected = day_colour(days.get(when), scale) if when <= last else OUTSIDE
+        assert pixel[:3] == expected, day
     text = next(c for c in result.content if isinstance(c, TextContent)).text
-    assert today.strftime("%B %Y") in text
+    assert first.strftime("%B %Y") in text
+
+
+async def test_calendar_image_shows_every_month_of_the_range(client: Client) -> None:
+    """Oct 28 - Nov 3: both months drawn, each with its own total, and the same total
+    as the data (the picture used to draw only the last month)."""
+    args = {"from_date": "2026-10-28", "to_date": "2026-11-03"}
+    data = data_of(await client.call_tool("get_calendar", args))
+    result = await client.call_tool("get_calendar", {**args, "format": "image"})
+    shown = data_of(result)
+    assert [m["month"] for m in shown["months"]] == ["2026-10", "2026-11"]
+    by_month: dict[str, float] = {}
+    for d in data["days"]:
+        by_month[d["date"][:7]] = by_month.get(d["date"][:7], 0.0) + float(d["net_pnl"])
+    assert {m["month"]: m["net_pnl"] for m in shown["months"]} == {
+        k: round(v, 2) for k, v in by_month.items()
+    } | {m: 0.0 for m in ("2026-10", "2026-11") if m not in by_month}
+    assert shown["net_pnl"] == round(sum(by_month.values()), 2)
+    text = next(c for c in result.content if isinstance(c, TextContent)).text
+    assert "October 2026" in text
+    assert "November 2026" in text
+    png = base64.b64decode(next(c for c in result.content if isinstance(c, ImageContent)).data)
+    width, height = Image.open(io.BytesIO(png)).size
+    assert height > width  # two month panels, one above the other
 
 
 async def test_prompts_render_with_arguments(client: Client) -> None:

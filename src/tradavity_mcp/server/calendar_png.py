@@ -1,8 +1,11 @@
-"""The P&L calendar as a picture: one month, green and red by day, totals per week.
+"""The P&L calendar as a picture: every month of a range, green and red by day, totals
+per week, on one colour scale.
 
-Layout is a plain grid (weeks are rows, Monday first, a weekly total column at the
-right), exposed through `cell_box` so tests can check each day's colour against the
-numbers it was drawn from.
+Each month is a panel: a plain grid (weeks are rows, Monday first, a weekly total column
+at the right); days outside the range are left blank. `render_range` reports the panels
+it drew (label, net P&L, position) and `cell_box` where each day is, so tests can check
+each day's colour against the numbers it was drawn from. Long ranges draw smaller cells
+(`cell`), without amounts, so the picture stays within the result budget.
 
 The PNG is saved with a 256-colour palette that holds every fill exactly (the rest of
 it goes to the text's anti-aliasing): a third of the size of full colour, so the picture
@@ -14,11 +17,12 @@ from __future__ import annotations
 import calendar as _cal
 import io
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date
 
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["CELL", "HEADER", "cell_box", "day_colour", "render_month"]
+__all__ = ["CELL", "HEADER", "Panel", "cell_box", "day_colour", "render_month", "render_range"]
 
 CELL = 96  # px, square day cells
 HEADER = 64  # px, title + weekday names
@@ -55,15 +59,17 @@ def day_colour(pnl: float | None, scale: float) -> tuple[int, int, int]:
     return _blend(GREEN if pnl > 0 else RED, abs(pnl) / scale)
 
 
-def cell_box(year: int, month: int, day: int) -> tuple[int, int, int, int]:
-    """(left, top, right, bottom) of a day's cell in the image."""
+def cell_box(
+    year: int, month: int, day: int, *, cell: int = CELL, origin: tuple[int, int] = (0, 0)
+) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of a day's cell in a month panel at `origin`."""
     weeks = _cal.Calendar(firstweekday=0).monthdayscalendar(year, month)
+    header = _header(cell)
     for row, week in enumerate(weeks):
         if day in week:
-            col = week.index(day)
-            left = PAD + col * CELL
-            top = HEADER + row * CELL
-            return left, top, left + CELL - 2, top + CELL - 2
+            left = origin[0] + PAD + week.index(day) * cell
+            top = origin[1] + header + row * cell
+            return left, top, left + cell - 2, top + cell - 2
     raise ValueError(f"{year}-{month:02d} has no day {day}")
 
 
@@ -71,49 +77,139 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size)
 
 
+def _header(cell: int) -> int:
+    return HEADER * cell // CELL
+
+
+def _panel_size(cell: int) -> tuple[int, int]:
+    """A month panel's (width, height): six week rows at most."""
+    return PAD * 2 + cell * 7 + WEEK_COL * cell // CELL, _header(cell) + cell * 6 + PAD
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One month as drawn: its label, the net P&L of its days inside the range, and
+    where it stands in the picture."""
+
+    year: int
+    month: int
+    label: str
+    net_pnl: float
+    origin: tuple[int, int]
+
+
 def render_month(year: int, month: int, pnl_by_day: Mapping[date, float], *, title: str) -> bytes:
-    """A PNG of the month's daily P&L."""
-    weeks = _cal.Calendar(firstweekday=0).monthdayscalendar(year, month)
-    width = PAD * 2 + CELL * 7 + WEEK_COL
-    height = HEADER + CELL * len(weeks) + PAD
-    image = Image.new("RGB", (width, height), BACKGROUND)
+    """A PNG of one month's daily P&L (every day of it in range)."""
+    first, last = date(year, month, 1), date(year, month, _cal.monthrange(year, month)[1])
+    png, _ = render_range(first, last, pnl_by_day, titles={(year, month): title})
+    return png
+
+
+def render_range(
+    first: date,
+    last: date,
+    pnl_by_day: Mapping[date, float],
+    *,
+    cell: int = CELL,
+    titles: Mapping[tuple[int, int], str] | None = None,
+) -> tuple[bytes, list[Panel]]:
+    """A PNG of every month from `first` to `last`, one panel each (days outside the
+    range left blank), on one colour scale; and the panels as drawn."""
+    months = _months(first, last)
+    columns = 1 if cell >= CELL // 2 else min(len(months), 4)
+    width, height = _panel_size(cell)
+    rows = -(-len(months) // columns)
+    if len(months) == 1:
+        height = _header(cell) + cell * len(_weeks(*months[0])) + PAD
+    image = Image.new("RGB", (width * columns, height * rows), BACKGROUND)
     draw = ImageDraw.Draw(image)
-    days = {d.day: v for d, v in pnl_by_day.items() if (d.year, d.month) == (year, month)}
+    days = {d: v for d, v in pnl_by_day.items() if first <= d <= last}
     scale = max((abs(v) for v in days.values()), default=0.0)
-
-    draw.text((PAD, 6), title, fill=INK, font=_font(22))
-    for col, name in enumerate(("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun", "Week")):
-        draw.text((PAD + col * CELL + 4, 40), name, fill=MUTED, font=_font(14))
-
-    for row, week in enumerate(weeks):
-        week_total = 0.0
-        traded = False
-        for col, day in enumerate(week):
-            left, top = PAD + col * CELL, HEADER + row * CELL
-            box = (left, top, left + CELL - 2, top + CELL - 2)
-            if day == 0:
-                draw.rectangle(box, fill=OUTSIDE)
-                continue
-            pnl = days.get(day)
-            fill = day_colour(pnl, scale)
-            draw.rectangle(box, fill=fill)
-            strong = fill not in (EMPTY, FLAT) and sum(fill) < 420
-            ink = (255, 255, 255) if strong else INK
-            draw.text((left + 6, top + 4), str(day), fill=ink, font=_font(14))
-            if pnl is not None:
-                week_total += pnl
-                traded = True
-                draw.text((left + 6, top + CELL - 30), _money(pnl), fill=ink, font=_font(15))
-        if traded:
-            left, top = PAD + 7 * CELL + 6, HEADER + row * CELL
-            colour = GREEN if week_total > 0 else RED if week_total < 0 else MUTED
-            draw.text((left, top + CELL // 2 - 10), _money(week_total), fill=colour, font=_font(16))
-
+    panels: list[Panel] = []
+    for i, (year, month) in enumerate(months):
+        origin = ((i % columns) * width, (i // columns) * height)
+        total = sum(v for d, v in days.items() if (d.year, d.month) == (year, month))
+        label = f"{date(year, month, 1):%B %Y}"
+        title = (titles or {}).get((year, month), f"{label}  net {total:+,.2f}")
+        _draw_month(draw, origin, year, month, days, scale, cell, first, last, title)
+        panels.append(Panel(year, month, label, round(total, 2), origin))
     out = io.BytesIO()
     fills = {BACKGROUND, EMPTY, OUTSIDE, INK, MUTED, GREEN, RED, FLAT, (255, 255, 255)}
     fills |= {day_colour(v, scale) for v in days.values()}
     _paletted(image, fills).save(out, format="PNG", optimize=True)
-    return out.getvalue()
+    return out.getvalue(), panels
+
+
+def _months(first: date, last: date) -> list[tuple[int, int]]:
+    out, (year, month) = [], (first.year, first.month)
+    while (year, month) <= (last.year, last.month):
+        out.append((year, month))
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return out
+
+
+def _weeks(year: int, month: int) -> list[list[int]]:
+    return _cal.Calendar(firstweekday=0).monthdayscalendar(year, month)
+
+
+def _draw_month(
+    draw: ImageDraw.ImageDraw,
+    origin: tuple[int, int],
+    year: int,
+    month: int,
+    days: Mapping[date, float],
+    scale: float,
+    cell: int,
+    first: date,
+    last: date,
+    title: str,
+) -> None:
+    """One month's panel: title, weekday names, a cell per day, a total per week."""
+    x0, y0 = origin
+    small = cell < CELL // 2  # too small for amounts: colours and day numbers only
+    tiny = cell < CELL // 4  # too small for any number: colours and the month's title
+    draw.text(
+        (x0 + PAD, y0 + 6 * cell // CELL), title, fill=INK, font=_font(max(10, 22 * cell // CELL))
+    )
+    names = () if tiny else ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun", "Week")
+    for col, name in enumerate(names):
+        draw.text(
+            (x0 + PAD + col * cell + 4 * cell // CELL, y0 + 40 * cell // CELL),
+            name if not small else name[0],
+            fill=MUTED,
+            font=_font(max(8, 14 * cell // CELL)),
+        )
+    for row, week in enumerate(_weeks(year, month)):
+        week_total, traded = 0.0, False
+        for col, day in enumerate(week):
+            if not day:
+                continue
+            left, top = x0 + PAD + col * cell, y0 + _header(cell) + row * cell
+            right, bottom = left + cell - 2, top + cell - 2
+            if not first <= date(year, month, day) <= last:
+                draw.rectangle((left, top, right, bottom), fill=OUTSIDE)
+                continue
+            pnl = days.get(date(year, month, day))
+            fill = day_colour(pnl, scale)
+            draw.rectangle((left, top, right, bottom), fill=fill)
+            strong = fill not in (EMPTY, FLAT) and sum(fill) < 420
+            ink = (255, 255, 255) if strong else INK
+            if not tiny:
+                number = _font(max(8, 14 * cell // CELL))
+                draw.text((left + 3, top + 2), str(day), fill=ink, font=number)
+            if pnl is not None:
+                week_total += pnl
+                traded = True
+                if not small:
+                    amount = _font(max(9, 15 * cell // CELL))
+                    draw.text((left + 6, top + cell - 30 * cell // CELL), _money(pnl), fill=ink,
+                              font=amount)  # fmt: skip
+        if traded and not small:
+            left = x0 + PAD + 7 * cell + 6
+            top = y0 + _header(cell) + row * cell
+            colour = GREEN if week_total > 0 else RED if week_total < 0 else MUTED
+            draw.text((left, top + cell // 2 - 10), _money(week_total), fill=colour,
+                      font=_font(max(9, 16 * cell // CELL)))  # fmt: skip
 
 
 def _paletted(image: Image.Image, exact: set[tuple[int, int, int]]) -> Image.Image:

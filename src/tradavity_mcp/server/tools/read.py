@@ -212,25 +212,56 @@ def _trades_text(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: Cell sizes (px) tried for the calendar picture, largest first: the first whose PNG
+#: fits the result budget is sent (a long range gets small cells, not fewer months).
+PICTURE_CELLS = (96, 48, 28, 18, 12)
+
+
 def _calendar_image(data: dict[str, Any]) -> CallToolResult:
     # Pillow loads only when a picture is drawn.
-    from ..calendar_png import render_month  # noqa: PLC0415
+    from ..calendar_png import render_range  # noqa: PLC0415
 
-    days = {}
+    days: dict[date, float] = {}
     for row in data.get("days", []):
         try:
             days[date.fromisoformat(str(row["date"])[:10])] = float(row.get("net_pnl", 0))
         except (KeyError, ValueError, TypeError):
             continue
-    months = sorted({(d.year, d.month) for d in days}) or [(date.today().year, date.today().month)]
-    year, month = months[-1]
-    total = sum(v for d, v in days.items() if (d.year, d.month) == (year, month))
-    title = f"{date(year, month, 1):%B %Y}  net {total:+,.2f}"
-    png = render_month(year, month, days, title=title)
+    first, last = _picture_range(data, days)
+    for cell in PICTURE_CELLS:
+        png, panels = render_range(first, last, days, cell=cell)
+        encoded = base64.b64encode(png).decode()
+        if len(encoded) + 2_000 <= read.RESULT_BUDGET:
+            break
+    total = round(sum(p.net_pnl for p in panels), 2)
+    span = f"{first:%b %-d, %Y} - {last:%b %-d, %Y}"
+    months = "; ".join(f"{p.label} net {p.net_pnl:+,.2f}" for p in panels)
+    text = f"P&L calendar {span}: net {total:+,.2f} ({months})."
     return CallToolResult(
         content=[
-            ImageContent(type="image", data=base64.b64encode(png).decode(), mime_type="image/png"),
-            TextContent(type="text", text=title),
+            ImageContent(type="image", data=encoded, mime_type="image/png"),
+            TextContent(type="text", text=text),
         ],
-        structured_content={"year": year, "month": month, "net_pnl": round(total, 2)},
+        structured_content={
+            "from": first.isoformat(),
+            "to": last.isoformat(),
+            "net_pnl": total,
+            "months": [{"month": f"{p.year}-{p.month:02d}", "net_pnl": p.net_pnl} for p in panels],
+        },
     )
+
+
+def _picture_range(data: dict[str, Any], days: dict[date, float]) -> tuple[date, date]:
+    """The range the API answered for; else the days it holds; else this month."""
+    span = data.get("range")
+    if isinstance(span, dict):
+        try:
+            return date.fromisoformat(str(span["from"])[:10]), date.fromisoformat(
+                str(span["to"])[:10]
+            )
+        except (KeyError, ValueError):
+            pass
+    if days:
+        return min(days), max(days)
+    today = date.today()
+    return today.replace(day=1), today
