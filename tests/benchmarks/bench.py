@@ -15,17 +15,21 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 from mcp import Client
 
 from tradavity_mcp.api.client import RetryPolicy, TradavityClient
 from tradavity_mcp.sandbox import (
     DEMO_KEY,
     FREE_KEY,
+    FaultSpec,
     ManualClock,
     SandboxConfig,
     SandboxTransport,
@@ -33,9 +37,11 @@ from tradavity_mcp.sandbox import (
     create_app,
     serve_in_thread,
 )
-from tradavity_mcp.server import build_server
+from tradavity_mcp.server import build_http_app, build_server
 from tradavity_mcp.server.read import RESULT_BUDGET
 from tradavity_mcp.settings import Settings
+
+from ..kit import http_transport
 
 FLOOR = '''
 from mcp.server.mcpserver import MCPServer
@@ -356,6 +362,228 @@ async def read_sizes(days: int = 730) -> dict[str, Any]:
     }
 
 
+class _IdleClock:
+    """The server's, the API client's and the sandbox's time, which a benchmark can move
+    forward ("66 s idle") without waiting; waits for a rate window move it too."""
+
+    def __init__(self) -> None:
+        self.manual = ManualClock()
+
+    def now(self) -> float:
+        return self.manual.now()
+
+    async def sleep(self, seconds: float) -> None:
+        self.manual.advance(seconds)
+        await anyio.lowlevel.checkpoint()
+
+    def jitter(self) -> float:
+        return 0.5
+
+
+def _journal_args(i: int) -> dict[str, Any]:
+    """A fully journaled trade as a model sends it: 2 tags by name, a screenshot, a
+    checklist by labels."""
+    return {
+        "trade": {
+            "symbol": "MNQ",
+            "direction": "long",
+            "net_pnl": 48 + i / 100,
+            "trade_date": "2026-11-18T09:31",
+            "account": "Apex 50K",
+        },
+        "tags": ["FOMO", "breakout"],
+        "screenshot": {"data": "iVBORw0KGgo=", "filename": "c.png"},
+        "checklist": {
+            "protocol": "pre_trade",
+            "answers": {"*": "yes", "Bias": "long", "Conviction": 4},
+        },
+    }
+
+
+async def _floor_journal(api: TradavityClient, i: int, ids: dict[str, Any]) -> None:
+    """The same four writes with every id known: the create, then tags, screenshot and
+    checklist at once."""
+    trade = await api.create_trade(
+        {
+            "symbol": "MNQ",
+            "direction": "long",
+            "net_pnl": 148 + i / 100,
+            "trade_date": "2026-11-18T14:31:00Z",
+            "account_id": ids["account"],
+        },
+        idempotency_key=f"floor-{i}",
+    )
+    number = trade.trade_number
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(
+            lambda: api.set_trade_tags(number, ids["tags"], idempotency_key=f"floor-t-{i}")
+        )
+        tg.start_soon(
+            lambda: api.upload_screenshot(
+                number, b"\x89PNG\r\n\x1a\n", "c.png", idempotency_key=f"floor-s-{i}"
+            )
+        )
+        tg.start_soon(
+            lambda: api.record_protocol_response(
+                ids["protocol"],
+                {"item_values": ids["items"], "trade_number": number, "status": "draft"},
+                idempotency_key=f"floor-c-{i}",
+            )
+        )
+
+
+async def journal_round_trips(reps: int = 5, latency_ms: int = 100) -> dict[str, Any]:
+    """Wall time of one fully journaled trade in API round trips (elapsed / latency) with
+    `latency_ms` on every request: on a fresh server (cold), again (warm), and after 66 s
+    idle on the server's clocks; against the floor of the same writes with every id known.
+    Each repetition is a fresh server; medians."""
+    url = "http://sandbox.local/api/v1"
+    rt = latency_ms / 1000
+    cold: list[float] = []
+    warm: list[float] = []
+    idle: list[float] = []
+    floor: list[float] = []
+    for rep in range(reps):
+        clock = _IdleClock()
+        app = create_app(SandboxConfig(db=":memory:", clock=clock.manual))
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = Settings.load(
+                environ={"TRADAVITY_API_KEY": DEMO_KEY}, base_url=url, state_dir=tmp
+            )
+            server = build_server(
+                settings,
+                transport=SandboxTransport(app),
+                api_clock=clock,
+                clock=clock.now,
+                sleep=clock.sleep,
+            )
+            async with (
+                TradavityClient(
+                    DEMO_KEY, base_url=url, transport=SandboxTransport(app), clock=clock
+                ) as api,
+                Client(server) as client,
+            ):
+                account = next(a for a in await api.list_accounts() if a.account_name == "Apex 50K")
+                tags = [t.id for t in await api.list_tags() if t.name in ("FOMO", "breakout")]
+                protocol = next(p for p in await api.list_protocols() if p.type == "pre_trade")
+                protocol = await api.get_protocol(protocol.protocol_id)
+                item = protocol.items[0]
+                assert item.item_type == "checkbox", item
+                ids = {
+                    "account": account.id,
+                    "tags": tags,
+                    "protocol": protocol.protocol_id,
+                    "items": {str(item.item_id): "1"},  # the first item: a checkbox, checked
+                }
+                await client.list_tools()  # start-up: the key's scopes from /me
+                app.state.sandbox.set_faults(FaultSpec(latency_ms=latency_ms))
+                for i, into in enumerate((cold, warm, None, idle)):
+                    if into is None:
+                        clock.manual.advance(66)
+                        continue
+                    start = time.perf_counter()
+                    result = await client.call_tool("journal_trade", _journal_args(rep * 10 + i))
+                    into.append((time.perf_counter() - start) / rt)
+                    assert not result.is_error, result
+                    steps = dict(result.structured_content or {}).get("steps", {})
+                    assert all(str(v).startswith("done") for v in steps.values()), steps
+                start = time.perf_counter()
+                await _floor_journal(api, rep, ids)
+                floor.append((time.perf_counter() - start) / rt)
+    med = {
+        k: round(statistics.median(v), 1)
+        for k, v in (("cold", cold), ("warm", warm), ("idle", idle), ("floor", floor))
+    }
+    return {"latency_ms": latency_ms, "reps": reps, **med}
+
+
+def _floor_http_app(app: Any, url: str) -> Any:
+    """A one-tool MCPServer over streamable HTTP whose tool makes the same single API
+    request (GET /trades/1) with a bare httpx2 client: the floor for hosted calls/s."""
+    from mcp.server.mcpserver import MCPServer
+
+    http = httpx2.AsyncClient(
+        base_url=url + "/",
+        transport=SandboxTransport(app),
+        headers={"Authorization": f"Bearer {DEMO_KEY}"},
+    )
+    floor: MCPServer[Any] = MCPServer("floor", log_level="WARNING")
+
+    @floor.tool(structured_output=False)
+    async def get_trade(trade_number: int) -> str:
+        """One trade."""
+        return (await http.get(f"trades/{trade_number}")).text
+
+    return floor.streamable_http_app(host="127.0.0.1")
+
+
+async def _calls_per_second(base: str, sessions: int, seconds: float) -> float:
+    """`sessions` streamable-HTTP sessions calling get_trade back to back for `seconds`
+    (sessions are opened before the clock starts)."""
+    calls = 0
+    async with AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(Client(http_transport(base, DEMO_KEY)))
+            for _ in range(sessions)
+        ]
+        for client in clients:  # warm: each session's first call
+            assert not (await client.call_tool("get_trade", {"trade_number": 1})).is_error
+        deadline = time.perf_counter() + seconds
+
+        async def loop(client: Client) -> None:
+            nonlocal calls
+            while time.perf_counter() < deadline:
+                result = await client.call_tool("get_trade", {"trade_number": 1})
+                assert not result.is_error, result
+                calls += 1
+
+        start = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for client in clients:
+                tg.start_soon(loop, client)
+        elapsed = time.perf_counter() - start
+    return calls / elapsed
+
+
+async def hosted_throughput(
+    sizes: tuple[int, ...] = (1, 8, 32), seconds: float = 1.5, rounds: int = 3
+) -> dict[str, Any]:
+    """get_trade (one API request) over streamable HTTP, calls/s, against the one-tool
+    floor making the same request; both served in threads of this process, alternating,
+    medians. The sandbox's rate windows run x1000 so they pace neither side."""
+    factor = 1000.0
+    clock = ScaledClock(factor)
+    app = create_app(SandboxConfig(db=":memory:", clock=clock))
+    url = "http://sandbox.local/api/v1"
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings.load(
+            environ={"TRADAVITY_API_KEY": DEMO_KEY}, base_url=url, state_dir=tmp
+        )
+        ours = build_http_app(
+            build_server(
+                settings,
+                transport=SandboxTransport(app),
+                stdio=False,
+                api_clock=_Scaled(clock, factor),
+            ),
+            kind="http",
+            host="127.0.0.1",
+        )
+        out: dict[str, Any] = {}
+        with (
+            serve_in_thread(ours, path="", lifespan=True) as ours_base,
+            serve_in_thread(_floor_http_app(app, url), path="", lifespan=True) as floor_base,
+        ):
+            for n in sizes:
+                runs: dict[str, list[float]] = {"ours": [], "floor": []}
+                for _ in range(rounds):
+                    runs["floor"].append(await _calls_per_second(floor_base, n, seconds))
+                    runs["ours"].append(await _calls_per_second(ours_base, n, seconds))
+                o, f = statistics.median(runs["ours"]), statistics.median(runs["floor"])
+                out[str(n)] = {"ours": round(o), "floor": round(f), "ratio": round(o / f, 2)}
+    return out
+
+
 async def _async_parts() -> dict[str, Any]:
     return {
         "overhead": await overhead(),
@@ -363,14 +591,22 @@ async def _async_parts() -> dict[str, Any]:
         "tools_list": await tools_list_size(),
         "free_tier": await free_tier_throughput(),
         "read_sizes": await read_sizes(),
+        "round_trips": await journal_round_trips(),
+        "hosted": await hosted_throughput(),
     }
 
 
+PARTS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
+    "read-sizes": read_sizes,
+    "round-trips": journal_round_trips,
+    "hosted": hosted_throughput,
+}
+
+
 def main() -> None:
-    if sys.argv[1:] == [
-        "read-sizes"
-    ]:  # just this part: `python -m tests.benchmarks.bench read-sizes`
-        print(json.dumps(anyio.run(read_sizes), indent=1))
+    # Just one part: `python -m tests.benchmarks.bench read-sizes` (or round-trips, ...).
+    if sys.argv[1:]:
+        print(json.dumps(anyio.run(PARTS[sys.argv[1]]), indent=1))
         return
     results = {"cold_start": cold_start(), **anyio.run(_async_parts)}
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
