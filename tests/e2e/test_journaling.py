@@ -90,6 +90,33 @@ async def test_create_trade_errors_say_how_to_fix(
     assert env.sandbox.counters["writes_committed"] == before
 
 
+async def test_a_path_with_nul_is_refused_naming_the_field(client: Client, env: Env) -> None:
+    account = await _account(client)
+    number = data_of(await client.call_tool("create_trade", _trade(account)))["trade_number"]
+    before = env.sandbox.counters["writes_committed"]
+    for args in (
+        {"trade_number": number, "path": str(env.charts / "chart\x00.png")},
+        {"trade": _trade(account), "screenshot": {"path": "chart\x00.png"}},
+    ):
+        tool = "attach_screenshot" if "path" in args else "journal_trade"
+        result = await client.call_tool(tool, args)
+        assert result.is_error
+        assert "path contains a control character" in text_of(result)
+    assert env.sandbox.counters["writes_committed"] == before
+
+
+async def test_enums_are_taken_in_any_case(client: Client, env: Env) -> None:
+    account = await _account(client)
+    args = {**_trade(account), "direction": "Long", "trade_quality_grade": "a+", "bias": "bullish"}
+    data = data_of(await client.call_tool("create_trade", args))
+    trade = await env.api.get_trade(data["trade_number"])
+    assert (trade.direction, trade.grade) == ("long", "A+")
+    found = data_of(await client.call_tool("find_trades", {"direction": "Long", "grade": "a+"}))
+    assert data["trade_number"] in [t["trade_number"] for t in found["trades"]]
+    stats = await client.call_tool("get_stats", {"range": "7D"})
+    assert not stats.is_error, text_of(stats)
+
+
 async def test_bad_enum_is_refused_before_the_api(client: Client, env: Env) -> None:
     result = await client.call_tool("create_trade", {**_trade("x"), "direction": "up"})
     assert result.is_error

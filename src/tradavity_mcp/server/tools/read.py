@@ -14,7 +14,7 @@ from mcp.types import CallToolResult, ImageContent, TextContent
 from pydantic import BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
-from ...api.models import Direction, Grade
+from ...api.models import AnyCase, Direction, Grade
 from .. import read
 from ..errors import reported
 from ..read import LookupName, Outcome, Range, StatsKind
@@ -89,12 +89,12 @@ async def find_trades(
     to_date: DateArg = None,
     account: AccountArg = None,
     symbol: Short = None,
-    direction: Direction | None = None,
+    direction: Annotated[Direction, AnyCase] | None = None,
     strategy: Annotated[str | int | None, NoBool, Field(description="Name or id")] = None,
     setup: Short = None,
-    grade: Grade | None = None,
+    grade: Annotated[Grade, AnyCase] | None = None,
     tag: Short = None,
-    outcome: Outcome | None = None,
+    outcome: Annotated[Outcome, AnyCase] | None = None,
     pnl_min: Money = None,
     pnl_max: Money = None,
     is_copy: bool | None = None,
@@ -136,8 +136,8 @@ async def get_trade(
 
 
 async def get_stats(
-    kind: StatsKind = "summary",
-    range: Range | None = None,
+    kind: Annotated[StatsKind, AnyCase] = "summary",
+    range: Annotated[Range, AnyCase] | None = None,
     from_date: DateArg = None,
     to_date: DateArg = None,
     account: AccountArg = None,
@@ -157,12 +157,13 @@ async def get_stats(
 
 
 async def get_calendar(
-    range: Range | None = None,
+    range: Annotated[Range, AnyCase] | None = None,
     from_date: DateArg = None,
     to_date: DateArg = None,
     account: AccountArg = None,
     format: Annotated[
-        Literal["json", "image"], Field(description="image: a month heatmap (PNG)")
+        Annotated[Literal["json", "image"], AnyCase],
+        Field(description="image: a month heatmap (PNG)"),
     ] = "json",
 ) -> CallToolResult:
     """Daily P&L in the user's timezone (default: this month), as data or a picture."""
@@ -181,7 +182,7 @@ async def get_calendar(
 
 
 async def lookup(
-    name: LookupName,
+    name: Annotated[LookupName, AnyCase],
     query: Annotated[
         str | None, Field(description="Filter by name; for protocols, one protocol's items")
     ] = None,
