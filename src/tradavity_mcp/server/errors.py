@@ -56,14 +56,21 @@ class StepFailed(Exception):
 
 def describe_error(exc: BaseException, *, subject: str = "") -> str:
     """A message for the model: what went wrong and what to do next. Never the key."""
-    if isinstance(exc, LedgerUnavailable):
-        return str(exc)
     if isinstance(exc, StepFailed):
         return describe_error(exc.error, subject=subject)
-    if isinstance(exc, UserError):
+    if isinstance(exc, LedgerUnavailable | UserError):
         return str(exc)
     if isinstance(exc, RequestInvalid):
         return "invalid arguments: " + "; ".join(f"{k}: {v}" for k, v in exc.fields.items())
+    if isinstance(exc, APIStatusError):
+        return _describe_answer(exc, subject)
+    if isinstance(exc, APIConnectionError):
+        return f"could not reach Tradavity: {exc.message}"
+    return "unexpected error"
+
+
+def _describe_answer(exc: APIStatusError, subject: str) -> str:
+    """What an error answer from Tradavity means for the user, and what to do."""
     if isinstance(exc, ForbiddenScope):
         scope = exc.required_scope or "a scope it lacks"
         return (
@@ -89,19 +96,7 @@ def describe_error(exc: BaseException, *, subject: str = "") -> str:
             "or belong to another user)."
         )
     if isinstance(exc, ValidationFailed):
-        parts = [f"Tradavity refused the request: {exc.message}"]
-        if exc.fields:
-            parts.append("fields: " + "; ".join(f"{k}: {v}" for k, v in exc.fields.items()))
-        for key in (
-            "allowed",
-            "unknown_tag_ids",
-            "unknown_item_ids",
-            "missing",
-            "item_value_errors",
-        ):
-            if key in exc.details:
-                parts.append(f"{key}: {exc.details[key]}")
-        return ". ".join(parts)
+        return _describe_refusal(exc)
     if isinstance(exc, LimitReached):
         return f"a plan limit was reached: {exc.message} ({exc.details or 'no details'})"
     if isinstance(exc, ConnectionSyncCooldown):
@@ -116,12 +111,26 @@ def describe_error(exc: BaseException, *, subject: str = "") -> str:
             "Tradavity saw this write before with different content (for a file, it changed "
             "since the first attempt). Nothing new was written; use a new call id to write it."
         )
-    if isinstance(exc, APIStatusError):
-        rid = f" (request {exc.request_id})" if exc.request_id else ""
-        return f"Tradavity answered {exc.status} {exc.error_code}: {exc.message}{rid}"
-    if isinstance(exc, APIConnectionError):
-        return f"could not reach Tradavity: {exc.message}"
-    return "unexpected error"
+    rid = f" (request {exc.request_id})" if exc.request_id else ""
+    return f"Tradavity answered {exc.status} {exc.error_code}: {exc.message}{rid}"
+
+
+#: The details of a validation refusal worth repeating to the model.
+_REFUSAL_DETAILS = (
+    "allowed",
+    "unknown_tag_ids",
+    "unknown_item_ids",
+    "missing",
+    "item_value_errors",
+)
+
+
+def _describe_refusal(exc: ValidationFailed) -> str:
+    parts = [f"Tradavity refused the request: {exc.message}"]
+    if exc.fields:
+        parts.append("fields: " + "; ".join(f"{k}: {v}" for k, v in exc.fields.items()))
+    parts += [f"{key}: {exc.details[key]}" for key in _REFUSAL_DETAILS if key in exc.details]
+    return ". ".join(parts)
 
 
 #: Every failure a tool or resource reports to the model in words (anything else is a bug).

@@ -19,6 +19,7 @@ from datetime import date, timedelta
 from typing import Any, Literal, TypeVar, get_args
 
 from ..api.errors import NotFound, ValidationFailed
+from ..api.models import Protocol
 from .errors import UserError
 from .workspace import Workspace
 
@@ -279,89 +280,116 @@ async def calendar(
 async def lookup(ws: Workspace, name: str, query: str | None = None) -> Any:
     """A catalog entry or a reference list; `query` filters (or picks one protocol/strategy)."""
     if name in CATALOG:
-        params = {"search": query} if query and name == "instruments" else {}
-        data = compact(await _api(ws.api.catalog(name, **params), subject=name))
-        if isinstance(data, list) and size(data) > DATA_BUDGET:
-            data = {"items": data}
-        if isinstance(data, dict):
-            hint = "pass query to search" if name == "instruments" else None
-            return fit(data, DATA_BUDGET, hint=hint)
-        return data
-    if name == "accounts":
-        rows: list[dict[str, Any]] = [
-            {
-                "id": a.id,
-                "name": a.account_name,
-                "type": a.account_type,
-                "currency": a.currency,
-                "broker": a.broker_key,
-                "archived": a.is_archived or None,
-            }
-            for a in await ws.ref.accounts()
-        ]
-    elif name == "tags":
-        categories = {c.id: c.name for c in await ws.ref.tag_categories()}
-        rows = [
-            {"id": t.id, "name": t.name, "category": categories.get(t.category_id or -1)}
-            for t in await ws.ref.tags()
-        ]
-    elif name == "strategies":
-        rows = []
-        for s in await ws.ref.strategies():
-            detail = await ws.ref.strategy(s.id)
-            setups = [str(x.get("name")) for x in detail.setups]
-            rows.append({"id": s.id, "name": s.name, "setups": setups})
-    elif name == "protocols":
-        if query:
-            proto = await ws.ref.protocol_by_ref(query)
-            return compact(
-                {
-                    "id": proto.protocol_id,
-                    "name": proto.name,
-                    "type": proto.type,
-                    "items": [
-                        {
-                            "id": i.item_id,
-                            "label": i.label,
-                            "type": i.item_type,
-                            "options": i.options,
-                            "required": i.required or None,
-                        }
-                        for i in proto.items
-                    ],
-                }
-            )
-        rows = [
-            {
-                "id": p.protocol_id,
-                "name": p.name,
-                "type": p.type,
-                "default": p.is_default or None,
-                "active": p.is_active,
-            }
-            for p in await ws.ref.protocols()
-        ]
-    elif name == "connections":
-        rows = [
-            {
-                "id": c.connection_id,
-                "broker": c.broker_name or c.broker_key,
-                "account": c.account_name,
-                "active": c.is_active,
-                "status": c.status,
-                "last_sync": c.last_sync_at,
-            }
-            for c in await ws.ref.connections()
-        ]
-    else:
+        return await _catalog(ws, name, query)
+    if name == "protocols" and query:
+        return _protocol_items(await ws.ref.protocol_by_ref(query))
+    rows_of = _LIST_ROWS.get(name)
+    if rows_of is None:
         raise UserError(f"unknown list {name!r}; one of {', '.join((*LISTS, *CATALOG))}")
-    if query and name != "protocols":
+    rows = await rows_of(ws)
+    if query:
         fold = query.casefold()
         rows = [r for r in rows if fold in str(r.get("name", "")).casefold()]
     result: list[dict[str, Any]] = compact(rows)
     if size(result) <= DATA_BUDGET:
         return result
     return fit({"items": result}, DATA_BUDGET, hint="pass query to narrow the list")
+
+
+async def _catalog(ws: Workspace, name: str, query: str | None) -> Any:
+    params = {"search": query} if query and name == "instruments" else {}
+    data = compact(await _api(ws.api.catalog(name, **params), subject=name))
+    if isinstance(data, list) and size(data) > DATA_BUDGET:
+        data = {"items": data}
+    if isinstance(data, dict):
+        hint = "pass query to search" if name == "instruments" else None
+        return fit(data, DATA_BUDGET, hint=hint)
+    return data
+
+
+def _protocol_items(proto: Protocol) -> Any:
+    items = [
+        {
+            "id": i.item_id,
+            "label": i.label,
+            "type": i.item_type,
+            "options": i.options,
+            "required": i.required or None,
+        }
+        for i in proto.items
+    ]
+    return compact(
+        {"id": proto.protocol_id, "name": proto.name, "type": proto.type, "items": items}
+    )
+
+
+async def _account_rows(ws: Workspace) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": a.id,
+            "name": a.account_name,
+            "type": a.account_type,
+            "currency": a.currency,
+            "broker": a.broker_key,
+            "archived": a.is_archived or None,
+        }
+        for a in await ws.ref.accounts()
+    ]
+
+
+async def _tag_rows(ws: Workspace) -> list[dict[str, Any]]:
+    categories = {c.id: c.name for c in await ws.ref.tag_categories()}
+    return [
+        {"id": t.id, "name": t.name, "category": categories.get(t.category_id or -1)}
+        for t in await ws.ref.tags()
+    ]
+
+
+async def _strategy_rows(ws: Workspace) -> list[dict[str, Any]]:
+    rows = []
+    for s in await ws.ref.strategies():
+        detail = await ws.ref.strategy(s.id)
+        rows.append(
+            {"id": s.id, "name": s.name, "setups": [str(x.get("name")) for x in detail.setups]}
+        )
+    return rows
+
+
+async def _protocol_rows(ws: Workspace) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": p.protocol_id,
+            "name": p.name,
+            "type": p.type,
+            "default": p.is_default or None,
+            "active": p.is_active,
+        }
+        for p in await ws.ref.protocols()
+    ]
+
+
+async def _connection_rows(ws: Workspace) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": c.connection_id,
+            "broker": c.broker_name or c.broker_key,
+            "account": c.account_name,
+            "active": c.is_active,
+            "status": c.status,
+            "last_sync": c.last_sync_at,
+        }
+        for c in await ws.ref.connections()
+    ]
+
+
+#: Each reference list `lookup` serves, and how its compact rows are made.
+_LIST_ROWS: dict[str, Callable[[Workspace], Awaitable[list[dict[str, Any]]]]] = {
+    "accounts": _account_rows,
+    "tags": _tag_rows,
+    "strategies": _strategy_rows,
+    "protocols": _protocol_rows,
+    "connections": _connection_rows,
+}
 
 
 # --- bounding ------------------------------------------------------------------------------
