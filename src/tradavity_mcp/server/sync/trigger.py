@@ -79,38 +79,57 @@ async def _sync_run(
             ws.sync.failed(run_id, exc.reason, retry="check sync history in a moment")
             raise
         except StepFailed as exc:
-            if isinstance(exc.error, BrokerAPIError | SyncFailed):
-                _broker_failed(ws, conn, broker, run_id, exc.error)
-            if not isinstance(exc.error, ConnectionSyncCooldown):
-                subject = f"connection {conn.connection_id}"
-                message = describe_error(exc, subject=subject)
-                retry = (
-                    "reconnect the broker in Tradavity Settings -> Auto-Sync"
-                    if isinstance(exc.error, TokenExpired)
-                    else None
-                )
-                ws.sync.failed(run_id, message, retry=retry)
-                raise UserError(message) from None
-            retry_after = float(math.ceil(exc.error.retry_after_seconds))
+            retry_after = _cooldown_or_raise(ws, conn, broker, run_id, exc)
             ws.sync.cooling_down(run_id, retry_after)
             if not wait or waited + retry_after > MAX_WAIT_SECONDS:
                 ws.sync.cancelled(run_id)
-                raise NotYet(
-                    "cooling_down",
-                    {
-                        "connection_id": conn.connection_id,
-                        "broker": broker,
-                        "retry_after_seconds": retry_after,
-                        "run_id": run_id,
-                        "message": (
-                            f"{broker} synced moments ago; Tradavity allows one manual sync per "
-                            f"connection every 20 s. Try again in {retry_after:.0f} s "
-                            "(or call with wait=true)."
-                        ),
-                    },
-                ) from None
+                raise NotYet("cooling_down", _cooling(conn, broker, run_id, retry_after)) from None
             await _wait(retry_after, progress, sleep)
             waited += retry_after
+    return _completed(ws, conn, broker, run_id, data)
+
+
+def _cooldown_or_raise(
+    ws: Workspace,
+    conn: AutosyncConnection,
+    broker: str | None,
+    run_id: str,
+    exc: StepFailed,
+) -> float:
+    """The seconds a cooldown asks to wait; any other failure ends the run, said plainly."""
+    if isinstance(exc.error, ConnectionSyncCooldown):
+        return float(math.ceil(exc.error.retry_after_seconds))
+    if isinstance(exc.error, BrokerAPIError | SyncFailed):
+        _broker_failed(ws, conn, broker, run_id, exc.error)
+    message = describe_error(exc, subject=f"connection {conn.connection_id}")
+    retry = (
+        "reconnect the broker in Tradavity Settings -> Auto-Sync"
+        if isinstance(exc.error, TokenExpired)
+        else None
+    )
+    ws.sync.failed(run_id, message, retry=retry)
+    raise UserError(message) from None
+
+
+def _cooling(
+    conn: AutosyncConnection, broker: str | None, run_id: str, retry_after: float
+) -> dict[str, Any]:
+    return {
+        "connection_id": conn.connection_id,
+        "broker": broker,
+        "retry_after_seconds": retry_after,
+        "run_id": run_id,
+        "message": (
+            f"{broker} synced moments ago; Tradavity allows one manual sync per "
+            f"connection every 20 s. Try again in {retry_after:.0f} s "
+            "(or call with wait=true)."
+        ),
+    }
+
+
+def _completed(
+    ws: Workspace, conn: AutosyncConnection, broker: str | None, run_id: str, data: dict[str, Any]
+) -> dict[str, Any]:
     errors = [str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in data["errors"]]
     ws.sync.completed(run_id, {**data, "errors": errors})
     ws.ref.invalidate("connections")
