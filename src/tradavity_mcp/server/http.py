@@ -7,16 +7,23 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Literal
 
+import anyio
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount
+from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
-from .auth import CLIENT_ADDRESS
+from ..api.client import RetryPolicy, TradavityClient
+from ..api.errors import TradavityError, Unauthorized
+from ..api.models import Me
+from ..settings import API_KEY_PATTERN
+from .auth import CLIENT_ADDRESS, PerUserVerifier, unauthorized
+from .oauth import KeyCheck, KeyRefused, OAuthOptions, OAuthServer, resource_metadata_routes
 from .sync.stream import sync_stream_endpoint
 from .workspace import Workspace
 
@@ -83,7 +90,13 @@ class HttpGuard:
     """ASGI middleware in front of every route, present and future: the Host/Origin
     checks `/mcp` gets from the SDK, and the bearer check when the server authenticates
     (except `PUBLIC_PATHS`). It also records the client's address for the pre-auth
-    limits of `auth`."""
+    limits of `auth`.
+
+    With `oauth`, its endpoints are answered without a bearer (and without the Origin
+    check: browsers and connectors call them from elsewhere; the consent page checks
+    its own), and an access token it issued is swapped, inside this process, for the
+    key it stands for before the request goes on; a Tradavity key sent as the bearer
+    goes on as it is."""
 
     def __init__(
         self,
@@ -92,11 +105,15 @@ class HttpGuard:
         security: TransportSecuritySettings | None,
         check_public: bool,
         authenticate: Authenticate | None,
+        oauth: OAuthServer | None = None,
+        public_url: str = "",
     ) -> None:
         self.app = app
         self.checks = TransportSecurityMiddleware(security) if security is not None else None
         self.check_public = check_public
         self.authenticate = authenticate
+        self.oauth = oauth
+        self.public_url = public_url
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in {"http", "websocket"}:
@@ -105,7 +122,10 @@ class HttpGuard:
         client = scope.get("client")
         token = CLIENT_ADDRESS.set(str(client[0]) if client else "unknown")
         try:
-            refusal = await self._refusal(scope)
+            # The token swap comes first: the bearer check below then sees a key.
+            refusal = self._swap_token(scope) if self.oauth is not None else None
+            if refusal is None:
+                refusal = await self._refusal(scope)
             if refusal is None:
                 await self.app(scope, receive, send)
             elif scope["type"] == "websocket":
@@ -115,10 +135,42 @@ class HttpGuard:
         finally:
             CLIENT_ADDRESS.reset(token)
 
+    def _is_oauth_path(self, path: str) -> bool:
+        return self.oauth is not None and (
+            path in self.oauth.paths or path.startswith(PUBLIC_PREFIXES)
+        )
+
+    def _swap_token(self, scope: Scope) -> Response | None:
+        """Replace an access token we issued by its key; refuse one we do not know."""
+        assert self.oauth is not None
+        if scope["type"] != "http" or self._is_oauth_path(scope["path"]):
+            return None
+        headers = list(scope["headers"])
+        for i, (name, value) in enumerate(headers):
+            if name != b"authorization":
+                continue
+            text = value.decode("latin-1")
+            token = text[7:].strip() if text[:7].casefold() == "bearer " else ""
+            if not token or API_KEY_PATTERN.fullmatch(token):
+                return None
+            resolved = self.oauth.resolve(token)
+            if resolved is None:
+                return unauthorized(self.public_url)
+            headers[i] = (b"authorization", f"Bearer {resolved.key}".encode("latin-1"))
+            scope["headers"] = headers
+            return None
+        return None
+
     async def _refusal(self, scope: Scope) -> Response | None:
         request = Request(scope)
         path = request.url.path
         public = path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+        if self._is_oauth_path(path):
+            public = True
+            # Host is checked; Origin is not (see the class docstring).
+            request = Request(
+                {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != b"origin"]}
+            )
         if self.checks is not None and (self.check_public or path not in PUBLIC_PATHS):
             refused = await self.checks.validate_request(request, is_post=False)
             if refused is not None:
@@ -130,6 +182,42 @@ class HttpGuard:
         return None
 
 
+def key_check(backend: Backend) -> KeyCheck:
+    """The consent page's check of a key: one `/me` request, no retries, a short wait."""
+    link = backend.link
+
+    async def check(key: str) -> Me:
+        api = TradavityClient(
+            SecretStr(key),
+            base_url=link.base_url,
+            transport=link.transport,
+            retry=RetryPolicy(max_attempts=1),
+            clock=link.api_clock,
+        )
+        try:
+            with anyio.fail_after(KEY_CHECK_SECONDS):
+                return await api.me()
+        except Unauthorized:
+            raise KeyRefused(
+                "Tradavity refused this key: it may have been revoked, or mistyped. Create "
+                "or copy a key under Settings \u2192 API in Tradavity and try again.",
+                status=401,
+            ) from None
+        except (TradavityError, TimeoutError):
+            raise KeyRefused(
+                "Tradavity could not be reached to check the key. Try again in a minute.",
+                status=503,
+            ) from None
+        finally:
+            await api.aclose()
+
+    return check
+
+
+#: How long the consent page waits for Tradavity to check a key.
+KEY_CHECK_SECONDS = 8.0
+
+
 def build_http_app(
     mcp: TradavityServer,
     *,
@@ -137,6 +225,7 @@ def build_http_app(
     host: str,
     allowed_hosts: list[str] | None = None,
     allowed_origins: list[str] | None = None,
+    oauth: OAuthOptions | None = None,
 ) -> Starlette:
     """The ASGI app for streamable HTTP (`/mcp`) or legacy SSE (`/sse`), with `/healthz`
     and `/sync/stream`.
@@ -145,6 +234,10 @@ def build_http_app(
     apply by default; elsewhere the allowed Host and Origin values must be listed.
     `/healthz` is answered without authentication, and for any Host on a non-loopback
     bind (load balancers probe it by address).
+
+    `oauth` (with a per-user server) adds this server's own authorization server
+    (`oauth.OAuthServer`). Without it, an authenticating server's resource metadata
+    names no authorization server: its clients send the bearer they were given.
     """
     security = _security_for(host, allowed_hosts, allowed_origins)
     inner = (
@@ -153,22 +246,37 @@ def build_http_app(
         else mcp.streamable_http_app(transport_security=security, host=host)
     )
     backend = mcp.backend
+    authorization: OAuthServer | None = None
+    front: list[BaseRoute] = []
+    if oauth is not None:
+        if not isinstance(backend.verifier, PerUserVerifier):
+            raise ValueError("--auth oauth needs a per-user server (users bring their own keys)")
+        authorization = OAuthServer(oauth, key_check(backend))
+        front = list(authorization.routes())
+    elif backend.verifier is not None:
+        front = list(resource_metadata_routes(backend.hosted.public_url, None))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # Hold the backend for the app's whole life: SSE would otherwise open it only
         # while a connection is up, and /sync/stream needs it between connections.
         async with backend.held():
-            if kind == "http":
-                async with mcp.session_manager.run():
+            try:
+                if kind == "http":
+                    async with mcp.session_manager.run():
+                        yield
+                else:
                     yield
-            else:
-                yield
+            finally:
+                if authorization is not None:
+                    authorization.close()
 
     guard = Middleware(
         HttpGuard,
         security=security,
         check_public=host in LOOPBACK_HOSTS,
         authenticate=backend.authenticate if backend.verifier is not None else None,
+        oauth=authorization,
+        public_url=backend.hosted.public_url,
     )
-    return Starlette(routes=[Mount("/", app=inner)], middleware=[guard], lifespan=lifespan)
+    return Starlette(routes=[*front, Mount("/", app=inner)], middleware=[guard], lifespan=lifespan)

@@ -1,0 +1,21 @@
+"""`--auth oauth`: the server as its own OAuth 2.1 authorization server in front of the
+users' Tradavity keys, so remote connectors (claude.ai, the Claude apps, ChatGPT) can
+connect. `endpoints` has the routes, `provider` the decisions, `consent` the page,
+`clients` client metadata documents and registration limits, `store` the SQLite state,
+`crypto` the secret and the key at rest.
+"""
+
+from __future__ import annotations
+
+from .consent import KeyCheck, KeyRefused
+from .endpoints import OAuthOptions, OAuthServer, resource_metadata_routes
+from .provider import Resolved
+
+__all__ = [
+    "KeyCheck",
+    "KeyRefused",
+    "OAuthOptions",
+    "OAuthServer",
+    "Resolved",
+    "resource_metadata_routes",
+]

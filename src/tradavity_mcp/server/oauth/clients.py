@@ -1,0 +1,257 @@
+"""Who may ask for a grant: clients named by a metadata document (the client id is an
+https URL whose JSON lists the client's redirect URIs), and clients registered
+dynamically (RFC 7591), whose redirect URIs must be on an allow-list.
+
+Fetching a document is a request the server makes on a stranger's behalf, so it is
+bounded: https only, a public address only (the name is resolved once, every address
+checked, and the connection made to the checked address), no redirects, a short
+timeout, a size cap, and the answer cached either way.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import socket
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+import httpx2
+from mcp.shared.auth import OAuthClientInformationFull
+
+__all__ = [
+    "DEFAULT_REDIRECT_HOSTS",
+    "ClientDocuments",
+    "RateLimit",
+    "is_client_document_url",
+    "redirect_allowed",
+]
+
+logger = logging.getLogger("tradavity_mcp.oauth")
+
+#: Hosts whose https redirect URIs dynamic registration accepts by default (loopback
+#: http redirects of native clients are accepted too).
+DEFAULT_REDIRECT_HOSTS = ("claude.ai", "claude.com", "chatgpt.com")
+_LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+#: Most bytes read of a client metadata document.
+MAX_DOCUMENT_BYTES = 5 * 1024
+#: How long fetching one may take.
+FETCH_TIMEOUT_SECONDS = 5.0
+#: How long a fetched document is trusted, and a refused one refused.
+DOCUMENT_TTL_SECONDS = 600.0
+REFUSED_TTL_SECONDS = 60.0
+MAX_CACHED = 1024
+
+
+def is_client_document_url(client_id: str) -> bool:
+    return client_id.startswith(("https://", "http://"))
+
+
+def _is_loopback_redirect(parts: Any) -> bool:
+    return parts.scheme == "http" and (parts.hostname or "") in _LOOPBACK_NAMES
+
+
+def redirect_allowed(uri: str, hosts: tuple[str, ...]) -> bool:
+    """An https redirect to a listed host (exactly), or an http loopback redirect."""
+    parts = urlsplit(uri)
+    if parts.fragment or parts.username or parts.password:
+        return False
+    if _is_loopback_redirect(parts):
+        return True
+    return parts.scheme == "https" and (parts.hostname or "").lower() in hosts
+
+
+def _address_ok(raw: str, *, allow_loopback: bool) -> bool:
+    ip = ipaddress.ip_address(raw.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return allow_loopback
+    return ip.is_global and not ip.is_multicast
+
+
+class DocumentRefused(Exception):
+    """A client metadata document that cannot be used; the message says why."""
+
+
+@dataclass
+class _Cached:
+    at: float
+    client: OAuthClientInformationFull | None
+    reason: str = ""
+
+
+class ClientDocuments:
+    """Client metadata documents, fetched under the limits above and cached.
+
+    `allow_loopback_http` lets a document be served over http from a loopback address:
+    for tests and local development only (never set by the command line).
+    """
+
+    def __init__(
+        self,
+        *,
+        allow_loopback_http: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        resolve: Callable[[str, int], Any] | None = None,
+    ) -> None:
+        self.allow_loopback_http = allow_loopback_http
+        self._clock = clock
+        self._resolve = resolve or _resolve
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        #: Documents actually fetched (tests count them).
+        self.fetches = 0
+
+    async def get(self, url: str) -> OAuthClientInformationFull | None:
+        client, _ = await self.lookup(url)
+        return client
+
+    async def lookup(self, url: str) -> tuple[OAuthClientInformationFull | None, str]:
+        """The client a document describes, or None and why not."""
+        now = self._clock()
+        hit = self._cache.get(url)
+        if hit is not None:
+            ttl = DOCUMENT_TTL_SECONDS if hit.client is not None else REFUSED_TTL_SECONDS
+            if now - hit.at < ttl:
+                return hit.client, hit.reason
+        try:
+            client = await self._fetch(url)
+            entry = _Cached(now, client)
+        except DocumentRefused as exc:
+            logger.info("client metadata document refused: %s", exc)
+            entry = _Cached(now, None, str(exc))
+        self._cache[url] = entry
+        self._cache.move_to_end(url)
+        while len(self._cache) > MAX_CACHED:
+            self._cache.popitem(last=False)
+        return entry.client, entry.reason
+
+    async def _fetch(self, url: str) -> OAuthClientInformationFull:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        loopback_http = self.allow_loopback_http and _is_loopback_redirect(parts)
+        if parts.scheme != "https" and not loopback_http:
+            raise DocumentRefused("the client id must be an https URL")
+        if not host or parts.username or parts.password or parts.fragment:
+            raise DocumentRefused("the client id is not a plain URL")
+        if parts.path in {"", "/"}:
+            raise DocumentRefused("the client id URL must have a path")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            addresses = await self._resolve(host, port)
+        except OSError as exc:
+            raise DocumentRefused(f"{host} does not resolve") from exc
+        if not addresses:
+            raise DocumentRefused(f"{host} does not resolve")
+        for address in addresses:
+            if not _address_ok(address, allow_loopback=loopback_http):
+                raise DocumentRefused(f"{host} resolves to a non-public address")
+        pinned = addresses[0]
+        literal = f"[{pinned}]" if ":" in pinned else pinned
+        netloc = f"{literal}:{parts.port}" if parts.port else literal
+        target = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+        self.fetches += 1
+        body = bytearray()
+        try:
+            with anyio.fail_after(FETCH_TIMEOUT_SECONDS):
+                async with (
+                    httpx2.AsyncClient(follow_redirects=False, trust_env=False) as http,
+                    http.stream(
+                        "GET",
+                        target,
+                        headers={"Host": parts.netloc, "Accept": "application/json"},
+                        extensions={"sni_hostname": host},
+                    ) as resp,
+                ):
+                    if resp.status_code != 200:
+                        raise DocumentRefused(f"the document answered HTTP {resp.status_code}")
+                    async for chunk in resp.aiter_bytes():
+                        body.extend(chunk)
+                        if len(body) > MAX_DOCUMENT_BYTES:
+                            raise DocumentRefused("the document is too large")
+        except TimeoutError as exc:
+            raise DocumentRefused("the document took too long") from exc
+        except httpx2.HTTPError as exc:
+            raise DocumentRefused(
+                f"the document could not be fetched ({type(exc).__name__})"
+            ) from exc
+        return _parse(url, bytes(body))
+
+
+def _parse(url: str, body: bytes) -> OAuthClientInformationFull:
+    try:
+        doc = json.loads(body)
+    except ValueError as exc:
+        raise DocumentRefused("the document is not JSON") from exc
+    if not isinstance(doc, dict):
+        raise DocumentRefused("the document is not a JSON object")
+    if doc.get("client_id") != url:
+        raise DocumentRefused("the document's client_id is not its own URL")
+    uris = doc.get("redirect_uris")
+    if not isinstance(uris, list) or not uris or not all(isinstance(u, str) for u in uris):
+        raise DocumentRefused("the document lists no redirect_uris")
+    for uri in uris:
+        parts = urlsplit(uri)
+        if parts.fragment or not (parts.scheme == "https" or _is_loopback_redirect(parts)):
+            raise DocumentRefused("a redirect URI is neither https nor loopback")
+    method = doc.get("token_endpoint_auth_method", "none")
+    if method != "none" or "client_secret" in doc:
+        raise DocumentRefused("a metadata-document client cannot use a client secret")
+    name = doc.get("client_name")
+    if not isinstance(name, str) or not name.strip():
+        name = urlsplit(url).hostname or url
+    scope = doc.get("scope")
+    return OAuthClientInformationFull(
+        client_id=url,
+        client_name=name.strip()[:100],
+        redirect_uris=uris,
+        token_endpoint_auth_method="none",  # noqa: S106 (a public client)
+        grant_types=["authorization_code", "refresh_token"],
+        response_types=["code"],
+        scope=scope if isinstance(scope, str) else None,
+    )
+
+
+async def _resolve(host: str, port: int) -> list[str]:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return [host]
+    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+@dataclass
+class RateLimit:
+    """At most `per_address` events per client address, and `total` in all, per window."""
+
+    per_address: int
+    total: int
+    window: float = 3600.0
+    clock: Callable[[], float] = time.monotonic
+    _by_address: OrderedDict[str, deque[float]] = field(default_factory=OrderedDict)
+    _all: deque[float] = field(default_factory=deque)
+
+    def allow(self, address: str) -> bool:
+        now = self.clock()
+        seen = self._by_address.setdefault(address, deque())
+        self._by_address.move_to_end(address)
+        for times in (seen, self._all):
+            while times and now - times[0] >= self.window:
+                times.popleft()
+        if len(seen) >= self.per_address or len(self._all) >= self.total:
+            return False
+        seen.append(now)
+        self._all.append(now)
+        while len(self._by_address) > 4096:
+            self._by_address.popitem(last=False)
+        return True

@@ -1,0 +1,231 @@
+"""The routes of `--auth oauth`: discovery (RFC 9728, RFC 8414), `/authorize`,
+`/consent`, `/token`, `/register` (RFC 7591) and `/revoke` (RFC 7009).
+
+The SDK's handlers do the protocol (parameter parsing, PKCE, redirect URI checks,
+client authentication, error shapes); `TradavityProvider` decides, `Consent` asks the
+user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mcp.server.auth.handlers.authorize import AuthorizationHandler
+from mcp.server.auth.handlers.metadata import MetadataHandler
+from mcp.server.auth.handlers.register import RegistrationHandler
+from mcp.server.auth.handlers.revoke import RevocationHandler
+from mcp.server.auth.handlers.token import TokenHandler
+from mcp.server.auth.middleware.client_auth import ClientAuthenticator
+from mcp.server.auth.settings import ClientRegistrationOptions
+from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, RequestBodyLimitMiddleware
+from mcp.shared.auth import OAuthMetadata, ProtectedResourceMetadata
+from pydantic import SecretStr
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, request_response
+from starlette.types import ASGIApp
+
+from ..auth import CLIENT_ADDRESS
+from .clients import DEFAULT_REDIRECT_HOSTS, ClientDocuments, RateLimit
+from .consent import CONSENT_PATH, Consent, KeyCheck
+from .crypto import load_secret
+from .provider import Resolved, TradavityProvider
+from .store import OAuthStore
+
+__all__ = ["OAuthOptions", "OAuthServer", "resource_metadata_routes"]
+
+STORE_FILE = "oauth.sqlite3"
+PRM_PATHS = ("/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource")
+
+
+@dataclass(frozen=True)
+class OAuthOptions:
+    """What `--auth oauth` needs beyond the server's own settings."""
+
+    #: Where clients reach this server: the issuer, and `<public_url>/mcp` the resource.
+    public_url: str
+    state_dir: Path
+    #: The bind is loopback: a missing secret may be generated into the state directory.
+    loopback: bool
+    secret_key: SecretStr | None = None
+    #: Hosts dynamic registration accepts https redirect URIs on.
+    redirect_hosts: tuple[str, ...] = DEFAULT_REDIRECT_HOSTS
+    #: Accept client metadata documents served over http from loopback (tests only).
+    allow_loopback_documents: bool = False
+    #: Dynamic registrations per client address, and in all, per hour.
+    registrations_per_address: int = 10
+    registrations_total: int = 200
+    access_ttl: float = 3600.0
+    refresh_ttl: float = 30 * 86400.0
+    store_path: Path | None = field(default=None)
+
+
+def _cors(app: ASGIApp, methods: list[str]) -> ASGIApp:
+    return CORSMiddleware(
+        app=app, allow_origins="*", allow_methods=methods, allow_headers=["mcp-protocol-version"]
+    )
+
+
+def _limited(app: ASGIApp) -> ASGIApp:
+    return RequestBodyLimitMiddleware(app, DEFAULT_MAX_REQUEST_BODY_SIZE)
+
+
+def resource_metadata_routes(public_url: str, authorization_server: str | None) -> list[Route]:
+    """RFC 9728 metadata for `/mcp`. Without an authorization server of our own (token
+    and per-user modes) none is named: clients send their bearer as configured."""
+    resource = public_url.rstrip("/") + "/mcp"
+    body: dict[str, object]
+    if authorization_server is not None:
+        metadata = ProtectedResourceMetadata.model_validate(
+            {
+                "resource": resource,
+                "authorization_servers": [authorization_server],
+                "resource_name": "Tradavity journal",
+            }
+        )
+        body = metadata.model_dump(mode="json", exclude_none=True)
+    else:
+        body = {
+            "resource": resource,
+            "bearer_methods_supported": ["header"],
+            "resource_name": "Tradavity journal",
+        }
+
+    async def handle(request: Request) -> Response:
+        return JSONResponse(body, headers={"Cache-Control": "public, max-age=3600"})
+
+    return [
+        Route(
+            path,
+            endpoint=_cors(request_response(handle), ["GET", "OPTIONS"]),
+            methods=["GET", "OPTIONS"],
+        )
+        for path in PRM_PATHS
+    ]
+
+
+class OAuthServer:
+    """This server as its own authorization server, in front of the users' keys."""
+
+    def __init__(self, options: OAuthOptions, check_key: KeyCheck) -> None:
+        self.options = options
+        self.issuer = options.public_url.rstrip("/")
+        self.resource = self.issuer + "/mcp"
+        self.box = load_secret(
+            options.secret_key.get_secret_value() if options.secret_key else None,
+            options.state_dir,
+            loopback=options.loopback,
+        )
+        self.store = OAuthStore(
+            options.store_path or options.state_dir / STORE_FILE,
+            access_ttl=options.access_ttl,
+            refresh_ttl=options.refresh_ttl,
+        )
+        self.documents = ClientDocuments(allow_loopback_http=options.allow_loopback_documents)
+        self.provider = TradavityProvider(
+            self.store,
+            self.box,
+            self.documents,
+            issuer=self.issuer,
+            resource=self.resource,
+            redirect_hosts=tuple(h.lower() for h in options.redirect_hosts),
+        )
+        self.consent = Consent(self.store, self.box, check_key, self.issuer)
+        self.registrations = RateLimit(
+            per_address=options.registrations_per_address, total=options.registrations_total
+        )
+        #: Paths answered without a bearer (the OAuth endpoints and discovery).
+        self.paths = frozenset(
+            {"/authorize", "/token", "/register", "/revoke", CONSENT_PATH, *PRM_PATHS}
+        )
+
+    def metadata(self) -> OAuthMetadata:
+        base = self.issuer
+        methods = ["none", "client_secret_post", "client_secret_basic"]
+        # Strings, so the model keeps the issuer exactly (no trailing slash added).
+        return OAuthMetadata.model_validate(
+            {
+                "issuer": base,
+                "authorization_endpoint": base + "/authorize",
+                "token_endpoint": base + "/token",
+                "registration_endpoint": base + "/register",
+                "revocation_endpoint": base + "/revoke",
+                "response_types_supported": ["code"],
+                "grant_types_supported": ["authorization_code", "refresh_token"],
+                "token_endpoint_auth_methods_supported": methods,
+                "revocation_endpoint_auth_methods_supported": methods,
+                "code_challenge_methods_supported": ["S256"],
+                "client_id_metadata_document_supported": True,
+                "authorization_response_iss_parameter_supported": True,
+            }
+        )
+
+    def routes(self) -> list[Route]:
+        authenticator = ClientAuthenticator(self.provider)
+        registration = RegistrationHandler(
+            self.provider, options=ClientRegistrationOptions(enabled=True)
+        )
+
+        async def register(request: Request) -> Response:
+            if not self.registrations.allow(CLIENT_ADDRESS.get()):
+                return JSONResponse(
+                    {
+                        "error": "too_many_requests",
+                        "error_description": "too many registrations; try later",
+                    },
+                    status_code=429,
+                    headers={"Retry-After": "3600"},
+                )
+            return await registration.handle(request)
+
+        return [
+            Route(
+                "/.well-known/oauth-authorization-server",
+                endpoint=_cors(
+                    request_response(MetadataHandler(self.metadata()).handle), ["GET", "OPTIONS"]
+                ),
+                methods=["GET", "OPTIONS"],
+            ),
+            *resource_metadata_routes(self.issuer, self.issuer),
+            Route(
+                "/authorize",
+                endpoint=_limited(request_response(AuthorizationHandler(self.provider).handle)),
+                methods=["GET", "POST"],
+            ),
+            Route(
+                CONSENT_PATH,
+                endpoint=_limited(request_response(self.consent.handle)),
+                methods=["GET", "POST"],
+            ),
+            Route(
+                "/token",
+                endpoint=_cors(
+                    _limited(request_response(TokenHandler(self.provider, authenticator).handle)),
+                    ["POST", "OPTIONS"],
+                ),
+                methods=["POST", "OPTIONS"],
+            ),
+            Route(
+                "/register",
+                endpoint=_cors(_limited(request_response(register)), ["POST", "OPTIONS"]),
+                methods=["POST", "OPTIONS"],
+            ),
+            Route(
+                "/revoke",
+                endpoint=_cors(
+                    _limited(
+                        request_response(RevocationHandler(self.provider, authenticator).handle)
+                    ),
+                    ["POST", "OPTIONS"],
+                ),
+                methods=["POST", "OPTIONS"],
+            ),
+        ]
+
+    def resolve(self, token: str) -> Resolved | None:
+        return self.provider.resolve(token)
+
+    def close(self) -> None:
+        self.store.close()

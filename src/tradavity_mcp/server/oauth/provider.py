@@ -1,0 +1,243 @@
+"""The authorization server's decisions, behind the SDK's OAuth handlers (which parse
+requests, check PKCE and redirect URIs, and shape errors): which clients exist, what a
+consent request holds, how codes and refresh tokens are spent, and what a bearer
+token stands for.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mcp.server.auth.provider import (
+    AccessToken,
+    AuthorizationCode,
+    AuthorizationParams,
+    AuthorizeError,
+    IdentityAssertionParams,
+    RefreshToken,
+    RegistrationError,
+    TokenError,
+)
+from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
+from pydantic import AnyUrl
+
+from .clients import ClientDocuments, is_client_document_url, redirect_allowed
+from .crypto import KeyBox
+from .store import OAuthStore, Pending
+
+__all__ = ["Resolved", "TradavityProvider", "same_resource"]
+
+logger = logging.getLogger("tradavity_mcp.oauth")
+
+
+def same_resource(a: str, b: str) -> bool:
+    return a.rstrip("/") == b.rstrip("/")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What an access token stands for: a grant, and the key it unlocks."""
+
+    grant_id: str
+    key: str
+
+
+class TradavityProvider:
+    """`OAuthAuthorizationServerProvider` over `OAuthStore`."""
+
+    def __init__(
+        self,
+        store: OAuthStore,
+        box: KeyBox,
+        documents: ClientDocuments,
+        *,
+        issuer: str,
+        resource: str,
+        redirect_hosts: tuple[str, ...],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.box = box
+        self.documents = documents
+        self.issuer = issuer.rstrip("/")
+        self.resource = resource
+        self.redirect_hosts = redirect_hosts
+        self.clock = clock
+
+    # clients
+
+    async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
+        if is_client_document_url(client_id):
+            return await self.documents.get(client_id)
+        info = self.store.client(client_id)
+        return OAuthClientInformationFull.model_validate(info) if info else None
+
+    async def register_client(self, client_info: OAuthClientInformationFull) -> None:
+        uris = [str(u) for u in client_info.redirect_uris or []]
+        refused = [u for u in uris if not redirect_allowed(u, self.redirect_hosts)]
+        if not uris or refused:
+            logger.info("refused a client registration: a redirect URI is not on the allow-list")
+            raise RegistrationError(
+                "invalid_redirect_uri",
+                "redirect URIs must be https on an allowed host ("
+                + ", ".join(self.redirect_hosts)
+                + ") or http on loopback",
+            )
+        self.store.add_client(client_info.client_id, client_info.model_dump(mode="json"))
+
+    # authorization
+
+    async def authorize(
+        self, client: OAuthClientInformationFull, params: AuthorizationParams
+    ) -> str:
+        resource = params.resource or self.resource
+        if not same_resource(resource, self.resource):
+            raise AuthorizeError("invalid_target", f"this server grants access to {self.resource}")
+        request_id = self.store.add_pending(
+            Pending(
+                client_id=client.client_id,
+                client_name=client.client_name or client.client_id,
+                redirect_uri=str(params.redirect_uri),
+                redirect_explicit=params.redirect_uri_provided_explicitly,
+                code_challenge=params.code_challenge,
+                state=params.state,
+                resource=self.resource,
+                scopes=params.scopes,
+            )
+        )
+        return f"{self.issuer}/consent?request={request_id}"
+
+    async def load_authorization_code(
+        self, client: OAuthClientInformationFull, authorization_code: str
+    ) -> AuthorizationCode | None:
+        code = self.store.code(authorization_code)
+        if code is None or code.client_id != client.client_id:
+            return None
+        if code.used is not None:
+            # RFC 6749 4.1.2: a code presented twice revokes what it was exchanged for.
+            logger.info("an authorization code was presented twice: its grant is revoked")
+            self.store.revoke(code.grant_id)
+            return None
+        return AuthorizationCode(
+            code=authorization_code,
+            scopes=list(code.scopes),
+            expires_at=code.expires,
+            client_id=code.client_id,
+            code_challenge=code.code_challenge,
+            redirect_uri=AnyUrl(code.redirect_uri),
+            redirect_uri_provided_explicitly=code.redirect_explicit,
+            resource=code.resource,
+            subject=code.grant_id,
+        )
+
+    async def exchange_authorization_code(
+        self, client: OAuthClientInformationFull, authorization_code: AuthorizationCode
+    ) -> OAuthToken:
+        code = self.store.code(authorization_code.code)
+        if code is None or not self.store.use_code(authorization_code.code):
+            if code is not None:
+                self.store.revoke(code.grant_id)
+            raise TokenError("invalid_grant", "authorization code already used")
+        return self._tokens(code.grant_id, code.scopes)
+
+    def _tokens(self, grant_id: str, scopes: tuple[str, ...]) -> OAuthToken:
+        pair = self.store.issue(grant_id)
+        return OAuthToken(
+            access_token=pair.access,
+            token_type="Bearer",  # noqa: S106 (the token type, not a secret)
+            expires_in=pair.expires_in,
+            refresh_token=pair.refresh,
+            scope=" ".join(scopes) or None,
+        )
+
+    # refresh: rotated on every use; a used one presented again revokes the grant
+
+    async def load_refresh_token(
+        self, client: OAuthClientInformationFull, refresh_token: str
+    ) -> RefreshToken | None:
+        found = self.store.token(refresh_token, "refresh")
+        if found is None:
+            return None
+        grant_id, expires, used = found
+        grant = self.store.grant(grant_id)
+        if grant is None or grant.revoked is not None or grant.client_id != client.client_id:
+            return None
+        if used is not None:
+            logger.info("a used refresh token was presented again: its grant is revoked")
+            self.store.revoke(grant_id)
+            return None
+        return RefreshToken(
+            token=refresh_token,
+            client_id=grant.client_id,
+            scopes=list(grant.scopes),
+            expires_at=int(expires),
+            resource=grant.resource,
+            subject=grant_id,
+        )
+
+    async def exchange_refresh_token(
+        self, client: OAuthClientInformationFull, refresh_token: RefreshToken, scopes: list[str]
+    ) -> OAuthToken:
+        grant_id = refresh_token.subject or ""
+        if not self.store.use_refresh(refresh_token.token):
+            self.store.revoke(grant_id)
+            raise TokenError("invalid_grant", "refresh token already used")
+        grant = self.store.grant(grant_id)
+        if grant is None or grant.revoked is not None:
+            raise TokenError("invalid_grant", "the grant was revoked")
+        return self._tokens(grant_id, tuple(s for s in grant.scopes if s in scopes))
+
+    async def exchange_identity_assertion(
+        self, client: OAuthClientInformationFull, params: IdentityAssertionParams
+    ) -> OAuthToken:
+        raise TokenError("unsupported_grant_type", "only authorization_code and refresh_token")
+
+    # access tokens
+
+    def _live_access(self, token: str) -> tuple[str, float] | None:
+        found = self.store.token(token, "access")
+        if found is None:
+            return None
+        grant_id, expires, _ = found
+        if expires < self.clock():
+            return None
+        return grant_id, expires
+
+    async def load_access_token(self, token: str) -> AccessToken | None:
+        live = self._live_access(token)
+        if live is None:
+            return None
+        grant = self.store.grant(live[0])
+        if grant is None or grant.revoked is not None:
+            return None
+        return AccessToken(
+            token=token,
+            client_id=grant.client_id,
+            scopes=list(grant.scopes),
+            expires_at=int(live[1]),
+            resource=grant.resource,
+            subject=grant.id,
+        )
+
+    async def revoke_token(self, token: AccessToken | RefreshToken) -> None:
+        if token.subject:
+            self.store.revoke(token.subject)
+
+    def resolve(self, token: str) -> Resolved | None:
+        """The key behind a live access token issued for this server's resource."""
+        live = self._live_access(token)
+        if live is None:
+            return None
+        grant = self.store.grant(live[0])
+        if grant is None or grant.revoked is not None:
+            return None
+        if not same_resource(grant.resource, self.resource):
+            return None
+        key = self.box.open(grant.key_sealed)
+        if key is None:
+            return None
+        self.store.touch(grant.id)
+        return Resolved(grant_id=grant.id, key=key)

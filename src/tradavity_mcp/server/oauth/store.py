@@ -1,0 +1,359 @@
+"""Grants, codes, tokens and registered clients, in SQLite beside the write ledger.
+
+Nothing secret is stored in clear: tokens, codes and consent requests are kept under
+their SHA-256; the Tradavity key only sealed (`KeyBox.seal`), and known by its HMAC.
+A grant is one user's consent for one client and one resource; revoking it ends every
+token issued under it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from .crypto import hash_token, new_token
+
+__all__ = ["Checked", "Code", "Grant", "OAuthStore", "Pending", "TokenPair"]
+
+Kind = Literal["access", "refresh"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS clients (
+    client_id TEXT PRIMARY KEY, info TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS pending (
+    id_hash TEXT PRIMARY KEY, client_id TEXT NOT NULL, info TEXT NOT NULL, expires REAL NOT NULL,
+    checked TEXT, key_sealed BLOB);
+CREATE TABLE IF NOT EXISTS grants (
+    id TEXT PRIMARY KEY, client_id TEXT NOT NULL, client_name TEXT NOT NULL,
+    user_label TEXT NOT NULL, key_mac TEXT NOT NULL, key_sealed BLOB NOT NULL,
+    scopes TEXT NOT NULL, resource TEXT NOT NULL, created REAL NOT NULL,
+    last_used REAL, revoked REAL);
+CREATE TABLE IF NOT EXISTS codes (
+    hash TEXT PRIMARY KEY, grant_id TEXT NOT NULL, info TEXT NOT NULL,
+    expires REAL NOT NULL, used REAL);
+CREATE TABLE IF NOT EXISTS tokens (
+    hash TEXT PRIMARY KEY, grant_id TEXT NOT NULL, kind TEXT NOT NULL,
+    expires REAL NOT NULL, used REAL);
+CREATE INDEX IF NOT EXISTS tokens_grant ON tokens(grant_id);
+"""
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An authorization request waiting for the user's consent."""
+
+    client_id: str
+    client_name: str
+    redirect_uri: str
+    redirect_explicit: bool
+    code_challenge: str
+    state: str | None
+    resource: str
+    scopes: list[str] | None
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The key a user typed on the consent page, checked and sealed, awaiting approval."""
+
+    user_label: str
+    key_mac: str
+    key_sealed: bytes
+    scopes: list[str]
+
+
+@dataclass(frozen=True)
+class Grant:
+    id: str
+    client_id: str
+    client_name: str
+    user_label: str
+    key_mac: str
+    key_sealed: bytes
+    scopes: tuple[str, ...]
+    resource: str
+    created: float
+    last_used: float | None
+    revoked: float | None
+
+
+@dataclass(frozen=True)
+class Code:
+    grant_id: str
+    client_id: str
+    redirect_uri: str
+    redirect_explicit: bool
+    code_challenge: str
+    resource: str
+    scopes: tuple[str, ...]
+    expires: float
+    used: float | None
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access: str
+    refresh: str
+    expires_in: int
+
+
+class OAuthStore:
+    """The authorization server's state. Short synchronous statements under one lock."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        clock: Callable[[], float] = time.time,
+        access_ttl: float = 3600.0,
+        refresh_ttl: float = 30 * 86400.0,
+        code_ttl: float = 120.0,
+        pending_ttl: float = 600.0,
+    ) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        self.clock = clock
+        self.access_ttl = access_ttl
+        self.refresh_ttl = refresh_ttl
+        self.code_ttl = code_ttl
+        self.pending_ttl = pending_ttl
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._db.execute(sql, args)
+
+    def _one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+        with self._lock:
+            row: tuple[Any, ...] | None = self._db.execute(sql, args).fetchone()
+            return row
+
+    # clients registered dynamically (metadata-document clients are fetched, not stored)
+
+    def add_client(self, client_id: str, info: dict[str, Any]) -> None:
+        self._run(
+            "INSERT INTO clients (client_id, info, created) VALUES (?, ?, ?)",
+            (client_id, json.dumps(info), self.clock()),
+        )
+
+    def client(self, client_id: str) -> dict[str, Any] | None:
+        row = self._one("SELECT info FROM clients WHERE client_id = ?", (client_id,))
+        return json.loads(row[0]) if row else None
+
+    # consent requests
+
+    def add_pending(self, pending: Pending) -> str:
+        request_id = new_token()
+        now = self.clock()
+        self._run("DELETE FROM pending WHERE expires < ?", (now,))
+        self._run(
+            "INSERT INTO pending (id_hash, client_id, info, expires) VALUES (?, ?, ?, ?)",
+            (
+                hash_token(request_id),
+                pending.client_id,
+                json.dumps(pending.__dict__),
+                now + self.pending_ttl,
+            ),
+        )
+        return request_id
+
+    def pending(self, request_id: str) -> Pending | None:
+        row = self._one(
+            "SELECT info FROM pending WHERE id_hash = ? AND expires >= ?",
+            (hash_token(request_id), self.clock()),
+        )
+        return Pending(**json.loads(row[0])) if row else None
+
+    def check_pending(self, request_id: str, checked: Checked) -> None:
+        """Remember the checked (sealed) key of a consent request until it is approved."""
+        info = {
+            "user_label": checked.user_label,
+            "key_mac": checked.key_mac,
+            "scopes": checked.scopes,
+        }
+        self._run(
+            "UPDATE pending SET checked = ?, key_sealed = ? WHERE id_hash = ?",
+            (json.dumps(info), checked.key_sealed, hash_token(request_id)),
+        )
+
+    def checked(self, request_id: str) -> Checked | None:
+        row = self._one(
+            "SELECT checked, key_sealed FROM pending WHERE id_hash = ? AND expires >= ?",
+            (hash_token(request_id), self.clock()),
+        )
+        if row is None or row[0] is None:
+            return None
+        info = json.loads(row[0])
+        return Checked(
+            user_label=info["user_label"],
+            key_mac=info["key_mac"],
+            key_sealed=bytes(row[1]),
+            scopes=list(info["scopes"]),
+        )
+
+    def take_pending(self, request_id: str) -> bool:
+        """Consume a consent request (once: a second approval of it gets nothing)."""
+        cur = self._run("DELETE FROM pending WHERE id_hash = ?", (hash_token(request_id),))
+        return cur.rowcount == 1
+
+    # grants and codes
+
+    def add_grant(self, pending: Pending, checked: Checked) -> str:
+        """A grant for this consent, and its authorization code."""
+        grant_id = uuid.uuid4().hex
+        now = self.clock()
+        self._run(
+            "INSERT INTO grants (id, client_id, client_name, user_label, key_mac, key_sealed,"
+            " scopes, resource, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                grant_id,
+                pending.client_id,
+                pending.client_name,
+                checked.user_label,
+                checked.key_mac,
+                checked.key_sealed,
+                " ".join(sorted(checked.scopes)),
+                pending.resource,
+                now,
+            ),
+        )
+        code = new_token()
+        info = {
+            "client_id": pending.client_id,
+            "redirect_uri": pending.redirect_uri,
+            "redirect_explicit": pending.redirect_explicit,
+            "code_challenge": pending.code_challenge,
+            "resource": pending.resource,
+            "scopes": sorted(checked.scopes),
+        }
+        self._run(
+            "INSERT INTO codes (hash, grant_id, info, expires) VALUES (?, ?, ?, ?)",
+            (hash_token(code), grant_id, json.dumps(info), now + self.code_ttl),
+        )
+        return code
+
+    def code(self, code: str) -> Code | None:
+        row = self._one(
+            "SELECT grant_id, info, expires, used FROM codes WHERE hash = ?", (hash_token(code),)
+        )
+        if row is None:
+            return None
+        info = json.loads(row[1])
+        return Code(
+            grant_id=row[0],
+            client_id=info["client_id"],
+            redirect_uri=info["redirect_uri"],
+            redirect_explicit=info["redirect_explicit"],
+            code_challenge=info["code_challenge"],
+            resource=info["resource"],
+            scopes=tuple(info["scopes"]),
+            expires=row[2],
+            used=row[3],
+        )
+
+    def use_code(self, code: str) -> bool:
+        """Mark a code used; False when it already was (then the caller revokes)."""
+        cur = self._run(
+            "UPDATE codes SET used = ? WHERE hash = ? AND used IS NULL",
+            (self.clock(), hash_token(code)),
+        )
+        return cur.rowcount == 1
+
+    def grant(self, grant_id: str) -> Grant | None:
+        row = self._one(
+            "SELECT id, client_id, client_name, user_label, key_mac, key_sealed, scopes,"
+            " resource, created, last_used, revoked FROM grants WHERE id = ?",
+            (grant_id,),
+        )
+        if row is None:
+            return None
+        return Grant(
+            id=row[0],
+            client_id=row[1],
+            client_name=row[2],
+            user_label=row[3],
+            key_mac=row[4],
+            key_sealed=bytes(row[5]),
+            scopes=tuple(row[6].split()) if row[6] else (),
+            resource=row[7],
+            created=row[8],
+            last_used=row[9],
+            revoked=row[10],
+        )
+
+    def grants(self, *, include_revoked: bool = False) -> list[Grant]:
+        sql = "SELECT id FROM grants ORDER BY created"
+        if not include_revoked:
+            sql = "SELECT id FROM grants WHERE revoked IS NULL ORDER BY created"
+        ids = [r[0] for r in self._list(sql)]
+        return [g for g in (self.grant(i) for i in ids) if g is not None]
+
+    def _list(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return list(self._db.execute(sql, args).fetchall())
+
+    def revoke(self, grant_id: str) -> bool:
+        """End a grant and every token under it. False when there was none live."""
+        now = self.clock()
+        cur = self._run(
+            "UPDATE grants SET revoked = ? WHERE id = ? AND revoked IS NULL", (now, grant_id)
+        )
+        self._run("DELETE FROM tokens WHERE grant_id = ?", (grant_id,))
+        self._run("DELETE FROM codes WHERE grant_id = ?", (grant_id,))
+        return cur.rowcount == 1
+
+    def touch(self, grant_id: str) -> None:
+        self._run("UPDATE grants SET last_used = ? WHERE id = ?", (self.clock(), grant_id))
+
+    # tokens
+
+    def issue(self, grant_id: str) -> TokenPair:
+        access, refresh = new_token(), new_token()
+        now = self.clock()
+        self._run("DELETE FROM tokens WHERE grant_id = ? AND expires < ?", (grant_id, now))
+        for token, kind, ttl in (
+            (access, "access", self.access_ttl),
+            (refresh, "refresh", self.refresh_ttl),
+        ):
+            self._run(
+                "INSERT INTO tokens (hash, grant_id, kind, expires) VALUES (?, ?, ?, ?)",
+                (hash_token(token), grant_id, kind, now + ttl),
+            )
+        return TokenPair(access=access, refresh=refresh, expires_in=int(self.access_ttl))
+
+    def token(self, token: str, kind: Kind) -> tuple[str, float, float | None] | None:
+        """(grant id, expiry, used at) of a token of this kind, expired or not."""
+        row = self._one(
+            "SELECT grant_id, expires, used FROM tokens WHERE hash = ? AND kind = ?",
+            (hash_token(token), kind),
+        )
+        return (row[0], row[1], row[2]) if row else None
+
+    def use_refresh(self, token: str) -> bool:
+        """Mark a refresh token used; False when it already was."""
+        cur = self._run(
+            "UPDATE tokens SET used = ? WHERE hash = ? AND kind = 'refresh' AND used IS NULL",
+            (self.clock(), hash_token(token)),
+        )
+        return cur.rowcount == 1
+
+    def dump(self) -> list[tuple[Any, ...]]:
+        """Every row of every table (for tests that look for secrets in clear)."""
+        out: list[tuple[Any, ...]] = []
+        for table in ("clients", "pending", "grants", "codes", "tokens"):
+            out.extend(self._list(f"SELECT * FROM {table}"))  # noqa: S608
+        return out
