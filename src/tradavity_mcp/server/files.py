@@ -65,30 +65,7 @@ def read_confined(path: str, allowed: Sequence[Path], *, max_bytes: int) -> byte
 
     Never blocks on a special file. Raises `UserError` saying why a path is refused.
     """
-    if not allowed:
-        raise UserError(
-            "reading local files is off: no allowed directories. Set TRADAVITY_ALLOWED_DIRS "
-            "(or --allowed-dir) to the folder with your charts, or send the image as base64 data"
-        )
-    if "\x00" in path:
-        raise UserError("path contains a NUL character; pass the file's real path")
-    requested = Path(path).expanduser()
-    try:
-        real = requested.resolve(strict=True)
-    except (OSError, RuntimeError, ValueError):
-        raise UserError(f"no such file: {path}") from None
-    roots = [d.resolve() for d in allowed]
-    if not any(real == root or real.is_relative_to(root) for root in roots):
-        shown = ", ".join(str(r) for r in roots)
-        raise UserError(f"{path} is outside the allowed directories ({shown})")
-    try:
-        checked = os.stat(real)
-    except OSError:
-        raise UserError(f"cannot read {path}") from None
-    # Refuse special files before opening them: opening a FIFO for reading waits for
-    # a writer, and a device may never answer.
-    if not stat.S_ISREG(checked.st_mode):
-        raise _not_regular(path, checked.st_mode)
+    real, checked = _confined(path, allowed)
     flags = (
         os.O_RDONLY
         | getattr(os, "O_NOFOLLOW", 0)
@@ -109,21 +86,54 @@ def read_confined(path: str, allowed: Sequence[Path], *, max_bytes: int) -> byte
             raise UserError(
                 f"{path} is {info.st_size / 1048576:.1f} MB; screenshots are limited to 10 MB"
             )
-        chunks: list[bytes] = []
-        size = 0
-        while size <= max_bytes:
-            chunk = os.read(fd, min(_CHUNK, max_bytes + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        return b"".join(chunks)
+        return _read_up_to(fd, max_bytes)
     except BlockingIOError:
         raise UserError(
             f"{path} is not ready to be read; only regular files can be attached"
         ) from None
     finally:
         os.close(fd)
+
+
+def _confined(path: str, allowed: Sequence[Path]) -> tuple[Path, os.stat_result]:
+    """The real path of `path` and its stat, if it is a regular file inside `allowed`."""
+    if not allowed:
+        raise UserError(
+            "reading local files is off: no allowed directories. Set TRADAVITY_ALLOWED_DIRS "
+            "(or --allowed-dir) to the folder with your charts, or send the image as base64 data"
+        )
+    if "\x00" in path:
+        raise UserError("path contains a NUL character; pass the file's real path")
+    try:
+        real = Path(path).expanduser().resolve(strict=True)
+    except (OSError, RuntimeError, ValueError):
+        raise UserError(f"no such file: {path}") from None
+    roots = [d.resolve() for d in allowed]
+    if not any(real == root or real.is_relative_to(root) for root in roots):
+        shown = ", ".join(str(r) for r in roots)
+        raise UserError(f"{path} is outside the allowed directories ({shown})")
+    try:
+        checked = os.stat(real)
+    except OSError:
+        raise UserError(f"cannot read {path}") from None
+    # Refuse special files before opening them: opening a FIFO for reading waits for
+    # a writer, and a device may never answer.
+    if not stat.S_ISREG(checked.st_mode):
+        raise _not_regular(path, checked.st_mode)
+    return real, checked
+
+
+def _read_up_to(fd: int, max_bytes: int) -> bytes:
+    """At most `max_bytes` + 1 bytes (one more tells a file that grew past the cap)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= max_bytes:
+        chunk = os.read(fd, min(_CHUNK, max_bytes + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 async def read_confined_async(
