@@ -14,9 +14,9 @@ from pathlib import Path
 from mcp.server.auth.handlers.authorize import AuthorizationHandler
 from mcp.server.auth.handlers.metadata import MetadataHandler
 from mcp.server.auth.handlers.register import RegistrationHandler
-from mcp.server.auth.handlers.revoke import RevocationHandler
 from mcp.server.auth.handlers.token import TokenHandler
-from mcp.server.auth.middleware.client_auth import ClientAuthenticator
+from mcp.server.auth.middleware.client_auth import AuthenticationError, ClientAuthenticator
+from mcp.server.auth.provider import AccessToken, RefreshToken
 from mcp.server.auth.settings import ClientRegistrationOptions
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, RequestBodyLimitMiddleware
 from mcp.shared.auth import OAuthMetadata, ProtectedResourceMetadata
@@ -180,6 +180,33 @@ class OAuthServer:
                 )
             return await registration.handle(request)
 
+        async def revoke(request: Request) -> Response:
+            # RFC 7009. Not the SDK's handler: it requires `client_secret` in the form even
+            # from public clients, which send none.
+            no_store = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+            try:
+                client = await authenticator.authenticate_request(request)
+            except AuthenticationError as exc:
+                return JSONResponse(
+                    {"error": "invalid_client", "error_description": exc.message},
+                    status_code=401,
+                    headers=no_store,
+                )
+            value = (await request.form()).get("token")
+            if not isinstance(value, str) or not value:
+                return JSONResponse(
+                    {"error": "invalid_request", "error_description": "token is required"},
+                    status_code=400,
+                    headers=no_store,
+                )
+            found: AccessToken | RefreshToken | None = await self.provider.load_access_token(value)
+            if found is None:
+                found = await self.provider.load_refresh_token(client, value)
+            if found is not None and found.client_id == client.client_id:
+                await self.provider.revoke_token(found)
+            # An unknown or foreign token is answered the same way (RFC 7009 2.2).
+            return Response(status_code=200, headers=no_store)
+
         return [
             Route(
                 "/.well-known/oauth-authorization-server",
@@ -215,9 +242,7 @@ class OAuthServer:
             Route(
                 "/revoke",
                 endpoint=_cors(
-                    _limited(
-                        request_response(RevocationHandler(self.provider, authenticator).handle)
-                    ),
+                    _limited(request_response(revoke)),
                     ["POST", "OPTIONS"],
                 ),
                 methods=["POST", "OPTIONS"],
