@@ -9,9 +9,9 @@ import argparse
 import errno
 import logging
 import os
-import socket
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import platformdirs
 from pydantic import SecretStr
@@ -19,6 +19,9 @@ from pydantic import SecretStr
 from . import __version__
 from .settings import DEFAULT_BASE_URL, ConfigError, Settings
 from .snippets import CLIENTS, snippet
+
+if TYPE_CHECKING:
+    from .server import TradavityServer
 
 __all__ = ["main"]
 
@@ -71,6 +74,33 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=_Help,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _add_journal_options(parser)
+    _add_http_options(parser)
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="stderr log level",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # The sandbox parses its own flags: declaring them here would import the whole
+    # sandbox (an app, its seed data, uvicorn) on every start of the server.
+    # Listed for --help only: main() hands `sandbox ...` to the sandbox's parser first.
+    sub.add_parser(
+        "sandbox", help="serve the Tradavity API sandbox over HTTP (see `sandbox --help`)"
+    )
+    sub.add_parser(
+        "demo",
+        help="journal a sample trade end to end on the sandbox (no key needed)",
+        description=DEMO_DESCRIPTION,
+    )
+    _add_doctor(sub)
+    _add_config(sub)
+    return parser
+
+
+def _add_journal_options(parser: argparse.ArgumentParser) -> None:
+    """Which journal the server talks to, where it keeps its ledger, what it offers."""
     parser.add_argument(
         "--sandbox",
         action="store_true",
@@ -103,6 +133,10 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="advertise tool output schemas (env TRADAVITY_OUTPUT_SCHEMAS)",
     )
+
+
+def _add_http_options(parser: argparse.ArgumentParser) -> None:
+    """The transport, and for HTTP: where to listen, who may call, what to trust."""
     parser.add_argument(
         "--transport",
         choices=["stdio", "sse", "http"],
@@ -136,24 +170,9 @@ def _parser() -> argparse.ArgumentParser:
         "--public-url",
         help="URL clients use to reach this server (for the OAuth resource metadata)",
     )
-    parser.add_argument(
-        "--log-level",
-        default="WARNING",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="stderr log level",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    # The sandbox parses its own flags: declaring them here would import the whole
-    # sandbox (an app, its seed data, uvicorn) on every start of the server.
-    # Listed for --help only: main() hands `sandbox ...` to the sandbox's parser first.
-    sub.add_parser(
-        "sandbox", help="serve the Tradavity API sandbox over HTTP (see `sandbox --help`)"
-    )
-    sub.add_parser(
-        "demo",
-        help="journal a sample trade end to end on the sandbox (no key needed)",
-        description=DEMO_DESCRIPTION,
-    )
+
+
+def _add_doctor(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     doctor = sub.add_parser(
         "doctor",
         help="check the key, base URL, scopes, state directory, ledger and clock",
@@ -168,6 +187,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--base-url", dest="doctor_base_url", help="as for the server")
     doctor.add_argument("--state-dir", dest="doctor_state_dir", help="as for the server")
+
+
+def _add_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     config = sub.add_parser(
         "config",
         help="print the snippet that adds this server to a client",
@@ -181,7 +203,6 @@ def _parser() -> argparse.ArgumentParser:
     config.add_argument(
         "--uvx", action="store_true", help="launch with uvx instead of this install"
     )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -208,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.sandbox = args.sandbox or args.doctor_sandbox
         args.base_url = args.doctor_base_url or args.base_url
         args.state_dir = args.doctor_state_dir or args.state_dir
-        return run_doctor(args)
+        return run_doctor(_journal(args))
     return _serve(args, parser)
 
 
@@ -225,6 +246,52 @@ def _sandbox(arguments: list[str]) -> int:
 
 def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     http = args.transport != "stdio"
+    _refuse_unsafe_http(args, parser, http=http)
+    try:
+        settings = Settings.load(
+            **_journal(args),
+            allowed_dirs=args.allowed_dirs,
+            output_schemas=args.output_schemas,
+            require_key=args.auth != "per-user",
+        )
+        token = _shared_token() if args.auth == "token" else None
+    except ConfigError as exc:
+        print(f"tradavity-mcp: {exc}", file=sys.stderr)
+        return 2
+    from .server import HostedOptions, build_server
+
+    hosted = HostedOptions(
+        auth=args.auth,
+        token=token,
+        public_url=args.public_url or f"http://{args.host}:{args.port}",
+    )
+    problem = _start_problem(settings, args, http=http)
+    if problem is not None:
+        print(f"tradavity-mcp: {problem}", file=sys.stderr)
+        return 2
+    server = build_server(settings, stdio=not http, hosted=hosted, log_level=args.log_level)
+    if not http:
+        if sys.stdin.isatty():
+            print(TTY_HINT, file=sys.stderr, flush=True)
+        server.run()
+        return 0
+    return _serve_http(server, args)
+
+
+def _journal(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the server and `doctor` both take from the flags."""
+    return {
+        "base_url": args.base_url,
+        "sandbox": args.sandbox,
+        "read_only": args.read_only,
+        "state_dir": args.state_dir,
+    }
+
+
+def _refuse_unsafe_http(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, *, http: bool
+) -> None:
+    """Flag combinations that would serve without protection end here (exit 2)."""
     if not http and args.auth != "none":
         parser.error("--auth applies to the HTTP transports (--transport http or sse)")
     if http and args.host not in LOOPBACK:
@@ -238,54 +305,40 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 "a non-loopback bind needs --allowed-host (the Host name clients use), "
                 "for DNS-rebinding protection"
             )
-    try:
-        settings = Settings.load(
-            base_url=args.base_url,
-            sandbox=args.sandbox,
-            read_only=args.read_only,
-            state_dir=args.state_dir,
-            allowed_dirs=args.allowed_dirs,
-            output_schemas=args.output_schemas,
-            require_key=args.auth != "per-user",
-        )
-        token = None
-        if args.auth == "token":
-            raw = os.environ.get("TRADAVITY_MCP_TOKEN", "")
-            if len(raw) < 32:
-                raise ConfigError(
-                    "TRADAVITY_MCP_TOKEN must be set to a random secret of at least 32 "
-                    "characters for --auth token (e.g. `openssl rand -hex 32`)"
-                )
-            token = SecretStr(raw)
-    except ConfigError as exc:
-        print(f"tradavity-mcp: {exc}", file=sys.stderr)
-        return 2
-    from .server import HostedOptions, build_http_app, build_server
 
-    hosted = HostedOptions(
-        auth=args.auth,
-        token=token,
-        public_url=args.public_url or f"http://{args.host}:{args.port}",
-    )
+
+def _shared_token() -> SecretStr:
+    """`--auth token`: the shared secret from TRADAVITY_MCP_TOKEN, long enough to guess never."""
+    raw = os.environ.get("TRADAVITY_MCP_TOKEN", "")
+    if len(raw) < 32:
+        raise ConfigError(
+            "TRADAVITY_MCP_TOKEN must be set to a random secret of at least 32 "
+            "characters for --auth token (e.g. `openssl rand -hex 32`)"
+        )
+    return SecretStr(raw)
+
+
+def _start_problem(settings: Settings, args: argparse.Namespace, *, http: bool) -> str | None:
+    """What stops the start, in one line: over HTTP a base URL or key the API refuses, and
+    on any transport a write ledger that cannot record writes (not a traceback later)."""
     if http and not settings.sandbox:
         problem = _check_base_url(settings, per_user=args.auth == "per-user")
         if problem is not None:
-            print(f"tradavity-mcp: {problem}", file=sys.stderr)
-            return 2
+            return problem
     from .server.writes.ledger import Ledger, LedgerUnavailable
 
-    try:  # a ledger that cannot record writes is one line now, not a traceback later
+    try:
         Ledger(settings.ledger_path).close()
     except LedgerUnavailable as exc:
-        print(f"tradavity-mcp: {exc}", file=sys.stderr)
-        return 2
-    server = build_server(settings, stdio=not http, hosted=hosted, log_level=args.log_level)
-    if not http:
-        if sys.stdin.isatty():
-            print(TTY_HINT, file=sys.stderr, flush=True)
-        server.run()
-        return 0
+        return str(exc)
+    return None
+
+
+def _serve_http(server: TradavityServer, args: argparse.Namespace) -> int:
     import uvicorn
+
+    from .sandbox._serve import bracketed, listening_socket
+    from .server import build_http_app
 
     app = build_http_app(
         server,
@@ -296,35 +349,30 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     )
     path = "/sse" if args.transport == "sse" else "/mcp"
     # Bind before saying where we listen: a busy port is one line, not a traceback.
-    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((args.host, args.port))
+        sock = listening_socket(args.host, args.port)
     except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            print(
-                f"tradavity-mcp: port {args.port} on {args.host} is already in use: stop the "
-                "program using it, or pass another --port",
-                file=sys.stderr,
-            )
-        else:
-            print(
-                f"tradavity-mcp: cannot listen on {args.host} port {args.port}: "
-                f"{exc.strerror or exc}",
-                file=sys.stderr,
-            )
+        print(f"tradavity-mcp: {_cannot_listen(args, exc)}", file=sys.stderr)
         return 1
     port = sock.getsockname()[1]
-    host = f"[{args.host}]" if family == socket.AF_INET6 else args.host
-    print(f"tradavity-mcp on http://{host}:{port}{path}", file=sys.stderr, flush=True)
+    print(
+        f"tradavity-mcp on http://{bracketed(args.host)}:{port}{path}", file=sys.stderr, flush=True
+    )
     config = uvicorn.Config(app, log_level=args.log_level.lower())
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
     return 0
+
+
+def _cannot_listen(args: argparse.Namespace, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"port {args.port} on {args.host} is already in use: stop the program using it, "
+            "or pass another --port"
+        )
+    return f"cannot listen on {args.host} port {args.port}: {exc.strerror or exc}"
 
 
 def _check_base_url(settings: Settings, *, per_user: bool) -> str | None:

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import Any, TextIO
@@ -121,14 +122,22 @@ def _plural(count: int, word: str, many: str = "") -> str:
     return f"{count} {word if count == 1 else many or word + 's'}"
 
 
+@dataclass
+class _Journaled:
+    """What the demo read back after journaling, for the page it prints."""
+
+    number: Any
+    outcome: Any
+    trade: dict[str, Any]
+    stats: dict[str, Any]
+    calendar: dict[str, Any]
+    zone: tzinfo
+    zone_name: str
+
+
 async def _run(out: TextIO) -> int:
     progress = _Progress(out)
-    out.write("tradavity-mcp demo: a trade journaled from a voice note, on the built-in sandbox\n")
-    out.write("(a demo journal on this computer: no API key, nothing is sent anywhere)\n\n")
-    out.write("The voice note\n")
-    for line in textwrap.wrap(f'"{VOICE_NOTE}"', width=76):
-        out.write(f"  {line}\n")
-    out.write("\nWhat the assistant did, through the MCP server\n")
+    _write_intro(out)
     with tempfile.TemporaryDirectory(prefix="tradavity-demo-") as tmp:
         work = Path(tmp)
         charts = work / "charts"
@@ -140,82 +149,99 @@ async def _run(out: TextIO) -> int:
         app = create_app(SandboxConfig(db=str(work / "sandbox.sqlite3")))
         with serve_in_thread(app) as base_url:
             progress.done(f"started the sandbox API on {base_url.split('//')[1].split('/')[0]}")
-            params = StdioServerParameters(
-                command=sys.executable,
-                args=["-m", "tradavity_mcp", "--allowed-dir", str(charts)],
-                env={
-                    "TRADAVITY_API_KEY": DEMO_KEY,
-                    "TRADAVITY_BASE_URL": base_url,
-                    "TRADAVITY_STATE_DIR": str(work / "state"),
-                },
-            )
-            async with Client(params) as client:
+            async with Client(_server_params(base_url, charts, work)) as client:
                 tools = await client.list_tools()
                 progress.done(f"started the server (stdio) and connected: {len(tools.tools)} tools")
+                done = await _journal_the_note(client, progress, chart)
 
-                me = json.loads(
-                    _resource_text(await client.read_resource("tradavity://catalog/me"))
-                )
-                trader = str(me.get("user", {}).get("name", "the trader"))
-                zone_name = str(me.get("preferences", {}).get("timezone") or "UTC")
-                zone = _zone(zone_name)
-                accounts = _data(await client.call_tool("lookup", {"name": "accounts"}))
-                account = str(accounts["items"][0]["name"])
-                progress.done(f"{trader}, {zone_name}; journaling on {account}")
-
-                checklist = _data(
-                    await client.call_tool("lookup", {"name": "protocols", "query": "pre_trade"})
-                )
-                answers = {str(i["label"]): _answer(i) for i in checklist.get("items", [])}
-                progress.done(
-                    f"read the checklist {checklist.get('name')!r}: "
-                    f"{_plural(len(answers), 'item')}, all yes"
-                )
-
-                today = datetime.now(zone).date().isoformat()
-                journaled = _data(
-                    await client.call_tool(
-                        "journal_trade",
-                        {
-                            "trade": {
-                                "symbol": "MNQ",
-                                "direction": "long",
-                                "quantity": 2,
-                                "net_pnl": 48,
-                                "trade_date": f"{today}T09:31",
-                                "account": account,
-                                "emotional_state": "rushed",
-                                "general_notes": VOICE_NOTE,
-                            },
-                            "tags": ["Breakout", "FOMO"],
-                            "create_missing_tags": True,
-                            "screenshot": {"path": str(chart), "label": "Entry on the open"},
-                            "checklist": {"protocol": "pre_trade", "answers": answers},
-                        },
-                    )
-                )
-                number = journaled.get("trade_number")
-                steps = journaled.get("steps") or {}
-                written = [name for name, state in steps.items() if state == "done"]
-                progress.done(f"journaled trade #{number}: {', '.join(written)}")
-
-                synced = await client.call_tool("trigger_sync", {"wait": True})
-                _data(synced)
-                line = _text(synced).splitlines()[0].rstrip(".")
-                progress.done(line[:1].lower() + line[1:])
-
-                trade = _data(await client.call_tool("get_trade", {"trade_number": number}))
-                stats = _data(await client.call_tool("get_stats", {"range": "7d"}))
-                calendar = _data(await client.call_tool("get_calendar", {"range": "mtd"}))
-                progress.done("read back the trade, the week and the month")
-
-    _write_trade(out, trade, zone, zone_name)
-    _write_week(out, stats)
-    _write_month(out, calendar)
-    again = "each part written once" if journaled.get("outcome") == "done" else "see above"
-    out.write(f"\nJournaled trade #{number} ({again}). Try it with your own assistant:\n")
+    _write_trade(out, done.trade, done.zone, done.zone_name)
+    _write_week(out, done.stats)
+    _write_month(out, done.calendar)
+    again = "each part written once" if done.outcome == "done" else "see above"
+    out.write(f"\nJournaled trade #{done.number} ({again}). Try it with your own assistant:\n")
     out.write("  tradavity-mcp config claude-desktop --sandbox\n")
     return 0
+
+
+def _write_intro(out: TextIO) -> None:
+    out.write("tradavity-mcp demo: a trade journaled from a voice note, on the built-in sandbox\n")
+    out.write("(a demo journal on this computer: no API key, nothing is sent anywhere)\n\n")
+    out.write("The voice note\n")
+    for line in textwrap.wrap(f'"{VOICE_NOTE}"', width=76):
+        out.write(f"  {line}\n")
+    out.write("\nWhat the assistant did, through the MCP server\n")
+
+
+def _server_params(base_url: str, charts: Path, work: Path) -> StdioServerParameters:
+    """This server as a real stdio subprocess, on the sandbox, allowed to read the chart."""
+    return StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "tradavity_mcp", "--allowed-dir", str(charts)],
+        env={
+            "TRADAVITY_API_KEY": DEMO_KEY,
+            "TRADAVITY_BASE_URL": base_url,
+            "TRADAVITY_STATE_DIR": str(work / "state"),
+        },
+    )
+
+
+async def _journal_the_note(client: Client, progress: _Progress, chart: Path) -> _Journaled:
+    """What the assistant does with the voice note, step by step, each step one line."""
+    me = json.loads(_resource_text(await client.read_resource("tradavity://catalog/me")))
+    trader = str(me.get("user", {}).get("name", "the trader"))
+    zone_name = str(me.get("preferences", {}).get("timezone") or "UTC")
+    zone = _zone(zone_name)
+    accounts = _data(await client.call_tool("lookup", {"name": "accounts"}))
+    account = str(accounts["items"][0]["name"])
+    progress.done(f"{trader}, {zone_name}; journaling on {account}")
+
+    checklist = _data(await client.call_tool("lookup", {"name": "protocols", "query": "pre_trade"}))
+    answers = {str(i["label"]): _answer(i) for i in checklist.get("items", [])}
+    progress.done(
+        f"read the checklist {checklist.get('name')!r}: {_plural(len(answers), 'item')}, all yes"
+    )
+
+    journaled = _data(
+        await client.call_tool("journal_trade", _journal_arguments(account, zone, chart, answers))
+    )
+    number = journaled.get("trade_number")
+    steps = journaled.get("steps") or {}
+    written = [name for name, state in steps.items() if state == "done"]
+    progress.done(f"journaled trade #{number}: {', '.join(written)}")
+
+    synced = await client.call_tool("trigger_sync", {"wait": True})
+    _data(synced)
+    line = _text(synced).splitlines()[0].rstrip(".")
+    progress.done(line[:1].lower() + line[1:])
+
+    trade = _data(await client.call_tool("get_trade", {"trade_number": number}))
+    stats = _data(await client.call_tool("get_stats", {"range": "7d"}))
+    calendar = _data(await client.call_tool("get_calendar", {"range": "mtd"}))
+    progress.done("read back the trade, the week and the month")
+    return _Journaled(number, journaled.get("outcome"), trade, stats, calendar, zone, zone_name)
+
+
+def _journal_arguments(
+    account: str, zone: tzinfo, chart: Path, answers: dict[str, Any]
+) -> dict[str, Any]:
+    """`journal_trade` as an assistant would call it for the voice note, today at 09:31."""
+    today = datetime.now(zone).date().isoformat()
+    return {
+        "trade": {
+            "symbol": "MNQ",
+            "direction": "long",
+            "quantity": 2,
+            "net_pnl": 48,
+            "trade_date": f"{today}T09:31",
+            "account": account,
+            "emotional_state": "rushed",
+            "general_notes": VOICE_NOTE,
+        },
+        "tags": ["Breakout", "FOMO"],
+        "create_missing_tags": True,
+        "screenshot": {"path": str(chart), "label": "Entry on the open"},
+        "checklist": {"protocol": "pre_trade", "answers": answers},
+    }
 
 
 def _resource_text(result: Any) -> str:

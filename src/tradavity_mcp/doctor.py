@@ -11,11 +11,11 @@ wrong `TRADAVITY_BASE_URL` is one clear line at start instead of "not found" on 
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -332,16 +332,14 @@ def report(checks: list[Check], out: TextIO) -> int:
     return 0
 
 
-def run_doctor(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    """Run every check for the settings the server itself would use."""
+def run_doctor(options: Mapping[str, Any], out: TextIO = sys.stdout) -> int:
+    """Run every check for the settings the server itself would use (`options`: what the
+    command line gives `Settings.load`: base_url, sandbox, read_only, state_dir)."""
     raw_key = os.environ.get("TRADAVITY_API_KEY")
     out.write(f"tradavity-mcp {__version__} doctor\n\n")
     try:
         settings = Settings.load(
-            base_url=args.base_url,
-            sandbox=args.sandbox,
-            read_only=args.read_only,
-            state_dir=args.state_dir,
+            **options,
             require_key=False,
             # The key is checked below with its own fix; here it must not stop the rest.
             environ={k: v for k, v in os.environ.items() if k != "TRADAVITY_API_KEY"},

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from ._app import SandboxConfig, create_app
 from ._clock import ScaledClock
 from ._faults import FaultSpec
 from ._seed import DEFAULT_DEMO_DAYS, DEMO_KEY, MAX_DEMO_DAYS
+from ._serve import bracketed, listening_socket
 
 __all__ = ["add_arguments", "default_db", "run"]
 
@@ -70,14 +70,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"tradavity-mcp sandbox: {exc}", file=sys.stderr)
         return 2
-    family = socket.AF_INET6 if ":" in args.sandbox_host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((args.sandbox_host, args.sandbox_port))
+        sock = listening_socket(args.sandbox_host, args.sandbox_port)
     except OSError as exc:
         print(f"tradavity-mcp sandbox: cannot listen there: {exc}", file=sys.stderr)
-        sock.close()
         return 1
     port = sock.getsockname()[1]
     db = args.db or default_db()
@@ -94,8 +90,7 @@ def run(args: argparse.Namespace) -> int:
             db=db, faults=faults, fault_seed=args.fault_seed, demo_days=demo_days, clock=clock
         )
     )
-    host = f"[{args.sandbox_host}]" if family == socket.AF_INET6 else args.sandbox_host
-    print(f"Tradavity sandbox on http://{host}:{port}/api/v1", flush=True)
+    print(f"Tradavity sandbox on http://{bracketed(args.sandbox_host)}:{port}/api/v1", flush=True)
     print(f"demo key: {DEMO_KEY}", flush=True)
     print(f"database: {db}", flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))

@@ -1,4 +1,5 @@
-"""Serving the sandbox over real HTTP on loopback, in a background thread."""
+"""Serving over real HTTP: a bound listening socket, and the sandbox (or any ASGI app) on
+loopback in a background thread."""
 
 from __future__ import annotations
 
@@ -11,7 +12,27 @@ from contextlib import contextmanager
 import uvicorn
 from starlette.types import ASGIApp
 
-__all__ = ["serve_in_thread"]
+__all__ = ["bracketed", "listening_socket", "serve_in_thread"]
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to `host:port` (IPv6 when the host has a colon; port 0 picks a
+    free one) for uvicorn to serve on. Raises OSError, with nothing left open, when the
+    address cannot be bound."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def bracketed(host: str) -> str:
+    """The host as it stands in a URL (an IPv6 address in brackets)."""
+    return f"[{host}]" if ":" in host else host
 
 
 @contextmanager
@@ -27,9 +48,7 @@ def serve_in_thread(
 
     The sandbox needs no lifespan; pass `lifespan=True, path=""` to serve an MCP app.
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    sock = listening_socket(host, port)
     bound_port = sock.getsockname()[1]
     config = uvicorn.Config(
         app, log_level="critical", lifespan="on" if lifespan else "off", access_log=False
