@@ -165,11 +165,12 @@ def authorize_url(
     *,
     resource: str | None = None,
     state: str = "st",
+    redirect: str = REDIRECT,
 ) -> str:
     params = {
         "response_type": "code",
         "client_id": client_id,
-        "redirect_uri": REDIRECT,
+        "redirect_uri": redirect,
         "code_challenge": challenge,
         "code_challenge_method": "S256",
         "state": state,

@@ -300,7 +300,8 @@ class Consent:
             "X-Frame-Options": "DENY",
             "Cache-Control": "no-store",
             "Pragma": "no-cache",
-            "Referrer-Policy": "no-referrer",
+            # Not no-referrer: with it, browsers send `Origin: null` on the page's own POST.
+            "Referrer-Policy": "same-origin",
             "X-Content-Type-Options": "nosniff",
         }
 

@@ -1,0 +1,129 @@
+"""The consent page in a real browser: Debian's chromium, headless, driven by
+Playwright (system browser; `.ci/run` installs it). No JavaScript is needed by the page;
+the browser only types and clicks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+from playwright.async_api import BrowserContext, Page, async_playwright
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from tradavity_mcp.sandbox import DEMO_KEY, serve_in_thread
+
+from ..server.oauth.kit import (
+    authorize_url,
+    oauth_server,
+    pkce,
+    query_of,
+    register,
+    token,
+)
+
+pytestmark = pytest.mark.anyio
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+async def browser(tmp_path: Path) -> AsyncIterator[BrowserContext]:
+    async with async_playwright() as pw:
+        context = await pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),  # a new --user-data-dir
+            executable_path=CHROMIUM,
+            headless=True,
+            args=FLAGS,
+            java_script_enabled=False,
+        )
+        try:
+            yield context
+        finally:
+            await context.close()
+
+
+@pytest.fixture
+def callback() -> Iterator[str]:
+    """The client's redirect endpoint: a real loopback server."""
+
+    async def landed(request: Request) -> Response:
+        return PlainTextResponse("client callback")
+
+    app = Starlette(routes=[Route("/callback", landed)])
+    with serve_in_thread(app, path="") as base:
+        yield base + "/callback"
+
+
+async def _open_consent(page: Page, url: str) -> None:
+    response = await page.goto(url)
+    assert response is not None
+    assert response.status == 200
+    assert await page.locator("input[type=password][name=api_key]").count() == 1
+
+
+async def test_consent_in_chromium_lands_on_the_redirect_with_a_code(
+    tmp_path: Path, browser: BrowserContext, callback: str
+) -> None:
+    with oauth_server(tmp_path) as served:
+        async with httpx2.AsyncClient(timeout=30) as http:
+            client_id = (await register(http, served.base, callback))["client_id"]
+            verifier, challenge = pkce()
+            page = await browser.new_page()
+            url = authorize_url(served, client_id, challenge, state="s-123", redirect=callback)
+            await _open_consent(page, url)
+            assert "Test assistant" in await page.content()
+            await page.fill("input[name=api_key]", DEMO_KEY)
+            await page.click("button[value=check]")
+            assert "read:trades" in await page.content()
+            assert "Find trades" in await page.content()
+            async with page.expect_navigation(url=callback + "**"):
+                await page.click("button[value=approve]")
+            landed = query_of(page.url)
+            assert page.url.startswith(callback + "?")
+            assert "client callback" in await page.content()
+            assert landed["state"] == "s-123"
+            assert DEMO_KEY not in page.url
+            exchanged = await token(
+                http,
+                served.base,
+                grant_type="authorization_code",
+                code=landed["code"],
+                redirect_uri=callback,
+                client_id=client_id,
+                code_verifier=verifier,
+            )
+            assert exchanged.status_code == 200, exchanged.text
+
+
+async def test_a_wrong_key_shows_the_error_on_the_page(
+    tmp_path: Path, browser: BrowserContext
+) -> None:
+    wrong = "tvty_" + "9" * 48
+    with oauth_server(tmp_path) as served:
+        async with httpx2.AsyncClient(timeout=30) as http:
+            client_id = (await register(http, served.base))["client_id"]
+            page = await browser.new_page()
+            await _open_consent(page, authorize_url(served, client_id, pkce()[1]))
+            await page.fill("input[name=api_key]", wrong)
+            await page.click("button[value=check]")
+            alert = page.locator("[role=alert]")
+            assert "Tradavity refused this key" in await alert.inner_text()
+            assert page.url.startswith(served.base + "/consent")
+            assert "code=" not in page.url
+            assert wrong[5:] not in await page.content()
+            assert await page.locator("button[value=approve]").count() == 0
