@@ -19,6 +19,7 @@ from pydantic import SecretStr
 __all__ = [
     "API_KEY_PATTERN",
     "DEFAULT_BASE_URL",
+    "DEFAULT_REDIRECT_HOSTS",
     "ConfigError",
     "Settings",
     "default_sandbox_db",
@@ -39,6 +40,11 @@ _ENV_SANDBOX = "TRADAVITY_SANDBOX"
 _ENV_SANDBOX_DEMO_DAYS = "TRADAVITY_SANDBOX_DEMO_DAYS"
 _ENV_DUPLICATE_WINDOW = "TRADAVITY_DUPLICATE_WINDOW"
 _ENV_LEDGER_RETENTION = "TRADAVITY_LEDGER_RETENTION_DAYS"
+_ENV_SECRET_KEY = "TRADAVITY_MCP_SECRET_KEY"  # noqa: S105 (a variable name)
+_ENV_REDIRECT_HOSTS = "TRADAVITY_MCP_OAUTH_REDIRECT_HOSTS"
+#: Hosts whose https redirect URIs `--auth oauth` accepts from dynamic client
+#: registration by default (loopback http redirects of native clients always are).
+DEFAULT_REDIRECT_HOSTS = ("claude.ai", "claude.com", "chatgpt.com")
 #: The sandbox's own bound (`sandbox._seed.MAX_DEMO_DAYS`), repeated so that reading the
 #: settings does not import the sandbox.
 _MAX_DEMO_DAYS = 3650
@@ -110,6 +116,11 @@ class Settings:
     duplicate_window: float = 600.0
     #: Finished calls older than this many days are pruned from the ledger.
     ledger_retention_days: float = 30.0
+    #: `--auth oauth`: the server secret that encrypts users' keys at rest (required off
+    #: loopback; on loopback one is generated into the state directory when unset).
+    secret_key: SecretStr | None = None
+    #: `--auth oauth`: hosts dynamic client registration accepts https redirects on.
+    oauth_redirect_hosts: tuple[str, ...] = DEFAULT_REDIRECT_HOSTS
 
     @property
     def ledger_path(self) -> Path:
@@ -178,6 +189,8 @@ class Settings:
             ledger_retention_days=_seconds(
                 _ENV_LEDGER_RETENTION, env.get(_ENV_LEDGER_RETENTION), 30.0
             ),
+            secret_key=_secret(env.get(_ENV_SECRET_KEY)),
+            oauth_redirect_hosts=_hosts(env.get(_ENV_REDIRECT_HOSTS)),
         )
 
 
@@ -192,3 +205,24 @@ def _seconds(name: str, raw: str | None, default: float) -> float:
     if not value >= 0 or value == float("inf"):
         raise ConfigError(f"{name} must be zero or more, got {raw!r}")
     return value
+
+
+def _secret(raw: str | None) -> SecretStr | None:
+    """The server secret, held as a `SecretStr` (its length is checked where it is used)."""
+    if raw is None or not raw.strip():
+        return None
+    return SecretStr(raw.strip())
+
+
+def _hosts(raw: str | None) -> tuple[str, ...]:
+    """Comma-separated host names (no scheme, port or path), lower-cased."""
+    if raw is None or not raw.strip():
+        return DEFAULT_REDIRECT_HOSTS
+    hosts = tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+    for host in hosts:
+        if not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", host):
+            raise ConfigError(
+                f"{_ENV_REDIRECT_HOSTS} takes host names separated by commas "
+                f"(e.g. claude.ai,chatgpt.com); {host!r} is not one"
+            )
+    return hosts

@@ -25,6 +25,8 @@ import anyio
 import httpx2
 from mcp.shared.auth import OAuthClientInformationFull
 
+from ...settings import DEFAULT_REDIRECT_HOSTS
+
 __all__ = [
     "DEFAULT_REDIRECT_HOSTS",
     "ClientDocuments",
@@ -35,9 +37,6 @@ __all__ = [
 
 logger = logging.getLogger("tradavity_mcp.oauth")
 
-#: Hosts whose https redirect URIs dynamic registration accepts by default (loopback
-#: http redirects of native clients are accepted too).
-DEFAULT_REDIRECT_HOSTS = ("claude.ai", "claude.com", "chatgpt.com")
 _LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 #: Most bytes read of a client metadata document.
