@@ -96,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_doctor(sub)
     _add_config(sub)
+    _add_grants(sub)
     return parser
 
 
@@ -147,10 +148,12 @@ def _add_http_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000, help="HTTP port")
     parser.add_argument(
         "--auth",
-        choices=["none", "token", "per-user"],
+        choices=["none", "token", "per-user", "oauth"],
         default="none",
-        help="HTTP authentication: token (a shared TRADAVITY_MCP_TOKEN) or per-user (each "
-        "client sends its own Tradavity API key as bearer); none is for loopback only",
+        help="HTTP authentication: token (a shared TRADAVITY_MCP_TOKEN), per-user (each "
+        "client sends its own Tradavity API key as bearer) or oauth (per-user, plus OAuth "
+        "2.1 sign-in for claude.ai, ChatGPT and the Claude apps; needs "
+        "TRADAVITY_MCP_SECRET_KEY off loopback); none is for loopback only",
     )
     parser.add_argument(
         "--allowed-host",
@@ -168,7 +171,8 @@ def _add_http_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--public-url",
-        help="URL clients use to reach this server (for the OAuth resource metadata)",
+        help="URL clients use to reach this server (the OAuth resource and, with --auth "
+        "oauth, the authorization server)",
     )
 
 
@@ -205,6 +209,18 @@ def _add_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
 
 
+def _add_grants(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    grants = sub.add_parser(
+        "grants",
+        help="list or revoke the OAuth grants users made (--auth oauth)",
+        description="The grants users made on the consent page of --auth oauth.",
+    )
+    grants.add_argument("grants_action", choices=["list", "revoke"])
+    grants.add_argument("grant_id", nargs="?", help="the grant to revoke (from `grants list`)")
+    grants.add_argument("--revoked", action="store_true", help="list revoked grants too")
+    grants.add_argument("--state-dir", dest="grants_state_dir", help="as for the server")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["sandbox"]:
@@ -230,7 +246,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.base_url = args.doctor_base_url or args.base_url
         args.state_dir = args.doctor_state_dir or args.state_dir
         return run_doctor(_journal(args))
+    if args.command == "grants":
+        return _grants(args, parser)
     return _serve(args, parser)
+
+
+def _grants(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .server.oauth.grants import list_grants, revoke_grant
+
+    state = Settings.load(
+        state_dir=args.grants_state_dir or args.state_dir, require_key=False
+    ).state_dir
+    if args.grants_action == "list":
+        return list_grants(state, include_revoked=args.revoked)
+    if not args.grant_id:
+        parser.error("grants revoke needs the grant's id (see `tradavity-mcp grants list`)")
+    return revoke_grant(state, args.grant_id)
 
 
 def _sandbox(arguments: list[str]) -> int:
@@ -252,16 +283,22 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             **_journal(args),
             allowed_dirs=args.allowed_dirs,
             output_schemas=args.output_schemas,
-            require_key=args.auth != "per-user",
+            require_key=args.auth not in {"per-user", "oauth"},
         )
         token = _shared_token() if args.auth == "token" else None
+        if args.auth == "oauth" and args.host not in LOOPBACK and settings.secret_key is None:
+            raise ConfigError(
+                "--auth oauth off loopback needs TRADAVITY_MCP_SECRET_KEY (it encrypts the "
+                "users' Tradavity keys at rest): set it to `openssl rand -hex 32`, and keep it"
+            )
     except ConfigError as exc:
         print(f"tradavity-mcp: {exc}", file=sys.stderr)
         return 2
     from .server import HostedOptions, build_server
 
     hosted = HostedOptions(
-        auth=args.auth,
+        # oauth is per-user behind the authorization server (`build_http_app(oauth=...)`).
+        auth="per-user" if args.auth == "oauth" else args.auth,
         token=token,
         public_url=args.public_url or f"http://{args.host}:{args.port}",
     )
@@ -305,6 +342,11 @@ def _refuse_unsafe_http(
                 "a non-loopback bind needs --allowed-host (the Host name clients use), "
                 "for DNS-rebinding protection"
             )
+        if args.auth == "oauth" and not (args.public_url or "").startswith("https://"):
+            parser.error(
+                "--auth oauth off loopback needs --public-url https://... (the address "
+                "connectors reach; it names the authorization server)"
+            )
 
 
 def _shared_token() -> SecretStr:
@@ -322,7 +364,7 @@ def _start_problem(settings: Settings, args: argparse.Namespace, *, http: bool) 
     """What stops the start, in one line: over HTTP a base URL or key the API refuses, and
     on any transport a write ledger that cannot record writes (not a traceback later)."""
     if http and not settings.sandbox:
-        problem = _check_base_url(settings, per_user=args.auth == "per-user")
+        problem = _check_base_url(settings, per_user=args.auth in {"per-user", "oauth"})
         if problem is not None:
             return problem
     from .server.writes.ledger import Ledger, LedgerUnavailable
@@ -339,13 +381,27 @@ def _serve_http(server: TradavityServer, args: argparse.Namespace) -> int:
 
     from .sandbox._serve import bracketed, listening_socket
     from .server import build_http_app
+    from .server.oauth import OAuthOptions
 
+    settings = server.backend.settings
+    oauth = (
+        OAuthOptions(
+            public_url=server.backend.hosted.public_url,
+            state_dir=settings.state_dir,
+            loopback=args.host in LOOPBACK,
+            secret_key=settings.secret_key,
+            redirect_hosts=settings.oauth_redirect_hosts,
+        )
+        if args.auth == "oauth"
+        else None
+    )
     app = build_http_app(
         server,
         kind="sse" if args.transport == "sse" else "http",
         host=args.host,
         allowed_hosts=args.allowed_host,
         allowed_origins=args.allowed_origin,
+        oauth=oauth,
     )
     path = "/sse" if args.transport == "sse" else "/mcp"
     # Bind before saying where we listen: a busy port is one line, not a traceback.
