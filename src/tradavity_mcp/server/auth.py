@@ -1,6 +1,6 @@
 """Hosted mode: serving MCP over HTTP to agents that are not on this machine.
 
-Two ways to authenticate, both as `Authorization: Bearer ...` on every request:
+Three ways to authenticate, all as `Authorization: Bearer ...` on every request:
 
 * **Server token** (`--auth token`, `TRADAVITY_MCP_TOKEN`): one user. Clients present
   a shared secret; the server calls Tradavity with its own `TRADAVITY_API_KEY`.
@@ -8,6 +8,10 @@ Two ways to authenticate, both as `Authorization: Bearer ...` on every request:
   The key is checked against `/me` (and cached briefly); that client's calls use only
   that key, its own cache, and its own ledger entries. Unknown keys cost little: see
   `Workspaces` for the limits on checking them.
+* **OAuth** (`--auth oauth`): per user, with the server as its own OAuth 2.1
+  authorization server (`oauth`): connectors get opaque tokens on a consent page where
+  the user gives their key once; `http.HttpGuard` swaps each token for its key, and from
+  there on it is the per-user mode.
 
 Unauthenticated or wrongly authenticated requests get 401 with a `WWW-Authenticate`
 challenge from the SDK. Bound to loopback without `--auth`, the server serves its own

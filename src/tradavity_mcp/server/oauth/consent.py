@@ -148,7 +148,7 @@ class Consent:
             if not self.store.take_pending(request_id):
                 return self._expired(cookie)
             code = self.store.add_grant(pending, checked)
-            logger.info("a grant was approved for client %s", pending.client_name)
+            logger.info("a grant was approved for client %r", pending.client_name)
             return self._redirect(pending, code=code)
         return self._key_page(request_id, pending, cookie, error="Choose Continue or Cancel.")
 
