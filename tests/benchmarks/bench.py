@@ -626,7 +626,7 @@ def main() -> None:
         return
     results = {"cold_start": cold_start(), **anyio.run(_async_parts)}
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    print(f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine}\n")
+    print(f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine}:\n")
     c, o, r, t, f, z = (
         results[k]
         for k in ("cold_start", "overhead", "requests", "tools_list", "free_tier", "read_sizes")
