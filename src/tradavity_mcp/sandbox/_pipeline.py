@@ -303,7 +303,39 @@ class Pipeline:
                 {"required_scope": route.scope},
             )
         write = request.method in {"POST", "PUT", "PATCH", "DELETE"}
-        for kind in FAULT_KINDS[1:]:  # the drop is drawn after the commit, below
+        self._inject_failure()
+        body, files, form, fingerprint = await self._body(request)
+        idem_key = request.headers.get("idempotency-key") if write else None
+        entry: _Idem | None = None
+        if idem_key is not None:
+            if not _IDEM_KEY.fullmatch(idem_key):
+                raise Invalid({"Idempotency-Key": "must be 1-64 characters of [A-Za-z0-9_-]"})
+            fingerprint = hashlib.sha256(
+                f"{request.method} {path}\n{fingerprint}".encode()
+            ).hexdigest()
+            cached = await self._idem_lookup(key["key_id"], idem_key, fingerprint, now)
+            if cached is not None:
+                self.counters["replays"] += 1
+                status, body_bytes, headers = cached
+                replayed = {**headers, **rate_headers, "X-Idempotent-Replay": "true"}
+                return status, body_bytes, replayed, False, True, "application/json"
+            entry = _Idem(fingerprint, now, asyncio.Event())
+            self._idem[(key["key_id"], idem_key)] = entry
+        ctx = Ctx(
+            self.store, now, user, key, dict(request.query_params), body, files, form, params, self
+        )
+        result, payload = await self._commit(route, ctx, rid, rate, entry, (idem_key or ""))
+        if write:
+            self.counters["writes_committed"] += 1
+        drop = write and self.faults.draw("drop_after_commit")
+        if drop:
+            self.counters["drop_after_commit"] += 1
+        headers = {**rate_headers, **result.headers}
+        return result.status, payload, headers, drop, False, result.media_type
+
+    def _inject_failure(self) -> None:
+        """The faults drawn before a request runs (the drop is drawn after its commit)."""
+        for kind in FAULT_KINDS[1:]:
             if self.faults.draw(kind):
                 self.counters[kind] += 1
                 raise {
@@ -319,32 +351,18 @@ class Pipeline:
                         {"Retry-After": "1", "X-RateLimit-Scope": "key"},
                     ),
                 }[kind]
-        body, files, form, fingerprint = await self._body(request)
-        idem_key = request.headers.get("idempotency-key") if write else None
-        entry: _Idem | None = None
-        if idem_key is not None:
-            if not _IDEM_KEY.fullmatch(idem_key):
-                raise Invalid({"Idempotency-Key": "must be 1-64 characters of [A-Za-z0-9_-]"})
-            fingerprint = hashlib.sha256(
-                f"{request.method} {path}\n{fingerprint}".encode()
-            ).hexdigest()
-            cached = await self._idem_lookup(key["key_id"], idem_key, fingerprint, now)
-            if cached is not None:
-                self.counters["replays"] += 1
-                status, body_bytes, headers = cached
-                return (
-                    status,
-                    body_bytes,
-                    {**headers, **rate_headers, "X-Idempotent-Replay": "true"},
-                    False,
-                    True,
-                    "application/json",
-                )
-            entry = _Idem(fingerprint, now, asyncio.Event())
-            self._idem[(key["key_id"], idem_key)] = entry
-        ctx = Ctx(
-            self.store, now, user, key, dict(request.query_params), body, files, form, params, self
-        )
+
+    async def _commit(
+        self,
+        route: Route,
+        ctx: Ctx,
+        rid: str,
+        rate: dict[str, Any],
+        entry: _Idem | None,
+        idem_key: str,
+    ) -> tuple[Result, bytes]:
+        """Run the handler in one transaction; a write's cached answer commits with it."""
+        kid = ctx.key["key_id"]
         kept: ApiError | None = None
         payload = b""
         try:
@@ -357,47 +375,35 @@ class Pipeline:
                     # The handler's writes commit; the answer is still the error (uncached).
                     kept = err
                 if kept is None:
-                    if result.raw is None:
-                        envelope = {
-                            "ok": True,
-                            "data": result.data,
-                            "meta": {"request_id": rid, "rate_limit": rate, **result.meta},
-                        }
-                        payload = b"" if result.status == 204 else _dump(envelope)
-                    else:
-                        payload = result.raw
+                    payload = self._payload(result, rid, rate)
                     if entry is not None:
                         # Cached in the same transaction as the write: both land or neither.
                         entry.response = (result.status, payload, dict(result.headers))
                         self.store.save_replay(
-                            key["key_id"], idem_key or "", fingerprint, now, entry.response
+                            kid, idem_key, entry.fingerprint, ctx.now, entry.response
                         )
         except BaseException:
             if entry is not None:
                 entry.response = None
-                self._idem.pop((key["key_id"], idem_key or ""), None)
+                self._idem.pop((kid, idem_key), None)
                 entry.done.set()
             raise
-        if kept is not None:
-            if entry is not None:
-                self._idem.pop((key["key_id"], idem_key or ""), None)
-                entry.done.set()
-            raise kept
         if entry is not None:
+            if kept is not None:
+                self._idem.pop((kid, idem_key), None)
             entry.done.set()
-        if write:
-            self.counters["writes_committed"] += 1
-        drop = write and self.faults.draw("drop_after_commit")
-        if drop:
-            self.counters["drop_after_commit"] += 1
-        return (
-            result.status,
-            payload,
-            {**rate_headers, **result.headers},
-            drop,
-            False,
-            result.media_type,
-        )
+        if kept is not None:
+            raise kept
+        return result, payload
+
+    @staticmethod
+    def _payload(result: Result, rid: str, rate: dict[str, Any]) -> bytes:
+        if result.raw is not None:
+            return result.raw
+        if result.status == 204:
+            return b""
+        meta = {"request_id": rid, "rate_limit": rate, **result.meta}
+        return _dump({"ok": True, "data": result.data, "meta": meta})
 
     async def _idem_lookup(
         self, kid: int, idem_key: str, fingerprint: str, now: float
