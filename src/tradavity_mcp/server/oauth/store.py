@@ -221,6 +221,8 @@ class OAuthStore:
         """A grant for this consent, and its authorization code."""
         grant_id = uuid.uuid4().hex
         now = self.clock()
+        # Spent and expired codes are kept a day (a code presented again still revokes).
+        self._run("DELETE FROM codes WHERE expires < ?", (now - 86400.0,))
         self._run(
             "INSERT INTO grants (id, client_id, client_name, user_label, key_mac, key_sealed,"
             " scopes, resource, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
