@@ -170,11 +170,9 @@ def _injected_failure(ctx: Ctx, conn: dict[str, Any]) -> None:
     )
 
 
-async def trigger_sync(ctx: Ctx) -> Result:
-    conn = _catch_up(ctx, owned(ctx, "connection", path_int(ctx, "id"), "Connection"))
-    if ctx.body not in (None, {}):
-        raise Invalid({"body": "this endpoint takes no body"})
-    require_pro(ctx, "Manual sync needs the Pro plan.")
+def _may_sync_now(ctx: Ctx, conn: dict[str, Any]) -> None:
+    """Refuse a manual sync the connection cannot run now: inactive, cooling down, or
+    with an expired broker token."""
     if not conn["is_active"]:
         raise Invalid({"connection": "is inactive"})
     last = conn.get("last_manual_at")
@@ -194,43 +192,38 @@ async def trigger_sync(ctx: Ctx) -> Result:
             "The broker token expired and could not be refreshed; reconnect it in "
             "Settings -> Auto-Sync.",
         )
+
+
+def _broker_trade(ctx: Ctx, conn: dict[str, Any], rng: random.Random, i: int) -> dict[str, Any]:
+    """One trade the broker reports, stored as an import (with its two fills)."""
+    body = {
+        "account_id": conn["account_id"],
+        "trade_date": iso(ctx.now - 600 * (i + 1)),
+        "symbol": rng.choice(["MNQ", "MES"]),
+        "direction": rng.choice(["long", "short"]),
+        "quantity": 1,
+        "multiplier": 2,
+        "net_pnl": round(rng.uniform(-80, 120), 2),
+        "fees": 1.24,
+    }
+    fills = [
+        {"type": kind, "price": price, "quantity": 1, "execution_time": body["trade_date"]}
+        for kind, price in (("entry", 21000.25), ("exit", 21010.5))
+    ]
+    trade: dict[str, Any] = T.store_trade(ctx.store, ctx.uid, body, ctx.now, executions=fills)
+    return trade
+
+
+async def trigger_sync(ctx: Ctx) -> Result:
+    conn = _catch_up(ctx, owned(ctx, "connection", path_int(ctx, "id"), "Connection"))
+    if ctx.body not in (None, {}):
+        raise Invalid({"body": "this endpoint takes no body"})
+    require_pro(ctx, "Manual sync needs the Pro plan.")
+    _may_sync_now(ctx, conn)
     _injected_failure(ctx, conn)
     rng = random.Random(conn["connection_id"] * 1009 + conn["imports"])
     new = rng.choice([0, 1, 1, 2])
-    imported = []
-    for i in range(new):
-        body = {
-            "account_id": conn["account_id"],
-            "trade_date": iso(ctx.now - 600 * (i + 1)),
-            "symbol": rng.choice(["MNQ", "MES"]),
-            "direction": rng.choice(["long", "short"]),
-            "quantity": 1,
-            "multiplier": 2,
-            "net_pnl": round(rng.uniform(-80, 120), 2),
-            "fees": 1.24,
-        }
-        imported.append(
-            T.store_trade(
-                ctx.store,
-                ctx.uid,
-                body,
-                ctx.now,
-                executions=[
-                    {
-                        "type": "entry",
-                        "price": 21000.25,
-                        "quantity": 1,
-                        "execution_time": body["trade_date"],
-                    },
-                    {
-                        "type": "exit",
-                        "price": 21010.5,
-                        "quantity": 1,
-                        "execution_time": body["trade_date"],
-                    },
-                ],
-            )
-        )
+    imported = [_broker_trade(ctx, conn, rng, i) for i in range(new)]
     skipped = rng.randint(0, 3)
     lid = _log_run(
         ctx,
