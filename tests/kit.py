@@ -7,18 +7,39 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
+import anyio
 import httpx2
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, RequestParamsMeta, TextContent
 from PIL import Image
 
 from tradavity_mcp.api.client import RetryPolicy
+from tradavity_mcp.sandbox import ManualClock
 
 #: Drills retry at once: the faults are what is under test, not the backoff.
 FAST_RETRY = RetryPolicy(max_attempts=8, base_delay=0.005, max_delay=0.02, max_retry_after=5)
 
 
 SANDBOX_URL = "http://sandbox.local/api/v1"
+
+
+class SandboxTime:
+    """One clock for a test's sandbox, API client and server (`build_server(clock=...)`):
+    it stands still until something waits, and a wait (a `Retry-After`, a rate window, a
+    cooldown) moves it instead of sleeping."""
+
+    def __init__(self, manual: ManualClock | None = None) -> None:
+        self.manual = manual or ManualClock()
+
+    def now(self) -> float:
+        return self.manual.now()
+
+    async def sleep(self, seconds: float) -> None:
+        self.manual.advance(seconds)
+        await anyio.lowlevel.checkpoint()
+
+    def jitter(self) -> float:
+        return 0.5
 
 
 def png_bytes(colour: tuple[int, int, int] = (30, 120, 200)) -> bytes:

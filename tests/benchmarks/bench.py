@@ -276,7 +276,7 @@ async def free_tier_throughput(calls: int = 150, factor: float = 30.0) -> dict[s
         server = build_server(
             settings,
             transport=SandboxTransport(app),
-            api_clock=_Scaled(clock, factor),
+            clock=_Scaled(clock, factor),
             retry=RetryPolicy(max_retry_after=120),
         )
         async with Client(server) as client:
@@ -453,9 +453,7 @@ async def journal_round_trips(reps: int = 5, latency_ms: int = 100) -> dict[str,
             server = build_server(
                 settings,
                 transport=SandboxTransport(app),
-                api_clock=clock,
-                clock=clock.now,
-                sleep=clock.sleep,
+                clock=clock,
             )
             async with (
                 TradavityClient(
@@ -564,7 +562,7 @@ async def hosted_throughput(
                 settings,
                 transport=SandboxTransport(app),
                 stdio=False,
-                api_clock=_Scaled(clock, factor),
+                clock=_Scaled(clock, factor),
             ),
             kind="http",
             host="127.0.0.1",

@@ -25,7 +25,6 @@ from tradavity_mcp.api.client import TradavityClient
 from tradavity_mcp.sandbox import (
     DEMO_KEY,
     FaultSpec,
-    ManualClock,
     SandboxConfig,
     SandboxTransport,
     ScaledClock,
@@ -35,7 +34,7 @@ from tradavity_mcp.sandbox import (
 from tradavity_mcp.server import build_server
 from tradavity_mcp.settings import Settings
 
-from ..kit import FAST_RETRY
+from ..kit import FAST_RETRY, SandboxTime
 from ._kit import Plan, journal_until_known, verify
 
 SANDBOX = "http://sandbox.local/api/v1"
@@ -50,24 +49,6 @@ def _settings(state: Path, base_url: str = SANDBOX) -> Settings:
     )
 
 
-class DrillClock:
-    """One clock for the sandbox, the API client and the server: a `Retry-After` or a
-    rate window is waited out by moving it, not by sleeping."""
-
-    def __init__(self) -> None:
-        self.manual = ManualClock()
-
-    def now(self) -> float:
-        return self.manual.now()
-
-    async def sleep(self, seconds: float) -> None:
-        self.manual.advance(seconds)
-        await anyio.lowlevel.checkpoint()
-
-    def jitter(self) -> float:
-        return 0.5
-
-
 async def exactly_once(
     runs: int,
     state: Path,
@@ -77,16 +58,14 @@ async def exactly_once(
     ids: bool = True,
 ) -> dict[str, Any]:
     """N full journaling runs through a real MCP client while the API misbehaves."""
-    clock = DrillClock()
+    clock = SandboxTime()
     app = create_app(SandboxConfig(db=":memory:", fault_seed=seed, clock=clock.manual))
     sandbox = app.state.sandbox
     server = build_server(
         _settings(state),
         transport=SandboxTransport(app),
         retry=FAST_RETRY,
-        api_clock=clock,
-        clock=clock.now,
-        sleep=clock.sleep,
+        clock=clock,
     )
     started = time.perf_counter()
     async with Client(server) as client:
@@ -231,7 +210,7 @@ async def outage(runs: int, state: Path) -> dict[str, Any]:
     """The API is unreachable for a while: writes end pending; afterwards each lands once."""
     # Rate windows and Retry-After pass on the drill's clock: the resumer is measured,
     # not the per-minute window its catching up would otherwise wait out.
-    clock = DrillClock()
+    clock = SandboxTime()
     app = create_app(SandboxConfig(db=":memory:", clock=clock.manual))
     transport = Outage(SandboxTransport(app))
     server = build_server(
@@ -239,8 +218,7 @@ async def outage(runs: int, state: Path) -> dict[str, Any]:
         transport=transport,
         retry=FAST_RETRY,
         resume_interval=0.1,
-        api_clock=clock,
-        clock=clock.now,
+        clock=clock,
     )
     pending_texts: list[str] = []
     async with Client(server) as client:
@@ -276,7 +254,7 @@ async def outage(runs: int, state: Path) -> dict[str, Any]:
     return {"runs": runs, "message": pending_texts[0]}
 
 
-def _api(app: Any, clock: DrillClock | None = None) -> TradavityClient:
+def _api(app: Any, clock: SandboxTime | None = None) -> TradavityClient:
     """A checking client; on a drill's clock it waits out rate windows by moving it."""
     return TradavityClient(DEMO_KEY, base_url=SANDBOX, transport=SandboxTransport(app), clock=clock)
 
@@ -322,11 +300,9 @@ async def double_dispatch(
 ) -> dict[str, Any]:
     """Each call dispatched twice at once (as hosts do, 2-4 ms apart): under two host ids,
     or under none. One trade per run, never two, never none."""
-    clock = DrillClock()
+    clock = SandboxTime()
     app = create_app(SandboxConfig(db=":memory:", clock=clock.manual))
-    server = build_server(
-        _settings(state), transport=SandboxTransport(app), api_clock=clock, clock=clock.now
-    )
+    server = build_server(_settings(state), transport=SandboxTransport(app), clock=clock)
     outcomes: dict[str, int] = {}
     started = time.perf_counter()
     async with Client(server) as client:
@@ -484,7 +460,7 @@ async def footprint(
     data = base64.b64encode(png).decode()
     rss: list[int] = []
     with _sandbox_process(state.parent / "sandbox.log") as url:
-        server = build_server(_settings(state, url), retry=FAST_RETRY, api_clock=FastClock())
+        server = build_server(_settings(state, url), retry=FAST_RETRY, clock=FastClock())
         async with Client(server) as client:
             plan = await Plan.discover(client)
             for i in range(journals):

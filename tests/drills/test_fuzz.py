@@ -25,7 +25,7 @@ from tradavity_mcp.sandbox import DEMO_KEY, SandboxConfig, SandboxTransport, cre
 from tradavity_mcp.server import build_server
 from tradavity_mcp.settings import Settings
 
-from ..kit import FAST_RETRY, text_of
+from ..kit import FAST_RETRY, SandboxTime, text_of
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -242,7 +242,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     charts = state.parent / "charts"
     charts.mkdir()
     (charts / "chart.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
-    app = create_app(SandboxConfig(db=":memory:"))
+    clock = SandboxTime()  # waits (a sync cooldown, a rate window) cost nothing here
+    app = create_app(SandboxConfig(db=":memory:", clock=clock.manual))
     config = Settings.load(
         environ={"TRADAVITY_API_KEY": DEMO_KEY},
         base_url="http://sandbox.local/api/v1",
@@ -250,10 +251,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         allowed_dirs=[str(charts)],
     )
 
-    async def sleep(_: float) -> None:  # a sync cooldown wait costs nothing here
-        await anyio.lowlevel.checkpoint()
-
-    server = build_server(config, transport=SandboxTransport(app), retry=FAST_RETRY, sleep=sleep)
+    server = build_server(config, transport=SandboxTransport(app), retry=FAST_RETRY, clock=clock)
     with (
         start_blocking_portal() as portal,
         portal.wrap_async_context_manager(Client(server)) as client,

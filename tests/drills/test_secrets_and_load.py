@@ -119,7 +119,7 @@ async def test_hosted_load_many_clients_no_errors_no_cross_user_data(tmp_path: P
         transport=SandboxTransport(sandbox),
         stdio=False,
         hosted=HostedOptions(auth="per-user", public_url="http://127.0.0.1"),
-        api_clock=clock,
+        clock=clock,
     )
     app = build_http_app(server, kind="http", host="127.0.0.1")
     users = {DEMO_KEY: "Dana Demo", SECOND_PRO_KEY: "Priya Pro", FREE_KEY: "Frank Free"}

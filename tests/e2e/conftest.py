@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
@@ -26,7 +25,7 @@ from tradavity_mcp.sandbox import (
 from tradavity_mcp.server import build_server
 from tradavity_mcp.settings import Settings
 
-from ..kit import SANDBOX_URL, png_bytes
+from ..kit import SANDBOX_URL, SandboxTime, png_bytes
 
 
 @dataclass
@@ -40,11 +39,8 @@ class Env:
     api: TradavityClient
 
     def server(self, **kwargs: Any) -> MCPServer:
-        async def sleep(seconds: float) -> None:
-            self.clock.advance(seconds)
-            await anyio.lowlevel.checkpoint()
-
-        kwargs.setdefault("sleep", sleep)
+        """Our server on this world's sandbox, on the sandbox's clock unless told."""
+        kwargs.setdefault("clock", SandboxTime(self.clock))
         return build_server(self.settings, transport=SandboxTransport(self.app), **kwargs)
 
     @property

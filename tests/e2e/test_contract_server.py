@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from tradavity_mcp.api.clock import FakeClock
 from tradavity_mcp.sandbox import FaultSpec
 from tradavity_mcp.server.errors import UserError
 from tradavity_mcp.server.refdata import RefData
@@ -173,7 +172,7 @@ async def test_kept_lists_are_refreshed_in_the_background_all_at_once(env: Env) 
 async def test_a_failing_broker_is_answered_try_later_after_two_requests(
     env: Env, fault: str, code: str, wait: bool
 ) -> None:
-    async with Client(env.server(api_clock=FakeClock())) as client:
+    async with Client(env.server()) as client:
         env.sandbox.set_faults(FaultSpec(**{fault: 1.0}))
         env.sandbox.reset_counters()
         result = await client.call_tool("trigger_sync", {"connection": 1, "wait": wait})

@@ -29,7 +29,7 @@ from tradavity_mcp.sandbox import (
 from tradavity_mcp.server import build_server
 from tradavity_mcp.settings import Settings
 
-from ..kit import FAST_RETRY, SANDBOX_URL, data_of, meta, text_of
+from ..kit import FAST_RETRY, SANDBOX_URL, SandboxTime, data_of, meta, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -73,7 +73,7 @@ async def world(sandbox_url: tuple[str, Any, ManualClock], tmp_path: Path) -> As
         state_dir=tmp_path / "state",
         allowed_dirs=[str(charts)],
     )
-    server = build_server(settings, clock=clock.now)
+    server = build_server(settings, clock=SandboxTime(clock))
     async with (
         Client(server) as client,
         TradavityClient(DEMO_KEY, base_url=url) as api,
@@ -213,7 +213,7 @@ async def test_pending_past_the_replay_window_is_found_not_written_again(
     settings = Settings.load(
         environ={"TRADAVITY_API_KEY": DEMO_KEY}, base_url=SANDBOX_URL, state_dir=tmp_path
     )
-    server = build_server(settings, transport=transport, clock=clock.now, retry=FAST_RETRY)
+    server = build_server(settings, transport=transport, clock=SandboxTime(clock), retry=FAST_RETRY)
     call_meta = meta({"claudecode/toolUseId": "toolu_day_old"})
     args = {
         "trade": {**_trade_at("MBT", 77.5), "account": "Apex 50K"},

@@ -25,7 +25,7 @@ from tradavity_mcp.server import build_server
 from tradavity_mcp.server.writes.ledger import Ledger
 from tradavity_mcp.settings import Settings
 
-from ..kit import FAST_RETRY, SANDBOX_URL, data_of, text_of
+from ..kit import FAST_RETRY, SANDBOX_URL, SandboxTime, data_of, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -49,7 +49,7 @@ def _server(state: Path, app: Any, clock: ManualClock) -> Any:
     settings = Settings.load(
         environ={"TRADAVITY_API_KEY": DEMO_KEY}, base_url=SANDBOX_URL, state_dir=state
     )
-    return build_server(settings, transport=SandboxTransport(app), clock=clock.now)
+    return build_server(settings, transport=SandboxTransport(app), clock=SandboxTime(clock))
 
 
 def _trade(pnl: float) -> dict[str, Any]:
@@ -166,7 +166,7 @@ async def test_nothing_unrecorded_is_sent_when_the_api_is_down_either(tmp_path: 
     settings = Settings.load(
         environ={"TRADAVITY_API_KEY": DEMO_KEY}, base_url=SANDBOX_URL, state_dir=tmp_path
     )
-    server = build_server(settings, transport=Flaky(), clock=clock.now, retry=FAST_RETRY)
+    server = build_server(settings, transport=Flaky(), clock=SandboxTime(clock), retry=FAST_RETRY)
     async with Client(server) as client:
         await client.call_tool("lookup", {"name": "accounts"})
         down[0] = True

@@ -24,7 +24,7 @@ from tradavity_mcp.sandbox import (
 from tradavity_mcp.server import HostedOptions, StreamOptions, build_http_app, build_server
 from tradavity_mcp.settings import Settings
 
-from ..kit import data_of, http_transport
+from ..kit import SandboxTime, data_of, http_transport
 from .conftest import Env
 
 pytestmark = pytest.mark.anyio
@@ -93,8 +93,15 @@ async def test_scheduled_syncs_become_runs(client: Client, env: Env) -> None:
     assert len(runs) >= 4  # two connections, two 15-minute slots each
 
 
+class RealWaits(SandboxTime):
+    """The sandbox's time, but waiting really waits."""
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
+
+
 async def test_a_cancelled_wait_ends_as_cancelled(env: Env) -> None:
-    server = env.server(sleep=anyio.sleep)  # a real wait, so the client can give up on it
+    server = env.server(clock=RealWaits(env.clock))  # so the client can give up on a wait
     async with Client(server) as client:
         good, _ = await _connections(client)
         data_of(await client.call_tool("trigger_sync", {"connection": good}))

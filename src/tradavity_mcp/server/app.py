@@ -24,8 +24,7 @@ from starlette.responses import JSONResponse, Response
 
 from .. import __version__
 from ..api.client import RetryPolicy, TradavityClient
-from ..api.clock import Clock as ApiClock
-from ..api.clock import Now, Sleep
+from ..api.clock import Clock, Now, SystemClock
 from ..settings import Settings
 from .auth import PerUserVerifier, ServerTokenVerifier, Workspaces, unauthorized
 from .background import (
@@ -98,11 +97,9 @@ class Connection:
     base_url: str
     transport: httpx2.AsyncBaseTransport | None
     retry: RetryPolicy | None
-    api_clock: ApiClock | None
-    #: The server's own wall clock (the ledger's windows, `now`).
-    clock: Now
-    #: How waits (a sync cooldown) sleep.
-    sleep: Sleep
+    #: The one clock: the API client's waits and pacing, the ledger's windows, `now`,
+    #: a sync cooldown's wait. Tests hand in the sandbox's, so a day passes in a moment.
+    clock: Clock
 
 
 class Backend:
@@ -177,7 +174,7 @@ class Backend:
             base_url=self.link.base_url,
             transport=self.link.transport,
             retry=self.link.retry,
-            clock=self.link.api_clock,
+            clock=self.link.clock,
         )
 
     def _workspace(self, api: TradavityClient, ledger: Ledger) -> Workspace:
@@ -186,13 +183,13 @@ class Backend:
             api=api,
             ledger=ledger,
             ref=RefData(api),
-            sleep=self.link.sleep,
-            clock=self.link.clock,
+            sleep=self.link.clock.sleep,
+            clock=self.link.clock.now,
             duplicate_window=self.settings.duplicate_window,
         )
 
     async def _open(self, stack: AsyncExitStack) -> AppState:
-        ledger = Ledger(self.settings.ledger_path, clock=self.link.clock)
+        ledger = Ledger(self.settings.ledger_path, clock=self.link.clock.now)
         stack.callback(ledger.close)
         state = AppState()
         if self.hosted.auth == "per-user":
@@ -309,20 +306,18 @@ def build_server(
     stdio: bool = True,
     hosted: HostedOptions | None = None,
     resume_interval: float = RESUME_INTERVAL_SECONDS,
-    sleep: Sleep | None = None,
     retry: RetryPolicy | None = None,
-    api_clock: ApiClock | None = None,
-    clock: Now | None = None,
+    clock: Clock | None = None,
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING",
 ) -> TradavityServer:
     """Build the MCP server for these settings.
 
     `transport` replaces the network (tests hand in the sandbox). In sandbox mode
     without one, the server talks to an in-process sandbox with the demo key.
-    `hosted` configures authentication for the HTTP transports. `retry` and
-    `api_clock` reach the API client (drills retry fast; benchmarks speed time up).
-    `clock` is the server's own time (the ledger's windows, `now`); tests hand in the
-    sandbox's clock so a day can pass in a moment.
+    `hosted` configures authentication for the HTTP transports. `retry` reaches the API
+    client (drills retry fast). `clock` is the one clock everything reads and waits on
+    (default: the system's); tests hand in the sandbox's so a day passes in a moment,
+    benchmarks a faster one.
     """
     hosted = hosted or HostedOptions()
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
@@ -339,9 +334,7 @@ def build_server(
         base_url=base_url,
         transport=transport,
         retry=retry,
-        api_clock=api_clock,
-        clock=clock or time.time,
-        sleep=sleep or anyio.sleep,
+        clock=clock or SystemClock(),
     )
     bus = PrincipalBus()
     notifier = SyncNotifier(bus)

@@ -192,7 +192,7 @@ def key_check(backend: Backend) -> KeyCheck:
             base_url=link.base_url,
             transport=link.transport,
             retry=RetryPolicy(max_attempts=1),
-            clock=link.api_clock,
+            clock=link.clock,
         )
         try:
             with anyio.fail_after(KEY_CHECK_SECONDS):
