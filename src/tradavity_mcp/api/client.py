@@ -155,6 +155,18 @@ def _validate(model: type[_M], body: _M | Mapping[str, Any]) -> _M:
         raise RequestInvalid(f"invalid request body: {summary}", fields) from None
 
 
+def _headers(method: str, json: Any, idempotency_key: str | None) -> dict[str, str]:
+    """A request's own headers: a write's Idempotency-Key (required), the body's type."""
+    headers: dict[str, str] = {}
+    if method in _WRITE_METHODS:
+        if idempotency_key is None or not IDEMPOTENCY_KEY_PATTERN.fullmatch(idempotency_key):
+            raise ValueError("every write needs an Idempotency-Key of 1-64 [A-Za-z0-9_-]")
+        headers["Idempotency-Key"] = idempotency_key
+    if json is not None:
+        headers["Content-Type"] = "application/json"
+    return headers
+
+
 def _retry_after(headers: Mapping[str, str], details: Mapping[str, Any]) -> float | None:
     raw = headers.get("retry-after") or details.get("retry_after_seconds")
     try:
@@ -261,16 +273,9 @@ class TradavityClient:
     ) -> ApiResponse:
         """Send one logical request: pace, retry what is safe, parse, raise typed errors."""
         method = method.upper()
-        headers: dict[str, str] = {}
-        if method in _WRITE_METHODS:
-            if idempotency_key is None or not IDEMPOTENCY_KEY_PATTERN.fullmatch(idempotency_key):
-                raise ValueError("every write needs an Idempotency-Key of 1-64 [A-Za-z0-9_-]")
-            headers["Idempotency-Key"] = idempotency_key
-        if json is not None:
-            headers["Content-Type"] = "application/json"
+        headers = _headers(method, json, idempotency_key)
         query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
         url = path.lstrip("/")
-
         attempt = 0
         maybe_applied = False
         sync_errors: list[APIStatusError] = []
@@ -290,17 +295,8 @@ class TradavityClient:
                 maybe_applied = maybe_applied or (
                     method in _WRITE_METHODS and _may_have_reached_server(exc)
                 )
-                logger.warning("%s /%s: %s (attempt %d)", method, url, type(exc).__name__, attempt)
-                if attempt >= self.retry.max_attempts:
-                    raise APIConnectionError(
-                        f"no answer from the Tradavity API after {attempt} attempts "
-                        f"({type(exc).__name__})",
-                        outcome_unknown=maybe_applied,
-                        attempts=attempt,
-                    ) from None
-                await self._clock.sleep(self.retry.backoff(attempt, self._clock.jitter()))
+                await self._after_no_answer(method, url, exc, attempt, maybe_applied)
                 continue
-
             result = self._parse(response)
             if isinstance(result, ApiResponse):
                 logger.debug(
@@ -312,34 +308,52 @@ class TradavityClient:
                     " (replay)" if result.replayed else "",
                 )
                 return result
-            error = result
-            logger.info("%s /%s -> %d %s", method, url, error.status, error.error_code)
-            if sync_errors and isinstance(error, ConnectionSyncCooldown):
-                # Our retry of a failed sync met the cooldown that failed run started: the
-                # news is the sync failure, and when the next try can go.
-                failure = sync_errors[-1]
-                failure.retry_after = error.retry_after_seconds
-                raise failure
-            if error.retry_once:
-                sync_errors.append(error)
-                if (
-                    len(sync_errors) > self.retry.sync_error_retries
-                    or attempt >= self.retry.max_attempts
-                ):
-                    raise error
-                await self._clock.sleep(self.retry.backoff(attempt, self._clock.jitter()))
-                continue
-            if not error.retryable or attempt >= self.retry.max_attempts:
+            logger.info("%s /%s -> %d %s", method, url, result.status, result.error_code)
+            await self._after_error(result, attempt, sync_errors)
+
+    async def _after_no_answer(
+        self, method: str, url: str, exc: Exception, attempt: int, maybe_applied: bool
+    ) -> None:
+        """No answer: wait before the next try, or give up (saying whether a write may
+        have landed)."""
+        logger.warning("%s /%s: %s (attempt %d)", method, url, type(exc).__name__, attempt)
+        if attempt >= self.retry.max_attempts:
+            raise APIConnectionError(
+                f"no answer from the Tradavity API after {attempt} attempts ({type(exc).__name__})",
+                outcome_unknown=maybe_applied,
+                attempts=attempt,
+            ) from None
+        await self._clock.sleep(self.retry.backoff(attempt, self._clock.jitter()))
+
+    async def _after_error(
+        self, error: APIStatusError, attempt: int, sync_errors: list[APIStatusError]
+    ) -> None:
+        """An error answer: wait as it asks before the next try, or raise it."""
+        if sync_errors and isinstance(error, ConnectionSyncCooldown):
+            # Our retry of a failed sync met the cooldown that failed run started: the
+            # news is the sync failure, and when the next try can go.
+            failure = sync_errors[-1]
+            failure.retry_after = error.retry_after_seconds
+            raise failure
+        if error.retry_once:
+            sync_errors.append(error)
+            if len(sync_errors) > self.retry.sync_error_retries or (
+                attempt >= self.retry.max_attempts
+            ):
                 raise error
-            if isinstance(error, RateLimited):
-                wait = error.retry_after
-                if wait is not None and wait > self.retry.max_retry_after:
-                    raise error
-                self._pacer.block(wait if wait is not None else self.retry.backoff(attempt, 0.5))
-            elif error.retry_after is not None and error.retry_after <= self.retry.max_retry_after:
-                await self._clock.sleep(error.retry_after)
-            else:
-                await self._clock.sleep(self.retry.backoff(attempt, self._clock.jitter()))
+            await self._clock.sleep(self.retry.backoff(attempt, self._clock.jitter()))
+            return
+        if not error.retryable or attempt >= self.retry.max_attempts:
+            raise error
+        if isinstance(error, RateLimited):
+            wait = error.retry_after
+            if wait is not None and wait > self.retry.max_retry_after:
+                raise error
+            self._pacer.block(wait if wait is not None else self.retry.backoff(attempt, 0.5))
+        elif error.retry_after is not None and error.retry_after <= self.retry.max_retry_after:
+            await self._clock.sleep(error.retry_after)
+        else:
+            await self._clock.sleep(self.retry.backoff(attempt, self._clock.jitter()))
 
     def _parse(self, response: httpx2.Response) -> ApiResponse | APIStatusError:
         headers = response.headers
