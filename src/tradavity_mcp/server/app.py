@@ -292,10 +292,33 @@ def _verifier(
 
 
 def _auth_settings(hosted: HostedOptions) -> AuthSettings:
+    # The issuer is this server (its own OAuth endpoints in oauth mode); no other
+    # authorization server is ever named.
     return AuthSettings(
-        issuer_url=AnyHttpUrl("https://app.tradavity.com"),
+        issuer_url=AnyHttpUrl(hosted.public_url.rstrip("/")),
         resource_server_url=AnyHttpUrl(hosted.public_url.rstrip("/") + "/mcp"),
         validate_token_resource=False,
+    )
+
+
+def _connection(
+    settings: Settings,
+    hosted: HostedOptions,
+    transport: httpx2.AsyncBaseTransport | None,
+    retry: RetryPolicy | None,
+    clock: Clock,
+) -> Connection:
+    """Where the server talks to Tradavity: the network, or the embedded sandbox."""
+    api_key = settings.api_key.get_secret_value() if settings.api_key else None
+    base_url = settings.base_url
+    if transport is None and settings.sandbox:
+        transport, demo_key = _sandbox_transport(settings)
+        base_url = "http://sandbox.local/api/v1"
+        api_key = api_key or demo_key
+    if api_key is None and hosted.auth != "per-user":
+        raise ValueError("no API key: pass one in settings, use the sandbox, or per-user auth")
+    return Connection(
+        api_key=api_key, base_url=base_url, transport=transport, retry=retry, clock=clock
     )
 
 
@@ -320,22 +343,7 @@ def build_server(
     benchmarks a faster one.
     """
     hosted = hosted or HostedOptions()
-    api_key = settings.api_key.get_secret_value() if settings.api_key else None
-    base_url = settings.base_url
-    if transport is None and settings.sandbox:
-        transport, demo_key = _sandbox_transport(settings)
-        base_url = "http://sandbox.local/api/v1"
-        api_key = api_key or demo_key
-    if api_key is None and hosted.auth != "per-user":
-        raise ValueError("no API key: pass one in settings, use the sandbox, or per-user auth")
-
-    link = Connection(
-        api_key=api_key,
-        base_url=base_url,
-        transport=transport,
-        retry=retry,
-        clock=clock or SystemClock(),
-    )
+    link = _connection(settings, hosted, transport, retry, clock or SystemClock())
     bus = PrincipalBus()
     notifier = SyncNotifier(bus)
     verifier = _verifier(hosted, lambda: backend)
