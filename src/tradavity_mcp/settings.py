@@ -149,16 +149,7 @@ class Settings:
         """
         env = os.environ if environ is None else environ
         sandbox = sandbox or _truthy(env.get(_ENV_SANDBOX))
-        raw_key = api_key if api_key is not None else env.get(_ENV_KEY)
-        key: SecretStr | None = None
-        if raw_key is not None and raw_key.strip():
-            key = validate_api_key(raw_key, source="--api-key" if api_key is not None else _ENV_KEY)
-        elif require_key and not sandbox:
-            raise ConfigError(
-                f"{_ENV_KEY} is not set: export your Tradavity API key (Settings -> API), "
-                "or run `tradavity-mcp --sandbox` to try it on the built-in sandbox."
-            )
-
+        key = _api_key(api_key, env.get(_ENV_KEY), needed=require_key and not sandbox)
         url = (base_url or env.get(_ENV_BASE_URL) or DEFAULT_BASE_URL).rstrip("/")
         if not url.startswith(("https://", "http://")):
             raise ConfigError(f"{_ENV_BASE_URL} must be an http(s) URL, e.g. {DEFAULT_BASE_URL}")
@@ -192,6 +183,19 @@ class Settings:
             secret_key=_secret(env.get(_ENV_SECRET_KEY)),
             oauth_redirect_hosts=_hosts(env.get(_ENV_REDIRECT_HOSTS)),
         )
+
+
+def _api_key(given: str | None, from_env: str | None, *, needed: bool) -> SecretStr | None:
+    """The key, from the flag or the environment, checked; one clear line if missing."""
+    raw = given if given is not None else from_env
+    if raw is not None and raw.strip():
+        return validate_api_key(raw, source="--api-key" if given is not None else _ENV_KEY)
+    if needed:
+        raise ConfigError(
+            f"{_ENV_KEY} is not set: export your Tradavity API key (Settings -> API), "
+            "or run `tradavity-mcp --sandbox` to try it on the built-in sandbox."
+        )
+    return None
 
 
 def _seconds(name: str, raw: str | None, default: float) -> float:
