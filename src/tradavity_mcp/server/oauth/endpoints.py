@@ -8,6 +8,7 @@ user.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,38 +182,16 @@ class OAuthServer:
             return await registration.handle(request)
 
         async def revoke(request: Request) -> Response:
-            # RFC 7009. Not the SDK's handler: it requires `client_secret` in the form even
-            # from public clients, which send none.
-            no_store = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-            try:
-                client = await authenticator.authenticate_request(request)
-            except AuthenticationError as exc:
-                return JSONResponse(
-                    {"error": "invalid_client", "error_description": exc.message},
-                    status_code=401,
-                    headers=no_store,
-                )
-            value = (await request.form()).get("token")
-            if not isinstance(value, str) or not value:
-                return JSONResponse(
-                    {"error": "invalid_request", "error_description": "token is required"},
-                    status_code=400,
-                    headers=no_store,
-                )
-            found: AccessToken | RefreshToken | None = await self.provider.load_access_token(value)
-            if found is None:
-                found = await self.provider.load_refresh_token(client, value)
-            if found is not None and found.client_id == client.client_id:
-                await self.provider.revoke_token(found)
-            # An unknown or foreign token is answered the same way (RFC 7009 2.2).
-            return Response(status_code=200, headers=no_store)
+            return await self._revoke(authenticator, request)
 
+        def post(handler: Callable[[Request], Awaitable[Response]]) -> ASGIApp:
+            return _cors(_limited(request_response(handler)), ["POST", "OPTIONS"])
+
+        metadata = MetadataHandler(self.metadata()).handle
         return [
             Route(
                 "/.well-known/oauth-authorization-server",
-                endpoint=_cors(
-                    request_response(MetadataHandler(self.metadata()).handle), ["GET", "OPTIONS"]
-                ),
+                endpoint=_cors(request_response(metadata), ["GET", "OPTIONS"]),
                 methods=["GET", "OPTIONS"],
             ),
             *resource_metadata_routes(self.issuer, self.issuer),
@@ -228,26 +207,39 @@ class OAuthServer:
             ),
             Route(
                 "/token",
-                endpoint=_cors(
-                    _limited(request_response(TokenHandler(self.provider, authenticator).handle)),
-                    ["POST", "OPTIONS"],
-                ),
+                endpoint=post(TokenHandler(self.provider, authenticator).handle),
                 methods=["POST", "OPTIONS"],
             ),
-            Route(
-                "/register",
-                endpoint=_cors(_limited(request_response(register)), ["POST", "OPTIONS"]),
-                methods=["POST", "OPTIONS"],
-            ),
-            Route(
-                "/revoke",
-                endpoint=_cors(
-                    _limited(request_response(revoke)),
-                    ["POST", "OPTIONS"],
-                ),
-                methods=["POST", "OPTIONS"],
-            ),
+            Route("/register", endpoint=post(register), methods=["POST", "OPTIONS"]),
+            Route("/revoke", endpoint=post(revoke), methods=["POST", "OPTIONS"]),
         ]
+
+    async def _revoke(self, authenticator: ClientAuthenticator, request: Request) -> Response:
+        """RFC 7009. Not the SDK's handler: it requires `client_secret` in the form even
+        from public clients, which send none."""
+        no_store = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+        try:
+            client = await authenticator.authenticate_request(request)
+        except AuthenticationError as exc:
+            return JSONResponse(
+                {"error": "invalid_client", "error_description": exc.message},
+                status_code=401,
+                headers=no_store,
+            )
+        value = (await request.form()).get("token")
+        if not isinstance(value, str) or not value:
+            return JSONResponse(
+                {"error": "invalid_request", "error_description": "token is required"},
+                status_code=400,
+                headers=no_store,
+            )
+        found: AccessToken | RefreshToken | None = await self.provider.load_access_token(value)
+        if found is None:
+            found = await self.provider.load_refresh_token(client, value)
+        if found is not None and found.client_id == client.client_id:
+            await self.provider.revoke_token(found)
+        # An unknown or foreign token is answered the same way (RFC 7009 2.2).
+        return Response(status_code=200, headers=no_store)
 
     def resolve(self, token: str) -> Resolved | None:
         return self.provider.resolve(token)
