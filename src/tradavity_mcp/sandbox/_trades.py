@@ -409,24 +409,25 @@ def filter_trades(
     include_archived = bool(_bool(params.get("include_archived"), "include_archived"))
     trades = user_trades(store, uid, include_archived=include_archived)
     start, end, _ = date_window(params, tz, now, default_days=None)
-    trades = in_window(trades, start, end)
+    trades = _by_reference(store, uid, in_window(trades, start, end), params)
+    trades = _by_value(store, uid, trades, params)
+    return sorted(trades, key=lambda t: (t["trade_date"], t["trade_number"]), reverse=True)
+
+
+def _by_reference(
+    store: Store, uid: int, trades: list[dict[str, Any]], params: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The filters that name another record: account, strategy, setup, tag."""
     account_ref = params.get("account") or params.get("account_id")
     if account_ref:
         account = resolve_account(store, uid, account_ref)
         assert account is not None
         trades = [t for t in trades if t["account_id"] == account["account_id"]]
-    if params.get("symbol"):
-        trades = [t for t in trades if t["symbol"].casefold() == params["symbol"].casefold()]
-    if params.get("direction"):
-        if params["direction"] not in {"long", "short"}:
-            raise Invalid({"direction": "must be long or short"}, allowed=["long", "short"])
-        trades = [t for t in trades if t["direction"] == params["direction"]]
     strategy_ref = params.get("strategy") or params.get("strategy_id")
     if strategy_ref:
-        strategies = store.all("strategy", uid)
         ids = {
             s["strategy_id"]
-            for s in strategies
+            for s in store.all("strategy", uid)
             if (strategy_ref.isdigit() and s["strategy_id"] == int(strategy_ref))
             or s["name"].casefold() == strategy_ref.casefold()
         }
@@ -440,12 +441,6 @@ def filter_trades(
             if su["name"].casefold() == wanted
         }
         trades = [t for t in trades if t.get("setup_id") in setup_ids]
-    grade = params.get("grade") or params.get("trade_quality_grade")
-    if grade:
-        allowed = ["A+", "A", "B", "C", "F"]
-        if grade not in allowed:
-            raise Invalid({"grade": "is not a known grade"}, allowed=allowed)
-        trades = [t for t in trades if t.get("grade") == grade]
     if params.get("tag"):
         tag_ids = {
             t["tag_id"]
@@ -453,6 +448,25 @@ def filter_trades(
             if t["name"].casefold() == params["tag"].casefold()
         }
         trades = [t for t in trades if tag_ids & set(t.get("tag_ids", []))]
+    return trades
+
+
+def _by_value(
+    store: Store, uid: int, trades: list[dict[str, Any]], params: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The filters on the trade's own values: symbol, direction, grade, outcome, P&L, copy."""
+    if params.get("symbol"):
+        trades = [t for t in trades if t["symbol"].casefold() == params["symbol"].casefold()]
+    if params.get("direction"):
+        if params["direction"] not in {"long", "short"}:
+            raise Invalid({"direction": "must be long or short"}, allowed=["long", "short"])
+        trades = [t for t in trades if t["direction"] == params["direction"]]
+    grade = params.get("grade") or params.get("trade_quality_grade")
+    if grade:
+        allowed = ["A+", "A", "B", "C", "F"]
+        if grade not in allowed:
+            raise Invalid({"grade": "is not a known grade"}, allowed=allowed)
+        trades = [t for t in trades if t.get("grade") == grade]
     if params.get("outcome"):
         allowed = ["win", "loss", "breakeven"]
         if params["outcome"] not in allowed:
@@ -478,7 +492,7 @@ def filter_trades(
     is_copy = _bool(params.get("is_copy"), "is_copy")
     if is_copy is not None:
         trades = [t for t in trades if bool(t.get("is_copy")) == is_copy]
-    return sorted(trades, key=lambda t: (t["trade_date"], t["trade_number"]), reverse=True)
+    return trades
 
 
 def encode_cursor(trade: dict[str, Any]) -> str:
