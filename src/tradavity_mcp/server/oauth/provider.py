@@ -26,7 +26,7 @@ from pydantic import AnyUrl
 
 from .clients import ClientDocuments, is_client_document_url, redirect_allowed
 from .crypto import KeyBox
-from .store import OAuthStore, Pending
+from .store import Grant, OAuthStore, Pending
 
 __all__ = ["Resolved", "TradavityProvider", "same_resource"]
 
@@ -197,22 +197,24 @@ class TradavityProvider:
 
     # access tokens
 
-    def _live_access(self, token: str) -> tuple[str, float] | None:
+    def _live_access(self, token: str) -> tuple[Grant, float] | None:
+        """The unrevoked grant behind an unexpired access token, and when it expires."""
         found = self.store.token(token, "access")
         if found is None:
             return None
         grant_id, expires, _ = found
         if expires < self.clock():
             return None
-        return grant_id, expires
+        grant = self.store.grant(grant_id)
+        if grant is None or grant.revoked is not None:
+            return None
+        return grant, expires
 
     async def load_access_token(self, token: str) -> AccessToken | None:
         live = self._live_access(token)
         if live is None:
             return None
-        grant = self.store.grant(live[0])
-        if grant is None or grant.revoked is not None:
-            return None
+        grant = live[0]
         return AccessToken(
             token=token,
             client_id=grant.client_id,
@@ -231,9 +233,7 @@ class TradavityProvider:
         live = self._live_access(token)
         if live is None:
             return None
-        grant = self.store.grant(live[0])
-        if grant is None or grant.revoked is not None:
-            return None
+        grant = live[0]
         if not same_resource(grant.resource, self.resource):
             return None
         key = self.box.open(grant.key_sealed)
