@@ -31,6 +31,16 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+#: Trade fields stored as the body gives them (absent: null).
+_AS_GIVEN = (
+    "quantity", "asset_config", "gross_pnl", "sl_price", "tp_price", "total_points",
+    "rr_expected", "rr_realized", "holding_time", "market_condition", "trading_session",
+    "volume", "emotional_state", "bias", "confidence_level", "exit_type", "setup_quality",
+    "news_events", "strategy_id", "setup_id", "thought_process", "mistakes_made",
+    "learning_notes", "general_notes",
+)  # fmt: skip
+
+
 def store_trade(
     store: Store,
     uid: int,
@@ -51,35 +61,12 @@ def store_trade(
         "trade_date": body["trade_date"],
         "symbol": str(body["symbol"]).upper(),
         "direction": body["direction"],
-        "quantity": body.get("quantity"),
         "multiplier": body.get("multiplier", 1.0),
         "asset_type": body.get("asset_type") or "futures",
-        "asset_config": body.get("asset_config"),
         "net_pnl": body["net_pnl"],
         "fees": body.get("fees", 0.0) or 0.0,
-        "gross_pnl": body.get("gross_pnl"),
-        "sl_price": body.get("sl_price"),
-        "tp_price": body.get("tp_price"),
-        "total_points": body.get("total_points"),
-        "rr_expected": body.get("rr_expected"),
-        "rr_realized": body.get("rr_realized"),
-        "holding_time": body.get("holding_time"),
-        "market_condition": body.get("market_condition"),
-        "trading_session": body.get("trading_session"),
         "grade": body.get("trade_quality_grade"),
-        "volume": body.get("volume"),
-        "emotional_state": body.get("emotional_state"),
-        "bias": body.get("bias"),
-        "confidence_level": body.get("confidence_level"),
-        "exit_type": body.get("exit_type"),
-        "setup_quality": body.get("setup_quality"),
-        "news_events": body.get("news_events"),
-        "strategy_id": body.get("strategy_id"),
-        "setup_id": body.get("setup_id"),
-        "thought_process": body.get("thought_process"),
-        "mistakes_made": body.get("mistakes_made"),
-        "learning_notes": body.get("learning_notes"),
-        "general_notes": body.get("general_notes"),
+        **{name: body.get(name) for name in _AS_GIVEN},
         "is_copy": source is not None,
         "source_trade_id": source["trade_id"] if source else None,
         "source_trade_number": source["trade_number"] if source else None,
