@@ -96,19 +96,8 @@ def _item(raw: Any, where: str, problems: dict[str, str]) -> dict[str, Any] | No
     return item
 
 
-async def create_protocol(ctx: Ctx) -> Result:
-    body = check_body(
-        ctx.body,
-        {
-            "type": enum(PROTOCOL_TYPES, nullable=False),
-            "name": string(1, 100, nullable=False),
-            "description": string(0, 500),
-            "set_as_default": boolean(),
-            "sections": lambda v: v,
-        },
-        required=("type", "name", "sections"),
-    )
-    sections = body["sections"]
+def _checked_sections(sections: Any) -> list[tuple[str, list[Any]]]:
+    """A new protocol's sections and items, checked; every problem named at once."""
     if not isinstance(sections, list) or not 1 <= len(sections) <= 8:
         raise Invalid({"sections": "must be an array of 1-8 sections"})
     problems: dict[str, str] = {}
@@ -132,6 +121,22 @@ async def create_protocol(ctx: Ctx) -> Result:
         built.append((section["name"], checked))
     if problems:
         raise Invalid(problems)
+    return built
+
+
+async def create_protocol(ctx: Ctx) -> Result:
+    body = check_body(
+        ctx.body,
+        {
+            "type": enum(PROTOCOL_TYPES, nullable=False),
+            "name": string(1, 100, nullable=False),
+            "description": string(0, 500),
+            "set_as_default": boolean(),
+            "sections": lambda v: v,
+        },
+        required=("type", "name", "sections"),
+    )
+    built = _checked_sections(body["sections"])
     same_type = [p for p in ctx.store.all("protocol", ctx.uid) if p["type"] == body["type"]]
     within_cap(ctx, PROTOCOL_CAP, len(same_type), f"{body['type']} protocol(s)")
     has_default = any(p["is_active"] and p["is_default"] for p in same_type)
