@@ -156,8 +156,6 @@ class WriteCall:
     target: str | None = None
     duplicate_window: float = DUPLICATE_WINDOW_SECONDS
     lease_seconds: float = LEASE_SECONDS
-    #: Set when this call carried on an earlier one (its creation time).
-    continued_from: float | None = field(default=None, init=False)
 
     @property
     def _id(self) -> tuple[str, str, str]:
@@ -312,8 +310,6 @@ class WriteCall:
                         continue
                     return await self._answer_from_twin(record, body)
                 case "new" | "resume" | "continue":
-                    if claim.previous is not None:
-                        self.continued_from = claim.previous.created_at
                     return await self._execute(body, owner)
 
     async def _answer_from_twin(

@@ -726,9 +726,3 @@ class Ledger:
             (principal, tool, call_id),
         )
         return [self._step(r) for r in rows]
-
-    def size_bytes(self) -> int:
-        """The ledger's footprint on disk (the file and its WAL)."""
-        if self.path == ":memory:":
-            return 0
-        return sum(os.path.getsize(p) for p in (self.path, self.path + "-wal") if os.path.exists(p))
