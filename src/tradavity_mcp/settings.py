@@ -39,6 +39,7 @@ _ENV_OUTPUT_SCHEMAS = "TRADAVITY_OUTPUT_SCHEMAS"
 _ENV_SANDBOX = "TRADAVITY_SANDBOX"
 _ENV_SANDBOX_DEMO_DAYS = "TRADAVITY_SANDBOX_DEMO_DAYS"
 _ENV_DUPLICATE_WINDOW = "TRADAVITY_DUPLICATE_WINDOW"
+_ENV_STORE_URL = "TRADAVITY_STORE_URL"
 _ENV_LEDGER_RETENTION = "TRADAVITY_LEDGER_RETENTION_DAYS"
 _ENV_SECRET_KEY = "TRADAVITY_MCP_SECRET_KEY"  # noqa: S105 (a variable name)
 _ENV_REDIRECT_HOSTS = "TRADAVITY_MCP_OAUTH_REDIRECT_HOSTS"
@@ -121,6 +122,9 @@ class Settings:
     secret_key: SecretStr | None = None
     #: `--auth oauth`: hosts dynamic client registration accepts https redirects on.
     oauth_redirect_hosts: tuple[str, ...] = DEFAULT_REDIRECT_HOSTS
+    #: `--store postgresql://...`: the write ledger on PostgreSQL, shared by replicas
+    #: (None: the SQLite ledger in the state directory).
+    store_url: str | None = None
 
     @property
     def ledger_path(self) -> Path:
@@ -139,6 +143,7 @@ class Settings:
         allowed_dirs: list[str] | None = None,
         sandbox_db: str | None = None,
         output_schemas: bool | None = None,
+        store_url: str | None = None,
         require_key: bool = True,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
@@ -182,6 +187,7 @@ class Settings:
             ),
             secret_key=_secret(env.get(_ENV_SECRET_KEY)),
             oauth_redirect_hosts=_hosts(env.get(_ENV_REDIRECT_HOSTS)),
+            store_url=_store_url(store_url or env.get(_ENV_STORE_URL)),
         )
 
 
@@ -209,6 +215,18 @@ def _seconds(name: str, raw: str | None, default: float) -> float:
     if not value >= 0 or value == float("inf"):
         raise ConfigError(f"{name} must be zero or more, got {raw!r}")
     return value
+
+
+def _store_url(raw: str | None) -> str | None:
+    if raw is None or not raw.strip():
+        return None
+    url = raw.strip()
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            f"{_ENV_STORE_URL} (--store) must be a postgresql:// URL, e.g. "
+            "postgresql://tradavity@db.internal/tradavity (leave it unset for the local ledger)"
+        )
+    return url
 
 
 def _secret(raw: str | None) -> SecretStr | None:

@@ -45,6 +45,7 @@ from .sync.notifier import PrincipalBus, SyncNotifier
 from .tools import ToolEnv, register_tools
 from .workspace import Workspace
 from .writes.ledger import Ledger
+from .writes.store_pg import open_ledger
 
 __all__ = [
     "INSTRUCTIONS",
@@ -189,7 +190,7 @@ class Backend:
         )
 
     async def _open(self, stack: AsyncExitStack) -> AppState:
-        ledger = Ledger(self.settings.ledger_path, clock=self.link.clock.now)
+        ledger = open_ledger(self.settings, clock=self.link.clock.now)
         stack.callback(ledger.close)
         state = AppState()
         if self.hosted.auth == "per-user":

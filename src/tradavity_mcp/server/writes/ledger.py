@@ -37,7 +37,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from ...api.clock import Now
 
@@ -122,7 +122,19 @@ def digest_arguments(arguments: Any) -> str:
 
 
 class LedgerUnavailable(Exception):
-    """The ledger file cannot be read or written. The message names the file and the fix."""
+    """The ledger cannot be read or written. The message names the store and the fix."""
+
+
+class _Cursor(Protocol):
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class _Db(Protocol):
+    """What the rules need of a connection: `?` placeholders, rows read by column name
+    (sqlite3 as it is; PostgreSQL through `store_pg`'s adapter)."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> _Cursor: ...
 
 
 def _read_only(path: str) -> bool:
@@ -242,7 +254,12 @@ def _process_alive(pid: int) -> bool:
 
 
 class Ledger:
-    """Durable record of journaling calls. `path=":memory:"` for tests."""
+    """Durable record of journaling calls, on SQLite. `path=":memory:"` for tests.
+
+    The rules (`claim`, steps, blobs, prune) are written once, in portable SQL, against
+    four connection hooks: `_tx`, `_read`, `close` and `lease_alive`. `store_pg.PgLedger`
+    implements them on PostgreSQL; `WriteCall` and the resumer use either.
+    """
 
     #: This process's name in leases: host, pid and a per-process nonce.
     OWNER_PREFIX = f"{socket.gethostname()}:{os.getpid()}:"
@@ -309,7 +326,9 @@ class Ledger:
         return self.OWNER_PREFIX + uuid.uuid4().hex[:12]
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, scope: str | None = None) -> Iterator[_Db]:
+        """One write transaction. `scope` (a principal) names what it decides about;
+        SQLite's `BEGIN IMMEDIATE` serializes every writer anyway."""
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -330,7 +349,7 @@ class Ledger:
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
 
-    def _read(self, query: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
+    def _read(self, query: str, params: tuple[Any, ...]) -> list[Any]:
         with self._lock:
             try:
                 return self._db.execute(query, params).fetchall()
@@ -338,7 +357,7 @@ class Ledger:
                 raise _explain(self.path, exc) from None
 
     @staticmethod
-    def _call(row: sqlite3.Row) -> CallRecord:
+    def _call(row: Any) -> CallRecord:
         return CallRecord(
             principal=row["principal"],
             tool=row["tool"],
@@ -359,7 +378,7 @@ class Ledger:
         )
 
     @staticmethod
-    def _step(row: sqlite3.Row) -> StepRecord:
+    def _step(row: Any) -> StepRecord:
         return StepRecord(
             step=row["step"],
             idem_key=row["idem_key"],
@@ -388,7 +407,7 @@ class Ledger:
         return record.state == "pending" and self.lease_alive(record)
 
     def renew(self, principal: str, tool: str, call_id: str, owner: str, seconds: float) -> None:
-        with self._tx() as db:
+        with self._tx(principal) as db:
             db.execute(
                 "UPDATE calls SET lease_until=? WHERE principal=? AND tool=? AND call_id=? "
                 "AND owner=?",
@@ -396,7 +415,7 @@ class Ledger:
             )
 
     def release(self, principal: str, tool: str, call_id: str, owner: str) -> None:
-        with self._tx() as db:
+        with self._tx(principal) as db:
             db.execute(
                 "UPDATE calls SET owner=NULL, lease_until=NULL "
                 "WHERE principal=? AND tool=? AND call_id=? AND owner=?",
@@ -425,7 +444,7 @@ class Ledger:
         identical twins (and, for journal_trade, unfinished trades) it answers from."""
         now = self._clock()
         lease = now + lease_seconds
-        with self._tx() as db:
+        with self._tx(draft.principal) as db:
             row = self._row(db, draft.principal, draft.tool, draft.call_id)
             if row is not None:
                 return self._existing(db, row, draft.args_digest, owner, lease)
@@ -448,16 +467,14 @@ class Ledger:
             assert record is not None
             return Claim("continue" if previous else "new", record, previous)
 
-    def _row(
-        self, db: sqlite3.Connection, principal: str, tool: str, call_id: str
-    ) -> CallRecord | None:
+    def _row(self, db: _Db, principal: str, tool: str, call_id: str) -> CallRecord | None:
         row = db.execute(
             "SELECT * FROM calls WHERE principal=? AND tool=? AND call_id=?",
             (principal, tool, call_id),
         ).fetchone()
         return self._call(row) if row is not None else None
 
-    def _twin(self, db: sqlite3.Connection, draft: CallDraft, since: float) -> CallRecord | None:
+    def _twin(self, db: _Db, draft: CallDraft, since: float) -> CallRecord | None:
         """The newest identical call since `since` that wrote or may have written."""
         row = db.execute(
             "SELECT * FROM calls WHERE principal=? AND tool=? AND args_digest=? "
@@ -466,9 +483,7 @@ class Ledger:
         ).fetchone()
         return self._call(row) if row is not None else None
 
-    def _unfinished_trade(
-        self, db: sqlite3.Connection, draft: CallDraft, since: float
-    ) -> CallRecord | None:
+    def _unfinished_trade(self, db: _Db, draft: CallDraft, since: float) -> CallRecord | None:
         """The newest call with the same trade since `since` that ended partial or is
         still pending: the one a corrected journal_trade carries on."""
         row = db.execute(
@@ -481,7 +496,7 @@ class Ledger:
 
     def _existing(
         self,
-        db: sqlite3.Connection,
+        db: _Db,
         record: CallRecord,
         args_digest: str,
         owner: str,
@@ -507,7 +522,7 @@ class Ledger:
 
     def _insert(
         self,
-        db: sqlite3.Connection,
+        db: _Db,
         draft: CallDraft,
         *,
         state: CallState,
@@ -531,14 +546,12 @@ class Ledger:
             return
         for digest, data in draft.blobs.items():
             db.execute(
-                "INSERT OR IGNORE INTO blobs (principal, tool, call_id, digest, data) "
-                "VALUES (?,?,?,?,?)",
+                "INSERT INTO blobs (principal, tool, call_id, digest, data) VALUES (?,?,?,?,?) "
+                "ON CONFLICT (principal, tool, call_id, digest) DO NOTHING",
                 (draft.principal, draft.tool, draft.call_id, digest, data),
             )
 
-    def _carry_on(
-        self, db: sqlite3.Connection, previous: CallRecord, call_id: str, now: float
-    ) -> None:
+    def _carry_on(self, db: _Db, previous: CallRecord, call_id: str, now: float) -> None:
         """The new call takes over the steps of `previous` that were written or may have
         been (same keys, same requests); steps that failed are left to be written anew."""
         db.execute(
@@ -568,7 +581,7 @@ class Ledger:
     ) -> None:
         """Record the end of a call; `stored_args` replaces the arguments kept (so a
         finished call keeps a screenshot's digest and size, not its bytes)."""
-        with self._tx() as db:
+        with self._tx(principal) as db:
             db.execute(
                 "UPDATE calls SET state=?, outcome=?, result_json=?, updated_at=?, owner=NULL, "
                 "lease_until=NULL WHERE principal=? AND tool=? AND call_id=?",
@@ -600,7 +613,7 @@ class Ledger:
 
     def forget_call(self, principal: str, tool: str, call_id: str) -> None:
         """Drop a call that failed before anything was sent, so it can be tried afresh."""
-        with self._tx() as db:
+        with self._tx(principal) as db:
             self._drop_blobs(db, principal, tool, call_id)
             db.execute(
                 "DELETE FROM steps WHERE principal=? AND tool=? AND call_id=?",
@@ -612,7 +625,7 @@ class Ledger:
             )
 
     @staticmethod
-    def _drop_blobs(db: sqlite3.Connection, principal: str, tool: str, call_id: str) -> None:
+    def _drop_blobs(db: _Db, principal: str, tool: str, call_id: str) -> None:
         db.execute(
             "DELETE FROM blobs WHERE principal=? AND tool=? AND call_id=?",
             (principal, tool, call_id),
@@ -655,7 +668,10 @@ class Ledger:
                 (older_than,),
             ).fetchall()
             for r in gone:
-                db.execute("DELETE FROM steps WHERE principal=? AND tool=? AND call_id=?", tuple(r))
+                db.execute(
+                    "DELETE FROM steps WHERE principal=? AND tool=? AND call_id=?",
+                    (r["principal"], r["tool"], r["call_id"]),
+                )
             db.execute("DELETE FROM calls WHERE state<>'pending' AND updated_at<?", (older_than,))
         return len(gone)
 
@@ -685,7 +701,7 @@ class Ledger:
         now = self._clock()
         request_json = canonical_json(request) if request is not None else None
         params = (principal, tool, call_id, step, idem_key, "pending", now, now, request_json)
-        with self._tx() as db:
+        with self._tx(principal) as db:
             if resend:
                 db.execute(
                     "UPDATE steps SET idem_key=?, state='pending', request_json=?, "
@@ -704,7 +720,7 @@ class Ledger:
         return record
 
     def finish_step(self, principal: str, tool: str, call_id: str, step: str, result: Any) -> None:
-        with self._tx() as db:
+        with self._tx(principal) as db:
             db.execute(
                 "UPDATE steps SET state='done', result_json=?, updated_at=? "
                 "WHERE principal=? AND tool=? AND call_id=? AND step=?",
@@ -713,7 +729,7 @@ class Ledger:
 
     def fail_step(self, principal: str, tool: str, call_id: str, step: str, error: str) -> None:
         """A step that failed for good: it is not sent again under this call."""
-        with self._tx() as db:
+        with self._tx(principal) as db:
             db.execute(
                 "UPDATE steps SET state='failed', error=?, updated_at=? "
                 "WHERE principal=? AND tool=? AND call_id=? AND step=?",

@@ -1,0 +1,104 @@
+"""A real PostgreSQL for the ledger's tests: started once per session on loopback, in a
+temporary directory, and stopped at the end; each test gets a database of its own.
+
+The binaries are found on PATH or under /usr/lib/postgresql/*/bin (Debian's `postgresql`
+package; `./dev test` installs it where `initdb` is missing). PostgreSQL refuses to run
+as root, so under root the server runs as the `postgres` user (made if missing).
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+
+def _bin(name: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    for candidate in sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True):
+        return candidate
+    raise RuntimeError(
+        f"PostgreSQL's {name} is missing: install Debian's postgresql package "
+        "(`./dev test` does it), the ledger's PostgreSQL tests need it"
+    )
+
+
+def _tool(name: str) -> str:
+    return shutil.which(name) or f"/usr/sbin/{name}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _run_as() -> list[str]:
+    """The command prefix that runs PostgreSQL as a user it accepts."""
+    if os.geteuid() != 0:
+        return []
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        subprocess.run([_tool("useradd"), "--system", "--no-create-home", "postgres"], check=True)
+    return [_tool("runuser"), "-u", "postgres", "--"]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server on 127.0.0.1; yields the URL of its `postgres` database."""
+    prefix = _run_as()
+    home = Path(tempfile.mkdtemp(prefix="tradavity-pg-"))
+    data = home / "data"
+    if prefix:
+        entry = pwd.getpwnam("postgres")
+        os.chown(home, entry.pw_uid, entry.pw_gid)
+    home.chmod(0o700)
+    port = _free_port()
+    subprocess.run(
+        [*prefix, _bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
+         "--encoding=UTF8", "--no-sync"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off"
+    options += " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    subprocess.run(
+        [*prefix, _bin("pg_ctl"), "-D", str(data), "-l", str(home / "log"), "-o", options,
+         "-w", "-t", "60", "start"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*prefix, _bin("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+            capture_output=True,
+            check=False,
+        )
+        shutil.rmtree(home, ignore_errors=True)
+
+
+_numbers = itertools.count()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty database on the session's server, dropped after the test."""
+    name = f"ledger_{os.getpid()}_{next(_numbers)}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield postgres_server.rpartition("/")[0] + "/" + name
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,0 +1,485 @@
+"""The ledger's rules on both stores: SQLite (a file) and PostgreSQL (a real server
+started by the test session). Every scenario opens its ledgers through `store`, so a
+"second process" or "restart" is a second connection to the same store."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import psycopg
+import pytest
+
+from tradavity_mcp.api.errors import error_for
+from tradavity_mcp.server.errors import StepFailed, UserError
+from tradavity_mcp.server.writes.call import (
+    REPLAY_WINDOW_SECONDS,
+    CallId,
+    Pending,
+    WriteCall,
+    WriteKind,
+)
+from tradavity_mcp.server.writes.ledger import CallDraft, Ledger, LedgerUnavailable
+from tradavity_mcp.server.writes.store_pg import PgLedger, migrations, redact_url
+
+pytestmark = pytest.mark.anyio
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+Open = Callable[[Clock], Ledger]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Open]:
+    """Opens a ledger (a new connection) on this test's store."""
+    opened: list[Ledger] = []
+    if request.param == "sqlite":
+        path = tmp_path / "ledger.sqlite3"
+
+        def open_one(clock: Clock) -> Ledger:
+            opened.append(Ledger(path, clock=clock))
+            return opened[-1]
+    else:
+        url: str = request.getfixturevalue("postgres_url")
+
+        def open_one(clock: Clock) -> Ledger:
+            opened.append(PgLedger(url, clock=clock))
+            return opened[-1]
+
+    yield open_one
+    for ledger in opened:
+        ledger.close()
+
+
+def _call(
+    ledger: Ledger,
+    clock: Clock,
+    args: dict[str, Any],
+    call_id: str | None = None,
+    *,
+    kind: WriteKind = "creates",
+    source: str = "host",
+) -> WriteCall:
+    ident = CallId(call_id, source) if call_id else CallId(f"none:{os.urandom(8).hex()}", "none")  # type: ignore[arg-type]
+    return WriteCall(
+        ledger=ledger,
+        principal="p",
+        tool="create_trade",
+        call_id=ident,
+        arguments=args,
+        clock=clock,
+        kind=kind,
+        target="trade:1" if kind == "sets" else None,
+    )
+
+
+def _body(counter: list[str], delay: float = 0) -> Callable[[WriteCall], Awaitable[dict[str, Any]]]:
+    async def body(call: WriteCall) -> dict[str, Any]:
+        async def send(key: str) -> dict[str, Any]:
+            await anyio.sleep(delay)
+            counter.append(key)
+            return {"n": len(counter)}
+
+        return {"trade": await call.step("create", send)}
+
+    return body
+
+
+def _const(value: Any) -> Callable[[], Awaitable[Any]]:
+    async def build() -> Any:
+        return value
+
+    return build
+
+
+def _draft(call_id: str, **more: Any) -> CallDraft:
+    fields: dict[str, Any] = {"args_digest": "d", "args_json": "{}", "id_source": "none"}
+    fields.update(more)
+    return CallDraft("p", "journal_trade", call_id, **fields)
+
+
+async def test_a_done_call_replays_forever_and_after_a_restart(store: Open) -> None:
+    clock, sent = Clock(), list[str]()
+    first = await _call(store(clock), clock, {"x": 1}, "host:a").run(_body(sent))
+    assert first == ("done", {"trade": {"n": 1}})
+    clock.now += 30 * 86400 - 1  # a month later, another process
+    again = await _call(store(clock), clock, {"x": 1}, "host:a").run(_body(sent))
+    assert again == ("replayed", {"trade": {"n": 1}})
+    assert len(sent) == 1
+    with pytest.raises(UserError, match="other arguments"):
+        await _call(store(clock), clock, {"x": 2}, "host:a").run(_body(sent))
+
+
+async def test_creating_twins_inside_the_window_write_once(store: Open) -> None:
+    clock, sent = Clock(), list[str]()
+    ledger = store(clock)
+    assert (await _call(ledger, clock, {"x": 1}, source="none").run(_body(sent)))[0] == "done"
+    clock.now += 599
+    twin, data = await _call(ledger, clock, {"x": 1}, source="none").run(_body(sent))
+    assert (twin, data["trade"], data["twin_created_at"]) == (
+        "suspected_duplicate",
+        {"n": 1},
+        clock.now - 599,
+    )
+    # Under a host id, on another connection: held back, and that id replays the answer.
+    other = store(clock)
+    assert (await _call(other, clock, {"x": 1}, "host:b").run(_body(sent)))[0] == (
+        "suspected_duplicate"
+    )
+    assert (await _call(ledger, clock, {"x": 1}, "host:b").run(_body(sent)))[0] == (
+        "suspected_duplicate"
+    )
+    assert (await _call(ledger, clock, {"x": 1}, source="none").run(
+        _body(sent), allow_duplicate=True
+    ))[0] == "done"  # fmt: skip
+    clock.now += 601  # past the window: a new write
+    assert (await _call(other, clock, {"x": 1}, source="none").run(_body(sent)))[0] == "done"
+    assert len(sent) == 3
+
+
+async def test_state_setting_calls_without_an_id_always_apply(store: Open) -> None:
+    clock, sent = Clock(), list[str]()
+    ledgers = [store(clock), store(clock)]
+    for i in range(4):
+        call = _call(ledgers[i % 2], clock, {"grade": "B"}, kind="sets", source="none")
+        assert (await call.run(_body(sent)))[0] == "done"
+    assert len(sent) == len(set(sent)) == 4  # each invocation its own key
+
+
+async def test_concurrent_twins_through_two_connections_write_once(store: Open) -> None:
+    clock, sent = Clock(), list[str]()
+    ledgers = [store(clock), store(clock)]
+    outcomes: list[str] = []
+
+    async def one(i: int, ident: str | None) -> None:
+        call = _call(ledgers[i % 2], clock, {"x": 1}, ident, source="host" if ident else "none")
+        outcomes.append((await call.run(_body(sent, delay=0.3)))[0])
+
+    async with anyio.create_task_group() as tg:
+        for i, ident in enumerate([None, None, "host:r1", "host:r2"]):
+            tg.start_soon(one, i, ident)
+    assert len(sent) == 1
+    assert sorted(outcomes) == ["done", *["suspected_duplicate"] * 3]
+
+
+def test_twin_claims_from_threads_at_once_decide_one_new(store: Open) -> None:
+    """Eight workers (eight connections, real threads) claim the identical call at the
+    same moment, ten rounds: each round exactly one is new, the others see its twin."""
+    clock = Clock()
+    ledgers = [store(clock) for _ in range(8)]
+    for round_ in range(10):
+        barrier = threading.Barrier(len(ledgers))
+        kinds: list[str] = []
+
+        def claim(
+            i: int,
+            round_: int = round_,
+            barrier: threading.Barrier = barrier,
+            kinds: list[str] = kinds,
+        ) -> None:
+            ledger = ledgers[i]
+            draft = CallDraft(
+                "p", "create_trade", f"none:{round_}:{i}", args_digest=f"digest-{round_}",
+                args_json="{}", id_source="none",
+            )  # fmt: skip
+            barrier.wait()
+            claim = ledger.claim(draft, owner=ledger.new_owner(), lease_seconds=60, window=600)
+            kinds.append(claim.kind)
+
+        threads = [threading.Thread(target=claim, args=(i,)) for i in range(len(ledgers))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(kinds) == ["new", *["twin"] * (len(ledgers) - 1)], kinds
+
+
+async def test_a_pending_call_resumes_with_its_key_and_recorded_request(store: Open) -> None:
+    clock = Clock()
+    builds: list[int] = []
+    sent: list[tuple[str, Any]] = []
+    fail = [True]
+
+    async def body(call: WriteCall) -> dict[str, Any]:
+        async def build() -> dict[str, Any]:
+            builds.append(1)
+            return {"at": clock.now}  # "now", resolved once
+
+        async def send(key: str, request: Any) -> dict[str, Any]:
+            sent.append((key, request))
+            if fail[0]:
+                raise Pending("create", "dropped")
+            return {"ok": True}
+
+        return {"trade": await call.write("create", send, build=build)}
+
+    first = await _call(store(clock), clock, {"trade_date": "now"}, source="none").run(body)
+    assert first[0] == "pending"
+    clock.now += 70
+    fail[0] = False
+    other = store(clock)  # another replica takes the host's retry, under a new id
+    again = await _call(other, clock, {"trade_date": "now"}, "host:retry").run(body)
+    assert again[0] == "suspected_duplicate"
+    assert len(builds) == 1
+    assert sent[0] == sent[1]  # same key, same resolved body
+    assert other.pending_calls() == []
+
+
+async def test_an_unknown_outcome_past_the_replay_window_is_looked_for(store: Open) -> None:
+    clock = Clock()
+    ledger = store(clock)
+    keys: list[str] = []
+    found: list[Any] = [None]
+    down = [True]
+
+    async def body(call: WriteCall) -> dict[str, Any]:
+        async def send(key: str, request: Any) -> dict[str, Any]:
+            keys.append(key)
+            if down[0]:
+                raise Pending("create", "outage")
+            return {"sent": True}
+
+        async def find(request: Any) -> Any:
+            return found[0]
+
+        return {"trade": await call.write("create", send, build=_const({"a": 1}), find=find)}
+
+    assert (await _call(ledger, clock, {"x": 1}, "host:a").run(body))[0] == "pending"
+    clock.now += REPLAY_WINDOW_SECONDS + 60
+    down[0], found[0] = False, {"adopted": 7}
+    assert await _call(ledger, clock, {"x": 1}, "host:a").run(body) == (
+        "done",
+        {"trade": {"adopted": 7}},
+    )
+    assert len(keys) == 1  # found: nothing re-sent
+    down[0] = True
+    assert (await _call(ledger, clock, {"x": 2}, "host:b").run(body))[0] == "pending"
+    clock.now += REPLAY_WINDOW_SECONDS + 60
+    down[0], found[0] = False, None
+    assert (await _call(ledger, clock, {"x": 2}, "host:b").run(body))[0] == "done"
+    assert keys[-1] != keys[-2]  # not found: written once, under a key of its own
+
+
+async def test_a_step_that_fails_for_good_is_not_retried(store: Open) -> None:
+    clock = Clock()
+    ledger = store(clock)
+    tries: list[int] = []
+
+    async def body(call: WriteCall) -> dict[str, Any]:
+        async def send(key: str) -> Any:
+            tries.append(1)
+            raise error_for(status=404, code="not_found", message="Trade not found.")
+
+        return {"r": await call.step("tags", send)}
+
+    with pytest.raises(StepFailed):
+        await _call(ledger, clock, {"t": 404}, "host:x", kind="sets").run(body)
+    assert ledger.pending_calls() == []
+    assert ledger.get_call("p", "create_trade", "host:x") is None
+    assert tries == [1]
+
+
+async def test_a_retryable_failure_is_left_pending_and_the_lease_given_back(
+    store: Open,
+) -> None:
+    clock = Clock()
+    ledger = store(clock)
+
+    async def body(call: WriteCall) -> dict[str, Any]:
+        async def send(key: str) -> Any:
+            raise error_for(status=500, code="internal_error", message="boom")
+
+        return {"r": await call.step("create", send)}
+
+    outcome, data = await _call(ledger, clock, {"x": 1}, "host:x").run(body)
+    assert (outcome, data["pending_step"]) == ("pending", "create")
+    pending = store(clock).pending_calls()
+    assert [c.call_id for c in pending] == ["host:x"]
+    assert pending[0].owner is None
+
+
+async def test_finished_calls_keep_no_bytes_and_are_pruned(store: Open) -> None:
+    clock = Clock()
+    ledger = store(clock)
+    blob = "A" * 100_000
+    call = _call(ledger, clock, {"data": blob}, "host:s")
+    call.stored = {"data": "sha256:... (not kept)"}
+
+    async def body(c: WriteCall) -> dict[str, Any]:
+        async def send(key: str, request: Any) -> Any:
+            return {"id": 1}
+
+        return {"r": await c.write("screenshot", send, build=_const({"bytes": blob}))}
+
+    await call.run(body)
+    record = ledger.get_call("p", "create_trade", "host:s")
+    assert record is not None
+    assert record.arguments == {"data": "sha256:... (not kept)"}
+    step = ledger.get_step("p", "create_trade", "host:s", "screenshot")
+    assert step is not None
+    assert step.request is None
+    clock.now += 29 * 86400
+    assert ledger.prune(clock.now - 30 * 86400) == 0
+    clock.now += 2 * 86400
+    assert ledger.prune(clock.now - 30 * 86400) == 1
+    assert ledger.get_call("p", "create_trade", "host:s") is None
+    assert ledger.steps("p", "create_trade", "host:s") == []
+
+
+def test_blobs_are_kept_only_while_the_call_is_unfinished(store: Open) -> None:
+    clock = Clock()
+    ledger = store(clock)
+    data = bytes(range(256)) * 40  # every byte value, NUL included
+    draft = _draft("host:shot", id_source="host", blobs={"sha256:x": data})
+    assert ledger.claim(draft, owner=ledger.new_owner(), lease_seconds=60).kind == "new"
+    assert store(clock).blobs("p", "journal_trade", "host:shot") == {"sha256:x": data}
+    ledger.finish_call("p", "journal_trade", "host:shot", state="done", result={"ok": 1})
+    assert ledger.blobs("p", "journal_trade", "host:shot") == {}
+    # A twin recorded for a host id keeps no bytes either.
+    twin = _draft("host:again", id_source="host", blobs={"sha256:x": data})
+    assert ledger.claim(twin, owner=ledger.new_owner(), lease_seconds=60, window=600).kind == (
+        "twin"
+    )
+    assert ledger.blobs("p", "journal_trade", "host:again") == {}
+
+
+def test_a_partial_trade_is_carried_on_without_its_failed_steps(store: Open) -> None:
+    clock = Clock()
+    ledger = store(clock)
+    first = _draft("none:1", args_digest="d1", trade_digest="trade-1")
+    assert ledger.claim(first, owner=ledger.new_owner(), lease_seconds=60, window=600).kind == (
+        "new"
+    )
+    for step, key in (("create", "k1"), ("tags", "k2")):
+        ledger.mark_step_sent("p", "journal_trade", "none:1", step, key, {"s": step})
+    ledger.finish_step("p", "journal_trade", "none:1", "create", {"id": 9})
+    ledger.fail_step("p", "journal_trade", "none:1", "tags", "no such tag")
+    ledger.finish_call("p", "journal_trade", "none:1", state="done", result={}, outcome="partial")
+    clock.now += 60
+    other = store(clock)
+    second = _draft("none:2", args_digest="d2", trade_digest="trade-1")
+    claim = other.claim(second, owner=other.new_owner(), lease_seconds=60, window=600)
+    assert claim.kind == "continue"
+    assert claim.previous is not None
+    assert claim.previous.call_id == "none:1"
+    steps = {s.step: s for s in other.steps("p", "journal_trade", "none:2")}
+    assert list(steps) == ["create"]
+    assert (steps["create"].idem_key, steps["create"].result) == ("k1", {"id": 9})
+    superseded = other.get_call("p", "journal_trade", "none:1")
+    assert superseded is not None
+    assert superseded.state == "superseded"
+
+
+def test_a_live_lease_is_busy_and_an_expired_one_is_taken_over(store: Open) -> None:
+    clock = Clock()
+    a, b = store(clock), store(clock)
+    draft = _draft("host:l", id_source="host")
+    assert a.claim(draft, owner=a.new_owner(), lease_seconds=30).kind == "new"
+    assert b.claim(draft, owner=b.new_owner(), lease_seconds=30).kind == "busy"
+    clock.now += 31
+    mine = b.new_owner()
+    assert b.claim(draft, owner=mine, lease_seconds=30).kind == "resume"
+    record = a.get_call("p", "journal_trade", "host:l")
+    assert record is not None
+    assert record.owner == mine
+    assert a.lease_alive(record)
+
+
+# --- PostgreSQL only -----------------------------------------------------------------------
+
+
+def test_a_lease_of_a_dead_local_pid_still_holds_on_postgresql(postgres_url: str) -> None:
+    """Across machines a pid means nothing: only expiry frees a lease."""
+    clock = Clock()
+    ledger = PgLedger(postgres_url, clock=clock)
+    try:
+        gone = f"{Ledger.OWNER_PREFIX.split(':')[0]}:999999999:x"
+        draft = _draft("host:d", id_source="host")
+        assert ledger.claim(draft, owner=gone, lease_seconds=60).kind == "new"
+        assert ledger.claim(draft, owner=ledger.new_owner(), lease_seconds=60).kind == "busy"
+    finally:
+        ledger.close()
+
+
+def test_migrations_are_recorded_and_applied_once(postgres_url: str) -> None:
+    shipped = migrations()
+    assert [v for v, _, _ in shipped] == list(range(1, len(shipped) + 1))
+    first = PgLedger(postgres_url)
+    second = PgLedger(postgres_url)  # another replica starting: nothing applied again
+    try:
+        assert first.schema_version() == second.schema_version() == shipped[-1][0]
+        with psycopg.connect(postgres_url) as db:
+            rows = db.execute("SELECT version, name FROM schema_version ORDER BY 1").fetchall()
+        assert rows == [(v, name) for v, name, _ in shipped]
+    finally:
+        first.close()
+        second.close()
+
+
+def test_an_unreachable_store_is_named_without_its_password() -> None:
+    with socket_closed() as port:
+        url = f"postgresql://trader:s3cr3t-pw@127.0.0.1:{port}/tradavity"
+        with pytest.raises(LedgerUnavailable) as info:
+            PgLedger(url, connect_timeout=2)
+    message = str(info.value)
+    assert "s3cr3t-pw" not in message
+    assert f"postgresql://trader:***@127.0.0.1:{port}/tradavity" in message
+    assert "cannot be reached" in message
+    assert "TRADAVITY_STORE_URL" in message
+    assert "Nothing was sent" in message
+    assert redact_url("postgresql://h/db?user=u&password=pw") == (
+        "postgresql://h/db?user=u&password=***"
+    )
+
+
+def test_a_lost_connection_is_opened_again(postgres_url: str) -> None:
+    clock = Clock()
+    ledger = PgLedger(postgres_url, clock=clock)
+    try:
+        ledger.claim(_draft("host:c", id_source="host"), owner="o", lease_seconds=60)
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name='tradavity-mcp' AND datname=current_database()"
+            )
+            for _ in range(500):  # until the backend has really gone
+                row = admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE application_name='tradavity-mcp' AND datname=current_database()"
+                ).fetchone()
+                if row is not None and row[0] == 0:
+                    break
+                time.sleep(0.01)
+        # The first use after the loss fails plainly (nothing decided); the next reconnects.
+        with pytest.raises(LedgerUnavailable, match="cannot be reached"):
+            ledger.claim(_draft("host:d", id_source="host"), owner="o", lease_seconds=60)
+        assert ledger.get_call("p", "journal_trade", "host:d") is None
+        assert [c.call_id for c in ledger.pending_calls()] == ["host:c"]
+    finally:
+        ledger.close()
+
+
+class socket_closed:
+    """A loopback port nobody listens on."""
+
+    def __enter__(self) -> int:
+        import socket
+
+        self._s = socket.socket()
+        self._s.bind(("127.0.0.1", 0))
+        return int(self._s.getsockname()[1])
+
+    def __exit__(self, *exc: object) -> None:
+        self._s.close()
