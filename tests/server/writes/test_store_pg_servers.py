@@ -1,0 +1,176 @@
+"""Two servers sharing one PostgreSQL ledger (`TRADAVITY_STORE_URL`), as two replicas
+behind a load balancer would, against the sandbox: a call sent to both at once writes
+once; a store that cannot be reached stops the writes, and says so."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import anyio
+import psycopg
+import pytest
+from mcp import Client
+from mcp.server.mcpserver import MCPServer
+
+from tradavity_mcp.api.client import TradavityClient
+from tradavity_mcp.sandbox import DEMO_KEY, ManualClock, SandboxConfig, SandboxTransport, create_app
+from tradavity_mcp.server import build_server
+from tradavity_mcp.server.writes.ledger import Ledger, LedgerUnavailable
+from tradavity_mcp.server.writes.store_pg import PgLedger, open_ledger
+from tradavity_mcp.settings import ConfigError, Settings
+
+from ...kit import SANDBOX_URL, SandboxTime, data_of, text_of
+
+pytestmark = pytest.mark.anyio
+
+
+def _settings(state: Path, store_url: str | None) -> Settings:
+    environ = {"TRADAVITY_API_KEY": DEMO_KEY}
+    if store_url is not None:
+        environ["TRADAVITY_STORE_URL"] = store_url
+    return Settings.load(environ=environ, base_url=SANDBOX_URL, state_dir=state)
+
+
+def _server(settings: Settings, app: Any, clock: ManualClock) -> MCPServer:
+    return build_server(settings, transport=SandboxTransport(app), clock=SandboxTime(clock))
+
+
+def _trade(pnl: float) -> dict[str, Any]:
+    return {
+        "symbol": "MNQ",
+        "direction": "long",
+        "net_pnl": pnl,
+        "trade_date": "2026-11-20T09:31",
+        "account": "Apex 50K",
+    }
+
+
+def _writes(app: Any) -> int:
+    return sum(1 for r in app.state.sandbox.request_log if r.method != "GET")
+
+
+async def _trades_by_pnl(app: Any) -> dict[float, int]:
+    counts: dict[float, int] = {}
+    async with TradavityClient(
+        DEMO_KEY, base_url=SANDBOX_URL, transport=SandboxTransport(app)
+    ) as api:
+        async for row in api.iter_trades(symbol="MNQ", limit=200):
+            assert row.net_pnl is not None
+            counts[row.net_pnl] = counts.get(row.net_pnl, 0) + 1
+    return counts
+
+
+async def _both_at_once(clients: list[Client], args: dict[str, Any]) -> list[dict[str, Any]]:
+    answers: list[dict[str, Any]] = []
+
+    async def send(client: Client) -> None:
+        answers.append(data_of(await client.call_tool("create_trade", args)))
+
+    async with anyio.create_task_group() as tg:
+        for client in clients:
+            tg.start_soon(send, client)
+    return answers
+
+
+def _flatten(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [e for inner in exc.exceptions for e in _flatten(inner)]
+    return [exc, *([exc.__cause__] if exc.__cause__ else [])]
+
+
+def test_the_store_setting_chooses_the_ledger(tmp_path: Path, postgres_url: str) -> None:
+    assert _settings(tmp_path, None).store_url is None
+    local = open_ledger(_settings(tmp_path, None))
+    shared = open_ledger(_settings(tmp_path, postgres_url))
+    try:
+        assert type(local) is Ledger
+        assert isinstance(shared, PgLedger)
+    finally:
+        local.close()
+        shared.close()
+    with pytest.raises(ConfigError, match="postgresql://"):
+        _settings(tmp_path, "mysql://db/x")
+
+
+async def test_two_servers_on_one_store_write_each_call_once(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """The same create_trade, no id, sent to both servers at once, 50 times: 50 trades.
+    Each server has a state directory of its own: only the store joins them."""
+    clock = ManualClock()
+    app = create_app(SandboxConfig(db=":memory:", clock=clock))
+    servers = [
+        _server(_settings(tmp_path / f"replica-{i}", postgres_url), app, clock) for i in (1, 2)
+    ]
+    pnls = [round(100 + i * 1.25, 2) for i in range(50)]
+    async with Client(servers[0]) as one, Client(servers[1]) as two:
+        for pnl in pnls:
+            answers = await _both_at_once([one, two], _trade(pnl))
+            assert sorted(a["outcome"] for a in answers) == ["done", "suspected_duplicate"]
+            assert answers[0]["trade_number"] == answers[1]["trade_number"]
+    counts = await _trades_by_pnl(app)
+    assert [counts.get(pnl, 0) for pnl in pnls] == [1] * 50
+
+
+async def test_without_the_store_the_same_two_servers_would_write_twice(tmp_path: Path) -> None:
+    """The control: each server on its own local ledger doubles the call, which is what
+    the shared store prevents."""
+    clock = ManualClock()
+    app = create_app(SandboxConfig(db=":memory:", clock=clock))
+    servers = [_server(_settings(tmp_path / f"replica-{i}", None), app, clock) for i in (1, 2)]
+    async with Client(servers[0]) as one, Client(servers[1]) as two:
+        answers = await _both_at_once([one, two], _trade(77.5))
+    assert [a["outcome"] for a in answers] == ["done", "done"]
+    assert (await _trades_by_pnl(app))[77.5] == 2
+
+
+async def test_an_unreachable_store_stops_the_server_and_sends_nothing(tmp_path: Path) -> None:
+    clock = ManualClock()
+    app = create_app(SandboxConfig(db=":memory:", clock=clock))
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        url = f"postgresql://trader:hunter2-secret@127.0.0.1:{port}/tradavity"
+        with pytest.raises(BaseException) as info:  # noqa: PT011 (an exception group)
+            async with Client(_server(_settings(tmp_path, url), app, clock)) as client:
+                await client.call_tool("create_trade", _trade(5.0))
+    found = [e for e in _flatten(info.value) if isinstance(e, LedgerUnavailable)]
+    assert found, repr(info.value)
+    message = str(found[0])
+    assert f"trader:***@127.0.0.1:{port}/tradavity" in message
+    assert "hunter2-secret" not in message
+    assert "cannot be reached" in message
+    assert _writes(app) == 0
+
+
+async def test_a_store_lost_mid_run_refuses_writes_with_the_fix_then_recovers(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    clock = ManualClock()
+    app = create_app(SandboxConfig(db=":memory:", clock=clock))
+    name = postgres_url.rpartition("/")[2]
+    admin_url = postgres_url.rpartition("/")[0] + "/postgres"
+    async with Client(_server(_settings(tmp_path, postgres_url), app, clock)) as client:
+        assert data_of(await client.call_tool("create_trade", _trade(1.0)))["outcome"] == "done"
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname=%s",
+                (name,),
+            )
+        writes = _writes(app)
+        for pnl in (2.0, 3.0):  # the lost connection, then a refused reconnection
+            refused = await client.call_tool("create_trade", _trade(pnl))
+            assert refused.is_error
+            text = text_of(refused)
+            assert "write ledger's store postgresql://postgres@127.0.0.1" in text
+            assert "Nothing was sent to Tradavity" in text
+        assert _writes(app) == writes
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        again = data_of(await client.call_tool("create_trade", _trade(2.0)))
+        assert again["outcome"] == "done"
+    counts = await _trades_by_pnl(app)
+    assert (counts.get(1.0), counts.get(2.0), counts.get(3.0)) == (1, 1, None)
