@@ -45,7 +45,7 @@ from .sync.notifier import PrincipalBus, SyncNotifier
 from .tools import ToolEnv, register_tools
 from .workspace import Workspace
 from .writes.ledger import Ledger
-from .writes.store_pg import open_ledger
+from .writes.stores import open_ledger
 
 __all__ = [
     "INSTRUCTIONS",

@@ -18,7 +18,8 @@ from tradavity_mcp.api.client import TradavityClient
 from tradavity_mcp.sandbox import DEMO_KEY, ManualClock, SandboxConfig, SandboxTransport, create_app
 from tradavity_mcp.server import build_server
 from tradavity_mcp.server.writes.ledger import Ledger, LedgerUnavailable
-from tradavity_mcp.server.writes.store_pg import PgLedger, open_ledger
+from tradavity_mcp.server.writes.store_pg import PgLedger
+from tradavity_mcp.server.writes.stores import open_ledger
 from tradavity_mcp.settings import ConfigError, Settings
 
 from ...kit import SANDBOX_URL, SandboxTime, data_of, text_of

@@ -33,18 +33,13 @@ import psycopg
 from psycopg.rows import dict_row
 
 from ...api.clock import Now
-from ...settings import Settings
 from .ledger import CallRecord, Ledger, LedgerUnavailable, _Cursor, _Db
 
-__all__ = ["PgLedger", "is_postgres_url", "migrations", "open_ledger", "redact_url"]
+__all__ = ["PgLedger", "migrations", "redact_url"]
 
 #: The advisory lock key that serializes migrations across replicas starting together.
 _MIGRATION_LOCK = 0x7472_6164_6C65_6467  # "tradledg"
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
-
-
-def is_postgres_url(url: str | None) -> bool:
-    return bool(url) and str(url).startswith(("postgresql://", "postgres://"))
 
 
 def redact_url(url: str) -> str:
@@ -210,11 +205,3 @@ class PgLedger(Ledger):
         if not record.owner or record.lease_until is None:
             return False
         return record.lease_until >= self._clock()
-
-
-def open_ledger(settings: Settings, *, clock: Now = time.time) -> Ledger:
-    """The server's ledger: on PostgreSQL with `--store`, else the SQLite file."""
-    if is_postgres_url(settings.store_url):
-        assert settings.store_url is not None
-        return PgLedger(settings.store_url, clock=clock)
-    return Ledger(settings.ledger_path, clock=clock)
