@@ -113,6 +113,28 @@ def test_busy_port_is_one_line_naming_the_port(tmp_path: Path) -> None:
     ]
 
 
+def test_an_unreachable_store_is_one_line_without_its_password(tmp_path: Path) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # nothing listens once the block ends
+    url = f"postgresql://journal:hunter2-secret@127.0.0.1:{port}/ledger"
+    done = _run(
+        "--sandbox",
+        "--store",
+        url,
+        env=_clean_env(
+            TRADAVITY_STATE_DIR=str(tmp_path / "state"),
+            TRADAVITY_SANDBOX_DB=str(tmp_path / "sandbox.sqlite3"),
+        ),
+    )
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert f"127.0.0.1:{port}/ledger" in lines[0]
+    assert "hunter2-secret" not in done.stderr
+    assert "Nothing was sent" in lines[0]
+
+
 def test_wrong_base_url_at_start_names_the_variable(tmp_path: Path) -> None:
     from tradavity_mcp.sandbox import SandboxConfig, create_app, serve_in_thread
 

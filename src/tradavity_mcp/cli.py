@@ -120,6 +120,12 @@ def _add_journal_options(parser: argparse.ArgumentParser) -> None:
         f"{platformdirs.user_state_dir('tradavity-mcp')})",
     )
     parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="keep the write ledger on PostgreSQL, shared by replicas: postgresql://user:pass@"
+        "host/db (env TRADAVITY_STORE_URL; default: SQLite in the state directory)",
+    )
+    parser.add_argument(
         "--allowed-dir",
         action="extend",
         nargs="*",
@@ -322,6 +328,7 @@ def _journal(args: argparse.Namespace) -> dict[str, Any]:
         "sandbox": args.sandbox,
         "read_only": args.read_only,
         "state_dir": args.state_dir,
+        "store_url": args.store,
     }
 
 
@@ -367,10 +374,11 @@ def _start_problem(settings: Settings, args: argparse.Namespace, *, http: bool) 
         problem = _check_base_url(settings, per_user=args.auth in {"per-user", "oauth"})
         if problem is not None:
             return problem
-    from .server.writes.ledger import Ledger, LedgerUnavailable
+    from .server.writes.ledger import LedgerUnavailable
+    from .server.writes.stores import open_ledger
 
     try:
-        Ledger(settings.ledger_path).close()
+        open_ledger(settings).close()
     except LedgerUnavailable as exc:
         return str(exc)
     return None

@@ -27,7 +27,7 @@ import httpx2
 from pydantic import SecretStr
 
 from . import __version__
-from .server.writes.ledger import Ledger
+from .server.writes.stores import open_ledger
 from .settings import API_KEY_PATTERN, DEFAULT_BASE_URL, ConfigError, Settings
 
 __all__ = ["Check", "Probe", "describe_probe", "probe_me", "run_doctor"]
@@ -234,10 +234,15 @@ def _check_state_dir(state_dir: Path) -> Check:
     return Check("ok", "state dir", f"{state_dir} is writable")
 
 
-def _check_ledger(state_dir: Path) -> tuple[Check, Check]:
-    path = state_dir / "ledger.sqlite3"
+def _check_ledger(settings: Settings) -> tuple[Check, Check]:
+    """The write ledger (SQLite in the state directory, or PostgreSQL with --store)."""
+    path: Path | str = settings.ledger_path
+    if settings.store_url is not None:
+        from .server.writes.store_pg import redact_url  # the driver only when used
+
+        path = redact_url(settings.store_url)  # never the password
     try:
-        ledger = Ledger(path)
+        ledger = open_ledger(settings)
     except Exception as exc:  # the ledger's own errors vary; report any of them plainly
         return (
             Check(
@@ -309,7 +314,7 @@ async def _checks(settings: Settings, raw_key: str | None) -> list[Check]:
     state = _check_state_dir(settings.state_dir)
     checks.append(state)
     if state.status == "ok":
-        checks.extend(_check_ledger(settings.state_dir))
+        checks.extend(_check_ledger(settings))
     else:
         checks.append(Check("warn", "ledger", "not checked (the state directory is unusable)"))
     checks.append(_check_clock(probe))

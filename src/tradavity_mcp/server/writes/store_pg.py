@@ -92,7 +92,7 @@ class PgLedger(Ledger):
     # --- the connection ------------------------------------------------------------------
 
     def _explain(self, exc: BaseException) -> LedgerUnavailable:
-        text = str(exc)
+        text = " ".join(str(exc).split())  # the driver's message, on one line
         password = urlsplit(self._url).password
         if password:
             text = text.replace(password, "***")
