@@ -71,3 +71,19 @@ async def http_transport(base: str, key: str) -> AsyncIterator[Any]:
 def meta(values: dict[str, str]) -> RequestParamsMeta:
     """Custom `_meta` keys (hosts' tool-use ids, ours) as the SDK's open TypedDict."""
     return cast(RequestParamsMeta, values)
+
+
+def plain_trade(pnl: float) -> dict[str, Any]:
+    """A create_trade on the demo journal's account, told apart by its P&L."""
+    return {
+        "symbol": "MNQ",
+        "direction": "long",
+        "net_pnl": pnl,
+        "trade_date": "2026-11-20T09:31",
+        "account": "Apex 50K",
+    }
+
+
+def sandbox_writes(app: Any) -> int:
+    """How many writes (any non-GET request) a sandbox app has received."""
+    return sum(1 for r in app.state.sandbox.request_log if r.method != "GET")

@@ -41,7 +41,7 @@ from tradavity_mcp.server import build_http_app, build_server
 from tradavity_mcp.server.read import RESULT_BUDGET
 from tradavity_mcp.settings import Settings
 
-from ..kit import http_transport
+from ..kit import SandboxTime, http_transport
 
 FLOOR = '''
 from mcp.server.mcpserver import MCPServer
@@ -362,24 +362,6 @@ async def read_sizes(days: int = 730) -> dict[str, Any]:
     }
 
 
-class _IdleClock:
-    """The server's, the API client's and the sandbox's time, which a benchmark can move
-    forward ("66 s idle") without waiting; waits for a rate window move it too."""
-
-    def __init__(self) -> None:
-        self.manual = ManualClock()
-
-    def now(self) -> float:
-        return self.manual.now()
-
-    async def sleep(self, seconds: float) -> None:
-        self.manual.advance(seconds)
-        await anyio.lowlevel.checkpoint()
-
-    def jitter(self) -> float:
-        return 0.5
-
-
 def _journal_args(i: int) -> dict[str, Any]:
     """A fully journaled trade as a model sends it: 2 tags by name, a screenshot, a
     checklist by labels."""
@@ -444,7 +426,7 @@ async def journal_round_trips(reps: int = 5, latency_ms: int = 100) -> dict[str,
     idle: list[float] = []
     floor: list[float] = []
     for rep in range(reps):
-        clock = _IdleClock()
+        clock = SandboxTime()  # "66 s idle" moves it, without waiting
         app = create_app(SandboxConfig(db=":memory:", clock=clock.manual))
         with tempfile.TemporaryDirectory() as tmp:
             settings = Settings.load(

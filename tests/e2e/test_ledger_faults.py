@@ -25,7 +25,15 @@ from tradavity_mcp.server import build_server
 from tradavity_mcp.server.writes.ledger import Ledger
 from tradavity_mcp.settings import Settings
 
-from ..kit import FAST_RETRY, SANDBOX_URL, SandboxTime, data_of, text_of
+from ..kit import (
+    FAST_RETRY,
+    SANDBOX_URL,
+    SandboxTime,
+    data_of,
+    plain_trade,
+    sandbox_writes,
+    text_of,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -50,20 +58,6 @@ def _server(state: Path, app: Any, clock: ManualClock) -> Any:
         environ={"TRADAVITY_API_KEY": DEMO_KEY}, base_url=SANDBOX_URL, state_dir=state
     )
     return build_server(settings, transport=SandboxTransport(app), clock=SandboxTime(clock))
-
-
-def _trade(pnl: float) -> dict[str, Any]:
-    return {
-        "symbol": "MNQ",
-        "direction": "long",
-        "net_pnl": pnl,
-        "trade_date": "2026-11-20T09:31",
-        "account": "Apex 50K",
-    }
-
-
-def _writes(app: Any) -> int:
-    return sum(1 for r in app.state.sandbox.request_log if r.method != "GET")
 
 
 def _serve_stdio(state: Path, tmp_path: Path) -> subprocess.CompletedProcess[bytes]:
@@ -111,7 +105,9 @@ async def test_a_full_disk_sends_nothing_and_says_why(small_disk: Path) -> None:
     clock = ManualClock()
     app = create_app(SandboxConfig(db=":memory:", clock=clock))
     async with Client(_server(small_disk / "state", app, clock)) as client:
-        assert data_of(await client.call_tool("create_trade", _trade(1.0)))["outcome"] == "done"
+        assert (
+            data_of(await client.call_tool("create_trade", plain_trade(1.0)))["outcome"] == "done"
+        )
         filler = small_disk / "filler"
         fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
         try:
@@ -121,19 +117,19 @@ async def test_a_full_disk_sends_nothing_and_says_why(small_disk: Path) -> None:
             pass  # the disk is full
         finally:
             os.close(fd)
-        writes = _writes(app)
+        writes = sandbox_writes(app)
         # A long note makes the call's record larger than any page SQLite has free.
         refused = await client.call_tool(
-            "create_trade", {**_trade(3.0), "general_notes": "x" * 60_000}
+            "create_trade", {**plain_trade(3.0), "general_notes": "x" * 60_000}
         )
         assert refused.is_error
         text = text_of(refused)
         assert "disk is full" in text
         assert str(small_disk / "state" / "ledger.sqlite3") in text
-        assert _writes(app) == writes
+        assert sandbox_writes(app) == writes
         filler.unlink()
         done = await client.call_tool(
-            "create_trade", {**_trade(3.0), "general_notes": "x" * 60_000}
+            "create_trade", {**plain_trade(3.0), "general_notes": "x" * 60_000}
         )
         assert data_of(done)["outcome"] == "done"
 
@@ -170,10 +166,10 @@ async def test_nothing_unrecorded_is_sent_when_the_api_is_down_either(tmp_path: 
     async with Client(server) as client:
         await client.call_tool("lookup", {"name": "accounts"})
         down[0] = True
-        pending = data_of(await client.call_tool("create_trade", _trade(9.5)))
+        pending = data_of(await client.call_tool("create_trade", plain_trade(9.5)))
         assert pending["outcome"] == "pending"
         down[0] = False
-        again = data_of(await client.call_tool("create_trade", _trade(9.5)))
+        again = data_of(await client.call_tool("create_trade", plain_trade(9.5)))
         assert again["outcome"] == "suspected_duplicate"
         assert again["trade_number"]
     async with TradavityClient(

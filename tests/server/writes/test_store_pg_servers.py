@@ -22,7 +22,7 @@ from tradavity_mcp.server.writes.store_pg import PgLedger
 from tradavity_mcp.server.writes.stores import open_ledger
 from tradavity_mcp.settings import ConfigError, Settings
 
-from ...kit import SANDBOX_URL, SandboxTime, data_of, text_of
+from ...kit import SANDBOX_URL, SandboxTime, data_of, plain_trade, sandbox_writes, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -36,20 +36,6 @@ def _settings(state: Path, store_url: str | None) -> Settings:
 
 def _server(settings: Settings, app: Any, clock: ManualClock) -> MCPServer:
     return build_server(settings, transport=SandboxTransport(app), clock=SandboxTime(clock))
-
-
-def _trade(pnl: float) -> dict[str, Any]:
-    return {
-        "symbol": "MNQ",
-        "direction": "long",
-        "net_pnl": pnl,
-        "trade_date": "2026-11-20T09:31",
-        "account": "Apex 50K",
-    }
-
-
-def _writes(app: Any) -> int:
-    return sum(1 for r in app.state.sandbox.request_log if r.method != "GET")
 
 
 async def _trades_by_pnl(app: Any) -> dict[float, int]:
@@ -108,7 +94,7 @@ async def test_two_servers_on_one_store_write_each_call_once(
     pnls = [round(100 + i * 1.25, 2) for i in range(50)]
     async with Client(servers[0]) as one, Client(servers[1]) as two:
         for pnl in pnls:
-            answers = await _both_at_once([one, two], _trade(pnl))
+            answers = await _both_at_once([one, two], plain_trade(pnl))
             assert sorted(a["outcome"] for a in answers) == ["done", "suspected_duplicate"]
             assert answers[0]["trade_number"] == answers[1]["trade_number"]
     counts = await _trades_by_pnl(app)
@@ -122,7 +108,7 @@ async def test_without_the_store_the_same_two_servers_would_write_twice(tmp_path
     app = create_app(SandboxConfig(db=":memory:", clock=clock))
     servers = [_server(_settings(tmp_path / f"replica-{i}", None), app, clock) for i in (1, 2)]
     async with Client(servers[0]) as one, Client(servers[1]) as two:
-        answers = await _both_at_once([one, two], _trade(77.5))
+        answers = await _both_at_once([one, two], plain_trade(77.5))
     assert [a["outcome"] for a in answers] == ["done", "done"]
     assert (await _trades_by_pnl(app))[77.5] == 2
 
@@ -136,14 +122,14 @@ async def test_an_unreachable_store_stops_the_server_and_sends_nothing(tmp_path:
         url = f"postgresql://trader:hunter2-secret@127.0.0.1:{port}/tradavity"
         with pytest.raises(BaseException) as info:  # noqa: PT011 (an exception group)
             async with Client(_server(_settings(tmp_path, url), app, clock)) as client:
-                await client.call_tool("create_trade", _trade(5.0))
+                await client.call_tool("create_trade", plain_trade(5.0))
     found = [e for e in _flatten(info.value) if isinstance(e, LedgerUnavailable)]
     assert found, repr(info.value)
     message = str(found[0])
     assert f"trader:***@127.0.0.1:{port}/tradavity" in message
     assert "hunter2-secret" not in message
     assert "cannot be reached" in message
-    assert _writes(app) == 0
+    assert sandbox_writes(app) == 0
 
 
 async def test_a_store_lost_mid_run_refuses_writes_with_the_fix_then_recovers(
@@ -154,24 +140,26 @@ async def test_a_store_lost_mid_run_refuses_writes_with_the_fix_then_recovers(
     name = postgres_url.rpartition("/")[2]
     admin_url = postgres_url.rpartition("/")[0] + "/postgres"
     async with Client(_server(_settings(tmp_path, postgres_url), app, clock)) as client:
-        assert data_of(await client.call_tool("create_trade", _trade(1.0)))["outcome"] == "done"
+        assert (
+            data_of(await client.call_tool("create_trade", plain_trade(1.0)))["outcome"] == "done"
+        )
         with psycopg.connect(admin_url, autocommit=True) as admin:
             admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname=%s",
                 (name,),
             )
-        writes = _writes(app)
+        writes = sandbox_writes(app)
         for pnl in (2.0, 3.0):  # the lost connection, then a refused reconnection
-            refused = await client.call_tool("create_trade", _trade(pnl))
+            refused = await client.call_tool("create_trade", plain_trade(pnl))
             assert refused.is_error
             text = text_of(refused)
             assert "write ledger's store postgresql://postgres@127.0.0.1" in text
             assert "Nothing was sent to Tradavity" in text
-        assert _writes(app) == writes
+        assert sandbox_writes(app) == writes
         with psycopg.connect(admin_url, autocommit=True) as admin:
             admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        again = data_of(await client.call_tool("create_trade", _trade(2.0)))
+        again = data_of(await client.call_tool("create_trade", plain_trade(2.0)))
         assert again["outcome"] == "done"
     counts = await _trades_by_pnl(app)
     assert (counts.get(1.0), counts.get(2.0), counts.get(3.0)) == (1, 1, None)
