@@ -41,13 +41,12 @@ from tradavity_mcp.sandbox import (
 from tradavity_mcp.server import HostedOptions, build_http_app, build_server
 from tradavity_mcp.settings import Settings
 
-from ..kit import data_of, meta, text_of
+from ..kit import data_of, http_transport, meta, text_of
 from ..server.oauth.kit import (
     REDIRECT,
     SANDBOX_URL,
     Served,
     authorize_url,
-    bearer_transport,
     consent,
     forms,
     oauth_server,
@@ -407,7 +406,7 @@ async def test_tokens_are_bound_to_their_resource(tmp_path: Path) -> None:
 
 
 async def test_raw_key_as_bearer_still_works(served: Served) -> None:
-    async with Client(bearer_transport(served.base, DEMO_KEY)) as client:
+    async with Client(http_transport(served.base, DEMO_KEY)) as client:
         me = data_of(await client.call_tool("lookup", {"name": "me"}))
         assert me["user"]["name"] == "Dana Demo"
 
@@ -418,7 +417,7 @@ async def test_two_users_isolated(served: Served) -> None:
         b = (await tokens_for(http, served, SECOND_PRO_KEY))["access_token"]
     same_id = meta({"claudecode/toolUseId": "toolu_shared_0001"})
     trade: dict[str, Any] = {}
-    async with Client(bearer_transport(served.base, a)) as alice:
+    async with Client(http_transport(served.base, a)) as alice:
         assert (
             data_of(await alice.call_tool("lookup", {"name": "me"}))["user"]["name"] == "Dana Demo"
         )
@@ -438,7 +437,7 @@ async def test_two_users_isolated(served: Served) -> None:
         alice_accounts = json.loads(
             text_of_resource(await alice.read_resource("tradavity://accounts"))
         )
-    async with Client(bearer_transport(served.base, b)) as bob:
+    async with Client(http_transport(served.base, b)) as bob:
         assert data_of(await bob.call_tool("lookup", {"name": "me"}))["user"]["name"] != "Dana Demo"
         mine = data_of(await bob.call_tool("find_trades", {"symbol": "MNQ", "limit": 200}))
         assert 313.13 not in {t["net_pnl"] for t in mine["trades"]}
@@ -462,7 +461,7 @@ async def test_two_users_isolated(served: Served) -> None:
         other = await bob.call_tool("get_trade", {"trade_number": trade["trade_number"]})
         assert other.is_error or data_of(other)["net_pnl"] != 313.13
     # /sync/stream: each token reaches only its own user's events.
-    async with Client(bearer_transport(served.base, a)) as alice:
+    async with Client(http_transport(served.base, a)) as alice:
         rows = data_of(await alice.call_tool("lookup", {"name": "connections"}))["items"]
         good = next(r["id"] for r in rows if r["status"] == "active")
         run = data_of(await alice.call_tool("trigger_sync", {"connection": good}))["run_id"]
@@ -559,7 +558,7 @@ async def test_the_key_is_in_no_response_page_token_log_or_row(
         # A half-finished consent (key checked, not yet allowed) keeps it sealed too.
         client_id = (await register(http, served.base))["client_id"]
         await consent(http, authorize_url(served, client_id, pkce()[1]), DEMO_KEY, approve=False)
-    async with Client(bearer_transport(served.base, refreshed.json()["access_token"])) as client:
+    async with Client(http_transport(served.base, refreshed.json()["access_token"])) as client:
         result = await client.call_tool("lookup", {"name": "me"})
         seen.append(text_of(result))
     everything = "\n".join(seen)

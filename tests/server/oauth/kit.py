@@ -7,8 +7,8 @@ import base64
 import hashlib
 import secrets
 import socket
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx2
-from mcp.client.streamable_http import streamable_http_client
 
 from tradavity_mcp.sandbox import SandboxConfig, SandboxTransport, create_app, serve_in_thread
 from tradavity_mcp.server import HostedOptions, build_http_app, build_server
@@ -207,12 +206,3 @@ async def tokens_for(
     body: dict[str, Any] = resp.json()
     body["client_id"] = client_id
     return body
-
-
-@asynccontextmanager
-async def bearer_transport(base: str, bearer: str) -> AsyncIterator[Any]:
-    async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {bearer}"}, timeout=30) as http,
-        streamable_http_client(f"{base}/mcp", http_client=http) as streams,
-    ):
-        yield streams
