@@ -82,3 +82,14 @@ def test_sandbox_needs_no_key() -> None:
 def test_base_url_must_be_http() -> None:
     with pytest.raises(ConfigError, match="TRADAVITY_BASE_URL"):
         Settings.load(environ={"TRADAVITY_API_KEY": KEY, "TRADAVITY_BASE_URL": "ftp://x"})
+
+
+def test_redis_url_from_flag_or_environment_and_a_clear_line_otherwise() -> None:
+    env = {"TRADAVITY_API_KEY": KEY, "TRADAVITY_REDIS_URL": "redis://cache:6379/2"}
+    assert Settings.load(environ=env).redis_url == "redis://cache:6379/2"
+    assert Settings.load(environ=env, redis_url="rediss://other/0").redis_url == "rediss://other/0"
+    assert Settings.load(environ={"TRADAVITY_API_KEY": KEY}).redis_url is None
+    with pytest.raises(ConfigError) as info:
+        Settings.load(environ={**env, "TRADAVITY_REDIS_URL": "http://cache:6379"})
+    assert "TRADAVITY_REDIS_URL (--redis)" in str(info.value)
+    assert "\n" not in str(info.value)

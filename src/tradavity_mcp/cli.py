@@ -126,6 +126,13 @@ def _add_journal_options(parser: argparse.ArgumentParser) -> None:
         "host/db (env TRADAVITY_STORE_URL; default: SQLite in the state directory)",
     )
     parser.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share sync runs and events, subscriptions, the /me cache and each key's rate "
+        "window between replicas through Redis: redis://host:6379/0 (env TRADAVITY_REDIS_URL; "
+        "default: kept in this process)",
+    )
+    parser.add_argument(
         "--allowed-dir",
         action="extend",
         nargs="*",
@@ -329,6 +336,7 @@ def _journal(args: argparse.Namespace) -> dict[str, Any]:
         "read_only": args.read_only,
         "state_dir": args.state_dir,
         "store_url": args.store,
+        "redis_url": args.redis,
     }
 
 

@@ -40,6 +40,7 @@ _ENV_SANDBOX = "TRADAVITY_SANDBOX"
 _ENV_SANDBOX_DEMO_DAYS = "TRADAVITY_SANDBOX_DEMO_DAYS"
 _ENV_DUPLICATE_WINDOW = "TRADAVITY_DUPLICATE_WINDOW"
 _ENV_STORE_URL = "TRADAVITY_STORE_URL"
+_ENV_REDIS_URL = "TRADAVITY_REDIS_URL"
 _ENV_LEDGER_RETENTION = "TRADAVITY_LEDGER_RETENTION_DAYS"
 _ENV_SECRET_KEY = "TRADAVITY_MCP_SECRET_KEY"  # noqa: S105 (a variable name)
 _ENV_REDIRECT_HOSTS = "TRADAVITY_MCP_OAUTH_REDIRECT_HOSTS"
@@ -125,6 +126,10 @@ class Settings:
     #: `--store postgresql://...`: the write ledger on PostgreSQL, shared by replicas
     #: (None: the SQLite ledger in the state directory).
     store_url: str | None = None
+    #: `--redis redis://...`: what replicas share beyond the ledger (the subscription
+    #: bus, sync runs and events, the `/me` cache, one rate window per API key). None:
+    #: all of it in this process.
+    redis_url: str | None = None
 
     @property
     def ledger_path(self) -> Path:
@@ -144,6 +149,7 @@ class Settings:
         sandbox_db: str | None = None,
         output_schemas: bool | None = None,
         store_url: str | None = None,
+        redis_url: str | None = None,
         require_key: bool = True,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
@@ -188,6 +194,7 @@ class Settings:
             secret_key=_secret(env.get(_ENV_SECRET_KEY)),
             oauth_redirect_hosts=_hosts(env.get(_ENV_REDIRECT_HOSTS)),
             store_url=_store_url(store_url or env.get(_ENV_STORE_URL)),
+            redis_url=_redis_url(redis_url or env.get(_ENV_REDIS_URL)),
         )
 
 
@@ -225,6 +232,18 @@ def _store_url(raw: str | None) -> str | None:
         raise ConfigError(
             f"{_ENV_STORE_URL} (--store) must be a postgresql:// URL, e.g. "
             "postgresql://tradavity@db.internal/tradavity (leave it unset for the local ledger)"
+        )
+    return url
+
+
+def _redis_url(raw: str | None) -> str | None:
+    if raw is None or not raw.strip():
+        return None
+    url = raw.strip()
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            f"{_ENV_REDIS_URL} (--redis) must be a redis://, rediss:// or unix:// URL, e.g. "
+            "redis://cache.internal:6379/0 (leave it unset to keep this state in the process)"
         )
     return url
 

@@ -1,9 +1,11 @@
-"""A real PostgreSQL for the ledger's tests: started once per session on loopback, in a
-temporary directory, and stopped at the end; each test gets a database of its own.
+"""Real PostgreSQL and Redis servers for the tests (a pytest plugin, loaded by the root
+conftest): each started once per session (per xdist worker) on loopback, in a temporary
+directory, and stopped at the end. Each test gets a database of its own.
 
-The binaries are found on PATH or under /usr/lib/postgresql/*/bin (Debian's `postgresql`
-package; `./dev test` installs it where `initdb` is missing). PostgreSQL refuses to run
-as root, so under root the server runs as the `postgres` user (made if missing).
+PostgreSQL's binaries are found on PATH or under /usr/lib/postgresql/*/bin (Debian's
+`postgresql` package), Redis's `redis-server` on PATH (Debian's `redis-server`); `./dev test`
+installs both where missing. PostgreSQL refuses to run as root, so under root the server runs
+as the `postgres` user (made if missing).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import redis
 
 
 def _bin(name: str) -> str:
@@ -102,3 +105,60 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
     yield postgres_server.rpartition("/")[0] + "/" + name
     with psycopg.connect(postgres_server, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """A Redis server on 127.0.0.1 (no persistence); yields its URL without a database."""
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not os.path.exists(binary):
+        raise RuntimeError(
+            "redis-server is missing: install Debian's redis-server package "
+            "(`./dev test` does it), the replicas' tests need it"
+        )
+    home = Path(tempfile.mkdtemp(prefix="tradavity-redis-"))
+    port = _free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(home),
+         "--save", "", "--appendonly", "no", "--databases", "64", "--logfile",
+         str(home / "log")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}"
+    try:
+        wait_for_redis(url)
+        yield url
+    finally:
+        process.kill()
+        process.wait()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def wait_for_redis(url: str, timeout: float = 20.0) -> None:
+    """Block until the Redis server at `url` answers PING."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with redis.Redis.from_url(url, socket_timeout=1) as client:
+                client.ping()
+            return
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+_redis_dbs = itertools.count(1)
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> Iterator[str]:
+    """A fresh, empty Redis database on the session's server, flushed after the test."""
+    url = f"{redis_server}/{next(_redis_dbs) % 64}"
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
+    yield url
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
