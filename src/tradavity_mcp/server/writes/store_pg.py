@@ -30,12 +30,13 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg import sql
+from psycopg.rows import dict_row, tuple_row
 
 from ...api.clock import Now
 from .ledger import CallRecord, Ledger, LedgerUnavailable, _Cursor, _Db
 
-__all__ = ["PgLedger", "migrations", "redact_url"]
+__all__ = ["PgLedger", "migrate", "migrations", "redact_url"]
 
 #: The advisory lock key that serializes migrations across replicas starting together.
 _MIGRATION_LOCK = 0x7472_6164_6C65_6467  # "tradledg"
@@ -56,14 +57,45 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def migrations() -> list[tuple[int, str, str]]:
-    """The shipped migrations, (version, file name, SQL), in order."""
+def migrations(package: str = __package__) -> list[tuple[int, str, str]]:
+    """The migrations shipped in `package`'s `migrations` folder (the ledger's by
+    default), (version, file name, SQL), in order."""
     found = []
-    for item in resources.files(__package__).joinpath("migrations").iterdir():
+    for item in resources.files(package).joinpath("migrations").iterdir():
         match = _MIGRATION_NAME.match(item.name)
         if match:
             found.append((int(match.group(1)), item.name, item.read_text(encoding="utf-8")))
     return sorted(found)
+
+
+def migrate(conn: psycopg.Connection[Any], package: str = __package__, schema: str = "") -> None:
+    """Apply `package`'s migrations not yet recorded, in one transaction, under the
+    advisory lock every replica takes first (so replicas starting together migrate once).
+
+    The ledger's tables and its `schema_version` live in the default schema; another
+    part of the server (`schema`, e.g. the OAuth store's) keeps its tables and its own
+    `schema_version` in a schema of its own, created here.
+    """
+    table = sql.Identifier(schema, "schema_version") if schema else sql.Identifier("schema_version")
+    with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        if schema:
+            cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        cur.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (version integer PRIMARY KEY, "
+                "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+            ).format(table)
+        )
+        have = {row[0] for row in cur.execute(sql.SQL("SELECT version FROM {}").format(table))}
+        for version, name, text in migrations(package):
+            if version in have:
+                continue
+            cur.execute(text.encode("utf-8"))
+            cur.execute(
+                sql.SQL("INSERT INTO {} (version, name) VALUES (%s, %s)").format(table),
+                (version, name),
+            )
 
 
 class _PgDb:
@@ -147,21 +179,7 @@ class PgLedger(Ledger):
     def _migrate_store(self) -> None:
         conn = self._connection()
         try:
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-                conn.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, "
-                    "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
-                )
-                have = {r["version"] for r in conn.execute("SELECT version FROM schema_version")}
-                for version, name, sql in migrations():
-                    if version in have:
-                        continue
-                    conn.execute(sql.encode("utf-8"))
-                    conn.execute(
-                        "INSERT INTO schema_version (version, name) VALUES (%s, %s)",
-                        (version, name),
-                    )
+            migrate(conn)
         except psycopg.Error as exc:
             raise self._explain(exc) from None
 
