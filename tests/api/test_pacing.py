@@ -8,9 +8,11 @@ import anyio
 import httpx2
 import pytest
 
+from tradavity_mcp.api.client import TradavityClient
 from tradavity_mcp.api.clock import FakeClock
+from tradavity_mcp.api.pacing import LocalWindow
 
-from ._scripted import make_client
+from ._scripted import BASE, KEY, make_client
 
 pytestmark = pytest.mark.anyio
 
@@ -93,3 +95,76 @@ async def test_rate_limit_state_is_exposed() -> None:
         await api.me()
         assert api.rate_limit.limit == 300
         assert api.rate_limit.remaining == 298
+
+
+def _client_on(
+    server: SlidingWindowServer, clock: FakeClock, window: LocalWindow | None
+) -> TradavityClient:
+    return TradavityClient(
+        KEY, base_url=BASE, transport=httpx2.MockTransport(server), clock=clock, window=window
+    )
+
+
+async def _three_clients_burst(shared: bool) -> SlidingWindowServer:
+    """Three clients of one key (as three replicas), each told the tier by one request,
+    then 4 requests each at once; `shared`: all three take slots from one window."""
+    clock = FakeClock()
+    server = SlidingWindowServer(clock, limit=5)
+    one = LocalWindow()
+    clients = [_client_on(server, clock, one if shared else None) for _ in range(3)]
+    try:
+        for api in clients:
+            await api.me()
+        async with anyio.create_task_group() as tg:
+            for api in clients:
+                for _ in range(4):
+                    tg.start_soon(api.me)
+    finally:
+        for api in clients:
+            await api.aclose()
+    return server
+
+
+async def test_clients_sharing_one_window_stay_under_the_key_limit_together() -> None:
+    server = await _three_clients_burst(shared=True)
+    assert server.count_ok == 15
+    assert server.count_429 == 0
+
+
+async def test_clients_each_on_its_own_window_overrun_the_key_limit() -> None:
+    """The control: each pacer alone counts only its own sends."""
+    server = await _three_clients_burst(shared=False)
+    assert server.count_ok == 15
+    assert server.count_429 > 0
+
+
+async def test_a_429_holds_the_windows_other_users() -> None:
+    clock = FakeClock()
+    window = LocalWindow()
+    answers = [
+        httpx2.Response(
+            429,
+            json={"ok": False, "error": {"code": "rate_limited", "message": "slow down"}},
+            headers={"Retry-After": "20", "X-RateLimit-Scope": "key"},
+        ),
+        httpx2.Response(200, json={"ok": True, "data": {}, "meta": {}}),
+    ]
+    sent_at: list[float] = []
+
+    def server(request: httpx2.Request) -> httpx2.Response:
+        sent_at.append(clock.now())
+        return answers.pop(0) if len(answers) > 1 else answers[0]
+
+    first = TradavityClient(
+        KEY, base_url=BASE, transport=httpx2.MockTransport(server), clock=clock, window=window
+    )
+    other = TradavityClient(
+        KEY, base_url=BASE, transport=httpx2.MockTransport(server), clock=clock, window=window
+    )
+    start = clock.now()
+    async with first, other:
+        await first.me()  # 429, then held 20 s, then 200
+        assert [t - start for t in sent_at] == [0, 20]
+        assert await window.take(start + 19, 60) == start + 20  # the hold, as others see it
+        await other.me()
+    assert sent_at[-1] >= start + 20

@@ -9,6 +9,10 @@ the pacer waits for a slot. It combines two views of the window:
   (covers other clients using the same key).
 
 Until the first response tells us the tier, it assumes the smallest documented limit.
+
+Where the send times are kept is a seam (`SendWindow`): this process's memory by default
+(`LocalWindow`), or a store several replicas share (the server's Redis window), so that
+every process using one key takes its slots from one window.
 """
 
 from __future__ import annotations
@@ -16,13 +20,13 @@ from __future__ import annotations
 import collections
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 
 from .clock import Clock
 
-__all__ = ["RateLimitPacer", "RateLimitState"]
+__all__ = ["LocalWindow", "RateLimitPacer", "RateLimitState", "SendWindow"]
 
 WINDOW_SECONDS = 60.0
 DEFAULT_LIMIT = 60  # the free tier, the smallest documented per-key limit
@@ -70,18 +74,71 @@ def parse_rate_limit(
     )
 
 
-class RateLimitPacer:
-    """Hands out send slots; every wait for the window, 429s included, happens here."""
+class SendWindow(Protocol):
+    """Where one key's send times over the last `WINDOW_SECONDS` are kept: this process's
+    memory (`LocalWindow`), or a store every replica using the key shares."""
 
-    def __init__(self, clock: Clock) -> None:
+    async def take(self, now: float, limit: int) -> float | None:
+        """Take a slot: when fewer than `limit` sends fall in the window ending at `now`
+        (and no hold is on), record one at `now` and return None; otherwise record
+        nothing and return when to ask again. Atomic: two takers never both get the last
+        slot."""
+        ...
+
+    async def hold(self, until: float) -> None:
+        """A 429 said no slot frees before `until`: every taker waits until then."""
+        ...
+
+
+class LocalWindow:
+    """The send times in this process's memory: the default, one process alone."""
+
+    def __init__(self) -> None:
+        self._sent: collections.deque[float] = collections.deque()
+        self._held_until: float | None = None
+
+    async def take(self, now: float, limit: int) -> float | None:
+        return self.take_now(now, limit)
+
+    async def hold(self, until: float) -> None:
+        self.hold_now(until)
+
+    def take_now(self, now: float, limit: int) -> float | None:
+        """`take`, without waiting on anything (no I/O)."""
+        if self._held_until is not None and now < self._held_until:
+            return self._held_until
+        while self._sent and self._sent[0] <= now - WINDOW_SECONDS:
+            self._sent.popleft()
+        if len(self._sent) < limit:
+            self._sent.append(now)
+            return None
+        # The slot that frees next is the one that takes the window below the limit.
+        return self._sent[len(self._sent) - limit] + WINDOW_SECONDS
+
+    def hold_now(self, until: float) -> None:
+        self._held_until = max(until, self._held_until or 0.0)
+
+
+class RateLimitPacer:
+    """Hands out send slots; every wait for the window, 429s included, happens here.
+
+    The slots come from a `SendWindow` (this process's, unless one shared by replicas
+    is given); the server's `remaining` is checked here, against this pacer's own sends.
+    """
+
+    def __init__(self, clock: Clock, window: SendWindow | None = None) -> None:
         self._clock = clock
+        self._window: SendWindow = window if window is not None else LocalWindow()
         self._lock = anyio.Lock()
+        # This pacer's own sends over the last minute (when the server's figure frees).
         self._sent: collections.deque[float] = collections.deque()
         self._state = RateLimitState()
         # Requests we sent after the response that `_state` came from.
         self._sent_since_state = 0
         # Set by a 429: nothing is sent before this time.
         self._blocked_until: float | None = None
+        # A 429's hold not told to the window yet (it holds the window's other users).
+        self._hold: float | None = None
 
     @property
     def state(self) -> RateLimitState:
@@ -93,8 +150,9 @@ class RateLimitPacer:
         self._state = replace(self._state, remaining=None, user_remaining=None)
         self._sent_since_state = 0
 
-    def _next_slot(self, now: float) -> float | None:
-        """None when a request may go now, else when the next slot frees."""
+    def _own_wait(self, now: float) -> float | None:
+        """What this pacer alone knows: a 429's hold, and the server's `remaining` less
+        what we sent since. None when neither stops a request now, else when to look again."""
         if self._blocked_until is not None:
             if now < self._blocked_until:
                 return self._blocked_until
@@ -102,12 +160,8 @@ class RateLimitPacer:
             self._forget_remaining()
         while self._sent and self._sent[0] <= now - WINDOW_SECONDS:
             self._sent.popleft()
-        limit = self._state.limit or DEFAULT_LIMIT
-        free = limit - len(self._sent)
         known = [r for r in (self._state.remaining, self._state.user_remaining) if r is not None]
-        if known:
-            free = min(free, min(known) - self._sent_since_state)
-        if free > 0:
+        if not known or min(known) - self._sent_since_state > 0:
             return None
         if self._sent:
             return self._sent[0] + WINDOW_SECONDS
@@ -116,11 +170,20 @@ class RateLimitPacer:
     async def acquire(self) -> None:
         """Wait until a request can be sent without exceeding the known window."""
         async with self._lock:
-            while (next_slot := self._next_slot(self._clock.now())) is not None:
+            if self._hold is not None:
+                hold, self._hold = self._hold, None
+                await self._window.hold(hold)
+            while True:
+                now = self._clock.now()
+                next_slot = self._own_wait(now)
+                if next_slot is None:
+                    next_slot = await self._window.take(now, self._state.limit or DEFAULT_LIMIT)
+                    if next_slot is None:
+                        break
                 await self._clock.sleep(max(0.05, next_slot - self._clock.now()))
                 if self._blocked_until is None:
                     self._forget_remaining()
-            self._sent.append(self._clock.now())
+            self._sent.append(now)
             self._sent_since_state += 1
 
     def observe(self, state: RateLimitState | None) -> None:
@@ -131,6 +194,8 @@ class RateLimitPacer:
         self._sent_since_state = 0
 
     def block(self, seconds: float) -> None:
-        """A 429 said one slot frees in `seconds`: hold every request until then."""
+        """A 429 said one slot frees in `seconds`: hold every request until then (and,
+        through the window, from this pacer's next `acquire` on, its other users too)."""
         until = self._clock.now() + max(seconds, 0.05)
         self._blocked_until = max(until, self._blocked_until or 0.0)
+        self._hold = max(until, self._hold or 0.0)
