@@ -56,7 +56,7 @@ from .models import (
     TradeRow,
     plain_validation_fields,
 )
-from .pacing import RateLimitPacer, RateLimitState, parse_rate_limit
+from .pacing import RateLimitPacer, RateLimitState, SendWindow, parse_rate_limit
 from .uploads import prepare_upload
 
 __all__ = ["ApiResponse", "Page", "RetryPolicy", "TradavityClient"]
@@ -193,12 +193,15 @@ class TradavityClient:
         retry: RetryPolicy | None = None,
         clock: Clock | None = None,
         timeout: float = 30.0,
+        window: SendWindow | None = None,
     ) -> None:
         key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
         self.principal = principal_for_key(key.get_secret_value())
         self.retry = retry or RetryPolicy()
         self._clock = clock or SystemClock()
-        self._pacer = RateLimitPacer(self._clock)
+        # `window`: where this key's send times are kept (default: this client's memory;
+        # replicas share one, so together they stay under the key's limit).
+        self._pacer = RateLimitPacer(self._clock, window)
         self._base_url = httpx2.URL(base_url.rstrip("/") + "/")
         self._auth = _KeyAuth(key)
         self._transport = transport
