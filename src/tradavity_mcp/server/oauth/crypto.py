@@ -70,9 +70,11 @@ class KeyBox:
         return hmac.compare_digest(given.encode("utf-8"), self.mac(*parts).encode("utf-8"))
 
 
-def load_secret(raw: str | None, state_dir: Path, *, loopback: bool) -> KeyBox:
-    """The server's `KeyBox`: from the environment's secret, else (loopback only) the
-    state directory's generated one."""
+def load_secret(
+    raw: str | None, state_dir: Path, *, loopback: bool, shared: bool = False
+) -> KeyBox:
+    """The server's `KeyBox`: from the environment's secret, else (loopback only, and
+    not for a store `shared` by replicas) the state directory's generated one."""
     if raw is not None and raw.strip():
         if len(raw.strip()) < MIN_SECRET_CHARS:
             raise ConfigError(
@@ -80,6 +82,12 @@ def load_secret(raw: str | None, state_dir: Path, *, loopback: bool) -> KeyBox:
                 "(e.g. `openssl rand -hex 32`)"
             )
         return KeyBox(raw.strip())
+    if shared:
+        raise ConfigError(
+            "--auth oauth with --store needs TRADAVITY_MCP_SECRET_KEY, the same on every "
+            "replica (it seals the users' Tradavity keys in the shared store): set it to "
+            "`openssl rand -hex 32`, and keep it"
+        )
     if not loopback:
         raise ConfigError(
             "--auth oauth off loopback needs TRADAVITY_MCP_SECRET_KEY (it encrypts the "

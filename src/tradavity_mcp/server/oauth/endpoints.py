@@ -8,6 +8,7 @@ user.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,16 +29,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, request_response
 from starlette.types import ASGIApp
 
+from ...settings import ConfigError
 from ..auth import CLIENT_ADDRESS
+from ..writes.stores import is_postgres_url
 from .clients import DEFAULT_REDIRECT_HOSTS, ClientDocuments, RateLimit
 from .consent import CONSENT_PATH, Consent, KeyCheck
 from .crypto import load_secret
 from .provider import Resolved, TradavityProvider
-from .store import OAuthStore
+from .store import OAuthStoreUnavailable
+from .stores import STORE_FILE, open_oauth_store
 
-__all__ = ["OAuthOptions", "OAuthServer", "resource_metadata_routes"]
+__all__ = ["STORE_FILE", "OAuthOptions", "OAuthServer", "resource_metadata_routes"]
+logger = logging.getLogger("tradavity_mcp.oauth")
 
-STORE_FILE = "oauth.sqlite3"
 PRM_PATHS = ("/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource")
 
 
@@ -61,6 +65,9 @@ class OAuthOptions:
     access_ttl: float = 3600.0
     refresh_ttl: float = 30 * 86400.0
     store_path: Path | None = field(default=None)
+    #: `--store postgresql://...`: grants, codes and tokens shared by replicas (then the
+    #: secret must come from TRADAVITY_MCP_SECRET_KEY, the same on every replica).
+    store_url: str | None = None
 
 
 def _cors(app: ASGIApp, methods: list[str]) -> ASGIApp:
@@ -71,6 +78,30 @@ def _cors(app: ASGIApp, methods: list[str]) -> ASGIApp:
 
 def _limited(app: ASGIApp) -> ASGIApp:
     return RequestBodyLimitMiddleware(app, DEFAULT_MAX_REQUEST_BODY_SIZE)
+
+
+#: The answer while the store cannot be reached: try again, do not start over.
+STORE_DOWN = {
+    "error": "temporarily_unavailable",
+    "error_description": "the authorization server cannot reach its store; try again shortly",
+}
+
+
+def _store_guarded(handler: Callable[[Request], Awaitable[Response]]) -> ASGIApp:
+    """The handler, answering 503 (and logging why) while the store is unreachable."""
+
+    async def guarded(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except OAuthStoreUnavailable as exc:
+            logger.error("%s", exc)
+            return JSONResponse(
+                STORE_DOWN,
+                status_code=503,
+                headers={"Retry-After": "5", "Cache-Control": "no-store"},
+            )
+
+    return request_response(guarded)
 
 
 def resource_metadata_routes(public_url: str, authorization_server: str | None) -> list[Route]:
@@ -114,16 +145,28 @@ class OAuthServer:
         self.options = options
         self.issuer = options.public_url.rstrip("/")
         self.resource = self.issuer + "/mcp"
+        shared = is_postgres_url(options.store_url)
         self.box = load_secret(
             options.secret_key.get_secret_value() if options.secret_key else None,
             options.state_dir,
             loopback=options.loopback,
+            shared=shared,
         )
-        self.store = OAuthStore(
-            options.store_path or options.state_dir / STORE_FILE,
+        self.store = open_oauth_store(
+            store_url=options.store_url,
+            state_dir=options.state_dir,
+            store_path=options.store_path,
             access_ttl=options.access_ttl,
             refresh_ttl=options.refresh_ttl,
         )
+        if not self.store.check_secret(self.box.mac("store secret check")):
+            self.store.close()
+            raise ConfigError(
+                f"TRADAVITY_MCP_SECRET_KEY is not the secret the OAuth store "
+                f"{self.store.where} seals users' keys with: give every replica the same "
+                "one. To change it on purpose, end every grant first (`tradavity-mcp "
+                "grants revoke --all`); users then connect again."
+            )
         self.documents = ClientDocuments(allow_loopback_http=options.allow_loopback_documents)
         self.provider = TradavityProvider(
             self.store,
@@ -185,7 +228,7 @@ class OAuthServer:
             return await self._revoke(authenticator, request)
 
         def post(handler: Callable[[Request], Awaitable[Response]]) -> ASGIApp:
-            return _cors(_limited(request_response(handler)), ["POST", "OPTIONS"])
+            return _cors(_limited(_store_guarded(handler)), ["POST", "OPTIONS"])
 
         metadata = MetadataHandler(self.metadata()).handle
         return [
@@ -197,12 +240,12 @@ class OAuthServer:
             *resource_metadata_routes(self.issuer, self.issuer),
             Route(
                 "/authorize",
-                endpoint=_limited(request_response(AuthorizationHandler(self.provider).handle)),
+                endpoint=_limited(_store_guarded(AuthorizationHandler(self.provider).handle)),
                 methods=["GET", "POST"],
             ),
             Route(
                 CONSENT_PATH,
-                endpoint=_limited(request_response(self.consent.handle)),
+                endpoint=_limited(_store_guarded(self.consent.handle)),
                 methods=["GET", "POST"],
             ),
             Route(

@@ -1,9 +1,15 @@
-"""Grants, codes, tokens and registered clients, in SQLite beside the write ledger.
+"""Grants, codes, tokens and registered clients, in SQLite beside the write ledger
+(`PgOAuthStore` in `store_pg` keeps the same rules on PostgreSQL, for replicas).
 
 Nothing secret is stored in clear: tokens, codes and consent requests are kept under
 their SHA-256; the Tradavity key only sealed (`KeyBox.seal`), and known by its HMAC.
 A grant is one user's consent for one client and one resource; revoking it ends every
 token issued under it.
+
+The rules are SQL both stores run alike. What must happen once (a consent approved, a
+code redeemed, a refresh token rotated) is one conditional statement whose row count
+says who won; what spans several statements (a grant and its code, a revocation) is one
+transaction (`_tx`).
 """
 
 from __future__ import annotations
@@ -14,16 +20,29 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from .crypto import hash_token, new_token
 
-__all__ = ["Checked", "Code", "Grant", "OAuthStore", "Pending", "TokenPair"]
+__all__ = [
+    "Checked",
+    "Code",
+    "Grant",
+    "OAuthStore",
+    "OAuthStoreUnavailable",
+    "Pending",
+    "Run",
+    "TokenPair",
+]
 
 Kind = Literal["access", "refresh"]
+
+#: Runs one statement (`?` placeholders) inside a transaction; returns its row count.
+Run = Callable[[str, tuple[Any, ...]], int]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS clients (
@@ -44,6 +63,11 @@ CREATE TABLE IF NOT EXISTS tokens (
     expires REAL NOT NULL, used REAL);
 CREATE INDEX IF NOT EXISTS tokens_grant ON tokens(grant_id);
 """
+
+
+class OAuthStoreUnavailable(Exception):
+    """The store cannot be reached or used; the message names it (never its password)
+    and the fix."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +148,7 @@ class OAuthStore:
             # -shm files the same mode).
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
             os.chmod(path, 0o600)
+        self.where = str(path)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
@@ -138,14 +163,33 @@ class OAuthStore:
         with self._lock:
             self._db.close()
 
-    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+    # how statements reach the store (`PgOAuthStore` overrides these four)
+
+    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        """One statement on its own; its row count."""
         with self._lock:
-            return self._db.execute(sql, args)
+            return self._db.execute(sql, args).rowcount
 
     def _one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
         with self._lock:
             row: tuple[Any, ...] | None = self._db.execute(sql, args).fetchone()
             return row
+
+    def _list(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return list(self._db.execute(sql, args).fetchall())
+
+    @contextmanager
+    def _tx(self) -> Iterator[Run]:
+        """Statements that stand or fall together."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield lambda sql, args: self._db.execute(sql, args).rowcount
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     # clients registered dynamically (metadata-document clients are fetched, not stored)
 
@@ -164,16 +208,17 @@ class OAuthStore:
     def add_pending(self, pending: Pending) -> str:
         request_id = new_token()
         now = self.clock()
-        self._run("DELETE FROM pending WHERE expires < ?", (now,))
-        self._run(
-            "INSERT INTO pending (id_hash, client_id, info, expires) VALUES (?, ?, ?, ?)",
-            (
-                hash_token(request_id),
-                pending.client_id,
-                json.dumps(pending.__dict__),
-                now + self.pending_ttl,
-            ),
-        )
+        with self._tx() as run:
+            run("DELETE FROM pending WHERE expires < ?", (now,))
+            run(
+                "INSERT INTO pending (id_hash, client_id, info, expires) VALUES (?, ?, ?, ?)",
+                (
+                    hash_token(request_id),
+                    pending.client_id,
+                    json.dumps(pending.__dict__),
+                    now + self.pending_ttl,
+                ),
+            )
         return request_id
 
     def pending(self, request_id: str) -> Pending | None:
@@ -212,8 +257,7 @@ class OAuthStore:
 
     def take_pending(self, request_id: str) -> bool:
         """Consume a consent request (once: a second approval of it gets nothing)."""
-        cur = self._run("DELETE FROM pending WHERE id_hash = ?", (hash_token(request_id),))
-        return cur.rowcount == 1
+        return self._run("DELETE FROM pending WHERE id_hash = ?", (hash_token(request_id),)) == 1
 
     # grants and codes
 
@@ -221,23 +265,6 @@ class OAuthStore:
         """A grant for this consent, and its authorization code."""
         grant_id = uuid.uuid4().hex
         now = self.clock()
-        # Spent and expired codes are kept a day (a code presented again still revokes).
-        self._run("DELETE FROM codes WHERE expires < ?", (now - 86400.0,))
-        self._run(
-            "INSERT INTO grants (id, client_id, client_name, user_label, key_mac, key_sealed,"
-            " scopes, resource, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                grant_id,
-                pending.client_id,
-                pending.client_name,
-                checked.user_label,
-                checked.key_mac,
-                checked.key_sealed,
-                " ".join(sorted(checked.scopes)),
-                pending.resource,
-                now,
-            ),
-        )
         code = new_token()
         info = {
             "client_id": pending.client_id,
@@ -247,10 +274,28 @@ class OAuthStore:
             "resource": pending.resource,
             "scopes": sorted(checked.scopes),
         }
-        self._run(
-            "INSERT INTO codes (hash, grant_id, info, expires) VALUES (?, ?, ?, ?)",
-            (hash_token(code), grant_id, json.dumps(info), now + self.code_ttl),
-        )
+        with self._tx() as run:
+            # Spent and expired codes are kept a day (a code presented again still revokes).
+            run("DELETE FROM codes WHERE expires < ?", (now - 86400.0,))
+            run(
+                "INSERT INTO grants (id, client_id, client_name, user_label, key_mac, key_sealed,"
+                " scopes, resource, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    grant_id,
+                    pending.client_id,
+                    pending.client_name,
+                    checked.user_label,
+                    checked.key_mac,
+                    checked.key_sealed,
+                    " ".join(sorted(checked.scopes)),
+                    pending.resource,
+                    now,
+                ),
+            )
+            run(
+                "INSERT INTO codes (hash, grant_id, info, expires) VALUES (?, ?, ?, ?)",
+                (hash_token(code), grant_id, json.dumps(info), now + self.code_ttl),
+            )
         return code
 
     def code(self, code: str) -> Code | None:
@@ -274,11 +319,11 @@ class OAuthStore:
 
     def use_code(self, code: str) -> bool:
         """Mark a code used; False when it already was (then the caller revokes)."""
-        cur = self._run(
+        done = self._run(
             "UPDATE codes SET used = ? WHERE hash = ? AND used IS NULL",
             (self.clock(), hash_token(code)),
         )
-        return cur.rowcount == 1
+        return done == 1
 
     def grant(self, grant_id: str) -> Grant | None:
         row = self._one(
@@ -309,37 +354,50 @@ class OAuthStore:
         ids = [r[0] for r in self._list(sql)]
         return [g for g in (self.grant(i) for i in ids) if g is not None]
 
-    def _list(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return list(self._db.execute(sql, args).fetchall())
-
     def revoke(self, grant_id: str) -> bool:
         """End a grant and every token under it. False when there was none live."""
         now = self.clock()
-        cur = self._run(
-            "UPDATE grants SET revoked = ? WHERE id = ? AND revoked IS NULL", (now, grant_id)
-        )
-        self._run("DELETE FROM tokens WHERE grant_id = ?", (grant_id,))
-        self._run("DELETE FROM codes WHERE grant_id = ?", (grant_id,))
-        return cur.rowcount == 1
+        with self._tx() as run:
+            done = run(
+                "UPDATE grants SET revoked = ? WHERE id = ? AND revoked IS NULL", (now, grant_id)
+            )
+            run("DELETE FROM tokens WHERE grant_id = ?", (grant_id,))
+            run("DELETE FROM codes WHERE grant_id = ?", (grant_id,))
+        return done == 1
+
+    def revoke_all(self) -> int:
+        """End every live grant and its tokens; how many grants were live."""
+        now = self.clock()
+        with self._tx() as run:
+            done = run("UPDATE grants SET revoked = ? WHERE revoked IS NULL", (now,))
+            run("DELETE FROM tokens", ())
+            run("DELETE FROM codes", ())
+        self.forget_secret()
+        return done
 
     def touch(self, grant_id: str) -> None:
-        self._run("UPDATE grants SET last_used = ? WHERE id = ?", (self.clock(), grant_id))
+        """Note the grant's use (at most once a minute: every request of its user lands here)."""
+        now = self.clock()
+        self._run(
+            "UPDATE grants SET last_used = ? WHERE id = ? AND (last_used IS NULL OR last_used < ?)",
+            (now, grant_id, now - 60.0),
+        )
 
     # tokens
 
     def issue(self, grant_id: str) -> TokenPair:
         access, refresh = new_token(), new_token()
         now = self.clock()
-        self._run("DELETE FROM tokens WHERE grant_id = ? AND expires < ?", (grant_id, now))
-        for token, kind, ttl in (
-            (access, "access", self.access_ttl),
-            (refresh, "refresh", self.refresh_ttl),
-        ):
-            self._run(
-                "INSERT INTO tokens (hash, grant_id, kind, expires) VALUES (?, ?, ?, ?)",
-                (hash_token(token), grant_id, kind, now + ttl),
-            )
+        with self._tx() as run:
+            run("DELETE FROM tokens WHERE grant_id = ? AND expires < ?", (grant_id, now))
+            for token, kind, ttl in (
+                (access, "access", self.access_ttl),
+                (refresh, "refresh", self.refresh_ttl),
+            ):
+                run(
+                    "INSERT INTO tokens (hash, grant_id, kind, expires) VALUES (?, ?, ?, ?)",
+                    (hash_token(token), grant_id, kind, now + ttl),
+                )
         return TokenPair(access=access, refresh=refresh, expires_in=int(self.access_ttl))
 
     def token(self, token: str, kind: Kind) -> tuple[str, float, float | None] | None:
@@ -352,11 +410,24 @@ class OAuthStore:
 
     def use_refresh(self, token: str) -> bool:
         """Mark a refresh token used; False when it already was."""
-        cur = self._run(
+        done = self._run(
             "UPDATE tokens SET used = ? WHERE hash = ? AND kind = 'refresh' AND used IS NULL",
             (self.clock(), hash_token(token)),
         )
-        return cur.rowcount == 1
+        return done == 1
+
+    # the secret the keys are sealed with
+
+    def check_secret(self, fingerprint: str) -> bool:
+        """Whether the server's secret is the one the store's keys were sealed with.
+
+        SQLite's store belongs to one server, whose secret may change (its grants then
+        stop opening, and users connect again): nothing to check. The shared store
+        (`PgOAuthStore`) refuses a replica whose secret differs from the others'."""
+        return True
+
+    def forget_secret(self) -> None:
+        """Forget the secret's fingerprint (once no grant sealed under it is live)."""
 
     def dump(self) -> list[tuple[Any, ...]]:
         """Every row of every table (for tests that look for secrets in clear)."""

@@ -1,0 +1,186 @@
+"""The OAuth authorization server's state on PostgreSQL (`--store`), shared by replicas.
+
+`PgOAuthStore` keeps every rule of `store.OAuthStore` (the same SQL) and changes only how
+it reaches the store, so a consent started on one replica is finished on another, a code
+issued by one is redeemed on another, and a revocation is seen by all at once:
+
+* What happens once is one conditional statement (`UPDATE ... WHERE used IS NULL`,
+  `DELETE` of a consent request): PostgreSQL locks the row, and a second replica's
+  statement, waiting behind the first, sees it spent and changes nothing. A code is
+  redeemed once; of two replicas rotating one refresh token, one wins.
+* Statements that stand together (a grant and its code, a revocation and the tokens it
+  ends) run in one transaction.
+* The tables live in the schema `tradavity_oauth`, made by versioned migrations shipped
+  in `migrations/` and applied at start by the ledger's runner (`writes.store_pg.migrate`).
+* Keys are sealed as on SQLite, with `TRADAVITY_MCP_SECRET_KEY`, which every replica must
+  share: the store keeps the secret's fingerprint (an HMAC) and refuses a replica
+  started with another one (`check_secret`).
+* A lost connection is opened again on the next use; every failure surfaces as
+  `OAuthStoreUnavailable`, naming the store without its password.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+
+from ..writes.store_pg import migrate, migrations, redact_url
+from .store import OAuthStore, OAuthStoreUnavailable, Run
+
+__all__ = ["SCHEMA", "PgOAuthStore", "oauth_migrations"]
+
+#: The PostgreSQL schema of the OAuth tables (the ledger's stay in the default one).
+SCHEMA = "tradavity_oauth"
+
+
+def oauth_migrations() -> list[tuple[int, str, str]]:
+    """The OAuth store's shipped migrations, (version, file name, SQL), in order."""
+    return migrations(__package__)
+
+
+def _pg(sql: str) -> bytes:
+    """A rule's statement for psycopg: `%s` placeholders (the rules use no `%`)."""
+    return sql.replace("?", "%s").encode("utf-8")
+
+
+class PgOAuthStore(OAuthStore):
+    """`OAuthStore` on PostgreSQL (`url`: a postgresql:// URL)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        access_ttl: float = 3600.0,
+        refresh_ttl: float = 30 * 86400.0,
+        code_ttl: float = 120.0,
+        pending_ttl: float = 600.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self._url = url
+        self.where = redact_url(url)
+        self._timeout = connect_timeout
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
+        self.clock = clock
+        self.access_ttl = access_ttl
+        self.refresh_ttl = refresh_ttl
+        self.code_ttl = code_ttl
+        self.pending_ttl = pending_ttl
+        with self._lock, self._failures():
+            migrate(self._connection(), __package__, SCHEMA)
+
+    # --- the connection ------------------------------------------------------------------
+
+    def _explain(self, exc: BaseException) -> OAuthStoreUnavailable:
+        text = " ".join(str(exc).split())  # the driver's message, on one line
+        password = urlsplit(self._url).password
+        if password:
+            text = text.replace(password, "***")
+        folded = text.casefold()
+        where = f"the OAuth store {self.where}"
+        if "password authentication" in folded or "authentication failed" in folded:
+            fix = (
+                f"{where} refused the credentials ({text}). Check the user and password in "
+                "TRADAVITY_STORE_URL (--store)."
+            )
+        elif "does not exist" in folded and "database" in folded:
+            fix = f"{where}: the database does not exist. Create it (createdb), or fix --store."
+        elif "permission denied" in folded or "read-only" in folded:
+            fix = (
+                f"{where} refused a write ({text}). Give the user in TRADAVITY_STORE_URL "
+                "rights to create a schema and tables in its database."
+            )
+        elif isinstance(exc, psycopg.OperationalError) or "connect" in folded:
+            fix = (
+                f"{where} cannot be reached ({text}). Check that PostgreSQL is running and "
+                "reachable from this machine, and TRADAVITY_STORE_URL (--store)."
+            )
+        else:
+            fix = f"{where} could not be used ({text}). Check the store and --store."
+        return OAuthStoreUnavailable(fix)
+
+    @contextmanager
+    def _failures(self) -> Iterator[None]:
+        try:
+            yield
+        except psycopg.Error as exc:
+            raise self._explain(exc) from None
+
+    def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
+        """The open connection, opened again if it was lost (a restart, a failover)."""
+        conn = self._conn
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        if conn is not None:
+            conn.close()
+            self._conn = None
+        conn = psycopg.connect(
+            self._url,
+            autocommit=True,
+            connect_timeout=max(1, round(self._timeout)),
+            application_name="tradavity-mcp oauth",
+        )
+        try:
+            conn.execute(f"SET search_path TO {SCHEMA}")
+            # A lock held elsewhere for this long means something is stuck: say so.
+            conn.execute("SET lock_timeout = '10s'")
+            conn.execute("SET statement_timeout = '20s'")
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def schema_version(self) -> int:
+        row = self._one("SELECT max(version) FROM schema_version")
+        return int(row[0] or 0) if row else 0
+
+    # --- how the rules' statements reach the store ---------------------------------------
+
+    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        with self._lock, self._failures():
+            return self._connection().execute(_pg(sql), args).rowcount
+
+    def _one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+        with self._lock, self._failures():
+            return self._connection().execute(_pg(sql), args).fetchone()
+
+    def _list(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock, self._failures():
+            return self._connection().execute(_pg(sql), args).fetchall()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Run]:
+        with self._lock, self._failures():
+            conn = self._connection()
+            with conn.transaction():
+                yield lambda sql, args: conn.execute(_pg(sql), args).rowcount
+
+    # --- the shared secret ---------------------------------------------------------------
+
+    def check_secret(self, fingerprint: str) -> bool:
+        """Record the secret's fingerprint if the store has none; False when it holds
+        another one (this replica's secret cannot open the keys the others sealed)."""
+        self._run(
+            "INSERT INTO secret (one, check_mac, created) VALUES (true, ?, ?)"
+            " ON CONFLICT (one) DO NOTHING",
+            (fingerprint, self.clock()),
+        )
+        row = self._one("SELECT check_mac FROM secret")
+        return row is not None and row[0] == fingerprint
+
+    def forget_secret(self) -> None:
+        self._run("DELETE FROM secret")

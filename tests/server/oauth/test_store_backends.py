@@ -1,0 +1,400 @@
+"""The OAuth store's rules on both stores: SQLite (a file) and PostgreSQL (a real server
+started by the test session). Every scenario opens its stores through `store`, so
+"another replica" is a second connection to the same store, opened as a server opens it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from mcp.server.auth.provider import TokenError
+from mcp.shared.auth import OAuthClientInformationFull
+
+from tradavity_mcp.server.oauth.clients import ClientDocuments
+from tradavity_mcp.server.oauth.crypto import KeyBox
+from tradavity_mcp.server.oauth.provider import TradavityProvider
+from tradavity_mcp.server.oauth.store import Checked, OAuthStore, OAuthStoreUnavailable, Pending
+from tradavity_mcp.server.oauth.store_pg import SCHEMA, PgOAuthStore, oauth_migrations
+from tradavity_mcp.server.oauth.stores import open_oauth_store
+from tradavity_mcp.server.writes.store_pg import PgLedger, migrations
+
+pytestmark = pytest.mark.anyio
+
+KEY = "tvty_" + "ab" * 24
+BOX = KeyBox("s" * 40)
+RESOURCE = "https://mcp.example.com/mcp"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+Open = Callable[[Clock], OAuthStore]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Open]:
+    """Opens a store (a new connection: another replica) on this test's store."""
+    opened: list[OAuthStore] = []
+    url: str | None = None
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+
+    def open_one(clock: Clock) -> OAuthStore:
+        opened.append(open_oauth_store(store_url=url, state_dir=tmp_path, clock=clock))
+        return opened[-1]
+
+    yield open_one
+    for one in opened:
+        one.close()
+
+
+def _pending(client_id: str = "c1") -> Pending:
+    return Pending(
+        client_id=client_id,
+        client_name="Claude",
+        redirect_uri="https://claude.ai/api/mcp/auth_callback",
+        redirect_explicit=True,
+        code_challenge="challenge",
+        state="st",
+        resource=RESOURCE,
+        scopes=None,
+    )
+
+
+def _checked(key: str = KEY) -> Checked:
+    return Checked(
+        user_label="dana@example.com",
+        key_mac=BOX.mac("key", key),
+        key_sealed=BOX.seal(key),
+        scopes=["write:trades", "read:trades"],
+    )
+
+
+def _provider(store: OAuthStore, clock: Clock) -> TradavityProvider:
+    return TradavityProvider(
+        store,
+        BOX,
+        ClientDocuments(),
+        issuer="https://mcp.example.com",
+        resource=RESOURCE,
+        redirect_hosts=(),
+        clock=clock,
+    )
+
+
+def _client(client_id: str = "c1") -> OAuthClientInformationFull:
+    return OAuthClientInformationFull.model_validate(
+        {"client_id": client_id, "redirect_uris": ["https://claude.ai/api/mcp/auth_callback"]}
+    )
+
+
+def test_a_consent_started_on_one_replica_is_finished_on_another(store: Open) -> None:
+    clock = Clock()
+    a, b = store(clock), store(clock)
+    a.add_client("c1", {"client_id": "c1", "client_name": "Claude"})
+    assert b.client("c1") == {"client_id": "c1", "client_name": "Claude"}
+    assert b.client("c2") is None
+    request_id = a.add_pending(_pending())
+    assert b.pending(request_id) == _pending()
+    assert b.checked(request_id) is None  # no key typed yet
+    b.check_pending(request_id, _checked())
+    checked = a.checked(request_id)
+    assert checked is not None
+    assert BOX.open(checked.key_sealed) == KEY
+    assert checked.scopes == ["write:trades", "read:trades"]
+    # Approved once: a second approval, on either replica, gets nothing.
+    assert a.take_pending(request_id)
+    assert not b.take_pending(request_id)
+    assert not a.take_pending(request_id)
+    assert b.pending(request_id) is None
+
+
+def test_a_consent_request_expires(store: Open) -> None:
+    clock = Clock()
+    a = store(clock)
+    request_id = a.add_pending(_pending())
+    clock.now += a.pending_ttl + 1
+    assert a.pending(request_id) is None
+    assert store(clock).checked(request_id) is None
+
+
+def test_a_code_is_redeemed_once_across_replicas(store: Open) -> None:
+    clock = Clock()
+    a, b = store(clock), store(clock)
+    code = a.add_grant(_pending(), _checked())
+    found = b.code(code)
+    assert found is not None
+    assert (found.client_id, found.used, found.expires) == ("c1", None, clock.now + a.code_ttl)
+    assert found.scopes == ("read:trades", "write:trades")
+    assert b.use_code(code)
+    assert not a.use_code(code)
+    spent = a.code(code)
+    assert spent is not None
+    assert spent.used == clock.now
+    assert a.code("not-a-code") is None
+
+
+def test_tokens_rotate_once_and_a_revocation_is_seen_at_once(store: Open) -> None:
+    clock = Clock()
+    a, b = store(clock), store(clock)
+    a.add_grant(_pending(), _checked())
+    (grant,) = b.grants()
+    pair = a.issue(grant.id)
+    assert b.token(pair.access, "access") == (grant.id, clock.now + a.access_ttl, None)
+    assert b.token(pair.access, "refresh") is None  # a token is only what it was issued as
+    assert b.use_refresh(pair.refresh)
+    assert not a.use_refresh(pair.refresh)
+    assert not b.use_refresh(pair.access)
+    fresh = b.issue(grant.id)
+    assert a.revoke(grant.id)
+    assert not b.revoke(grant.id)  # once
+    after = b.grant(grant.id)
+    assert after is not None
+    assert after.revoked == clock.now
+    assert b.token(fresh.access, "access") is None
+    assert b.token(fresh.refresh, "refresh") is None
+    assert a.grants() == []
+    assert [g.id for g in b.grants(include_revoked=True)] == [grant.id]
+
+
+def test_grants_list_in_order_and_end_together(store: Open) -> None:
+    clock = Clock()
+    a = store(clock)
+    a.add_grant(_pending("c1"), _checked())
+    clock.now += 1
+    a.add_grant(_pending("c2"), _checked("tvty_" + "cd" * 24))
+    first, second = store(clock).grants()
+    assert (first.client_id, second.client_id) == ("c1", "c2")
+    assert first.key_mac == BOX.mac("key", KEY)
+    assert first.scopes == ("read:trades", "write:trades")
+    assert (first.resource, first.user_label, first.client_name) == (
+        RESOURCE,
+        "dana@example.com",
+        "Claude",
+    )
+    tokens = a.issue(second.id)
+    assert store(clock).revoke_all() == 2
+    assert a.grants() == []
+    assert a.token(tokens.access, "access") is None
+
+
+def test_a_grants_use_is_noted_at_most_once_a_minute(store: Open) -> None:
+    clock = Clock()
+    a = store(clock)
+    a.add_grant(_pending(), _checked())
+    (grant,) = a.grants()
+    assert grant.last_used is None
+    start = clock.now
+    a.touch(grant.id)
+    clock.now += 30
+    store(clock).touch(grant.id)
+    assert (g := a.grant(grant.id)) is not None
+    assert g.last_used == start
+    clock.now += 31
+    a.touch(grant.id)
+    assert (g := a.grant(grant.id)) is not None
+    assert g.last_used == clock.now
+
+
+def test_nothing_secret_is_stored_in_clear(store: Open) -> None:
+    clock = Clock()
+    a = store(clock)
+    request_id = a.add_pending(_pending())
+    a.check_pending(request_id, _checked())
+    code = a.add_grant(_pending(), _checked())
+    (grant,) = a.grants()
+    pair = a.issue(grant.id)
+    rows = repr(store(clock).dump())
+    for secret in (KEY, KEY[5:], request_id, code, pair.access, pair.refresh):
+        assert secret not in rows
+    assert BOX.mac("key", KEY) in rows  # known by its HMAC only
+
+
+async def test_a_code_presented_again_on_another_replica_revokes_its_grant(
+    store: Open,
+) -> None:
+    clock = Clock()
+    one, two = _provider(store(clock), clock), _provider(store(clock), clock)
+    code = one.store.add_grant(_pending(), _checked())
+    loaded = await one.load_authorization_code(_client(), code)
+    assert loaded is not None
+    tokens = await one.exchange_authorization_code(_client(), loaded)
+    assert tokens.access_token
+    assert two.resolve(tokens.access_token) is not None
+    # The same code at the other replica: refused there, and the grant ends everywhere.
+    assert await two.load_authorization_code(_client(), code) is None
+    assert one.resolve(tokens.access_token) is None
+
+
+async def test_a_used_refresh_token_presented_on_another_replica_revokes_its_grant(
+    store: Open,
+) -> None:
+    clock = Clock()
+    one, two = _provider(store(clock), clock), _provider(store(clock), clock)
+    code = one.store.add_grant(_pending(), _checked())
+    loaded = await one.load_authorization_code(_client(), code)
+    assert loaded is not None
+    first = await one.exchange_authorization_code(_client(), loaded)
+    assert first.refresh_token is not None
+    refresh = await two.load_refresh_token(_client(), first.refresh_token)
+    assert refresh is not None
+    second = await two.exchange_refresh_token(_client(), refresh, ["read:trades"])
+    assert second.scope == "read:trades"
+    resolved = one.resolve(second.access_token)
+    assert resolved is not None
+    assert resolved.key == KEY
+    # Replayed (on the first replica, after it rotated on the second).
+    assert await one.load_refresh_token(_client(), first.refresh_token) is None
+    assert two.resolve(second.access_token) is None
+    # Exchanging a token already spent is refused as invalid_grant.
+    with pytest.raises(TokenError) as info:
+        await two.exchange_refresh_token(_client(), refresh, [])
+    assert info.value.error == "invalid_grant"
+
+
+# --- PostgreSQL only -----------------------------------------------------------------------
+
+
+def _race(rounds: int, attempt: Callable[[PgOAuthStore, int], bool], url: str) -> list[int]:
+    """`rounds` times, two replicas (threads, each with its own connection) attempt the
+    same thing at the same moment; how many won each round."""
+    stores = [PgOAuthStore(url), PgOAuthStore(url)]
+    wins = [0] * rounds
+    lock = threading.Lock()
+    barrier = threading.Barrier(2)
+
+    def replica(store: PgOAuthStore) -> None:
+        for n in range(rounds):
+            barrier.wait()
+            if attempt(store, n):
+                with lock:
+                    wins[n] += 1
+
+    threads = [threading.Thread(target=replica, args=(s,)) for s in stores]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+    finally:
+        for s in stores:
+            s.close()
+    return wins
+
+
+def test_two_replicas_redeeming_one_code_at_once_one_wins(postgres_url: str) -> None:
+    setup = PgOAuthStore(postgres_url)
+    codes = [setup.add_grant(_pending(), _checked()) for _ in range(40)]
+    setup.close()
+    wins = _race(len(codes), lambda s, n: s.use_code(codes[n]), postgres_url)
+    assert wins == [1] * len(codes)
+
+
+def test_two_replicas_rotating_one_refresh_token_at_once_one_wins(postgres_url: str) -> None:
+    setup = PgOAuthStore(postgres_url)
+    setup.add_grant(_pending(), _checked())
+    (grant,) = setup.grants()
+    refreshes = [setup.issue(grant.id).refresh for _ in range(40)]
+    setup.close()
+    wins = _race(len(refreshes), lambda s, n: s.use_refresh(refreshes[n]), postgres_url)
+    assert wins == [1] * len(refreshes)
+
+
+def test_two_replicas_approving_one_consent_at_once_one_wins(postgres_url: str) -> None:
+    setup = PgOAuthStore(postgres_url)
+    requests = [setup.add_pending(_pending()) for _ in range(40)]
+    setup.close()
+    wins = _race(len(requests), lambda s, n: s.take_pending(requests[n]), postgres_url)
+    assert wins == [1] * len(requests)
+
+
+def test_migrations_are_recorded_in_their_own_schema_and_applied_once(postgres_url: str) -> None:
+    shipped = oauth_migrations()
+    assert [v for v, _, _ in shipped] == list(range(1, len(shipped) + 1))
+    ledger = PgLedger(postgres_url)  # the ledger shares the database, not the versions
+    first, second = PgOAuthStore(postgres_url), PgOAuthStore(postgres_url)
+    try:
+        assert first.schema_version() == second.schema_version() == shipped[-1][0]
+        with psycopg.connect(postgres_url) as db:
+            mine = db.execute("SELECT version, name FROM tradavity_oauth.schema_version").fetchall()
+            ledgers = db.execute("SELECT version, name FROM public.schema_version").fetchall()
+            tables = db.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                (SCHEMA,),
+            ).fetchall()
+        assert SCHEMA == "tradavity_oauth"
+        assert mine == [(v, name) for v, name, _ in shipped]
+        assert ledgers == [(v, name) for v, name, _ in migrations()]
+        assert {t for (t,) in tables} >= {"clients", "pending", "grants", "codes", "tokens"}
+    finally:
+        for one in (ledger, first, second):
+            one.close()
+
+
+def test_a_replica_with_another_secret_is_told_so(postgres_url: str) -> None:
+    a, b = PgOAuthStore(postgres_url), PgOAuthStore(postgres_url)
+    try:
+        assert a.check_secret(BOX.mac("check"))
+        assert b.check_secret(BOX.mac("check"))  # the same secret: accepted
+        assert not b.check_secret(KeyBox("t" * 40).mac("check"))
+        a.add_grant(_pending(), _checked())
+        assert a.revoke_all() == 1  # every grant ended: the secret may change
+        assert b.check_secret(KeyBox("t" * 40).mac("check"))
+        assert not a.check_secret(BOX.mac("check"))
+    finally:
+        a.close()
+        b.close()
+
+
+def test_an_unreachable_store_is_named_without_its_password() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql://trader:s3cr3t-pw@127.0.0.1:{port}/tradavity"
+    with pytest.raises(OAuthStoreUnavailable) as info:
+        PgOAuthStore(url, connect_timeout=2)
+    message = str(info.value)
+    assert "s3cr3t-pw" not in message
+    assert f"postgresql://trader:***@127.0.0.1:{port}/tradavity" in message
+    assert "cannot be reached" in message
+    assert "TRADAVITY_STORE_URL" in message
+
+
+def test_a_lost_connection_is_opened_again(postgres_url: str) -> None:
+    store = PgOAuthStore(postgres_url)
+    try:
+        code = store.add_grant(_pending(), _checked())
+        _terminate_backends(postgres_url)
+        with pytest.raises(OAuthStoreUnavailable, match="cannot be reached"):
+            store.use_code(code)
+        assert store.use_code(code)  # nothing was decided by the failed attempt
+    finally:
+        store.close()
+
+
+def _terminate_backends(url: str) -> None:
+    import time
+
+    query = (
+        "SELECT {} FROM pg_stat_activity "
+        "WHERE application_name = 'tradavity-mcp oauth' AND datname = current_database()"
+    )
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(query.format("pg_terminate_backend(pid)").encode())
+        for _ in range(500):  # until the backend has really gone
+            row: Any = admin.execute(query.format("count(*)").encode()).fetchone()
+            if row[0] == 0:
+                return
+            time.sleep(0.01)
