@@ -231,7 +231,16 @@ def _add_grants(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     grants.add_argument("grants_action", choices=["list", "revoke"])
     grants.add_argument("grant_id", nargs="?", help="the grant to revoke (from `grants list`)")
     grants.add_argument("--revoked", action="store_true", help="list revoked grants too")
+    grants.add_argument(
+        "--all",
+        action="store_true",
+        dest="revoke_all",
+        help="revoke every grant (before changing TRADAVITY_MCP_SECRET_KEY)",
+    )
     grants.add_argument("--state-dir", dest="grants_state_dir", help="as for the server")
+    grants.add_argument(
+        "--store", dest="grants_store", metavar="URL", help="as for the server (PostgreSQL)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -265,16 +274,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _grants(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .server.oauth.grants import list_grants, revoke_grant
+    from .server.oauth.grants import list_grants, revoke_all, revoke_grant
 
-    state = Settings.load(
-        state_dir=args.grants_state_dir or args.state_dir, require_key=False
-    ).state_dir
+    try:
+        settings = Settings.load(
+            state_dir=args.grants_state_dir or args.state_dir,
+            store_url=args.grants_store or args.store,
+            require_key=False,
+        )
+    except ConfigError as exc:
+        print(f"tradavity-mcp: {exc}", file=sys.stderr)
+        return 2
+    state, store = settings.state_dir, settings.store_url
     if args.grants_action == "list":
-        return list_grants(state, include_revoked=args.revoked)
+        return list_grants(state, store_url=store, include_revoked=args.revoked)
+    if args.revoke_all:
+        return revoke_all(state, store_url=store)
     if not args.grant_id:
         parser.error("grants revoke needs the grant's id (see `tradavity-mcp grants list`)")
-    return revoke_grant(state, args.grant_id)
+    return revoke_grant(state, args.grant_id, store_url=store)
 
 
 def _sandbox(arguments: list[str]) -> int:
@@ -303,6 +321,12 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             raise ConfigError(
                 "--auth oauth off loopback needs TRADAVITY_MCP_SECRET_KEY (it encrypts the "
                 "users' Tradavity keys at rest): set it to `openssl rand -hex 32`, and keep it"
+            )
+        if args.auth == "oauth" and settings.store_url and settings.secret_key is None:
+            raise ConfigError(
+                "--auth oauth with --store needs TRADAVITY_MCP_SECRET_KEY, the same on every "
+                "replica (it seals the users' Tradavity keys in the shared store): set it to "
+                "`openssl rand -hex 32`, and keep it"
             )
     except ConfigError as exc:
         print(f"tradavity-mcp: {exc}", file=sys.stderr)
@@ -407,18 +431,26 @@ def _serve_http(server: TradavityServer, args: argparse.Namespace) -> int:
             loopback=args.host in LOOPBACK,
             secret_key=settings.secret_key,
             redirect_hosts=settings.oauth_redirect_hosts,
+            store_url=settings.store_url,
         )
         if args.auth == "oauth"
         else None
     )
-    app = build_http_app(
-        server,
-        kind="sse" if args.transport == "sse" else "http",
-        host=args.host,
-        allowed_hosts=args.allowed_host,
-        allowed_origins=args.allowed_origin,
-        oauth=oauth,
-    )
+    from .server.oauth.store import OAuthStoreUnavailable
+
+    try:
+        app = build_http_app(
+            server,
+            kind="sse" if args.transport == "sse" else "http",
+            host=args.host,
+            allowed_hosts=args.allowed_host,
+            allowed_origins=args.allowed_origin,
+            oauth=oauth,
+        )
+    except (ConfigError, OAuthStoreUnavailable) as exc:
+        # The OAuth store unreachable, or its secret not this replica's: one line.
+        print(f"tradavity-mcp: {exc}", file=sys.stderr)
+        return 2
     path = "/sse" if args.transport == "sse" else "/mcp"
     # Bind before saying where we listen: a busy port is one line, not a traceback.
     try:
