@@ -23,7 +23,15 @@ from ..api.errors import TradavityError, Unauthorized
 from ..api.models import Me
 from ..settings import API_KEY_PATTERN
 from .auth import CLIENT_ADDRESS, PerUserVerifier, unauthorized
-from .oauth import KeyCheck, KeyRefused, OAuthOptions, OAuthServer, resource_metadata_routes
+from .oauth import (
+    KeyCheck,
+    KeyRefused,
+    OAuthOptions,
+    OAuthServer,
+    OAuthStoreUnavailable,
+    resource_metadata_routes,
+    store_down,
+)
 from .sync.stream import sync_stream_endpoint
 from .workspace import Workspace
 
@@ -153,7 +161,10 @@ class HttpGuard:
             token = text[7:].strip() if text[:7].casefold() == "bearer " else ""
             if not token or API_KEY_PATTERN.fullmatch(token):
                 return None
-            resolved = self.oauth.resolve(token)
+            try:
+                resolved = self.oauth.resolve(token)
+            except OAuthStoreUnavailable as exc:  # a 503, not a 401: the token may be good
+                return store_down(exc)
             if resolved is None:
                 return unauthorized(self.public_url)
             headers[i] = (b"authorization", f"Bearer {resolved.key}".encode("latin-1"))

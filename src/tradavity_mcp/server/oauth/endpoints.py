@@ -39,7 +39,13 @@ from .provider import Resolved, TradavityProvider
 from .store import OAuthStoreUnavailable
 from .stores import STORE_FILE, open_oauth_store
 
-__all__ = ["STORE_FILE", "OAuthOptions", "OAuthServer", "resource_metadata_routes"]
+__all__ = [
+    "STORE_FILE",
+    "OAuthOptions",
+    "OAuthServer",
+    "resource_metadata_routes",
+    "store_down",
+]
 logger = logging.getLogger("tradavity_mcp.oauth")
 
 PRM_PATHS = ("/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource")
@@ -87,19 +93,23 @@ STORE_DOWN = {
 }
 
 
+def store_down(exc: OAuthStoreUnavailable) -> Response:
+    """The answer while the store is unreachable (a 503: the client keeps its tokens and
+    tries again); why is logged, not told."""
+    logger.error("%s", exc)
+    return JSONResponse(
+        STORE_DOWN, status_code=503, headers={"Retry-After": "5", "Cache-Control": "no-store"}
+    )
+
+
 def _store_guarded(handler: Callable[[Request], Awaitable[Response]]) -> ASGIApp:
-    """The handler, answering 503 (and logging why) while the store is unreachable."""
+    """The handler, answering `store_down` while the store is unreachable."""
 
     async def guarded(request: Request) -> Response:
         try:
             return await handler(request)
         except OAuthStoreUnavailable as exc:
-            logger.error("%s", exc)
-            return JSONResponse(
-                STORE_DOWN,
-                status_code=503,
-                headers={"Retry-After": "5", "Cache-Control": "no-store"},
-            )
+            return store_down(exc)
 
     return request_response(guarded)
 
