@@ -460,7 +460,9 @@ def _refuse_control(value: object) -> object:
 class RequestBody(BaseModel):
     """Base of every request body: unknown fields are an error, like on the API."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, str_strip_whitespace=False)
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, str_strip_whitespace=False, defer_build=True
+    )
 
     @field_validator("*", mode="before")
     @classmethod
@@ -485,13 +487,13 @@ def _check_trade_date(value: datetime, *, now: datetime | None = None) -> dateti
 
 
 class _ForexConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     lot_type: Annotated[Literal["standard", "mini", "micro"], AnyCase] | None = None
     pip_value: StrictNumber | None = None
 
 
 class _OptionsConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     option_type: Annotated[Literal["call", "put"], AnyCase] | None = None
     strike_price: StrictNumber | None = None
     expiration: date | None = None
@@ -682,7 +684,7 @@ class ProtocolResponseCreate(RequestBody):
 class ApiModel(BaseModel):
     """Base of response models: unknown fields are kept, never fatal."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True)
 
 
 class _WithId(ApiModel):

@@ -35,14 +35,13 @@ from .background import (
     refresh_reference_forever,
     resume_forever,
 )
-from .http import add_routes
+from .completions import register_completions
+from .deferred import defer_registration
 from .plain import PlainServer
 from .prompts import load_prompts, register_prompts
 from .refdata import RefData
-from .resources import register_resources
 from .scope import AppState, RequestScope
-from .sync.notifier import PrincipalBus, SyncNotifier
-from .tools import ToolEnv, register_tools
+from .sync.notifier import PrincipalBus, SyncNotifier, install_legacy_subscriptions
 from .workspace import Workspace
 from .writes.ledger import Ledger
 from .writes.stores import open_ledger
@@ -381,11 +380,24 @@ def build_server(
         auth=_auth_settings(hosted) if verifier is not None else None,
     )
     mcp.backend = backend
+    defer_registration(mcp, lambda: _register(mcp, settings, stdio=stdio))
+    install_legacy_subscriptions(mcp, notifier)
+    register_completions(mcp)
+    register_prompts(mcp, load_prompts())
+    if not stdio:
+        from .http import add_routes  # noqa: PLC0415 (HTTP only)
+
+        add_routes(mcp, backend)
+    return mcp
+
+
+def _register(mcp: TradavityServer, settings: Settings, *, stdio: bool) -> None:
+    """The tools and resources, added on first use (`deferred`), with their modules."""
+    from .resources import register_resources  # noqa: PLC0415 (see `deferred`)
+    from .tools import ToolEnv, register_tools  # noqa: PLC0415
+
     env = ToolEnv(
         allowed_dirs=settings.allowed_dirs, stdio=stdio, output_schemas=settings.output_schemas
     )
     register_tools(mcp, env, read_only=settings.read_only)
-    register_resources(mcp, notifier)
-    register_prompts(mcp, load_prompts())
-    add_routes(mcp, backend)
-    return mcp
+    register_resources(mcp)

@@ -12,8 +12,6 @@ import anyio
 from ..settings import Settings
 from .sync.status import refresh_sync
 from .workspace import Workspace
-from .writes.journal import RunEnv
-from .writes.table import resume_pending
 
 __all__ = [
     "PRUNE_INTERVAL_SECONDS",
@@ -65,6 +63,10 @@ async def refresh_reference_forever(workspaces: Workspaces, interval: float) -> 
 
 async def resume_forever(workspaces: Workspaces, settings: Settings, interval: float) -> None:
     """Finish unattended pending writes; now and then, prune the ledger's old calls."""
+    # The journaling code loads here, in the background, not on the way to `initialize`.
+    from .writes.journal import RunEnv  # noqa: PLC0415
+    from .writes.table import resume_pending  # noqa: PLC0415
+
     env = RunEnv(allowed_dirs=list(settings.allowed_dirs))
     retention = settings.ledger_retention_days * 86400
     pruned_at = -math.inf

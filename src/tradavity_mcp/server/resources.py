@@ -16,9 +16,7 @@ from mcp.server.mcpserver.exceptions import ResourceError
 
 from ..api.errors import TradavityError
 from . import read
-from .completions import register_completions
 from .errors import UserError, reported
-from .sync.notifier import SyncNotifier, install_legacy_subscriptions
 from .sync.status import refresh_sync
 from .workspace import Workspace, current_workspace
 
@@ -220,11 +218,10 @@ RESOURCES: tuple[Resource, ...] = (
 )
 
 
-def register_resources(mcp: MCPServer, notifier: SyncNotifier) -> None:
-    """Every resource, the completion handler and the legacy subscribe methods."""
+def register_resources(mcp: MCPServer) -> None:
+    """Every resource (the completion handler and the subscribe methods are added by
+    `build_server` at start: they change the capabilities)."""
     for r in RESOURCES:
         mcp.resource(r.uri, name=r.name, title=r.title, description=r.description, mime_type=JSON)(
             r.fn
         )
-    install_legacy_subscriptions(mcp, notifier)
-    register_completions(mcp)

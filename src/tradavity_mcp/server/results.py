@@ -33,7 +33,7 @@ Outcome = Literal["done", "replayed", "suspected_duplicate", "pending", "partial
 class _Result(BaseModel):
     # Not extra="forbid": that would add `additionalProperties: false` to every output
     # schema, paid in every conversation, for no use to the model.
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
 
 class WriteResult(_Result):

@@ -14,7 +14,6 @@ from .auth import Workspaces
 from .errors import UserError
 from .schema import compact_tool
 from .sync.notifier import SyncNotifier
-from .tools import TOOL_SCOPES
 from .workspace import CURRENT_WORKSPACE, Workspace
 
 __all__ = ["AppState", "RequestScope"]
@@ -79,6 +78,8 @@ class RequestScope:
             return CallToolResult(
                 content=[TextContent(type="text", text=ws.setup_problem)], is_error=True
             )
+        from .tools import TOOL_SCOPES  # noqa: PLC0415 (with the tools, on first use)
+
         scopes = ws.scopes
         hidden = set() if scopes is None else {t for t, s in TOOL_SCOPES.items() if s not in scopes}
         if ctx.method == "tools/call" and hidden:

@@ -108,7 +108,7 @@ def strict_value(name: str, annotation: Any, value: Any) -> Any:
 class WriteArgs(BaseModel):
     """Base of the journaling tools' argument models."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     KIND: ClassVar[WriteKind] = "creates"
     #: Fields that do not name the call (how it is run, not what it writes).

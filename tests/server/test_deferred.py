@@ -1,0 +1,71 @@
+"""Start-up does only what `initialize` needs: the tools and resources (and the modules
+behind them) load on first use, and everything still works from the first request."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from tradavity_mcp.sandbox import DEMO_KEY, SandboxConfig, SandboxTransport, create_app
+from tradavity_mcp.server import build_server
+from tradavity_mcp.server.deferred import registered
+from tradavity_mcp.settings import Settings
+
+pytestmark = pytest.mark.anyio
+
+#: Modules a stdio server must not load before its first tools or resources request.
+LATER = (
+    "tradavity_mcp.server.tools",
+    "tradavity_mcp.server.resources",
+    "tradavity_mcp.server.writes.journal",
+    "tradavity_mcp.server.writes.args",
+    "tradavity_mcp.server.http",
+    "tradavity_mcp.server.oauth",
+    "PIL",
+)
+
+PROBE = """
+import json, sys
+from tradavity_mcp.server import build_server
+from tradavity_mcp.settings import Settings
+build_server(Settings.load(api_key="tvty_" + "0123456789abcdef" * 3, state_dir=sys.argv[1]))
+print(json.dumps(sorted(m for m in sys.modules if m.startswith(("tradavity_mcp", "PIL")))))
+"""
+
+
+def test_a_built_stdio_server_has_not_loaded_the_tools_modules(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(tmp_path)],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    loaded = set(json.loads(out.stdout))
+    assert "tradavity_mcp.server.app" in loaded
+    early = sorted(m for m in loaded if m.startswith(LATER))
+    assert early == []
+
+
+async def test_tools_and_resources_are_added_on_first_use_and_work(tmp_path: Path) -> None:
+    settings = Settings.load(api_key=DEMO_KEY, state_dir=tmp_path, environ={})
+    server = build_server(settings, transport=SandboxTransport(create_app(SandboxConfig())))
+    assert not registered(server)
+    async with Client(server) as client:
+        assert not registered(server)  # initialize built none of them
+        tools = await client.list_tools()
+        assert registered(server)
+        assert len(tools.tools) == 14
+        resources = await client.list_resources()
+        assert any(r.uri.startswith("tradavity://") for r in resources.resources)
+
+
+async def test_the_first_request_may_be_a_resource_read(tmp_path: Path) -> None:
+    settings = Settings.load(api_key=DEMO_KEY, state_dir=tmp_path, environ={})
+    server = build_server(settings, transport=SandboxTransport(create_app(SandboxConfig())))
+    async with Client(server) as client:
+        result = await client.read_resource("tradavity://sync/status")
+        assert result.contents
+        assert registered(server)
