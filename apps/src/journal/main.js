@@ -1,0 +1,1 @@
+import { connect } from "../shared/bridge.js"; connect({name:"j",version:"0"});

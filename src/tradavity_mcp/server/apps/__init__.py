@@ -1,0 +1,226 @@
+"""MCP Apps: the interactive views some hosts show beside a tool's result.
+
+Three views, built from `apps/` at the top of the repository into one self-contained
+HTML file each (`views/`, committed, so the wheel needs no Node), served as `ui://`
+resources of type `text/html;profile=mcp-app` with a CSP that allows no outside origin:
+
+- `ui://tradavity/calendar.html` for `get_calendar`: a grid per month, week and month
+  totals, a day's trades on a click (the view calls `find_trades` through the host);
+- `ui://tradavity/dashboard.html` for `get_stats`: totals and decisions, by-symbol and
+  by-strategy bars, an equity curve (it calls `get_stats` and `get_calendar`);
+- `ui://tradavity/journal.html` for `review_trade`: the trade as the model filled it in,
+  for the trader to correct and submit; the submit is a `journal_trade` call carrying the
+  form's one call id (`_meta["com.tradavity/callId"]`), so a second submit replays.
+
+Tools link to their view with `_meta.ui.resourceUri` and the older flat
+`ui/resourceUri` (`ui_meta`), and return the same text and structured content as on any
+host. `review_trade` writes nothing and is listed only to clients that negotiated Apps
+(`AppsOnly`): elsewhere the model journals with `journal_trade` directly, as before.
+"""
+
+from __future__ import annotations
+
+import uuid
+from functools import cache
+from importlib.resources import files
+from typing import Annotated, Any
+
+from mcp.server.apps import Apps, ResourceCsp, client_supports_apps
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, ListToolsResult, TextContent, ToolAnnotations
+from pydantic import Field, ValidationError
+
+from ..workspace import CURRENT_WORKSPACE
+
+__all__ = [
+    "APPS",
+    "REVIEW_TOOL",
+    "AppsOnly",
+    "View",
+    "apps_extension",
+    "review_trade",
+    "ui_meta",
+    "view_html",
+]
+
+
+class View:
+    """One app: its built file, its `ui://` address and how a host lists it."""
+
+    def __init__(self, file: str, title: str, description: str) -> None:
+        self.file = file
+        self.uri = f"ui://tradavity/{file}.html"
+        self.title = title
+        self.description = description
+
+
+APPS: dict[str, View] = {
+    "calendar": View(
+        "calendar", "P&L calendar", "Interactive P&L calendar shown with get_calendar"
+    ),
+    "dashboard": View(
+        "dashboard", "Stats dashboard", "Interactive stats dashboard shown with get_stats"
+    ),
+    "journal": View(
+        "journal", "Journal form", "Form to check a trade before journaling it (review_trade)"
+    ),
+}
+
+REVIEW_TOOL = "review_trade"
+#: The scope journal_trade needs (`writes.table`), so the form's submit can succeed.
+JOURNAL_SCOPE = "write:trades"
+
+#: The view each tool's result is shown in, on hosts that render Apps.
+TOOL_VIEWS: dict[str, View] = {
+    "get_calendar": APPS["calendar"],
+    "get_stats": APPS["dashboard"],
+    REVIEW_TOOL: APPS["journal"],
+}
+
+#: No origin outside the view itself: nothing is fetched, connected to or framed.
+STRICT_CSP = ResourceCsp(connect_domains=[], resource_domains=[], frame_domains=[])
+
+
+@cache
+def view_html(name: str) -> str:
+    """The built HTML of one app (from the package, so the wheel carries it)."""
+    return files(__package__).joinpath("views", f"{name}.html").read_text("utf-8")
+
+
+def ui_meta(tool: str) -> dict[str, Any] | None:
+    """The `_meta` linking a tool to its view (None for tools without one)."""
+    view = TOOL_VIEWS.get(tool)
+    if view is None:
+        return None
+    return {"ui": {"resourceUri": view.uri}, "ui/resourceUri": view.uri}
+
+
+REVIEW_DESCRIPTION = (
+    "Show a trade the user described in a form, for them to check and correct before it "
+    "is journaled. Same arguments as journal_trade. Nothing is written by this call; the "
+    "user's submit journals it once. Do not call journal_trade for the same trade."
+)
+
+
+async def review_trade(
+    trade: Annotated[
+        dict[str, Any], Field(description="journal_trade's trade (symbol, direction, ...)")
+    ],
+    tags: Annotated[list[str | int] | None, Field(description="Tag names or ids")] = None,
+    create_missing_tags: bool = False,
+    executions: Annotated[
+        dict[str, Any] | None, Field(description="as journal_trade's executions")
+    ] = None,
+    screenshot: Annotated[
+        dict[str, Any] | None, Field(description="as journal_trade's screenshot")
+    ] = None,
+    checklist: Annotated[
+        dict[str, Any] | None, Field(description="as journal_trade's checklist")
+    ] = None,
+) -> CallToolResult:
+    """The draft, checked as journal_trade would check it, and the form's call id."""
+    # Imported on first use: the write models are not needed to start the server.
+    from ...api.models import plain_validation_message  # noqa: PLC0415
+    from ..writes.args import JournalTradeArgs  # noqa: PLC0415
+
+    given: dict[str, Any] = {"trade": trade, "create_missing_tags": create_missing_tags}
+    optional = {"tags": tags, "executions": executions}
+    optional |= {"screenshot": screenshot, "checklist": checklist}
+    given |= {k: v for k, v in optional.items() if v is not None}
+    try:
+        args = JournalTradeArgs.model_validate(given)
+    except ValidationError as exc:
+        raise ToolError(f"invalid arguments: {plain_validation_message(exc)}") from None
+    draft = args.model_dump(mode="json", exclude_none=True, exclude={"allow_duplicate"})
+    t = args.trade
+    text = (
+        f"Shown to the user for checking: {t.symbol} {t.direction} net {t.net_pnl:+,.2f} "
+        f"on {t.trade_date}. Nothing is written yet; the trade is journaled once when the "
+        "user submits the form. Do not call journal_trade for it."
+    )
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)],
+        structured_content={
+            "status": "awaiting_user",
+            # One id per form: the form's submit (and any repeat of it) is this call.
+            "call_id": f"form-{uuid.uuid4().hex}",
+            "draft": draft,
+        },
+    )
+
+
+def apps_extension(*, read_only: bool) -> Apps:
+    """The Apps extension: the three views, and `review_trade` unless read-only."""
+    apps = Apps()
+    for name, view in APPS.items():
+        if read_only and name == "journal":
+            continue
+        apps.add_html_resource(
+            view.uri,
+            view_html(view.file),
+            name=f"{view.file}-app",
+            title=view.title,
+            description=view.description,
+            csp=STRICT_CSP,
+            prefers_border=False,
+        )
+    if not read_only:
+        apps.tool(
+            resource_uri=APPS["journal"].uri,
+            name=REVIEW_TOOL,
+            title="Review trade before journaling",
+            description=REVIEW_DESCRIPTION,
+            annotations=ToolAnnotations(
+                read_only_hint=True,
+                destructive_hint=False,
+                idempotent_hint=True,
+                open_world_hint=False,
+            ),
+            structured_output=False,
+            meta={"ui/resourceUri": APPS["journal"].uri},
+        )(review_trade)
+    return apps
+
+
+class AppsOnly:
+    """Middleware: `review_trade` is listed and callable only for a client that
+    negotiated MCP Apps (it shows a form; without one the model uses journal_trade) and
+    whose key may journal."""
+
+    async def __call__(
+        self, ctx: ServerRequestContext[Any, Any], call_next: CallNext
+    ) -> HandlerResult:
+        if ctx.method not in {"tools/list", "tools/call"} or self._offered(ctx):
+            return await call_next(ctx)
+        if ctx.method == "tools/call":
+            if (ctx.params or {}).get("name") == REVIEW_TOOL:
+                return CallToolResult(
+                    content=[
+                        TextContent(
+                            type="text",
+                            text=f"{REVIEW_TOOL} needs a host that shows MCP Apps and a key "
+                            "that may journal; call journal_trade instead.",
+                        )
+                    ],
+                    is_error=True,
+                )
+            return await call_next(ctx)
+        result = await call_next(ctx)
+        return _without_review(result)
+
+    @staticmethod
+    def _offered(ctx: ServerRequestContext[Any, Any]) -> bool:
+        if not client_supports_apps(ctx):
+            return False
+        ws = CURRENT_WORKSPACE.get()
+        scopes = ws.scopes if ws is not None else None
+        return scopes is None or JOURNAL_SCOPE in scopes
+
+
+def _without_review(result: HandlerResult) -> HandlerResult:
+    if isinstance(result, ListToolsResult):
+        result = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+    if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
+        return result
+    return {**result, "tools": [t for t in result["tools"] if t.get("name") != REVIEW_TOOL]}
