@@ -15,6 +15,7 @@ from typing import Any
 from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, ToolAnnotations
 
+from ..apps import ui_meta
 from ..writes.table import WRITES
 from . import read, sync, write
 from .write import ToolEnv
@@ -114,7 +115,13 @@ def register_tools(mcp: MCPServer, env: ToolEnv, *, read_only: bool) -> None:
     """Add every tool of the table (no journaling tool when `read_only`)."""
     for tool in TOOLS:
         if tool.fn is not None:
-            mcp.add_tool(tool.fn, name=tool.name, title=tool.title, annotations=tool.annotations)
+            mcp.add_tool(
+                tool.fn,
+                name=tool.name,
+                title=tool.title,
+                annotations=tool.annotations,
+                meta=ui_meta(tool.name),  # the MCP Apps view, if the tool has one
+            )
             continue
         if read_only:
             continue
