@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tradavity_mcp.server.sync.monitor import SyncEvent, SyncMonitor
+
+pytestmark = pytest.mark.anyio
 
 
 class Clock:
@@ -22,7 +26,7 @@ CONN = {
 }
 
 
-def test_a_triggered_sync_produces_its_run_and_events_in_order() -> None:
+async def test_a_triggered_sync_produces_its_run_and_events_in_order() -> None:
     clock = Clock()
     mon = SyncMonitor(clock)
     seen: list[SyncEvent] = []
@@ -34,28 +38,28 @@ def test_a_triggered_sync_produces_its_run_and_events_in_order() -> None:
     assert [e.stage for e in seen] == ["queued", "started", "completed"]
     assert [e.seq for e in seen] == sorted(e.seq for e in seen)
     assert {e.run_id for e in seen} == {run}
-    final = mon.runs()[0]
+    final = (await mon.runs())[0]
     assert (final.status, final.imported, final.skipped, final.fetched) == ("success", 2, 1, 3)
     # The same sync seen later in the platform's log is not a second run.
     assert mon.ingest_log([{"log_id": 41, "connection_id": 7, "trigger": "manual"}], {}) == 0
-    assert len(mon.runs()) == 1
-    assert [e.stage for e in mon.events()] == ["completed", "started", "queued"]
+    assert len(await mon.runs()) == 1
+    assert [e.stage for e in await mon.events()] == ["completed", "started", "queued"]
 
 
-def test_cooldown_counts_down_and_ends() -> None:
+async def test_cooldown_counts_down_and_ends() -> None:
     clock = Clock()
     mon = SyncMonitor(clock)
     run = mon.start_manual(7, "tradovate")
     mon.completed(run, {"imported": 0})
     clock.now += 5
-    status = mon.status(CONN)
+    status = await mon.status(CONN)
     assert status.state == "cooling_down"
     assert status.cooldown_seconds_left == 15.0
     clock.now += 15
-    assert mon.status(CONN).state == "idle"
+    assert (await mon.status(CONN)).state == "idle"
 
 
-def test_scheduled_runs_from_the_log_and_failures() -> None:
+async def test_scheduled_runs_from_the_log_and_failures() -> None:
     clock = Clock()
     mon = SyncMonitor(clock)
     rows = [
@@ -78,32 +82,32 @@ def test_scheduled_runs_from_the_log_and_failures() -> None:
     ]
     assert mon.ingest_log(rows, {7: "tradovate"}) == 2
     assert mon.ingest_log(rows, {7: "tradovate"}) == 0
-    runs = mon.runs()
+    runs = await mon.runs()
     assert [r.run_id for r in runs] == ["log_2", "log_1"]
     assert runs[1].source == "schedule"
-    status = mon.status(CONN)
+    status = await mon.status(CONN)
     assert status.state == "errored"
     assert status.reason == "broker API timeout"
     assert status.last_success_at == "2027-01-15T08:00:04Z"
     assert status.next_scheduled_sync_at == "2027-01-15T08:15:04Z"
 
 
-def test_token_expired_means_needs_reconnect_and_disabled_wins() -> None:
+async def test_token_expired_means_needs_reconnect_and_disabled_wins() -> None:
     mon = SyncMonitor(Clock())
-    assert mon.status({**CONN, "token_status": "expired"}).state == "needs_reconnect"
-    assert "Reconnect" in (mon.status({**CONN, "token_status": "expired"}).action or "")
-    assert mon.status({**CONN, "is_active": False}).state == "disabled"
+    assert (await mon.status({**CONN, "token_status": "expired"})).state == "needs_reconnect"
+    assert "Reconnect" in ((await mon.status({**CONN, "token_status": "expired"})).action or "")
+    assert (await mon.status({**CONN, "is_active": False})).state == "disabled"
 
 
-def test_cancelled_and_events_expire_after_a_day() -> None:
+async def test_cancelled_and_events_expire_after_a_day() -> None:
     clock = Clock()
     mon = SyncMonitor(clock, max_events=3)
     run = mon.start_manual(7, None)
     mon.cancelled(run)
-    assert mon.runs()[0].status == "cancelled"
+    assert (await mon.runs())[0].status == "cancelled"
     for _ in range(5):
         mon.start_manual(7, None)
-    assert len(mon.events(100)) == 3
+    assert len(await mon.events(100)) == 3
     clock.now += 24 * 3600 + 1
-    assert mon.events(100) == []
-    assert mon.runs() == []
+    assert await mon.events(100) == []
+    assert await mon.runs() == []

@@ -11,6 +11,11 @@ channel-sync jobs, managed-sync status and sync-status streams):
   first), fanned out to subscribers: MCP resource notifications and the SSE stream;
 * each connection has a **status**: idle, syncing, cooling_down (with seconds left),
   needs_reconnect, errored or disabled, with its last success and next scheduled sync.
+
+`SyncMonitor` keeps all of it in the process. With `--redis` each workspace gets a
+`shared.RedisSyncMonitor` instead: the same interface, the events in a Redis stream that
+every replica reads. Recording is synchronous on both (a shared monitor sends its writes
+in the background, in order; `flush` waits for them); reading is asynchronous.
 """
 
 from __future__ import annotations
@@ -118,7 +123,7 @@ Listener = Callable[[SyncEvent], None]
 
 
 class SyncMonitor:
-    """Runs and events of one workspace (one principal)."""
+    """Runs and events of one workspace (one principal), in this process."""
 
     def __init__(self, clock: Now = time.time, *, max_events: int = MAX_EVENTS):
         self._clock = clock
@@ -143,27 +148,47 @@ class SyncMonitor:
 
         return unsubscribe
 
-    def _emit(self, event: SyncEvent) -> SyncEvent:
+    def _emit(self, event: SyncEvent, *, log_id: int | None = None, new_log: bool = False) -> None:
+        """Record `event`. `log_id`: the platform's log row the run is (`new_log`: a row read
+        from the log, recorded only if no run has claimed that row yet)."""
         self._events.append(event)
         self._runs[event.run_id] = event
         for listener in list(self._listeners):
             listener(event)
-        return event
+
+    def _note_manual(self, connection_id: int, at: float, *, at_least: bool = False) -> None:
+        """A manual sync of `connection_id` counts as made at `at` for its cooldown
+        (`at_least`: unless a later one is known)."""
+        if at_least:
+            at = max(self._last_manual.get(connection_id, 0.0), at)
+        self._last_manual[connection_id] = at
+
+    def _new_run_id(self) -> str:
+        return f"run_{int(self._clock())}_{next(self._ids)}"
+
+    async def claim_manual(self, run_id: str) -> float:
+        """Before a manual sync is sent: 0 to go ahead, else the seconds its cooldown has
+        left. In one process the API's own refusal is the only check (it answers
+        `connection_sync_cooldown`); a shared monitor holds the cooldown for all replicas."""
+        return 0.0
+
+    async def flush(self) -> None:
+        """Wait until what was recorded is readable everywhere (here: it already is)."""
 
     # --- reading -------------------------------------------------------------------------
 
-    def events(self, limit: int = 50) -> list[SyncEvent]:
+    async def events(self, limit: int = 50) -> list[SyncEvent]:
         """Newest first, at most `limit`, none older than 24 hours."""
         cutoff = self._clock() - EVENT_TTL_SECONDS
         fresh = [e for e in reversed(self._events) if e.at >= cutoff]
         return fresh[:limit]
 
-    def events_after(self, seq: int) -> list[SyncEvent]:
+    async def events_after(self, seq: int) -> list[SyncEvent]:
         """Oldest first: every event newer than `seq` (for streams)."""
         cutoff = self._clock() - EVENT_TTL_SECONDS
         return [e for e in self._events if e.seq > seq and e.at >= cutoff]
 
-    def runs(self, limit: int = 20) -> list[SyncEvent]:
+    async def runs(self, limit: int = 20) -> list[SyncEvent]:
         """The latest event of each run, newest first."""
         cutoff = self._clock() - EVENT_TTL_SECONDS
         latest = sorted(
@@ -171,7 +196,7 @@ class SyncMonitor:
         )
         return latest[:limit]
 
-    def cooldown_left(self, connection_id: int) -> float:
+    async def cooldown_left(self, connection_id: int) -> float:
         last = self._last_manual.get(connection_id)
         if last is None:
             return 0.0
@@ -180,7 +205,7 @@ class SyncMonitor:
     # --- our own triggers ----------------------------------------------------------------
 
     def start_manual(self, connection_id: int, broker: str | None) -> str:
-        run_id = f"run_{int(self._clock())}_{next(self._ids)}"
+        run_id = self._new_run_id()
         now = self._clock()
         self._emit(
             SyncEvent(
@@ -196,22 +221,29 @@ class SyncMonitor:
         )
         return run_id
 
-    def _advance(self, run_id: str, **changes: Any) -> SyncEvent | None:
+    def _advance(
+        self, run_id: str, *, log_id: int | None = None, **changes: Any
+    ) -> SyncEvent | None:
         current = self._runs.get(run_id)
         if current is None:
             return None
-        return self._emit(replace(current, seq=next(self._seq), at=self._clock(), **changes))
+        event = replace(current, seq=next(self._seq), at=self._clock(), **changes)
+        self._emit(event, log_id=log_id)
+        return event
 
     def started(self, run_id: str) -> None:
         self._advance(run_id, stage="started", started_at=self._clock())
 
     def completed(self, run_id: str, result: dict[str, Any]) -> None:
         log_id = result.get("log_id")
-        if isinstance(log_id, int):
+        if not isinstance(log_id, int):
+            log_id = None
+        if log_id is not None:
             self._run_for_log[log_id] = run_id
         errors = [str(e) for e in result.get("errors") or []]
         event = self._advance(
             run_id,
+            log_id=log_id,
             stage="completed",
             status="partial" if errors else "success",
             imported=int(result.get("imported") or 0),
@@ -221,7 +253,7 @@ class SyncMonitor:
             error="; ".join(errors) or None,
         )
         if event is not None:
-            self._last_manual[event.connection_id] = self._clock()
+            self._note_manual(event.connection_id, self._clock())
 
     def cooling_down(self, run_id: str, retry_after: float) -> None:
         event = self._advance(
@@ -232,7 +264,7 @@ class SyncMonitor:
         )
         if event is not None:
             # The API told us when the window ends; remember it as the last manual sync.
-            self._last_manual[event.connection_id] = self._clock() - COOLDOWN_SECONDS + retry_after
+            self._note_manual(event.connection_id, self._clock() - COOLDOWN_SECONDS + retry_after)
 
     def failed(
         self,
@@ -250,6 +282,7 @@ class SyncMonitor:
             self._run_for_log[log_id] = run_id
         event = self._advance(
             run_id,
+            log_id=log_id,
             stage="failed",
             status="failed",
             ended_at=self._clock(),
@@ -258,7 +291,7 @@ class SyncMonitor:
             retry_after_seconds=retry_after,
         )
         if event is not None and retry_after is not None:
-            self._last_manual[event.connection_id] = self._clock() - COOLDOWN_SECONDS + retry_after
+            self._note_manual(event.connection_id, self._clock() - COOLDOWN_SECONDS + retry_after)
 
     def cancelled(self, run_id: str) -> None:
         self._advance(run_id, stage="cancelled", status="cancelled", ended_at=self._clock())
@@ -302,19 +335,21 @@ class SyncMonitor:
                     ended_at=ended,
                     error="; ".join(errors) or (row.get("message") if status == "failed" else None),
                     retry="the next scheduled sync retries it" if status == "failed" else None,
-                )
+                ),
+                log_id=log_id,
+                new_log=True,
             )
             if source == "manual" and ended is not None:
-                prev = self._last_manual.get(connection_id, 0.0)
-                self._last_manual[connection_id] = max(prev, ended)
+                self._note_manual(connection_id, ended, at_least=True)
             new += 1
         return new
 
     # --- status --------------------------------------------------------------------------
 
-    def status(self, connection: dict[str, Any]) -> ConnectionStatus:
+    async def status(self, connection: dict[str, Any]) -> ConnectionStatus:
         cid = int(connection.get("connection_id") or 0)
-        runs = [r for r in self.runs(200) if r.connection_id == cid]
+        runs = [r for r in await self.runs(200) if r.connection_id == cid]
+        cooldown_left = await self.cooldown_left(cid)
         broker = connection.get("broker_name") or connection.get("broker_key")
         status = ConnectionStatus(
             connection_id=cid,
@@ -354,9 +389,9 @@ class SyncMonitor:
             status.reason = "the broker login expired and could not be renewed"
             status.action = "Reconnect the broker in Tradavity Settings -> Auto-Sync."
         elif latest is not None and latest.status == "in_progress":
-            if latest.retry_after_seconds is not None and self.cooldown_left(cid) > 0:
+            if latest.retry_after_seconds is not None and cooldown_left > 0:
                 status.state = "cooling_down"
-                status.cooldown_seconds_left = round(self.cooldown_left(cid), 1)
+                status.cooldown_seconds_left = round(cooldown_left, 1)
             else:
                 status.state = "syncing"
         elif latest is not None and latest.status == "failed":
@@ -364,9 +399,9 @@ class SyncMonitor:
             status.state = "errored"
             status.reason = latest.error
             status.action = latest.retry
-            if self.cooldown_left(cid) > 0:
-                status.cooldown_seconds_left = round(self.cooldown_left(cid), 1)
-        elif self.cooldown_left(cid) > 0:
+            if cooldown_left > 0:
+                status.cooldown_seconds_left = round(cooldown_left, 1)
+        elif cooldown_left > 0:
             status.state = "cooling_down"
-            status.cooldown_seconds_left = round(self.cooldown_left(cid), 1)
+            status.cooldown_seconds_left = round(cooldown_left, 1)
         return status

@@ -8,6 +8,12 @@
   those sessions only.
 
 Either way, one user's syncs never reach another user, not even as a timing signal.
+
+With `--redis` the bus is `shared.RedisPrincipalBus` (publishing through Redis pub/sub)
+and each workspace's monitor hears the sync events of every replica. Each replica then
+tells its own listeners and sessions about each event (`PrincipalBus.deliver_to`): the
+event itself already crossed Redis, so publishing it again would reach every listener
+once per replica.
 """
 
 from __future__ import annotations
@@ -70,6 +76,11 @@ class PrincipalBus:
         self._deliver(event, lambda owner: owner == principal)
         await anyio.lowlevel.checkpoint()
 
+    async def deliver_to(self, principal: str, event: ServerEvent) -> None:
+        """Like `publish_to`, for the listen streams opened on this replica only."""
+        self._deliver(event, lambda owner: owner == principal)
+        await anyio.lowlevel.checkpoint()
+
     def listeners(self, principal: str | None) -> int:
         """How many listen streams `principal` has open (for tests and diagnostics)."""
         return sum(1 for owner, _ in self._listeners.values() if owner == principal)
@@ -95,10 +106,11 @@ class SyncNotifier:
         self._watched: set[int] = set()
 
     def watch(self, ws: Workspace) -> None:
-        """Start forwarding this workspace's sync events (once per workspace)."""
-        if id(ws) in self._watched:
+        """Start forwarding this workspace's sync events (once per monitor: a shared one
+        outlives a workspace made again for the same user)."""
+        if id(ws.sync) in self._watched:
             return
-        self._watched.add(id(ws))
+        self._watched.add(id(ws.sync))
         principal = ws.principal
 
         def on_event(event: SyncEvent) -> None:
@@ -121,7 +133,7 @@ class SyncNotifier:
             async with send, receive:
                 async for principal, _event in receive:
                     for uri in SYNC_URIS:
-                        await self.bus.publish_to(principal, ResourceUpdated(uri=uri))
+                        await self.bus.deliver_to(principal, ResourceUpdated(uri=uri))
                         await self._notify_legacy(principal, uri)
         finally:
             self._send = None

@@ -22,4 +22,4 @@ async def refresh_sync(ws: Workspace) -> list[dict[str, Any]]:
         ws.sync.ingest_log(await ws.api.sync_log(limit=50), brokers)
     except TradavityError as exc:
         logger.info("could not read the sync log: %s", exc)
-    return [ws.sync.status(c.model_dump(mode="json")).to_json() for c in connections]
+    return [(await ws.sync.status(c.model_dump(mode="json"))).to_json() for c in connections]

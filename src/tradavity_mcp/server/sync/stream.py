@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ...api.clock import Now
+from ..errors import UserError
 from ..workspace import Workspace
 from .monitor import SyncEvent
 
@@ -58,12 +59,24 @@ def sync_stream_endpoint(
                 {"error": f"replay must be a whole number from 0 to {MAX_REPLAY}"}, status_code=400
             )
         last_id = request.headers.get("last-event-id", "")
-        if last_id.isdigit():
-            backlog = ws.sync.events_after(int(last_id))
-        else:
-            backlog = list(reversed(ws.sync.events(int(raw))))
+        # Subscribe before reading the backlog, so nothing falls between the two.
+        live = _Live()
+        unsubscribe = ws.sync.subscribe(live.on_event)
+        try:
+            if last_id.isdigit():
+                backlog = await ws.sync.events_after(int(last_id))
+            else:
+                backlog = list(reversed(await ws.sync.events(int(raw))))
+        except UserError as exc:  # the shared sync history is out of reach for a moment
+            unsubscribe()
+            live.close()
+            return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+        except BaseException:
+            unsubscribe()
+            live.close()
+            raise
         return StreamingResponse(
-            _stream(ws, backlog, heartbeat_seconds, clock, poll_seconds),
+            _stream(live, unsubscribe, backlog, heartbeat_seconds, clock, poll_seconds),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -71,24 +84,33 @@ def sync_stream_endpoint(
     return endpoint
 
 
+class _Live:
+    """The events that arrive while a stream is open, buffered for it."""
+
+    def __init__(self) -> None:
+        self.send, self.receive = anyio.create_memory_object_stream[SyncEvent](256)
+
+    def on_event(self, event: SyncEvent) -> None:
+        # A client too slow to read loses live events; it reconnects with Last-Event-ID.
+        with contextlib.suppress(
+            anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError
+        ):
+            self.send.send_nowait(event)
+
+    def close(self) -> None:
+        self.send.close()
+        self.receive.close()
+
+
 async def _stream(
-    ws: Workspace,
+    live: _Live,
+    unsubscribe: Callable[[], None],
     backlog: list[SyncEvent],
     heartbeat_seconds: float,
     clock: Now,
     poll_seconds: float,
 ) -> AsyncIterator[str]:
-    send, receive = anyio.create_memory_object_stream[SyncEvent](256)
-
-    def on_event(event: SyncEvent) -> None:
-        # A client too slow to read loses live events; it reconnects with Last-Event-ID.
-        with contextlib.suppress(
-            anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError
-        ):
-            send.send_nowait(event)
-
-    # Subscribe before sending the backlog, so nothing falls between the two.
-    unsubscribe = ws.sync.subscribe(on_event)
+    send, receive = live.send, live.receive
     last_sent = backlog[-1].seq if backlog else 0
     try:
         # The heartbeat period starts when the stream opens, not after the backlog is

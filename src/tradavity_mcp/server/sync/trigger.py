@@ -5,6 +5,10 @@ A broker that fails (502 `broker_api_error`) or a sync pipeline that crashes (50
 retry later. The run is then recorded as failed (the connection shows `errored` in
 `sync_status`) and the tool answers that the broker failed and to try again in a few
 minutes.
+
+Replicas sharing Redis share the cooldown too: a manual sync is sent only after the
+workspace's monitor lets it claim the connection (`claim_manual`), so two replicas never
+both send one inside the 20 s; the one that may not is answered like the API's refusal.
 """
 
 from __future__ import annotations
@@ -48,6 +52,11 @@ async def trigger_sync(
     except anyio.get_cancelled_exc_class():
         ws.sync.cancelled(run_id)
         raise
+    finally:
+        # The answer leaves once the run's events can be read on every replica (or the
+        # shared store has had its moment: they follow as soon as it answers).
+        with anyio.CancelScope(shield=True):
+            await ws.sync.flush()
 
 
 async def _sync_run(
@@ -68,6 +77,9 @@ async def _sync_run(
         step = "sync" if attempt == 1 else f"sync#{attempt}"
 
         async def send(key: str) -> dict[str, Any]:
+            left = await ws.sync.claim_manual(run_id)
+            if left > 0:
+                raise _cooldown(conn, left)
             result = await ws.api.trigger_sync(conn.connection_id, idempotency_key=key)
             return result.model_dump(mode="json")
 
@@ -109,6 +121,18 @@ def _cooldown_or_raise(
     )
     ws.sync.failed(run_id, message, retry=retry)
     raise UserError(message) from None
+
+
+def _cooldown(conn: AutosyncConnection, left: float) -> ConnectionSyncCooldown:
+    """Another replica synced this connection moments ago: the refusal the API would give."""
+    seconds = float(math.ceil(left))
+    return ConnectionSyncCooldown(
+        f"connection {conn.connection_id} synced moments ago (shared cooldown)",
+        status=429,
+        code=ConnectionSyncCooldown.code,
+        details={"retry_after_seconds": seconds},
+        retry_after=seconds,
+    )
 
 
 def _cooling(
