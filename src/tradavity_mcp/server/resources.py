@@ -109,14 +109,14 @@ async def _sync_seen(ws: Workspace) -> None:
 async def sync_runs(limit: str | None = None) -> str:
     ws = current_workspace()
     await _sync_seen(ws)
-    runs = ws.sync.runs(_limit(limit, default=20))
+    runs = await ws.sync.runs(_limit(limit, default=20))
     return read.dump({"runs": [e.to_json() for e in runs]})
 
 
 async def sync_recent(limit: str | None = None) -> str:
     ws = current_workspace()
     await _sync_seen(ws)
-    events = ws.sync.events(_limit(limit, default=50))
+    events = await ws.sync.events(_limit(limit, default=50))
     return read.dump({"events": [e.to_json() for e in events]})
 
 
