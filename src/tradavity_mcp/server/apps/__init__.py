@@ -78,6 +78,9 @@ TOOL_VIEWS: dict[str, View] = {
     REVIEW_TOOL: APPS["journal"],
 }
 
+#: The older, flat key some hosts read for a tool's view.
+UI_URI_KEY = "ui/resourceUri"
+
 #: No origin outside the view itself: nothing is fetched, connected to or framed.
 STRICT_CSP = ResourceCsp(connect_domains=[], resource_domains=[], frame_domains=[])
 
@@ -93,7 +96,7 @@ def ui_meta(tool: str) -> dict[str, Any] | None:
     view = TOOL_VIEWS.get(tool)
     if view is None:
         return None
-    return {"ui": {"resourceUri": view.uri}, "ui/resourceUri": view.uri}
+    return {"ui": {"resourceUri": view.uri}, UI_URI_KEY: view.uri}
 
 
 REVIEW_DESCRIPTION = (
@@ -178,23 +181,29 @@ def apps_extension(*, read_only: bool) -> Apps:
                 open_world_hint=False,
             ),
             structured_output=False,
-            meta={"ui/resourceUri": APPS["journal"].uri},
+            meta={UI_URI_KEY: APPS["journal"].uri},
         )(review_trade)
     return apps
 
 
 class AppsOnly:
-    """Middleware: `review_trade` is listed and callable only for a client that
-    negotiated MCP Apps (it shows a form; without one the model uses journal_trade) and
-    whose key may journal."""
+    """Middleware: what only a client that negotiated MCP Apps is shown.
+
+    Such a client sees each tool's link to its view, and `review_trade` when its key may
+    journal. Any other client gets tools/list as before: no `_meta.ui` (every character
+    of tools/list is paid for in every conversation, and it cannot show a view) and no
+    `review_trade` (a form it cannot show; the model journals with journal_trade).
+    """
 
     async def __call__(
         self, ctx: ServerRequestContext[Any, Any], call_next: CallNext
     ) -> HandlerResult:
-        if ctx.method not in {"tools/list", "tools/call"} or self._offered(ctx):
+        if ctx.method not in {"tools/list", "tools/call"}:
             return await call_next(ctx)
+        apps = client_supports_apps(ctx)
+        review = apps and _may_journal()
         if ctx.method == "tools/call":
-            if (ctx.params or {}).get("name") == REVIEW_TOOL:
+            if not review and (ctx.params or {}).get("name") == REVIEW_TOOL:
                 return CallToolResult(
                     content=[
                         TextContent(
@@ -207,20 +216,31 @@ class AppsOnly:
                 )
             return await call_next(ctx)
         result = await call_next(ctx)
-        return _without_review(result)
-
-    @staticmethod
-    def _offered(ctx: ServerRequestContext[Any, Any]) -> bool:
-        if not client_supports_apps(ctx):
-            return False
-        ws = CURRENT_WORKSPACE.get()
-        scopes = ws.scopes if ws is not None else None
-        return scopes is None or JOURNAL_SCOPE in scopes
+        if apps and review:
+            return result
+        return _shown(result, links=apps)
 
 
-def _without_review(result: HandlerResult) -> HandlerResult:
+def _may_journal() -> bool:
+    ws = CURRENT_WORKSPACE.get()
+    scopes = ws.scopes if ws is not None else None
+    return scopes is None or JOURNAL_SCOPE in scopes
+
+
+def _shown(result: HandlerResult, *, links: bool) -> HandlerResult:
+    """tools/list without review_trade, and without the views' links unless `links`."""
     if isinstance(result, ListToolsResult):
         result = result.model_dump(by_alias=True, mode="json", exclude_none=True)
     if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
         return result
-    return {**result, "tools": [t for t in result["tools"] if t.get("name") != REVIEW_TOOL]}
+    tools = [t for t in result["tools"] if t.get("name") != REVIEW_TOOL]
+    return {**result, "tools": tools if links else [_unlinked(t) for t in tools]}
+
+
+def _unlinked(tool: dict[str, Any]) -> dict[str, Any]:
+    meta = tool.get("_meta")
+    if not isinstance(meta, dict) or not ({"ui", UI_URI_KEY} & meta.keys()):
+        return tool
+    rest = {k: v for k, v in meta.items() if k not in {"ui", UI_URI_KEY}}
+    out = {k: v for k, v in tool.items() if k != "_meta"}
+    return out | {"_meta": rest} if rest else out
