@@ -369,6 +369,10 @@ class WriteCall:
         try:
             async with self._leased(owner):
                 result = await body(self)
+                # Recorded while the lease is still held: given back first, the call would
+                # stand pending and unowned for a moment, and a worker waiting for it (on
+                # another replica) would resume it and answer "done" instead of "replayed".
+                self._finish_done(result)
         except Pending as exc:
             logger.warning("%s: step %s pending: %s", self.tool, exc.step, exc.reason)
             return "pending", {"pending_step": exc.step, "reason": exc.reason}
@@ -393,6 +397,9 @@ class WriteCall:
                     stored_args=self.stored,
                 )
             raise
+        return "done", result
+
+    def _finish_done(self, result: dict[str, Any]) -> None:
         steps = result.get("steps")
         partial = isinstance(steps, dict) and any(
             str(v).startswith("failed") for v in steps.values()
@@ -404,4 +411,3 @@ class WriteCall:
             result=result,
             stored_args=self.stored,
         )
-        return "done", result
