@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import httpx2
@@ -25,6 +25,8 @@ from starlette.responses import JSONResponse, Response
 from .. import __version__
 from ..api.client import RetryPolicy, TradavityClient
 from ..api.clock import Clock, Now, SystemClock
+from ..api.idempotency import principal_for_key
+from ..api.pacing import SendWindow
 from ..settings import Settings
 from .auth import PerUserVerifier, ServerTokenVerifier, Workspaces, unauthorized
 from .background import (
@@ -45,6 +47,9 @@ from .sync.notifier import PrincipalBus, SyncNotifier, install_legacy_subscripti
 from .workspace import Workspace
 from .writes.ledger import Ledger
 from .writes.stores import open_ledger
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 __all__ = [
     "INSTRUCTIONS",
@@ -130,6 +135,10 @@ class Backend:
         self._users = 0
         self._stack: AsyncExitStack | None = None
         self.state: AppState | None = None
+        #: `--redis`: this process's one Redis client (None: nothing shared between replicas).
+        self.redis: Redis | None = None
+        #: Where each API key's send times are kept, by principal (None: each client's own).
+        self.windows: Callable[[str], SendWindow] | None = None
         #: Set by the first message after `initialize` (see `HandshakeWatch`).
         self._greeted: anyio.Event | None = None
 
@@ -169,12 +178,14 @@ class Backend:
 
     def _client(self, key: SecretStr) -> TradavityClient:
         """The one place API clients are made: the server's own, and each hosted user's."""
+        windows = self.windows
         return TradavityClient(
             key,
             base_url=self.link.base_url,
             transport=self.link.transport,
             retry=self.link.retry,
             clock=self.link.clock,
+            window=windows(principal_for_key(key.get_secret_value())) if windows else None,
         )
 
     def _workspace(self, api: TradavityClient, ledger: Ledger) -> Workspace:
@@ -191,6 +202,8 @@ class Backend:
     async def _open(self, stack: AsyncExitStack) -> AppState:
         ledger = open_ledger(self.settings, clock=self.link.clock.now)
         stack.callback(ledger.close)
+        if self.redis is not None:
+            stack.push_async_callback(self.redis.aclose)
         state = AppState()
         if self.hosted.auth == "per-user":
             registry = Workspaces(
@@ -380,6 +393,8 @@ def build_server(
         auth=_auth_settings(hosted) if verifier is not None else None,
     )
     mcp.backend = backend
+    if settings.redis_url is not None:
+        _share_through_redis(backend, settings.redis_url)
     defer_registration(mcp, lambda: _register(mcp, settings, stdio=stdio))
     install_legacy_subscriptions(mcp, notifier)
     register_completions(mcp)
@@ -401,3 +416,12 @@ def _register(mcp: TradavityServer, settings: Settings, *, stdio: bool) -> None:
     )
     register_tools(mcp, env, read_only=settings.read_only)
     register_resources(mcp)
+
+
+def _share_through_redis(backend: Backend, url: str) -> None:
+    """`--redis`: one client for the process; each API key's rate window in it."""
+    from .shared_redis import open_redis  # noqa: PLC0415 (redis only when configured)
+    from .shared_window import redis_windows  # noqa: PLC0415
+
+    backend.redis = open_redis(url)
+    backend.windows = redis_windows(backend.redis, url)
