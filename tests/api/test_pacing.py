@@ -165,6 +165,8 @@ async def test_a_429_holds_the_windows_other_users() -> None:
     async with first, other:
         await first.me()  # 429, then held 20 s, then 200
         assert [t - start for t in sent_at] == [0, 20]
-        assert await window.take(start + 19, 60) == start + 20  # the hold, as others see it
+        assert (
+            await window.take(start + 19, 60, "probe") == start + 20
+        )  # the hold, as others see it
         await other.me()
     assert sent_at[-1] >= start + 20

@@ -12,18 +12,26 @@ import logging
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anyio
 import pytest
 import redis.asyncio
+from mcp import Client
 
+from tradavity_mcp.api.client import RetryPolicy
 from tradavity_mcp.api.idempotency import principal_for_key
+from tradavity_mcp.sandbox import FREE_KEY, SandboxConfig, SandboxTransport, ScaledClock, create_app
+from tradavity_mcp.server import build_server
 from tradavity_mcp.server.shared_redis import open_redis
 from tradavity_mcp.server.shared_window import RedisOutage, RedisWindow, redis_windows
+from tradavity_mcp.settings import Settings
+
+from ..kit import SANDBOX_URL
 
 pytestmark = pytest.mark.anyio
 
-KEY = "tvty_" + "fee1" * 12
+KEY = FREE_KEY
 T0 = 1_800_000_000.0
 
 
@@ -41,13 +49,17 @@ async def test_two_replicas_windows_on_one_key_share_its_limit(redis_url: str) -
         a = redis_windows(one, redis_url)(principal_for_key(KEY))
         b = redis_windows(two, redis_url)(principal_for_key(KEY))
         other_key = redis_windows(two, redis_url)(principal_for_key("tvty_" + "ab" * 24))
-        granted = [await w.take(T0 + i, 6) for i, w in enumerate([a, b] * 4)]
+        granted = [await w.take(T0 + i, 6, f"s{i}") for i, w in enumerate([a, b] * 4)]
         # Six slots between the two, then the next one frees when the first send ages out.
         assert granted == [None] * 6 + [T0 + 60, T0 + 60]
-        assert await other_key.take(T0 + 8, 6) is None  # another key, another window
-        assert await b.take(T0 + 59.5, 6) == T0 + 60
-        assert await b.take(T0 + 60, 6) is None
-        assert await a.take(T0 + 60.5, 6) == T0 + 61
+        assert await other_key.take(T0 + 8, 6, "o") is None  # another key, another window
+        assert await b.take(T0 + 59.5, 6, "x") == T0 + 60
+        assert await b.take(T0 + 60, 6, "s6") is None
+        assert await a.take(T0 + 60.5, 6, "s7") == T0 + 61
+        # A send answered late holds its slot until a window after its answer.
+        await a.settle("s2", T0 + 30)
+        later = [await b.take(T0 + t, 6, f"s{t}") for t in (62, 63, 64, 65, 66)]
+        assert later == [None, None, None, None, T0 + 90]
         # What Redis holds is a fingerprint of the key, never the key.
         names = await one.keys("*")
         assert names
@@ -61,7 +73,7 @@ async def test_the_last_slot_goes_to_one_taker_only(redis_url: str) -> None:
         results: list[float | None] = []
 
         async def take(i: int) -> None:
-            results.append(await windows[i % 3].take(T0 + i * 0.001, 10))
+            results.append(await windows[i % 3].take(T0 + i * 0.001, 10, f"s{i}"))
 
         async with anyio.create_task_group() as tg:
             for i in range(50):
@@ -75,8 +87,8 @@ async def test_a_429_on_one_replica_holds_the_others(redis_url: str) -> None:
         b = redis_windows(two, redis_url)(principal_for_key(KEY))
         await a.hold(T0 + 20)
         await b.hold(T0 + 5)  # an earlier hold does not shorten it
-        assert await b.take(T0 + 1, 60) == T0 + 20
-        assert await b.take(T0 + 20, 60) is None
+        assert await b.take(T0 + 1, 60, "s1") == T0 + 20
+        assert await b.take(T0 + 20, 60, "s2") is None
 
 
 async def test_redis_away_paces_on_the_replicas_own_window_and_says_so_once(
@@ -91,7 +103,10 @@ async def test_redis_away_paces_on_the_replicas_own_window_and_says_so_once(
         outage = RedisOutage(dead_url, monotonic=lambda: now[0])
         window = RedisWindow(dead, principal_for_key(KEY), outage)
         # Paced all the same: 3 slots, then the wait for the first to age out.
-        assert [await window.take(T0 + i, 3) for i in range(4)] == [None, None, None, T0 + 60]
+        taken = [await window.take(T0 + i, 3, f"s{i}") for i in range(4)]
+        assert taken == [None, None, None, T0 + 60]
+        await window.settle("s0", T0 + 10)  # dated on its own window
+        assert await window.take(T0 + 60, 3, "s4") == T0 + 61
         lines = [r.getMessage() for r in caplog.records]
         assert len(lines) == 1
         assert "does not answer" in lines[0]
@@ -100,7 +115,89 @@ async def test_redis_away_paces_on_the_replicas_own_window_and_says_so_once(
         assert "***" in lines[0]
         # Its sends while Redis answered count too when it goes away.
         warm = RedisWindow(live, principal_for_key(KEY), RedisOutage(redis_url))
-        assert await warm.take(T0, 2) is None
-        assert await warm.take(T0 + 1, 2) is None
+        assert await warm.take(T0, 2, "w0") is None
+        assert await warm.take(T0 + 1, 2, "w1") is None
         warm._redis = dead  # the same window, its Redis gone
-        assert await warm.take(T0 + 2, 2) == T0 + 60
+        assert await warm.take(T0 + 2, 2, "w2") == T0 + 60
+
+
+class _Fast:
+    """The servers' clock on the sandbox's sped-up time: a minute passes in half a second."""
+
+    def __init__(self, clock: ScaledClock) -> None:
+        self.clock = clock
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(seconds / SPEED)
+
+    def jitter(self) -> float:
+        return 0.5
+
+
+#: How much faster than real time the sandbox and the servers' clock run.
+SPEED = 120.0
+#: Calls each of the three servers makes, back to back, on two connections.
+CALLS_PER_SERVER = 50
+
+
+async def _three_servers_flat_out(tmp_path: Path, redis_url: str | None) -> dict[str, int]:
+    """Three servers (replicas: own state directories, one key) call find_trades flat
+    out, each on two connections at once; what the sandbox saw and the model got."""
+    clock = ScaledClock(SPEED)
+    app = create_app(SandboxConfig(db=":memory:", clock=clock))
+    environ = {"TRADAVITY_API_KEY": FREE_KEY}
+    if redis_url is not None:
+        environ["TRADAVITY_REDIS_URL"] = redis_url
+    servers = [
+        build_server(
+            Settings.load(environ=environ, base_url=SANDBOX_URL, state_dir=tmp_path / f"r{i}"),
+            transport=SandboxTransport(app),
+            clock=_Fast(clock),
+            retry=RetryPolicy(max_retry_after=120),
+        )
+        for i in range(3)
+    ]
+    log = app.state.sandbox.request_log
+    errors = 0
+
+    async def drive(client: Client) -> None:
+        nonlocal errors
+        for _ in range(CALLS_PER_SERVER // 2):
+            result = await client.call_tool("find_trades", {"limit": 5})
+            errors += int(result.is_error)
+
+    start = clock.now()
+    async with (
+        Client(servers[0]) as a,
+        Client(servers[1]) as b,
+        Client(servers[2]) as c,
+        anyio.create_task_group() as tg,
+    ):
+        for client in (a, b, c, a, b, c):
+            tg.start_soon(drive, client)
+    return {
+        "sandbox_seconds": round(clock.now() - start),
+        "requests": len(log),
+        "429": sum(1 for r in log if r.status == 429),
+        "errors_to_model": errors,
+    }
+
+
+async def test_three_servers_on_one_free_key_stay_under_its_limit(
+    tmp_path: Path, redis_url: str
+) -> None:
+    seen = await _three_servers_flat_out(tmp_path, redis_url)
+    print("shared window:", seen)
+    assert seen["requests"] > 120  # more than two minutes' worth of the key's limit
+    assert seen["errors_to_model"] == 0
+    assert seen["429"] <= 2
+
+
+async def test_three_servers_each_pacing_alone_overrun_the_key(tmp_path: Path) -> None:
+    """The control: without Redis each server counts only its own sends."""
+    seen = await _three_servers_flat_out(tmp_path, None)
+    print("each alone:", seen)
+    assert seen["429"] > 2

@@ -17,7 +17,9 @@ every process using one key takes its slots from one window.
 
 from __future__ import annotations
 
+import bisect
 import collections
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -75,14 +77,23 @@ def parse_rate_limit(
 
 
 class SendWindow(Protocol):
-    """Where one key's send times over the last `WINDOW_SECONDS` are kept: this process's
-    memory (`LocalWindow`), or a store every replica using the key shares."""
+    """Where one key's sends over the last `WINDOW_SECONDS` are kept: this process's
+    memory (`LocalWindow`), or a store every replica using the key shares.
 
-    async def take(self, now: float, limit: int) -> float | None:
+    A send is dated twice: when its slot is taken (before the request goes out), then
+    when its answer (or failure) came back, the latest the API can have counted it. So
+    a slow request never frees its slot before the API frees it.
+    """
+
+    async def take(self, now: float, limit: int, send: str) -> float | None:
         """Take a slot: when fewer than `limit` sends fall in the window ending at `now`
-        (and no hold is on), record one at `now` and return None; otherwise record
-        nothing and return when to ask again. Atomic: two takers never both get the last
-        slot."""
+        (and no hold is on), record the send `send` (a unique id) at `now` and return
+        None; otherwise record nothing and return when to ask again. Atomic: two takers
+        never both get the last slot."""
+        ...
+
+    async def settle(self, send: str, now: float) -> None:
+        """The request of `send` was answered, or failed, by `now`: date it so."""
         ...
 
     async def hold(self, until: float) -> None:
@@ -91,29 +102,41 @@ class SendWindow(Protocol):
 
 
 class LocalWindow:
-    """The send times in this process's memory: the default, one process alone."""
+    """The sends in this process's memory: the default, one process alone."""
 
     def __init__(self) -> None:
-        self._sent: collections.deque[float] = collections.deque()
+        # (time, send id), oldest first.
+        self._sent: list[tuple[float, str]] = []
         self._held_until: float | None = None
 
-    async def take(self, now: float, limit: int) -> float | None:
-        return self.take_now(now, limit)
+    async def take(self, now: float, limit: int, send: str) -> float | None:
+        return self.take_now(now, limit, send)
+
+    async def settle(self, send: str, now: float) -> None:
+        self.settle_now(send, now)
 
     async def hold(self, until: float) -> None:
         self.hold_now(until)
 
-    def take_now(self, now: float, limit: int) -> float | None:
+    def take_now(self, now: float, limit: int, send: str) -> float | None:
         """`take`, without waiting on anything (no I/O)."""
         if self._held_until is not None and now < self._held_until:
             return self._held_until
-        while self._sent and self._sent[0] <= now - WINDOW_SECONDS:
-            self._sent.popleft()
+        old = bisect.bisect_right(self._sent, (now - WINDOW_SECONDS, "\uffff"))
+        del self._sent[:old]
         if len(self._sent) < limit:
-            self._sent.append(now)
+            bisect.insort(self._sent, (now, send))
             return None
         # The slot that frees next is the one that takes the window below the limit.
-        return self._sent[len(self._sent) - limit] + WINDOW_SECONDS
+        return self._sent[len(self._sent) - limit][0] + WINDOW_SECONDS
+
+    def settle_now(self, send: str, now: float) -> None:
+        for i, (when, name) in enumerate(self._sent):
+            if name == send:
+                if when < now:
+                    del self._sent[i]
+                    bisect.insort(self._sent, (now, send))
+                return
 
     def hold_now(self, until: float) -> None:
         self._held_until = max(until, self._held_until or 0.0)
@@ -167,8 +190,10 @@ class RateLimitPacer:
             return self._sent[0] + WINDOW_SECONDS
         return self._state.reset_at if self._state.reset_at else now + 1.0
 
-    async def acquire(self) -> None:
-        """Wait until a request can be sent without exceeding the known window."""
+    async def acquire(self) -> str:
+        """Wait until a request can be sent without exceeding the known window; the
+        send's id, for `settle` once it is answered."""
+        send = secrets.token_hex(8)
         async with self._lock:
             if self._hold is not None:
                 hold, self._hold = self._hold, None
@@ -177,7 +202,8 @@ class RateLimitPacer:
                 now = self._clock.now()
                 next_slot = self._own_wait(now)
                 if next_slot is None:
-                    next_slot = await self._window.take(now, self._state.limit or DEFAULT_LIMIT)
+                    limit = self._state.limit or DEFAULT_LIMIT
+                    next_slot = await self._window.take(now, limit, send)
                     if next_slot is None:
                         break
                 await self._clock.sleep(max(0.05, next_slot - self._clock.now()))
@@ -185,6 +211,12 @@ class RateLimitPacer:
                     self._forget_remaining()
             self._sent.append(now)
             self._sent_since_state += 1
+        return send
+
+    async def settle(self, send: str) -> None:
+        """The request sent as `send` was answered, or failed: it holds its slot until a
+        window after now (the API counted it on arrival, at the latest now)."""
+        await self._window.settle(send, self._clock.now())
 
     def observe(self, state: RateLimitState | None) -> None:
         """Take the window from a response (call after every response)."""

@@ -6,7 +6,8 @@ one window per key kept in Redis: a sorted set of send times under the key's pri
 (`api.idempotency.principal_for_key`, a one-way fingerprint; the key itself is never
 stored), and a 429's hold beside it. One Lua script drops the sends older than the
 window, counts the rest and records the new send only if there is room, so two replicas
-never both get the last slot.
+never both get the last slot. A send is dated when its slot is taken, then again when
+its answer comes (see `SendWindow`).
 
 Send times are read from the server's one clock (`Connection.clock`): replicas must agree
 on the time (NTP); a skew of s seconds between two replicas shifts the edge of the
@@ -24,7 +25,6 @@ one window or the other.
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -127,10 +127,9 @@ class RedisWindow:
         self._outage = outage
         self._local = LocalWindow()
 
-    async def take(self, now: float, limit: int) -> float | None:
+    async def take(self, now: float, limit: int, send: str) -> float | None:
         if not self._outage.down:
-            member = f"{now!r}:{secrets.token_hex(6)}"
-            args: list[Any] = [repr(now), repr(WINDOW_SECONDS), limit, member, IDLE_TTL_SECONDS]
+            args: list[Any] = [repr(now), repr(WINDOW_SECONDS), limit, send, IDLE_TTL_SECONDS]
             try:
                 answer, time_text = await self._redis.eval(_TAKE, 2, *self._keys, *args)
             except (RedisError, OSError) as exc:
@@ -142,9 +141,21 @@ class RedisWindow:
                 if answer == _FULL:
                     return float(time_text) + WINDOW_SECONDS
                 # Kept warm, so that if Redis goes away this replica knows its own sends.
-                self._local.take_now(now, _UNLIMITED)
+                self._local.take_now(now, _UNLIMITED, send)
                 return None
-        return self._local.take_now(now, limit)
+        return self._local.take_now(now, limit, send)
+
+    async def settle(self, send: str, now: float) -> None:
+        self._local.settle_now(send, now)
+        if self._outage.down:
+            return
+        try:
+            # GT: a send is only ever dated later (and added back if it aged out meanwhile).
+            await self._redis.zadd(self._keys[0], {send: now}, gt=True)
+        except (RedisError, OSError) as exc:
+            self._outage.failed(exc, _FALLBACK)
+        else:
+            self._outage.answered()
 
     async def hold(self, until: float) -> None:
         self._local.hold_now(until)
