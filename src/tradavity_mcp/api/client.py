@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+import anyio
 import httpx2
 from pydantic import BaseModel, SecretStr
 from pydantic import ValidationError as PydanticValidationError
@@ -68,6 +69,8 @@ _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: for high-volume ones (protocol responses, the sync log, balance events, payouts).
 STATIC_PAGE_SIZE = 500
 HIGH_VOLUME_PAGE_SIZE = 200
+#: The longest the shared window may take to date a send that was answered.
+_SETTLE_SECONDS = 2.0
 #: A list longer than this many pages is taken for a server ignoring `offset`.
 _MAX_PAGES = 1000
 _M = TypeVar("_M", bound=BaseModel)
@@ -284,10 +287,8 @@ class TradavityClient:
         sync_errors: list[APIStatusError] = []
         while True:
             attempt += 1
-            await self._pacer.acquire()
-            self.requests_sent += 1
             try:
-                response = await self._http.request(
+                response = await self._send(
                     method, url, params=query, json=json, files=files, data=form, headers=headers
                 )
             except httpx2.InvalidURL as exc:
@@ -313,6 +314,18 @@ class TradavityClient:
                 return result
             logger.info("%s /%s -> %d %s", method, url, result.status, result.error_code)
             await self._after_error(result, attempt, sync_errors)
+
+    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx2.Response:
+        """One HTTP request, in a slot of the key's window. The send is dated again once
+        answered (or failed): the API counted it by then, so a slow request does not
+        free its slot early."""
+        send = await self._pacer.acquire()
+        self.requests_sent += 1
+        try:
+            return await self._http.request(method, url, **kwargs)
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_SETTLE_SECONDS):
+                await self._pacer.settle(send)
 
     async def _after_no_answer(
         self, method: str, url: str, exc: Exception, attempt: int, maybe_applied: bool
