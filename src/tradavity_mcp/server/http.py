@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .. import __version__
 from ..api.client import RetryPolicy, TradavityClient
 from ..api.errors import TradavityError, Unauthorized
+from ..api.idempotency import principal_for_key
 from ..api.models import Me
 from ..settings import API_KEY_PATTERN
 from .auth import CLIENT_ADDRESS, PerUserVerifier, unauthorized
@@ -204,6 +205,7 @@ def key_check(backend: Backend) -> KeyCheck:
             transport=link.transport,
             retry=RetryPolicy(max_attempts=1),
             clock=link.clock,
+            window=backend.windows(principal_for_key(key)) if backend.windows else None,
         )
         try:
             with anyio.fail_after(KEY_CHECK_SECONDS):
