@@ -228,15 +228,13 @@ def _add_grants(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="list or revoke the OAuth grants users made (--auth oauth)",
         description="The grants users made on the consent page of --auth oauth.",
     )
-    grants.add_argument("grants_action", choices=["list", "revoke"])
+    grants.add_argument(
+        "grants_action",
+        choices=["list", "revoke", "revoke-all"],
+        help="revoke-all: end every grant (before changing TRADAVITY_MCP_SECRET_KEY)",
+    )
     grants.add_argument("grant_id", nargs="?", help="the grant to revoke (from `grants list`)")
     grants.add_argument("--revoked", action="store_true", help="list revoked grants too")
-    grants.add_argument(
-        "--all",
-        action="store_true",
-        dest="revoke_all",
-        help="revoke every grant (before changing TRADAVITY_MCP_SECRET_KEY)",
-    )
     grants.add_argument("--state-dir", dest="grants_state_dir", help="as for the server")
     grants.add_argument(
         "--store", dest="grants_store", metavar="URL", help="as for the server (PostgreSQL)"
@@ -288,7 +286,7 @@ def _grants(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     state, store = settings.state_dir, settings.store_url
     if args.grants_action == "list":
         return list_grants(state, store_url=store, include_revoked=args.revoked)
-    if args.revoke_all:
+    if args.grants_action == "revoke-all":
         return revoke_all(state, store_url=store)
     if not args.grant_id:
         parser.error("grants revoke needs the grant's id (see `tradavity-mcp grants list`)")

@@ -152,10 +152,13 @@ def test_tokens_rotate_once_and_a_revocation_is_seen_at_once(store: Open) -> Non
     pair = a.issue(grant.id)
     assert b.token(pair.access, "access") == (grant.id, clock.now + a.access_ttl, None)
     assert b.token(pair.access, "refresh") is None  # a token is only what it was issued as
-    assert b.use_refresh(pair.refresh)
-    assert not a.use_refresh(pair.refresh)
-    assert not b.use_refresh(pair.access)
-    fresh = b.issue(grant.id)
+    assert b.rotate(pair.access, grant.id) is None  # an access token is not a refresh token
+    assert a.rotate(pair.refresh, "another-grant") is None
+    fresh = b.rotate(pair.refresh, grant.id)
+    assert fresh is not None
+    assert a.rotate(pair.refresh, grant.id) is None  # once
+    assert a.token(pair.refresh, "refresh") == (grant.id, clock.now + a.refresh_ttl, clock.now)
+    assert a.token(fresh.refresh, "refresh") == (grant.id, clock.now + a.refresh_ttl, None)
     assert a.revoke(grant.id)
     assert not b.revoke(grant.id)  # once
     after = b.grant(grant.id)
@@ -163,6 +166,7 @@ def test_tokens_rotate_once_and_a_revocation_is_seen_at_once(store: Open) -> Non
     assert after.revoked == clock.now
     assert b.token(fresh.access, "access") is None
     assert b.token(fresh.refresh, "refresh") is None
+    assert b.rotate(pair.refresh, grant.id) is None  # nothing rotates under a revoked grant
     assert a.grants() == []
     assert [g.id for g in b.grants(include_revoked=True)] == [grant.id]
 
@@ -262,6 +266,33 @@ async def test_a_used_refresh_token_presented_on_another_replica_revokes_its_gra
     assert info.value.error == "invalid_grant"
 
 
+async def test_a_refresh_racing_another_replicas_is_refused_and_the_grant_lives(
+    store: Open,
+) -> None:
+    """Both requests found the token unspent; the one that spends it first wins. The
+    other is a retry in flight, not a replay: refused, without ending the grant."""
+    clock = Clock()
+    one, two = _provider(store(clock), clock), _provider(store(clock), clock)
+    code = one.store.add_grant(_pending(), _checked())
+    loaded = await one.load_authorization_code(_client(), code)
+    assert loaded is not None
+    first = await one.exchange_authorization_code(_client(), loaded)
+    assert first.refresh_token is not None
+    on_one = await one.load_refresh_token(_client(), first.refresh_token)
+    on_two = await two.load_refresh_token(_client(), first.refresh_token)
+    assert on_one is not None
+    assert on_two is not None
+    won = await two.exchange_refresh_token(_client(), on_two, on_two.scopes)
+    with pytest.raises(TokenError) as info:
+        await one.exchange_refresh_token(_client(), on_one, on_one.scopes)
+    assert info.value.error == "invalid_grant"
+    resolved = one.resolve(won.access_token)
+    assert resolved is not None
+    assert resolved.key == KEY
+    assert won.refresh_token is not None
+    assert await one.load_refresh_token(_client(), won.refresh_token) is not None
+
+
 # --- PostgreSQL only -----------------------------------------------------------------------
 
 
@@ -306,8 +337,16 @@ def test_two_replicas_rotating_one_refresh_token_at_once_one_wins(postgres_url: 
     (grant,) = setup.grants()
     refreshes = [setup.issue(grant.id).refresh for _ in range(40)]
     setup.close()
-    wins = _race(len(refreshes), lambda s, n: s.use_refresh(refreshes[n]), postgres_url)
+    pairs: list[object] = []
+
+    def rotate(store: PgOAuthStore, n: int) -> bool:
+        pair = store.rotate(refreshes[n], grant.id)
+        pairs.append(pair)
+        return pair is not None
+
+    wins = _race(len(refreshes), rotate, postgres_url)
     assert wins == [1] * len(refreshes)
+    assert len([p for p in pairs if p is not None]) == len(refreshes)  # one pair per token
 
 
 def test_two_replicas_approving_one_consent_at_once_one_wins(postgres_url: str) -> None:

@@ -175,7 +175,7 @@ class OAuthServer:
                 f"TRADAVITY_MCP_SECRET_KEY is not the secret the OAuth store "
                 f"{self.store.where} seals users' keys with: give every replica the same "
                 "one. To change it on purpose, end every grant first (`tradavity-mcp "
-                "grants revoke --all`); users then connect again."
+                "grants revoke-all`); users then connect again."
             )
         self.documents = ClientDocuments(allow_loopback_http=options.allow_loopback_documents)
         self.provider = TradavityProvider(

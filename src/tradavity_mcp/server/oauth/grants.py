@@ -25,13 +25,14 @@ def _when(at: float | None) -> str:
 def _with_store(
     state_dir: Path,
     store_url: str | None,
-    out: TextIO,
+    out: TextIO | None,
     missing: str,
     missing_code: int,
-    act: Callable[[OAuthStore], int],
+    act: Callable[[OAuthStore, TextIO], int],
 ) -> int:
     """Run `act` on the configured store; a missing SQLite file or an unreachable
     PostgreSQL is one line, not a traceback."""
+    out = out or sys.stdout
     if not is_postgres_url(store_url):
         path = sqlite_path(state_dir)
         if not path.exists():
@@ -43,7 +44,7 @@ def _with_store(
         print(f"tradavity-mcp: {exc}", file=sys.stderr)
         return 1
     try:
-        return act(store)
+        return act(store, out)
     except OAuthStoreUnavailable as exc:
         print(f"tradavity-mcp: {exc}", file=sys.stderr)
         return 1
@@ -56,9 +57,9 @@ def list_grants(
     *,
     store_url: str | None = None,
     include_revoked: bool = False,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> int:
-    def act(store: OAuthStore) -> int:
+    def act(store: OAuthStore, out: TextIO) -> int:
         grants = store.grants(include_revoked=include_revoked)
         if not grants:
             print("no grants", file=out)
@@ -79,9 +80,9 @@ def list_grants(
 
 
 def revoke_grant(
-    state_dir: Path, grant_id: str, *, store_url: str | None = None, out: TextIO = sys.stdout
+    state_dir: Path, grant_id: str, *, store_url: str | None = None, out: TextIO | None = None
 ) -> int:
-    def act(store: OAuthStore) -> int:
+    def act(store: OAuthStore, out: TextIO) -> int:
         if not store.revoke(grant_id):
             print(f"no live grant {grant_id} (see `tradavity-mcp grants list`)", file=out)
             return 1
@@ -91,10 +92,10 @@ def revoke_grant(
     return _with_store(state_dir, store_url, out, f"no grant {grant_id}: {{where}}", 1, act)
 
 
-def revoke_all(state_dir: Path, *, store_url: str | None = None, out: TextIO = sys.stdout) -> int:
+def revoke_all(state_dir: Path, *, store_url: str | None = None, out: TextIO | None = None) -> int:
     """End every grant (e.g. before changing TRADAVITY_MCP_SECRET_KEY): users connect again."""
 
-    def act(store: OAuthStore) -> int:
+    def act(store: OAuthStore, out: TextIO) -> int:
         count = store.revoke_all()
         print(f"revoked {count} grant{'s' if count != 1 else ''}: users connect again", file=out)
         return 0

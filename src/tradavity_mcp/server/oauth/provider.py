@@ -26,7 +26,7 @@ from pydantic import AnyUrl
 
 from .clients import ClientDocuments, is_client_document_url, redirect_allowed
 from .crypto import KeyBox
-from .store import Grant, OAuthStore, Pending
+from .store import Grant, OAuthStore, Pending, TokenPair
 
 __all__ = ["Resolved", "TradavityProvider", "same_resource"]
 
@@ -144,7 +144,10 @@ class TradavityProvider:
         return self._tokens(code.grant_id, code.scopes)
 
     def _tokens(self, grant_id: str, scopes: tuple[str, ...]) -> OAuthToken:
-        pair = self.store.issue(grant_id)
+        return self._token_response(self.store.issue(grant_id), scopes)
+
+    @staticmethod
+    def _token_response(pair: TokenPair, scopes: tuple[str, ...]) -> OAuthToken:
         return OAuthToken(
             access_token=pair.access,
             token_type="Bearer",  # noqa: S106 (the token type, not a secret)
@@ -153,7 +156,10 @@ class TradavityProvider:
             scope=" ".join(scopes) or None,
         )
 
-    # refresh: rotated on every use; a used one presented again revokes the grant
+    # refresh: rotated on every use; a used one presented again revokes the grant. Two
+    # requests rotating one token at once (a retry landing on another replica) are not a
+    # replay: the one that spends it gets the next pair, the other invalid_grant, and the
+    # grant lives on. A token already spent when a request arrives is a replay.
 
     async def load_refresh_token(
         self, client: OAuthClientInformationFull, refresh_token: str
@@ -182,13 +188,12 @@ class TradavityProvider:
         self, client: OAuthClientInformationFull, refresh_token: RefreshToken, scopes: list[str]
     ) -> OAuthToken:
         grant_id = refresh_token.subject or ""
-        if not self.store.use_refresh(refresh_token.token):
-            self.store.revoke(grant_id)
+        pair = self.store.rotate(refresh_token.token, grant_id)
+        if pair is None:
+            # Spent (or the grant ended) since `load_refresh_token` found it unspent: a
+            # concurrent refresh won.
             raise TokenError("invalid_grant", "refresh token already used")
-        grant = self.store.grant(grant_id)
-        if grant is None or grant.revoked is not None:
-            raise TokenError("invalid_grant", "the grant was revoked")
-        return self._tokens(grant_id, tuple(s for s in grant.scopes if s in scopes))
+        return self._token_response(pair, tuple(s for s in refresh_token.scopes if s in scopes))
 
     async def exchange_identity_assertion(
         self, client: OAuthClientInformationFull, params: IdentityAssertionParams

@@ -386,18 +386,21 @@ class OAuthStore:
     # tokens
 
     def issue(self, grant_id: str) -> TokenPair:
+        with self._tx() as run:
+            return self._issue(run, grant_id)
+
+    def _issue(self, run: Run, grant_id: str) -> TokenPair:
         access, refresh = new_token(), new_token()
         now = self.clock()
-        with self._tx() as run:
-            run("DELETE FROM tokens WHERE grant_id = ? AND expires < ?", (grant_id, now))
-            for token, kind, ttl in (
-                (access, "access", self.access_ttl),
-                (refresh, "refresh", self.refresh_ttl),
-            ):
-                run(
-                    "INSERT INTO tokens (hash, grant_id, kind, expires) VALUES (?, ?, ?, ?)",
-                    (hash_token(token), grant_id, kind, now + ttl),
-                )
+        run("DELETE FROM tokens WHERE grant_id = ? AND expires < ?", (grant_id, now))
+        for token, kind, ttl in (
+            (access, "access", self.access_ttl),
+            (refresh, "refresh", self.refresh_ttl),
+        ):
+            run(
+                "INSERT INTO tokens (hash, grant_id, kind, expires) VALUES (?, ?, ?, ?)",
+                (hash_token(token), grant_id, kind, now + ttl),
+            )
         return TokenPair(access=access, refresh=refresh, expires_in=int(self.access_ttl))
 
     def token(self, token: str, kind: Kind) -> tuple[str, float, float | None] | None:
@@ -408,13 +411,17 @@ class OAuthStore:
         )
         return (row[0], row[1], row[2]) if row else None
 
-    def use_refresh(self, token: str) -> bool:
-        """Mark a refresh token used; False when it already was."""
-        done = self._run(
-            "UPDATE tokens SET used = ? WHERE hash = ? AND kind = 'refresh' AND used IS NULL",
-            (self.clock(), hash_token(token)),
-        )
-        return done == 1
+    def rotate(self, token: str, grant_id: str) -> TokenPair | None:
+        """Spend a refresh token of a live grant and issue the next pair, in one
+        transaction; None when it was spent already (or its grant ended). Of several
+        rotating one token at once, on any replica, exactly one gets a pair."""
+        with self._tx() as run:
+            spent = run(
+                "UPDATE tokens SET used = ? WHERE hash = ? AND kind = 'refresh' AND used IS NULL"
+                " AND grant_id = ? AND grant_id IN (SELECT id FROM grants WHERE revoked IS NULL)",
+                (self.clock(), hash_token(token), grant_id),
+            )
+            return self._issue(run, grant_id) if spent == 1 else None
 
     # the secret the keys are sealed with
 
