@@ -51,6 +51,8 @@ from .writes.stores import open_ledger
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from .sync.shared import RedisSync
+
 __all__ = [
     "INSTRUCTIONS",
     "AppState",
@@ -139,6 +141,8 @@ class Backend:
         self.redis: Redis | None = None
         #: Where each API key's send times are kept, by principal (None: each client's own).
         self.windows: Callable[[str], SendWindow] | None = None
+        #: `--redis`: the sync runs, events and cooldowns every replica shares.
+        self.shared_sync: RedisSync | None = None
         #: Set by the first message after `initialize` (see `HandshakeWatch`).
         self._greeted: anyio.Event | None = None
 
@@ -190,7 +194,7 @@ class Backend:
 
     def _workspace(self, api: TradavityClient, ledger: Ledger) -> Workspace:
         """The one place workspaces are made: the server's own, and each hosted user's."""
-        return Workspace(
+        ws = Workspace(
             api=api,
             ledger=ledger,
             ref=RefData(api),
@@ -198,6 +202,9 @@ class Backend:
             clock=self.link.clock.now,
             duplicate_window=self.settings.duplicate_window,
         )
+        if self.shared_sync is not None:
+            ws.sync = self.shared_sync.monitor(api.principal)
+        return ws
 
     async def _open(self, stack: AsyncExitStack) -> AppState:
         ledger = open_ledger(self.settings, clock=self.link.clock.now)
@@ -226,6 +233,8 @@ class Backend:
             tg.start_soon(_after, self._greeted, state.default.load_scopes)
         tg.start_soon(resume_forever, state.workspaces, self.settings, self.resume_interval)
         tg.start_soon(self.notifier.run)
+        if self.shared_sync is not None:
+            tg.start_soon(self.shared_sync.run)
         tg.start_soon(poll_sync_forever, state.workspaces, SYNC_POLL_SECONDS)
         tg.start_soon(refresh_reference_forever, state.workspaces, REFDATA_REFRESH_SECONDS)
         return state
@@ -357,7 +366,9 @@ def build_server(
     """
     hosted = hosted or HostedOptions()
     link = _connection(settings, hosted, transport, retry, clock or SystemClock())
-    bus = PrincipalBus()
+    redis = _open_redis(settings.redis_url) if settings.redis_url is not None else None
+    shared_sync = _shared_sync(redis, link.clock.now) if redis is not None else None
+    bus = shared_sync.bus if shared_sync is not None else PrincipalBus()
     notifier = SyncNotifier(bus)
     verifier = _verifier(hosted, lambda: backend)
     backend = Backend(
@@ -393,8 +404,9 @@ def build_server(
         auth=_auth_settings(hosted) if verifier is not None else None,
     )
     mcp.backend = backend
-    if settings.redis_url is not None:
-        _share_through_redis(backend, settings.redis_url)
+    backend.shared_sync = shared_sync
+    if redis is not None and settings.redis_url is not None:
+        _share_through_redis(backend, redis, settings.redis_url)
     defer_registration(mcp, lambda: _register(mcp, settings, stdio=stdio))
     install_legacy_subscriptions(mcp, notifier)
     register_completions(mcp)
@@ -418,10 +430,23 @@ def _register(mcp: TradavityServer, settings: Settings, *, stdio: bool) -> None:
     register_resources(mcp)
 
 
-def _share_through_redis(backend: Backend, url: str) -> None:
-    """`--redis`: one client for the process; each API key's rate window in it."""
+def _open_redis(url: str) -> Redis:
+    """`--redis`: the process's one client."""
     from .shared_redis import open_redis  # noqa: PLC0415 (redis only when configured)
+
+    return open_redis(url)
+
+
+def _shared_sync(redis: Redis, clock: Now) -> RedisSync:
+    """`--redis`: sync runs, events, cooldowns and the subscription bus in Redis."""
+    from .sync.shared import RedisSync  # noqa: PLC0415 (redis only when configured)
+
+    return RedisSync(redis, clock=clock)
+
+
+def _share_through_redis(backend: Backend, redis: Redis, url: str) -> None:
+    """`--redis`: the process's one client; each API key's rate window in it."""
     from .shared_window import redis_windows  # noqa: PLC0415
 
-    backend.redis = open_redis(url)
+    backend.redis = redis
     backend.windows = redis_windows(backend.redis, url)
