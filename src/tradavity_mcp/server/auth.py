@@ -28,7 +28,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import anyio
 from mcp.server.auth.provider import AccessToken
@@ -44,7 +44,9 @@ from .workspace import Workspace
 
 __all__ = [
     "CLIENT_ADDRESS",
+    "KeyMemory",
     "PerUserVerifier",
+    "Recalled",
     "ServerTokenVerifier",
     "Workspaces",
     "unauthorized",
@@ -84,7 +86,30 @@ MAX_CLIENTS = 4096
 
 
 def _fingerprint(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+    """What a key is known by here and in `KeyMemory`: a one-way digest of it."""
+    return hashlib.sha256(b"tradavity-mcp/key-check/v1\0" + token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Recalled:
+    """What another replica (or this one) found out about a key, and for how much longer
+    it holds."""
+
+    #: The key's scopes when Tradavity accepted it; None when it refused it.
+    scopes: frozenset[str] | None
+    seconds_left: float
+
+
+class KeyMemory(Protocol):
+    """Key checks shared by every replica (`shared_keys.RedisKeyMemory` with `--redis`),
+    by fingerprint only: a key checked on one replica is not checked again on the
+    others while its answer holds. Never raises: what cannot be shared is not."""
+
+    async def recall(self, fingerprint: str) -> Recalled | None: ...
+
+    async def accepted(self, fingerprint: str, scopes: frozenset[str], ttl: float) -> None: ...
+
+    async def refused(self, fingerprint: str, ttl: float) -> None: ...
 
 
 #: The one-attempt policy of key checks.
@@ -123,6 +148,9 @@ class Workspaces:
     one key share one check; each client address gets a few checks at a time and a
     small budget of refused keys per minute, after which its new keys are refused
     without asking.
+
+    With `shared` (replicas), each answer of `/me` is also kept there, for as long as
+    it holds here, and looked up before asking: one check serves every replica.
     """
 
     def __init__(
@@ -131,10 +159,12 @@ class Workspaces:
         make_client: Callable[[SecretStr], TradavityClient],
         make_workspace: Callable[[TradavityClient], Workspace],
         clock: Now = time.monotonic,
+        shared: KeyMemory | None = None,
     ) -> None:
         self._make_client = make_client
         self._make_workspace = make_workspace
         self._clock = clock
+        self._shared = shared
         self._by_token: OrderedDict[str, _Entry] = OrderedDict()
         self._refused: OrderedDict[str, float] = OrderedDict()
         self._pending: dict[str, _Pending] = {}
@@ -198,7 +228,26 @@ class Workspaces:
             client.refusals.popleft()
         return len(client.refusals) >= PREAUTH_BUDGET_PER_MINUTE
 
+    async def _recall(self, fingerprint: str) -> Recalled | None:
+        return await self._shared.recall(fingerprint) if self._shared is not None else None
+
+    async def _share(self, fingerprint: str, scopes: frozenset[str] | None) -> None:
+        if self._shared is None:
+            return
+        if scopes is None:
+            await self._shared.refused(fingerprint, REFUSED_TTL_SECONDS)
+        else:
+            await self._shared.accepted(fingerprint, scopes, VERIFY_TTL_SECONDS)
+
     async def _check_new(self, fingerprint: str, token: str) -> _Entry | None:
+        known = await self._recall(fingerprint)
+        if known is not None:
+            # Checked on another replica (or here, before this process forgot it).
+            if known.scopes is None:
+                self._remember_refused(fingerprint, REFUSED_TTL_SECONDS - known.seconds_left)
+                return None
+            age = VERIFY_TTL_SECONDS - known.seconds_left
+            return await self._admit(fingerprint, token, known.scopes, age)
         address = CLIENT_ADDRESS.get()
         client = self._client(address)
         if self._budget_spent(client, self._clock()):
@@ -219,9 +268,11 @@ class Workspaces:
         finally:
             client.slots.release()
         if isinstance(me, Me):
-            return await self._admit(fingerprint, token, me)
+            await self._share(fingerprint, me.scopes)
+            return await self._admit(fingerprint, token, me.scopes)
         client.refusals.append(self._clock())
         if me == "refused":
+            await self._share(fingerprint, None)
             self._remember_refused(fingerprint)
         return None
 
@@ -242,18 +293,21 @@ class Workspaces:
         finally:
             await api.aclose()
 
-    def _remember_refused(self, fingerprint: str) -> None:
-        self._refused[fingerprint] = self._clock()
+    def _remember_refused(self, fingerprint: str, age: float = 0.0) -> None:
+        self._refused[fingerprint] = self._clock() - age
         self._refused.move_to_end(fingerprint)
         while len(self._refused) > MAX_REFUSED:
             self._refused.popitem(last=False)
 
-    async def _admit(self, fingerprint: str, token: str, me: Me) -> _Entry:
+    async def _admit(
+        self, fingerprint: str, token: str, scopes: frozenset[str], age: float = 0.0
+    ) -> _Entry:
+        """A workspace for a key Tradavity accepted `age` seconds ago."""
         api = self._make_client(SecretStr(token))
         ws = self._make_workspace(api)
-        ws.scopes = me.scopes
+        ws.scopes = scopes
         ws.scopes_ready.set()
-        entry = _Entry(workspace=ws, scopes=me.scopes, verified_at=self._clock())
+        entry = _Entry(workspace=ws, scopes=scopes, verified_at=self._clock() - age)
         async with self._lock:
             self._by_token[fingerprint] = entry
             self._by_token.move_to_end(fingerprint)
@@ -266,23 +320,40 @@ class Workspaces:
 
     async def _reverify(self, fingerprint: str, entry: _Entry) -> _Entry | None:
         """Ask `/me` again for a key verified earlier; only a definite refusal ends it."""
+        known = await self._recall(fingerprint)
+        if known is not None and known.scopes is None:
+            logger.info("a verified bearer key was refused on another replica")
+            await self._drop(fingerprint)
+            self._remember_refused(fingerprint, REFUSED_TTL_SECONDS - known.seconds_left)
+            return None
+        if known is not None and known.scopes is not None:
+            self._trust(fingerprint, entry, known.scopes, VERIFY_TTL_SECONDS - known.seconds_left)
+            return entry
         try:
             with anyio.fail_after(CHECK_TIMEOUT_SECONDS):
                 me = await entry.workspace.api.me()
         except Unauthorized:
             logger.info("a verified bearer key is no longer accepted by Tradavity")
             await self._drop(fingerprint)
+            await self._share(fingerprint, None)
             self._remember_refused(fingerprint)
             return None
         except (TradavityError, TimeoutError) as exc:
             logger.info("could not re-check a bearer key now (%s); trusting it", type(exc).__name__)
             entry.verified_at = self._clock() - VERIFY_TTL_SECONDS + REVERIFY_RETRY_SECONDS
             return entry
-        entry.workspace.scopes = me.scopes
-        entry.scopes = me.scopes
-        entry.verified_at = self._clock()
-        self._by_token.move_to_end(fingerprint)
+        await self._share(fingerprint, me.scopes)
+        self._trust(fingerprint, entry, me.scopes)
         return entry
+
+    def _trust(
+        self, fingerprint: str, entry: _Entry, scopes: frozenset[str], age: float = 0.0
+    ) -> None:
+        entry.workspace.scopes = scopes
+        entry.scopes = scopes
+        entry.verified_at = self._clock() - age
+        if fingerprint in self._by_token:
+            self._by_token.move_to_end(fingerprint)
 
     async def _drop(self, fingerprint: str) -> None:
         async with self._lock:
