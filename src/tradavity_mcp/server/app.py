@@ -28,7 +28,7 @@ from ..api.clock import Clock, Now, SystemClock
 from ..api.idempotency import principal_for_key
 from ..api.pacing import SendWindow
 from ..settings import Settings
-from .auth import PerUserVerifier, ServerTokenVerifier, Workspaces, unauthorized
+from .auth import KeyMemory, PerUserVerifier, ServerTokenVerifier, Workspaces, unauthorized
 from .background import (
     REFDATA_REFRESH_SECONDS,
     RESUME_INTERVAL_SECONDS,
@@ -141,6 +141,8 @@ class Backend:
         self.redis: Redis | None = None
         #: Where each API key's send times are kept, by principal (None: each client's own).
         self.windows: Callable[[str], SendWindow] | None = None
+        #: Bearer key checks shared by replicas (None: this process's own).
+        self.keys: KeyMemory | None = None
         #: `--redis`: the sync runs, events and cooldowns every replica shares.
         self.shared_sync: RedisSync | None = None
         #: Set by the first message after `initialize` (see `HandshakeWatch`).
@@ -214,7 +216,9 @@ class Backend:
         state = AppState()
         if self.hosted.auth == "per-user":
             registry = Workspaces(
-                make_client=self._client, make_workspace=lambda api: self._workspace(api, ledger)
+                make_client=self._client,
+                make_workspace=lambda api: self._workspace(api, ledger),
+                shared=self.keys,
             )
             stack.push_async_callback(registry.aclose)
             state.registry = registry
@@ -446,7 +450,9 @@ def _shared_sync(redis: Redis, clock: Now) -> RedisSync:
 
 def _share_through_redis(backend: Backend, redis: Redis, url: str) -> None:
     """`--redis`: the process's one client; each API key's rate window in it."""
+    from .shared_keys import RedisKeyMemory  # noqa: PLC0415
     from .shared_window import redis_windows  # noqa: PLC0415
 
     backend.redis = redis
     backend.windows = redis_windows(backend.redis, url)
+    backend.keys = RedisKeyMemory(backend.redis, url)
