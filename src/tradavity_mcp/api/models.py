@@ -12,14 +12,12 @@ Reusable pieces for argument models elsewhere: `StrictNumber`, `StrictInt`, `Str
 `CleanText`, `AnyCase`, and `plain_validation_message` for errors in plain words.
 """
 
-from __future__ import annotations
-
 import math
 import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, Self, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -555,7 +553,7 @@ class TradeCreate(_TradeQualitative):
         return _check_trade_date(value)
 
     @model_validator(mode="after")
-    def _asset_config(self) -> TradeCreate:
+    def _asset_config(self) -> Self:
         if self.setup_id is not None and self.strategy_id is None:
             raise ValueError("setup_id needs strategy_id: a setup belongs to a strategy")
         if self.asset_config is None:
@@ -571,7 +569,7 @@ class TradePatch(_TradeQualitative):
     """Body of `PATCH /trades/{n}`: only the qualitative fields; core fields are immutable."""
 
     @model_validator(mode="after")
-    def _not_empty(self) -> TradePatch:
+    def _not_empty(self) -> Self:
         if not self.model_fields_set:
             raise ValueError("nothing to change: pass at least one field")
         return self
@@ -628,7 +626,7 @@ class ExecutionsReplace(RequestBody):
     exits: list[ExecutionFill] | None = None
 
     @model_validator(mode="after")
-    def _shape(self) -> ExecutionsReplace:
+    def _shape(self) -> Self:
         if self.entries is None and self.exits is None:
             raise ValueError("pass entries and/or exits (use empty lists to clear all fills)")
         if len(self.entries or []) + len(self.exits or []) > 200:
