@@ -164,14 +164,18 @@ class Host:
 
     async def open(self, tool: str, arguments: dict[str, Any]) -> CallToolResult:
         """Call `tool` as a model would, and show its result in the tool's view."""
+        result = await self.client.call_tool(tool, arguments)
+        await self.show(tool, arguments, result)
+        return result
+
+    async def show(self, tool: str, arguments: dict[str, Any], result: CallToolResult) -> None:
+        """Show a result in its tool's view (again: as a host does on a reload)."""
         listed = {t.name: t for t in (await self.client.list_tools()).tools}
-        meta = listed[tool].meta or {}
-        uri = meta["ui"]["resourceUri"]
+        uri = (listed[tool].meta or {})["ui"]["resourceUri"]
         resource = (await self.client.read_resource(uri)).contents[0]
         assert resource.mime_type == APP_MIME_TYPE
         html = getattr(resource, "text", "")
         csp = (resource.meta or {}).get("ui", {}).get("csp")
-        result = await self.client.call_tool(tool, arguments)
         await self.page.evaluate(
             "(app) => window.openApp(app)",
             {
@@ -182,7 +186,6 @@ class Host:
                 "hostContext": HOST_CONTEXT,
             },
         )
-        return result
 
     def view(self) -> Any:
         """The view's document (the iframe)."""
