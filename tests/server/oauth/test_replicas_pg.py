@@ -306,7 +306,10 @@ async def _no_check(key: str) -> Me:
 
 
 def test_a_shared_store_needs_the_one_secret_of_every_replica(
-    tmp_path: Path, postgres_url: str, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    postgres_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def options(secret: str | None) -> OAuthOptions:
         return OAuthOptions(
@@ -317,10 +320,15 @@ def test_a_shared_store_needs_the_one_secret_of_every_replica(
             store_url=postgres_url,
         )
 
-    # No secret: a generated one would be this machine's only.
+    # No secret: a generated one would be this machine's only. Refused at start, on
+    # loopback too.
     with pytest.raises(ConfigError, match="the same on every replica"):
         OAuthServer(options(None), _no_check)
     assert not (tmp_path / "oauth-secret.key").exists()
+    monkeypatch.delenv("TRADAVITY_MCP_SECRET_KEY", raising=False)
+    start = ["--transport", "http", "--auth", "oauth", "--state-dir", str(tmp_path)]
+    assert main([*start, "--store", postgres_url]) == 2
+    assert "the same on every replica" in capsys.readouterr().err
     OAuthServer(options(SECRET), _no_check).close()
     with pytest.raises(ConfigError, match="not the secret") as refused:
         OAuthServer(options("x" * 48), _no_check)
