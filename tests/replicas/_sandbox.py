@@ -1,0 +1,94 @@
+"""The sandbox in a process of its own, for the replica tests and benchmark:
+`python -m tests.replicas._sandbox --port N [--rate-multiplier K]`.
+
+Beside the API under `/api/v1` it answers a few harness routes under `/_harness/` (no
+key; loopback only), which the in-process tests reach through `app.state.sandbox`:
+
+* `POST /_harness/faults` `{"spec": "latency_ms=400"}` (or `{"spec": null}`): faults now;
+* `GET /_harness/log?since=N`: the request log from entry N (method, path, status,
+  idempotency key, replayed), and `next`, the index to ask from next time;
+* `POST /_harness/keys`: a new API key of the demo trader (a principal of its own, so
+  each scenario starts with an empty ledger and fresh rate windows);
+* `GET /_harness/counters`.
+
+`--rate-multiplier K` lifts every plan's rate windows K times (the benchmark measures the
+replicas, not the API's limits); the tests keep the API's own windows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import uvicorn
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
+
+from tradavity_mcp.sandbox import FaultSpec, SandboxConfig, create_app
+from tradavity_mcp.sandbox import _pipeline as pipeline
+from tradavity_mcp.sandbox._serve import listening_socket
+
+CONTROL = "/_harness/"
+
+
+class HarnessSandbox:
+    """The sandbox app, with the harness's routes in front of it."""
+
+    def __init__(self) -> None:
+        self.app = create_app(SandboxConfig(db=":memory:"))
+        self.state = self.app.state.sandbox
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(CONTROL):
+            request = Request(scope, receive)
+            response = await self._control(request, scope["path"].removeprefix(CONTROL))
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    async def _control(self, request: Request, name: str) -> JSONResponse:
+        if name == "faults" and request.method == "POST":
+            spec = (await request.json()).get("spec")
+            self.state.set_faults(FaultSpec.parse(spec) if spec else None)
+            return JSONResponse({"ok": True})
+        if name == "log" and request.method == "GET":
+            since = int(request.query_params.get("since", "0"))
+            log = self.state.request_log
+            records: list[dict[str, Any]] = [
+                {
+                    "method": r.method,
+                    "path": r.path,
+                    "status": r.status,
+                    "idempotency_key": r.idempotency_key,
+                    "replayed": r.replayed,
+                }
+                for r in log[since:]
+            ]
+            return JSONResponse({"records": records, "next": since + len(records)})
+        if name == "keys" and request.method == "POST":
+            return JSONResponse({"key": self.state.issue_key()})
+        if name == "counters" and request.method == "GET":
+            return JSONResponse(dict(self.state.counters))
+        return JSONResponse({"error": f"no harness route {request.method} {name}"}, 404)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--rate-multiplier", type=int, default=1)
+    args = parser.parse_args()
+    if args.rate_multiplier != 1:
+        k = args.rate_multiplier
+        for plan, limits in list(pipeline.TIERS.items()):
+            pipeline.TIERS[plan] = (limits[0] * k, limits[1] * k, limits[2] * k)
+    sock = listening_socket("127.0.0.1", args.port)
+    print(json.dumps({"port": sock.getsockname()[1]}), file=sys.stderr, flush=True)
+    config = uvicorn.Config(HarnessSandbox(), log_level="warning", lifespan="off")
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    main()

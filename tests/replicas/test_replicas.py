@@ -1,0 +1,291 @@
+"""Three replicas as real processes (hosted mode, streamable HTTP, `--store` on a real
+PostgreSQL, `--redis` on a real Redis) against the sandbox in its own process, every
+request spread over them by a balancer with no affinity (issue #17's "Must show").
+
+The processes start once for the module; each scenario takes a new API key of the demo
+trader from the sandbox, so it starts with a principal (and a ledger) of its own. After
+each scenario every write the sandbox received must carry an idempotency key the ledger
+recorded before sending it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any, cast
+
+import anyio
+import httpx2
+import pytest
+import redis
+from mcp import Client
+from mcp.types import RequestParamsMeta
+
+from tradavity_mcp.api.client import TradavityClient
+
+from .. import services
+from ..drills._kit import Plan
+from ..kit import data_of, text_of
+from ._harness import SandboxProcess, Sent, Setup, three_replicas
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def setup(redis_server: str) -> Iterator[Setup]:
+    url = f"{redis_server}/{next(services._redis_dbs) % 64}"
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
+    with three_replicas(url) as started:
+        yield started
+
+
+def host_id(value: str) -> RequestParamsMeta:
+    """A host's tool-use id in `_meta`, as Claude Code sends it."""
+    return cast(RequestParamsMeta, {"claudecode/toolUseId": value})
+
+
+def trade(pnl: float, symbol: str = "MNQ") -> dict[str, Any]:
+    return {
+        "symbol": symbol,
+        "direction": "long",
+        "net_pnl": pnl,
+        "trade_date": "2026-11-20T09:31",
+        "account": "Apex 50K",
+    }
+
+
+async def trades_by_pnl(sandbox: SandboxProcess, key: str, symbol: str) -> Counter[float]:
+    async with sandbox.api_client(key) as api:
+        return Counter([float(r.net_pnl or 0) async for r in api.iter_trades(symbol=symbol)])
+
+
+def committed(sent: list[Sent], path_part: str = "") -> list[Sent]:
+    return [s for s in sent if s.committed and path_part in s.path]
+
+
+def assert_every_write_recorded(setup: Setup, key: str, sent: list[Sent]) -> None:
+    """No write reached the API that the ledger had not recorded first; none twice."""
+    writes = [s for s in sent if s.write]
+    assert all(s.idempotency_key for s in writes), [s for s in writes if not s.idempotency_key]
+    recorded = setup.replicas.ledger_keys(key)
+    assert {s.idempotency_key for s in writes} <= recorded
+    twice = Counter(s.idempotency_key for s in writes if s.committed)
+    assert [k for k, n in twice.items() if n > 1] == []
+
+
+async def test_requests_spread_over_every_replica_without_affinity(setup: Setup) -> None:
+    key = setup.sandbox.new_key()
+    _, mark = setup.sandbox.log_since()
+    pnls = [round(10 + i * 1.5, 2) for i in range(6)]
+    async with setup.replicas.client(key) as (client, balancer):
+        for pnl in pnls:
+            result = await client.call_tool("create_trade", trade(pnl, "MES"))
+            assert data_of(result)["outcome"] == "done"
+    calls = [index for index, method in balancer.served if method == "tools/call"]
+    assert len(calls) == 6
+    assert set(calls) == {0, 1, 2}
+    assert all(a != b for a, b in itertools.pairwise(calls))  # never twice in a row
+    counts = await trades_by_pnl(setup.sandbox, key, "MES")
+    assert [counts[p] for p in pnls] == [1] * 6
+    assert_every_write_recorded(setup, key, setup.sandbox.log_since(mark)[0])
+
+
+async def test_a_host_id_replayed_on_another_replica_writes_one_trade(setup: Setup) -> None:
+    key = setup.sandbox.new_key()
+    _, mark = setup.sandbox.log_since()
+    args = trade(21.25)
+    answers = []
+    for replica in (0, 1, 2):
+        async with setup.replicas.client(key, pin=replica) as (client, _):
+            result = await client.call_tool("create_trade", args, meta=host_id("toolu_replay"))
+            answers.append(data_of(result))
+    assert [a["outcome"] for a in answers] == ["done", "replayed", "replayed"]
+    assert len({a["trade_number"] for a in answers}) == 1
+    sent, _ = setup.sandbox.log_since(mark)
+    assert len(committed(sent, "/trades")) == 1
+    assert (await trades_by_pnl(setup.sandbox, key, "MNQ"))[21.25] == 1
+    assert_every_write_recorded(setup, key, sent)
+
+
+async def test_double_dispatch_across_two_replicas_200_times(setup: Setup) -> None:
+    """Each call sent at once to two replicas under one host id (a host that retried
+    before the first answer came): 200 times, one trade each, never two."""
+    key = setup.sandbox.new_key()
+    _, mark = setup.sandbox.log_since()
+    runs = 200
+    outcomes: Counter[str] = Counter()
+    async with (
+        setup.replicas.client(key, pin=0) as (c0, _),
+        setup.replicas.client(key, pin=1) as (c1, _),
+        setup.replicas.client(key, pin=2) as (c2, _),
+    ):
+        clients = [c0, c1, c2]
+        for i in range(runs):
+            args = trade(1000 + i + 0.25, "MCL")
+
+            async def one(client: Client, args: dict[str, Any] = args, i: int = i) -> None:
+                result = await client.call_tool("create_trade", args, meta=host_id(f"toolu_dd{i}"))
+                outcomes[str(data_of(result)["outcome"])] += 1
+
+            async with anyio.create_task_group() as tg:  # replicas i and i+1 (mod 3)
+                tg.start_soon(one, clients[i % 3])
+                tg.start_soon(one, clients[(i + 1) % 3])
+    assert outcomes == {"done": runs, "replayed": runs}
+    counts = await trades_by_pnl(setup.sandbox, key, "MCL")
+    expected = [1000 + i + 0.25 for i in range(runs)]
+    assert sum(1 for p in expected if counts[p] > 1) == 0, "doubled"
+    assert sum(1 for p in expected if counts[p] == 0) == 0, "lost"
+    sent, _ = setup.sandbox.log_since(mark)
+    assert len(committed(sent, "/trades")) == runs
+    assert_every_write_recorded(setup, key, sent)
+
+
+async def test_an_identical_call_without_an_id_on_another_replica_is_held_back(
+    setup: Setup,
+) -> None:
+    key = setup.sandbox.new_key()
+    _, mark = setup.sandbox.log_since()
+    args = trade(33.75, "MGC")
+    async with (
+        setup.replicas.client(key, pin=0) as (first, _),
+        setup.replicas.client(key, pin=1) as (second, _),
+        setup.replicas.client(key, pin=2) as (third, _),
+    ):
+        done = data_of(await first.call_tool("create_trade", args))
+        held = data_of(await second.call_tool("create_trade", args))
+        assert (done["outcome"], held["outcome"]) == ("done", "suspected_duplicate")
+        assert held["trade_number"] == done["trade_number"]
+        assert (await trades_by_pnl(setup.sandbox, key, "MGC"))[33.75] == 1
+        # Meant: allow_duplicate writes it, on any replica.
+        meant = data_of(await third.call_tool("create_trade", {**args, "allow_duplicate": True}))
+        assert meant["outcome"] == "done"
+        assert meant["trade_number"] != done["trade_number"]
+    assert (await trades_by_pnl(setup.sandbox, key, "MGC"))[33.75] == 2
+    assert_every_write_recorded(setup, key, setup.sandbox.log_since(mark)[0])
+
+
+async def _wait_for(sandbox: SandboxProcess, since: int, path_part: str) -> list[Sent]:
+    with anyio.fail_after(20):
+        while True:
+            sent, _ = sandbox.log_since(since)
+            if committed(sent, path_part):
+                return sent
+            await anyio.sleep(0.02)
+
+
+async def _verify_whole(api: TradavityClient, plan: Plan, symbol: str, pnl: float) -> int:
+    rows = [r async for r in api.iter_trades(symbol=symbol)]
+    assert [float(r.net_pnl or 0) for r in rows] == [pnl], "one trade, no other"
+    number = rows[0].trade_number
+    full = await api.get_trade(number)
+    assert sorted(str(t.get("name")) for t in full.tags) == sorted(plan.tags)
+    assert len(await api.list_screenshots(number)) == 1
+    assert len(await api.list_protocol_responses(plan.protocol_id, trade_number=number)) == 1
+    return number
+
+
+async def test_a_replica_killed_mid_journal_and_the_call_finished_on_another(
+    setup: Setup,
+) -> None:
+    """journal_trade on replica 0, SIGKILLed once the trade is created and the other parts
+    are on their way (the sandbox holds every answer 400 ms); the host sends the same call
+    (same id) again and it lands on replica 1: one trade, its tags, one screenshot, one
+    checklist. Replica 1 waits while replica 0's lease stands (60 s; the test moves it
+    into the past instead of waiting) and sends nothing meanwhile."""
+    key = setup.sandbox.new_key()
+    replicas, sandbox = setup.replicas, setup.sandbox
+    symbol, meta = "MYM", host_id("toolu_killed")
+    async with replicas.client(key, pin=1) as (survivor, _):
+        plan = await Plan.discover(survivor)
+        args = plan.arguments(7, symbol=symbol)
+        _, mark = sandbox.log_since()
+        sandbox.set_faults("latency_ms=400")
+        try:
+            async with (
+                replicas.client(key, pin=0, http_timeout=5) as (doomed, _),
+                anyio.create_task_group() as tg,
+            ):
+
+                async def doomed_call() -> None:
+                    # Its answer never comes: the replica dies under it.
+                    with contextlib.suppress(Exception):
+                        await doomed.call_tool("journal_trade", args, meta=meta)
+
+                tg.start_soon(doomed_call)
+                await _wait_for(sandbox, mark, "/trades")
+                await anyio.sleep(0.15)
+                replicas.kill(0)
+                at_kill, _ = sandbox.log_since(mark)
+                tg.cancel_scope.cancel()
+        except* httpx2.TransportError:
+            pass  # the doomed client's own transport, its server gone
+        # Mid-call: the trade was created, none of its other parts had been answered.
+        assert [s.path for s in committed(at_kill)] == ["/api/v1/trades"]
+        await anyio.sleep(0.6)  # what was in flight to the sandbox lands (or not)
+        sandbox.set_faults(None)
+        _, after_kill = sandbox.log_since()
+        [(tool, _, owner, lease)] = replicas.pending_calls(key)
+        assert tool == "journal_trade"
+        assert owner
+        assert lease
+
+        answer: dict[str, Any] = {}
+
+        async def again() -> None:
+            answer.update(data_of(await survivor.call_tool("journal_trade", args, meta=meta)))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(again)
+            # Replica 0 comes back meanwhile (the module's other scenarios want three).
+            await anyio.to_thread.run_sync(replicas.restart, 0)
+            await anyio.sleep(0.5)
+            assert answer == {}, "finished while the dead replica's lease stood"
+            assert [s for s in sandbox.log_since(after_kill)[0] if s.write] == []
+            assert replicas.expire_leases(key) == 1
+    assert answer["outcome"] == "done", answer
+    async with sandbox.api_client(key) as api:
+        number = await _verify_whole(api, plan, symbol, 1000 + 7 + 0.25)
+    assert answer["trade_number"] == number
+    assert replicas.pending_calls(key) == []
+    assert_every_write_recorded(setup, key, sandbox.log_since(mark)[0])
+
+
+async def test_postgres_unreachable_clear_errors_and_nothing_unrecorded_sent(
+    setup: Setup,
+) -> None:
+    """The store stops: every replica refuses writes with the store (no password) and the
+    fix, and sends nothing; the store back, writes work again on every replica, and the
+    refused calls were never sent later."""
+    key = setup.sandbox.new_key()
+    sandbox = setup.sandbox
+    async with setup.replicas.client(key) as (client, balancer):
+        assert (
+            data_of(await client.call_tool("create_trade", trade(1.5, "MBT")))["outcome"] == "done"
+        )
+        _, mark = sandbox.log_since()
+        setup.postgres.stop()
+        try:
+            refused = [
+                await client.call_tool("create_trade", trade(2.5 + i, "MBT")) for i in range(3)
+            ]
+        finally:
+            setup.postgres.start()
+        served = [i for i, method in balancer.served if method == "tools/call"][-3:]
+        assert sorted(served) == [0, 1, 2]
+        for result in refused:
+            assert result.is_error
+            text = text_of(result)
+            assert "write ledger's store postgresql://postgres@127.0.0.1" in text, text
+            assert "Nothing was sent to Tradavity" in text, text
+        assert [s for s in sandbox.log_since(mark)[0] if s.write] == []
+        # Back: each replica writes again (its connection is made anew).
+        for i in range(3):
+            result = await client.call_tool("create_trade", trade(10.5 + i, "MBT"))
+            assert data_of(result)["outcome"] == "done"
+    await anyio.sleep(0.5)
+    counts = await trades_by_pnl(sandbox, key, "MBT")
+    assert [counts[p] for p in (1.5, 2.5, 3.5, 4.5, 10.5, 11.5, 12.5)] == [1, 0, 0, 0, 1, 1, 1]
+    assert_every_write_recorded(setup, key, sandbox.log_since(mark)[0])
