@@ -1,10 +1,15 @@
 """The OAuth store's rules on both stores: SQLite (a file) and PostgreSQL (a real server
 started by the test session). Every scenario opens its stores through `store`, so
 "another replica" is a second connection to the same store, opened as a server opens it.
+
+The PostgreSQL scenarios share one database per module and start from none of the
+store's tables (its schema and the ledger's tables dropped before each): as fresh as a
+new database, without paying for one per test.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,13 +46,33 @@ class Clock:
 Open = Callable[[Clock], OAuthStore]
 
 
+@pytest.fixture(scope="module")
+def pg_database(postgres_server: str) -> Iterator[str]:
+    name = f"oauth_store_{os.getpid()}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+        admin.execute(f'CREATE DATABASE "{name}"'.encode())
+    yield postgres_server.rpartition("/")[0] + "/" + name
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> str:
+    """The module's database with none of the store's (or the ledger's) tables."""
+    with psycopg.connect(pg_database, autocommit=True) as db:
+        db.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE".encode())
+        db.execute("DROP TABLE IF EXISTS schema_version, calls, steps, blobs")
+    return pg_database
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Open]:
     """Opens a store (a new connection: another replica) on this test's store."""
     opened: list[OAuthStore] = []
     url: str | None = None
     if request.param == "postgresql":
-        url = request.getfixturevalue("postgres_url")
+        url = request.getfixturevalue("pg_url")
 
     def open_one(clock: Clock) -> OAuthStore:
         opened.append(open_oauth_store(store_url=url, state_dir=tmp_path, clock=clock))
@@ -323,16 +348,16 @@ def _race(rounds: int, attempt: Callable[[PgOAuthStore, int], bool], url: str) -
     return wins
 
 
-def test_two_replicas_redeeming_one_code_at_once_one_wins(postgres_url: str) -> None:
-    setup = PgOAuthStore(postgres_url)
+def test_two_replicas_redeeming_one_code_at_once_one_wins(pg_url: str) -> None:
+    setup = PgOAuthStore(pg_url)
     codes = [setup.add_grant(_pending(), _checked()) for _ in range(40)]
     setup.close()
-    wins = _race(len(codes), lambda s, n: s.use_code(codes[n]), postgres_url)
+    wins = _race(len(codes), lambda s, n: s.use_code(codes[n]), pg_url)
     assert wins == [1] * len(codes)
 
 
-def test_two_replicas_rotating_one_refresh_token_at_once_one_wins(postgres_url: str) -> None:
-    setup = PgOAuthStore(postgres_url)
+def test_two_replicas_rotating_one_refresh_token_at_once_one_wins(pg_url: str) -> None:
+    setup = PgOAuthStore(pg_url)
     setup.add_grant(_pending(), _checked())
     (grant,) = setup.grants()
     refreshes = [setup.issue(grant.id).refresh for _ in range(40)]
@@ -344,27 +369,27 @@ def test_two_replicas_rotating_one_refresh_token_at_once_one_wins(postgres_url: 
         pairs.append(pair)
         return pair is not None
 
-    wins = _race(len(refreshes), rotate, postgres_url)
+    wins = _race(len(refreshes), rotate, pg_url)
     assert wins == [1] * len(refreshes)
     assert len([p for p in pairs if p is not None]) == len(refreshes)  # one pair per token
 
 
-def test_two_replicas_approving_one_consent_at_once_one_wins(postgres_url: str) -> None:
-    setup = PgOAuthStore(postgres_url)
+def test_two_replicas_approving_one_consent_at_once_one_wins(pg_url: str) -> None:
+    setup = PgOAuthStore(pg_url)
     requests = [setup.add_pending(_pending()) for _ in range(40)]
     setup.close()
-    wins = _race(len(requests), lambda s, n: s.take_pending(requests[n]), postgres_url)
+    wins = _race(len(requests), lambda s, n: s.take_pending(requests[n]), pg_url)
     assert wins == [1] * len(requests)
 
 
-def test_migrations_are_recorded_in_their_own_schema_and_applied_once(postgres_url: str) -> None:
+def test_migrations_are_recorded_in_their_own_schema_and_applied_once(pg_url: str) -> None:
     shipped = oauth_migrations()
     assert [v for v, _, _ in shipped] == list(range(1, len(shipped) + 1))
-    ledger = PgLedger(postgres_url)  # the ledger shares the database, not the versions
-    first, second = PgOAuthStore(postgres_url), PgOAuthStore(postgres_url)
+    ledger = PgLedger(pg_url)  # the ledger shares the database, not the versions
+    first, second = PgOAuthStore(pg_url), PgOAuthStore(pg_url)
     try:
         assert first.schema_version() == second.schema_version() == shipped[-1][0]
-        with psycopg.connect(postgres_url) as db:
+        with psycopg.connect(pg_url) as db:
             mine = db.execute("SELECT version, name FROM tradavity_oauth.schema_version").fetchall()
             ledgers = db.execute("SELECT version, name FROM public.schema_version").fetchall()
             tables = db.execute(
@@ -380,8 +405,8 @@ def test_migrations_are_recorded_in_their_own_schema_and_applied_once(postgres_u
             one.close()
 
 
-def test_a_replica_with_another_secret_is_told_so(postgres_url: str) -> None:
-    a, b = PgOAuthStore(postgres_url), PgOAuthStore(postgres_url)
+def test_a_replica_with_another_secret_is_told_so(pg_url: str) -> None:
+    a, b = PgOAuthStore(pg_url), PgOAuthStore(pg_url)
     try:
         assert a.check_secret(BOX.mac("check"))
         assert b.check_secret(BOX.mac("check"))  # the same secret: accepted
@@ -411,11 +436,11 @@ def test_an_unreachable_store_is_named_without_its_password() -> None:
     assert "TRADAVITY_STORE_URL" in message
 
 
-def test_a_lost_connection_is_opened_again(postgres_url: str) -> None:
-    store = PgOAuthStore(postgres_url)
+def test_a_lost_connection_is_opened_again(pg_url: str) -> None:
+    store = PgOAuthStore(pg_url)
     try:
         code = store.add_grant(_pending(), _checked())
-        _terminate_backends(postgres_url)
+        _terminate_backends(pg_url)
         with pytest.raises(OAuthStoreUnavailable, match="cannot be reached"):
             store.use_code(code)
         assert store.use_code(code)  # nothing was decided by the failed attempt
