@@ -1,5 +1,6 @@
 """The HTTP face of the server: `build_http_app` for streamable HTTP or SSE, the routes
-beside `/mcp` (`/healthz`, `/sync/stream`), and the guard in front of all of them."""
+beside `/mcp` (`/healthz`, `/readyz`, `/sync/stream`), and the guard in front of all of
+them."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ Authenticate = Callable[[Request], Awaitable[Workspace | Response]]
 #: Binds on which the SDK turns DNS-rebinding protection on by itself.
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 #: Routes answered without authentication (they say nothing about the user).
-PUBLIC_PATHS = frozenset({"/healthz"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 PUBLIC_PREFIXES = ("/.well-known/",)
 
 
@@ -55,11 +56,25 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"ok": True, "version": __version__})
 
 
+def readyz_endpoint(backend: Backend) -> Handler:
+    """`/readyz`: 200 when the store and Redis this server is configured with answer,
+    else 503 naming what is down (see `ready`). `/healthz` stays "the process is alive"."""
+
+    async def readyz(request: Request) -> Response:
+        from .ready import readiness  # noqa: PLC0415 (loaded when first probed)
+
+        status, body = await readiness(backend)
+        return JSONResponse(body, status_code=status)
+
+    return readyz
+
+
 def add_routes(mcp: TradavityServer, backend: Backend) -> None:
-    """`/healthz` and `/sync/stream`, beside the SDK's own routes."""
+    """`/healthz`, `/readyz` and `/sync/stream`, beside the SDK's own routes."""
     stream = backend.hosted.stream
     routes: dict[str, Handler] = {
         "/healthz": healthz,
+        "/readyz": readyz_endpoint(backend),
         "/sync/stream": sync_stream_endpoint(
             backend.authenticate,
             heartbeat_seconds=stream.heartbeat_seconds,
