@@ -44,6 +44,8 @@ _ENV_REDIS_URL = "TRADAVITY_REDIS_URL"
 _ENV_LEDGER_RETENTION = "TRADAVITY_LEDGER_RETENTION_DAYS"
 _ENV_SECRET_KEY = "TRADAVITY_MCP_SECRET_KEY"  # noqa: S105 (a variable name)
 _ENV_REDIRECT_HOSTS = "TRADAVITY_MCP_OAUTH_REDIRECT_HOSTS"
+#: The shortest server secret accepted.
+_MIN_SECRET_CHARS = 32
 #: Hosts whose https redirect URIs `--auth oauth` accepts from dynamic client
 #: registration by default (loopback http redirects of native clients always are).
 DEFAULT_REDIRECT_HOSTS = ("claude.ai", "claude.com", "chatgpt.com")
@@ -249,9 +251,15 @@ def _redis_url(raw: str | None) -> str | None:
 
 
 def _secret(raw: str | None) -> SecretStr | None:
-    """The server secret, held as a `SecretStr` (its length is checked where it is used)."""
+    """The server secret, held as a `SecretStr`: at least 32 characters (it keys the OAuth
+    encryption and the SDK's request state, both of which need that much)."""
     if raw is None or not raw.strip():
         return None
+    if len(raw.strip()) < _MIN_SECRET_CHARS:
+        raise ConfigError(
+            f"{_ENV_SECRET_KEY} must be at least {_MIN_SECRET_CHARS} characters "
+            "(e.g. `openssl rand -hex 32`)"
+        )
     return SecretStr(raw.strip())
 
 
