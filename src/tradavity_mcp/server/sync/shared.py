@@ -310,7 +310,8 @@ class RedisSync:
                         if confirmed > len(channels) and self._cut_at is None:
                             # redis-py reconnected and resubscribed on its own.
                             self._cut_at = heard_at
-                        await self._caught_up()
+                        if confirmed % len(channels) == 0:  # all channels (again)
+                            await self._caught_up()
                     elif message is None and self._down:
                         await self.redis.ping()
                         await self._caught_up()
@@ -331,13 +332,14 @@ class RedisSync:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _caught_up(self) -> None:
-        """Subscribed (again): after a cut, hand the monitors what was written meanwhile."""
-        if self._cut_at is not None:
-            # A monitor that heard nothing yet starts a little before the cut.
-            since = int((self._cut_at - 5.0) * 1000) * 1000
-            for monitor in list(self._monitors.values()):
-                await monitor.catch_up(since)
-            self._cut_at = None
+        """Subscribed (again): hand the monitors what was written while this process was
+        not listening (after a cut, or before its reader started again)."""
+        # A monitor that heard nothing yet starts a little before a cut, if there was one.
+        cut = self._cut_at
+        since = 0 if cut is None else int((cut - 5.0) * 1000) * 1000
+        for monitor in list(self._monitors.values()):
+            await monitor.catch_up(since)
+        self._cut_at = None
         self._back()
 
     def _dispatch(self, channel: str, data: str) -> None:
@@ -478,10 +480,11 @@ class RedisSyncMonitor(SyncMonitor):
                 logger.exception("sync listener raised; continuing")
 
     async def catch_up(self, since: int) -> None:
-        """Hand the listeners what was appended while this process heard nothing."""
-        if not self._listeners:
+        """Hand the listeners what was appended while this process heard nothing: after
+        the last event they got, or else after `since` (0: nothing to catch up)."""
+        start = self._delivered or since
+        if not self._listeners or start <= 0:
             return
-        start = max(self._delivered, since)
         for seq, text in await self._entries_after(start):
             self.receive(seq, text)
 
