@@ -49,6 +49,7 @@ from .writes.ledger import Ledger
 from .writes.stores import open_ledger
 
 if TYPE_CHECKING:
+    from mcp.server.mcpserver import RequestStateSecurity
     from redis.asyncio import Redis
 
     from .sync.shared import RedisSync
@@ -406,6 +407,7 @@ def build_server(
         subscriptions=bus,
         token_verifier=verifier,
         auth=_auth_settings(hosted) if verifier is not None else None,
+        request_state_security=_request_state(settings),
     )
     mcp.backend = backend
     backend.shared_sync = shared_sync
@@ -456,3 +458,13 @@ def _share_through_redis(backend: Backend, redis: Redis, url: str) -> None:
     backend.redis = redis
     backend.windows = redis_windows(backend.redis, url)
     backend.keys = RedisKeyMemory(backend.redis, url)
+
+
+def _request_state(settings: Settings) -> RequestStateSecurity | None:
+    """`TRADAVITY_MCP_SECRET_KEY`: the request-state key every replica shares (None: the
+    SDK's key of this process)."""
+    if settings.secret_key is None:
+        return None
+    from .shared_secret import request_state_security  # noqa: PLC0415
+
+    return request_state_security(settings)
