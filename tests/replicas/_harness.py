@@ -1,8 +1,9 @@
 """Three (or N) `tradavity-mcp` replicas as real processes, and what the scenarios need
 around them.
 
-* `Postgres`: a PostgreSQL server of the harness's own (started with the helpers in
-  `tests/services.py`), which a scenario may stop and start again on the same port.
+* `Postgres`, `RedisServer`: a PostgreSQL and a Redis of the harness's own (started with
+  the helpers in `tests/services.py`), which a scenario may stop and start again on the
+  same port.
 * `SandboxProcess`: the sandbox in a process of its own (`tests/replicas/_sandbox.py`),
   over real HTTP, with its faults, request log and keys steered through `/_harness/`.
 * `Replicas`: N server processes in hosted mode (streamable HTTP, `--auth per-user`,
@@ -41,7 +42,7 @@ from mcp.client.streamable_http import streamable_http_client
 from tradavity_mcp.api.client import TradavityClient
 from tradavity_mcp.api.idempotency import principal_for_key
 
-from ..services import _bin, _free_port, _run_as
+from ..services import _bin, _free_port, _run_as, wait_for_redis
 
 #: The protocol era that needs no affinity (the SDK's `mode`).
 ERA = "2026-07-28"
@@ -104,6 +105,36 @@ class Postgres:
     def close(self) -> None:
         if self.running:
             self.stop()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+class RedisServer:
+    """A Redis server on 127.0.0.1 that the harness owns (no persistence): `stop()` kills
+    it, `start()` brings it back, empty, on the same port, as a restarted cache is."""
+
+    def __init__(self) -> None:
+        self.binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.home = Path(tempfile.mkdtemp(prefix="tradavity-replicas-redis-"))
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
+             str(self.home), "--save", "", "--appendonly", "no", "--logfile",
+             str(self.home / "log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for_redis(self.url)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _kill(self.proc)
+            self.proc = None
+
+    def close(self) -> None:
+        self.stop()
         shutil.rmtree(self.home, ignore_errors=True)
 
 
@@ -374,6 +405,7 @@ class Setup:
 
     home: Path
     postgres: Postgres
+    redis: RedisServer
     sandbox: SandboxProcess
     replicas: Replicas
     closers: list[Callable[[], None]] = field(default_factory=list)
@@ -386,23 +418,26 @@ class Setup:
 
 
 @contextlib.contextmanager
-def three_replicas(redis_url: str, *, n: int = 3, rate_multiplier: int = 1) -> Iterator[Setup]:
-    """A PostgreSQL of the harness's own, the sandbox process and `n` replicas, started
-    together (the slow parts overlap) and stopped at the end."""
+def three_replicas(*, n: int = 3, rate_multiplier: int = 1) -> Iterator[Setup]:
+    """A PostgreSQL and a Redis of the harness's own, the sandbox process and `n`
+    replicas, started together (the slow parts overlap) and stopped at the end."""
     home = Path(tempfile.mkdtemp(prefix="tradavity-replicas-"))
     closers: list[Callable[[], None]] = []
     try:
         sandbox = SandboxProcess(home, rate_multiplier=rate_multiplier)
         closers.append(sandbox.close)
+        redis = RedisServer()
+        closers.append(redis.close)
+        redis.start()
         postgres = Postgres()
         closers.append(postgres.close)
         postgres.start()
         store = postgres.database("ledger")
         sandbox.wait_ready()
-        replicas = Replicas(home, sandbox, store, redis_url, n)
+        replicas = Replicas(home, sandbox, store, redis.url, n)
         closers.append(replicas.close)
         replicas.start()
-        setup = Setup(home, postgres, sandbox, replicas, closers)
+        setup = Setup(home, postgres, redis, sandbox, replicas, closers)
     except BaseException:
         for close in reversed(closers):
             with contextlib.suppress(Exception):

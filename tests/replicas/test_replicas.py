@@ -12,20 +12,19 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import anyio
 import httpx2
 import pytest
-import redis
 from mcp import Client
 from mcp.types import RequestParamsMeta
 
 from tradavity_mcp.api.client import TradavityClient
 
-from .. import services
 from ..drills._kit import Plan
 from ..kit import data_of, text_of
 from ._harness import SandboxProcess, Sent, Setup, three_replicas
@@ -34,11 +33,8 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture(scope="module")
-def setup(redis_server: str) -> Iterator[Setup]:
-    url = f"{redis_server}/{next(services._redis_dbs) % 64}"
-    with redis.Redis.from_url(url) as client:
-        client.flushdb()
-    with three_replicas(url) as started:
+def setup() -> Iterator[Setup]:
+    with three_replicas() as started:
         yield started
 
 
@@ -67,11 +63,13 @@ def committed(sent: list[Sent], path_part: str = "") -> list[Sent]:
 
 
 def assert_every_write_recorded(setup: Setup, key: str, sent: list[Sent]) -> None:
-    """No write reached the API that the ledger had not recorded first; none twice."""
+    """No write the API carried out that the ledger does not hold (it records each
+    before sending; a call whose only write the API refused is forgotten, so a
+    corrected retry starts afresh); no write carried out twice."""
     writes = [s for s in sent if s.write]
     assert all(s.idempotency_key for s in writes), [s for s in writes if not s.idempotency_key]
     recorded = setup.replicas.ledger_keys(key)
-    assert {s.idempotency_key for s in writes} <= recorded
+    assert [s for s in writes if s.status < 400 and s.idempotency_key not in recorded] == []
     twice = Counter(s.idempotency_key for s in writes if s.committed)
     assert [k for k, n in twice.items() if n > 1] == []
 
@@ -289,3 +287,124 @@ async def test_postgres_unreachable_clear_errors_and_nothing_unrecorded_sent(
     counts = await trades_by_pnl(sandbox, key, "MBT")
     assert [counts[p] for p in (1.5, 2.5, 3.5, 4.5, 10.5, 11.5, 12.5)] == [1, 0, 0, 0, 1, 1, 1]
     assert_every_write_recorded(setup, key, sandbox.log_since(mark)[0])
+
+
+class SseReader:
+    """`GET /sync/stream` on one replica, its lines collected as they come."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._changed = anyio.Event()
+
+    async def read(self, url: str, key: str) -> None:
+        headers = {"Authorization": f"Bearer {key}"}
+        async with (
+            httpx2.AsyncClient(headers=headers, timeout=None) as http,
+            http.stream("GET", f"{url}/sync/stream", params={"replay": 0}) as response,
+        ):
+            assert response.status_code == 200
+            async for line in response.aiter_lines():
+                self.lines.append(line)
+                self._changed.set()
+                self._changed = anyio.Event()
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(x[5:]) for x in self.lines if x.startswith("data:")]
+
+    async def until(self, predicate: Callable[[SseReader], bool], seconds: float = 10) -> None:
+        with anyio.fail_after(seconds):
+            while not predicate(self):
+                await self._changed.wait()
+
+
+async def _connection(client: Client, status: str) -> int:
+    rows = data_of(await client.call_tool("lookup", {"name": "connections"}))["items"]
+    return int(next(r["id"] for r in rows if r["status"] == status))
+
+
+async def test_a_sync_on_one_replica_reaches_the_stream_and_subscribers_on_others(
+    setup: Setup,
+) -> None:
+    """trigger_sync on replica 0; `/sync/stream` open on replica 1 and a 2026-07-28
+    `subscriptions/listen` on replica 2 both hear of the run (through Redis)."""
+    key = setup.sandbox.new_key()
+    replicas = setup.replicas.replicas
+    stream = SseReader()
+    async with (
+        setup.replicas.client(key, pin=0) as (trigger, _),
+        setup.replicas.client(key, pin=2) as (listener, _),
+        anyio.create_task_group() as tg,
+    ):
+        good = await _connection(trigger, "active")
+        tg.start_soon(stream.read, replicas[1].url, key)
+        await stream.until(lambda s: ": connected" in s.lines)
+        async with listener.listen(resource_subscriptions=["tradavity://sync/runs"]) as sub:
+            run = data_of(await trigger.call_tool("trigger_sync", {"connection": good}))
+            with anyio.fail_after(10):
+                event = await sub.__anext__()
+            assert getattr(event, "uri", None) == "tradavity://sync/runs"
+        await stream.until(
+            lambda s: any(
+                e["run_id"] == run["run_id"] and e["stage"] == "completed" for e in s.events()
+            )
+        )
+        tg.cancel_scope.cancel()
+    mine = [e["stage"] for e in stream.events() if e["run_id"] == run["run_id"]]
+    assert mine == ["queued", "started", "completed"]
+
+
+async def test_redis_restarted_mid_run_loses_and_doubles_nothing(setup: Setup) -> None:
+    """Writes spread over the replicas while Redis is killed and started again (empty):
+    every call ends done, each trade once; the stream and the subscriber opened before
+    the restart hear of a sync made after it."""
+    key = setup.sandbox.new_key()
+    replicas = setup.replicas.replicas
+    _, mark = setup.sandbox.log_since()
+    stream = SseReader()
+    pnls = [round(500 + i * 0.5, 2) for i in range(45)]
+    outcomes: Counter[str] = Counter()
+    async with (
+        setup.replicas.client(key) as (spread, _),
+        setup.replicas.client(key, pin=0) as (trigger, _),
+        setup.replicas.client(key, pin=2) as (listener, _),
+        anyio.create_task_group() as tg,
+    ):
+        expired = await _connection(trigger, "token_expired")
+        tg.start_soon(stream.read, replicas[1].url, key)
+        await stream.until(lambda s: ": connected" in s.lines)
+        async with listener.listen(resource_subscriptions=["tradavity://sync/runs"]) as sub:
+            a_third = anyio.Event()
+
+            async def writer(mine: list[float]) -> None:
+                for pnl in mine:
+                    result = await spread.call_tool("create_trade", trade(pnl, "M6E"))
+                    outcomes[str(data_of(result)["outcome"])] += 1
+                    if sum(outcomes.values()) >= len(pnls) // 3:
+                        a_third.set()
+
+            async with anyio.create_task_group() as writers:
+                for w in range(3):
+                    writers.start_soon(writer, pnls[w::3])
+                with anyio.fail_after(20):
+                    await a_third.wait()
+                setup.redis.stop()
+                before = sum(outcomes.values())
+                await anyio.sleep(0.5)
+                during = sum(outcomes.values()) - before
+                setup.redis.start()
+            assert during > 0, "no write was made while Redis was away"
+            # After the restart: a sync (refused by the broker: its token expired) on
+            # replica 0 reaches the subscriber on replica 2 and the stream on replica 1.
+            refused = await trigger.call_tool("trigger_sync", {"connection": expired})
+            assert refused.is_error
+            with anyio.fail_after(10):
+                event = await sub.__anext__()
+            assert getattr(event, "uri", None) == "tradavity://sync/runs"
+        await stream.until(
+            lambda s: any(e["connection_id"] == expired for e in s.events()), seconds=15
+        )
+        tg.cancel_scope.cancel()
+    assert outcomes == {"done": len(pnls)}
+    counts = await trades_by_pnl(setup.sandbox, key, "M6E")
+    assert [p for p in pnls if counts[p] != 1] == []
+    assert_every_write_recorded(setup, key, setup.sandbox.log_since(mark)[0])
