@@ -37,7 +37,6 @@ from tradavity_mcp.sandbox import (
 from tradavity_mcp.server import HostedOptions, StreamOptions, build_http_app, build_server
 from tradavity_mcp.server.app import TradavityServer
 from tradavity_mcp.server.shared_redis import open_redis
-from tradavity_mcp.server.sync import shared
 from tradavity_mcp.server.sync.monitor import SyncEvent
 from tradavity_mcp.server.sync.shared import RedisSync
 from tradavity_mcp.server.workspace import CURRENT_WORKSPACE, Workspace
@@ -236,9 +235,7 @@ async def test_redis_restarted_mid_run(
     tmp_path: Path,
     own_redis: RedisProcess,
     caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(shared, "FLUSH_SECONDS", 0.3)  # an answer waits less for an outage
     caplog.set_level(logging.INFO, logger="tradavity_mcp.sync")
     clock = ManualClock()
     app = create_app(SandboxConfig(db=":memory:", clock=clock))

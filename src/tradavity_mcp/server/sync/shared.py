@@ -231,6 +231,8 @@ class RedisSync:
                 "written when it is back; the sync history may be out of reach until then",
                 type(exc).__name__,
             )
+            for _, waiting in self._waiters:  # nobody waits for Redis while it is away
+                waiting.set()
 
     def _back(self) -> None:
         if self._down:
@@ -253,9 +255,10 @@ class RedisSync:
         return self._queued
 
     async def wait_written(self, number: int) -> bool:
-        """Wait (at most `FLUSH_SECONDS`) until write `number` reached Redis."""
-        if self._written >= number:
-            return True
+        """Wait (at most `FLUSH_SECONDS`) until write `number` reached Redis; while Redis is
+        known to be away, do not wait for it."""
+        if self._written >= number or self._down:
+            return self._written >= number
         done = anyio.Event()
         entry = (number, done)
         self._waiters.append(entry)
