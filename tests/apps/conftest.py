@@ -135,9 +135,14 @@ class World:
 
 
 @pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
+async def world(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[World]:
+    """The sandbox's demo journal; `indirect` parametrization gives its days of history."""
     clock = ManualClock()
-    app = create_app(SandboxConfig(db=":memory:", clock=clock))
+    config = SandboxConfig(db=":memory:", clock=clock)
+    days = getattr(request, "param", None)
+    if isinstance(days, int):
+        config.demo_days = days
+    app = create_app(config)
     settings = Settings.load(
         environ={"TRADAVITY_API_KEY": DEMO_KEY},
         base_url=SANDBOX_URL,

@@ -68,3 +68,23 @@ async def test_a_click_on_a_day_lists_its_trades_through_the_host(host: Host) ->
     calls = [e for e in await host.log() if e["event"] == "tools/call"]
     assert [c["name"] for c in calls] == ["lookup", "find_trades"]
     await host.screenshot("calendar-day")
+
+
+@pytest.mark.parametrize("world", [330], indirect=True)
+async def test_a_range_too_long_to_send_day_by_day_still_gets_every_month(host: Host) -> None:
+    result = await host.open("get_calendar", {"range": "ytd"})
+    data = data_of(result)
+    assert data["grouped_by"] in {"week", "month"}  # the days did not fit one result
+    view = host.view()
+    total = view.get_by_test_id("total")
+    await total.wait_for()
+    labels = await view.get_by_test_id("month-label").all_inner_texts()
+    assert len(labels) == int(data["range"]["to"][5:7])  # January to this month
+    assert labels[0].startswith("January")
+    assert await total.inner_text() == await money(host, data["summary"]["total_net_pnl"])
+    month_totals = [
+        float(await m.get_attribute("data-value") or "nan")
+        for m in await view.get_by_test_id("month-total").all()
+    ]
+    assert round(sum(month_totals), 2) == pytest.approx(data["summary"]["total_net_pnl"])
+    await host.screenshot("calendar-year")

@@ -35,6 +35,7 @@ async function render(result) {
     data = structured(await bridge.callTool("get_calendar", args));
   }
   if (!data || !data.range) return show(h("p", { class: "muted" }, textOf(result) || "No calendar data."));
+  if (!Array.isArray(data.days) && data.grouped_by) data = await byMonth(data);
   const summary = data.summary || {};
   const prefs = await preferences(bridge, summary.timezone);
   const f = formats(localeOf(bridge.context()), prefs.currency);
@@ -67,6 +68,33 @@ async function render(result) {
     h("div", { class: "months" }, months),
     detail,
   );
+}
+
+/** Most months the view fetches one by one when the range's days came grouped. */
+const MAX_MONTHS = 13;
+
+/**
+ * A long range's days come grouped by week or month (the result's size budget): fetch
+ * its days a month at a time, so every month still gets its grid. The summary (and so the
+ * total) stays the one of the whole range.
+ */
+async function byMonth(data) {
+  const first = parse(data.range.from);
+  const last = parse(data.range.to);
+  const spans = [];
+  for (let m = new Date(Date.UTC(first.getUTCFullYear(), first.getUTCMonth(), 1)); m <= last;
+    m = new Date(Date.UTC(m.getUTCFullYear(), m.getUTCMonth() + 1, 1))) {
+    const end = addDays(new Date(Date.UTC(m.getUTCFullYear(), m.getUTCMonth() + 1, 1)), -1);
+    spans.push([m < first ? first : m, end > last ? last : end]);
+  }
+  if (spans.length > MAX_MONTHS) return data;
+  const account = input.account !== undefined && input.account !== null ? { account: input.account } : {};
+  const parts = await Promise.all(spans.map(([from, to]) =>
+    bridge.callTool("get_calendar", { from_date: iso(from), to_date: iso(to), ...account })
+      .then(structured, () => null)));
+  if (parts.some((part) => !part || !Array.isArray(part.days))) return data;
+  const { note, grouped_by, weeks, months, years, ...rest } = data;
+  return { ...rest, days: parts.flatMap((part) => part.days) };
 }
 
 function fmtDate(day, locale) {

@@ -21,22 +21,24 @@ export function formats(locale, currency) {
   const plain = new Intl.NumberFormat(locale, { maximumFractionDigits: 2 });
   const count = new Intl.NumberFormat(locale, { maximumFractionDigits: 0 });
   const pct = new Intl.NumberFormat(locale, { style: "percent", maximumFractionDigits: 2 });
-  let short;
+  let whole, short;
   try {
+    const currency = money.resolvedOptions().currency;
+    whole = new Intl.NumberFormat(locale, { style: "currency", currency, maximumFractionDigits: 0 });
     short = new Intl.NumberFormat(locale, {
-      style: "currency", currency: money.resolvedOptions().currency,
-      notation: "compact", maximumSignificantDigits: 3,
+      style: "currency", currency, notation: "compact", maximumSignificantDigits: 2,
     });
   } catch {
-    short = plain;
+    whole = short = plain;
   }
+  const brief = (v) => (Math.abs(v) < 1000 ? whole : short).format(v);
   return {
     locale,
     currency: money.resolvedOptions().currency,
     /** A signed amount: "+$12.50", "-$3.00", "$0.00". */
     money: (v) => (isNum(v) ? (v > 0 ? "+" : "") + money.format(v) : "–"),
     /** A signed amount in few characters, for small cells: "+$233", "-$1.2K". */
-    short: (v) => (isNum(v) ? (v > 0 ? "+" : "") + short.format(v) : "–"),
+    short: (v) => (isNum(v) ? (v > 0 ? "+" : "") + brief(v) : "–"),
     /** An unsigned amount. */
     amount: (v) => (isNum(v) ? money.format(v) : "–"),
     number: (v) => (isNum(v) ? plain.format(v) : "–"),
