@@ -10,24 +10,21 @@ recorded before sending it.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import Any, cast
+from typing import Any
 
 import anyio
 import httpx2
 import pytest
 from mcp import Client
-from mcp.types import RequestParamsMeta
 
-from tradavity_mcp.api.client import TradavityClient
-
-from ..drills._kit import Plan
 from ..kit import data_of, text_of
-from ._harness import SandboxProcess, Sent, Setup, three_replicas
+from . import scenarios
+from ._harness import Setup, three_replicas
+from .scenarios import assert_every_write_recorded, committed, host_id, trade, trades_by_pnl
 
 pytestmark = pytest.mark.anyio
 
@@ -36,42 +33,6 @@ pytestmark = pytest.mark.anyio
 def setup() -> Iterator[Setup]:
     with three_replicas() as started:
         yield started
-
-
-def host_id(value: str) -> RequestParamsMeta:
-    """A host's tool-use id in `_meta`, as Claude Code sends it."""
-    return cast(RequestParamsMeta, {"claudecode/toolUseId": value})
-
-
-def trade(pnl: float, symbol: str = "MNQ") -> dict[str, Any]:
-    return {
-        "symbol": symbol,
-        "direction": "long",
-        "net_pnl": pnl,
-        "trade_date": "2026-11-20T09:31",
-        "account": "Apex 50K",
-    }
-
-
-async def trades_by_pnl(sandbox: SandboxProcess, key: str, symbol: str) -> Counter[float]:
-    async with sandbox.api_client(key) as api:
-        return Counter([float(r.net_pnl or 0) async for r in api.iter_trades(symbol=symbol)])
-
-
-def committed(sent: list[Sent], path_part: str = "") -> list[Sent]:
-    return [s for s in sent if s.committed and path_part in s.path]
-
-
-def assert_every_write_recorded(setup: Setup, key: str, sent: list[Sent]) -> None:
-    """No write the API carried out that the ledger does not hold (it records each
-    before sending; a call whose only write the API refused is forgotten, so a
-    corrected retry starts afresh); no write carried out twice."""
-    writes = [s for s in sent if s.write]
-    assert all(s.idempotency_key for s in writes), [s for s in writes if not s.idempotency_key]
-    recorded = setup.replicas.ledger_keys(key)
-    assert [s for s in writes if s.status < 400 and s.idempotency_key not in recorded] == []
-    twice = Counter(s.idempotency_key for s in writes if s.committed)
-    assert [k for k, n in twice.items() if n > 1] == []
 
 
 async def test_requests_spread_over_every_replica_without_affinity(setup: Setup) -> None:
@@ -109,36 +70,13 @@ async def test_a_host_id_replayed_on_another_replica_writes_one_trade(setup: Set
 
 
 async def test_double_dispatch_across_two_replicas_200_times(setup: Setup) -> None:
-    """Each call sent at once to two replicas under one host id (a host that retried
-    before the first answer came): 200 times, one trade each, never two."""
-    key = setup.sandbox.new_key()
-    _, mark = setup.sandbox.log_since()
-    runs = 200
-    outcomes: Counter[str] = Counter()
-    async with (
-        setup.replicas.client(key, pin=0) as (c0, _),
-        setup.replicas.client(key, pin=1) as (c1, _),
-        setup.replicas.client(key, pin=2) as (c2, _),
-    ):
-        clients = [c0, c1, c2]
-        for i in range(runs):
-            args = trade(1000 + i + 0.25, "MCL")
-
-            async def one(client: Client, args: dict[str, Any] = args, i: int = i) -> None:
-                result = await client.call_tool("create_trade", args, meta=host_id(f"toolu_dd{i}"))
-                outcomes[str(data_of(result)["outcome"])] += 1
-
-            async with anyio.create_task_group() as tg:  # replicas i and i+1 (mod 3)
-                tg.start_soon(one, clients[i % 3])
-                tg.start_soon(one, clients[(i + 1) % 3])
-    assert outcomes == {"done": runs, "replayed": runs}
-    counts = await trades_by_pnl(setup.sandbox, key, "MCL")
-    expected = [1000 + i + 0.25 for i in range(runs)]
-    assert sum(1 for p in expected if counts[p] > 1) == 0, "doubled"
-    assert sum(1 for p in expected if counts[p] == 0) == 0, "lost"
-    sent, _ = setup.sandbox.log_since(mark)
-    assert len(committed(sent, "/trades")) == runs
-    assert_every_write_recorded(setup, key, sent)
+    """Each call sent at once to two replicas under one host id (a host that re-sent
+    before the first answer came): 200 times (four pairs in flight at a time), one
+    trade each, never two; the second of each pair is answered from the ledger."""
+    result = await scenarios.double_dispatch(setup, 200, lanes=4)
+    assert (result["doubled"], result["lost"]) == (0, 0)
+    assert result["outcomes"] == {"done": 200, "replayed": 200}
+    assert result["creates_sent"] == 200
 
 
 async def test_an_identical_call_without_an_id_on_another_replica_is_held_back(
@@ -165,90 +103,14 @@ async def test_an_identical_call_without_an_id_on_another_replica_is_held_back(
     assert_every_write_recorded(setup, key, setup.sandbox.log_since(mark)[0])
 
 
-async def _wait_for(sandbox: SandboxProcess, since: int, path_part: str) -> list[Sent]:
-    with anyio.fail_after(20):
-        while True:
-            sent, _ = sandbox.log_since(since)
-            if committed(sent, path_part):
-                return sent
-            await anyio.sleep(0.02)
-
-
-async def _verify_whole(api: TradavityClient, plan: Plan, symbol: str, pnl: float) -> int:
-    rows = [r async for r in api.iter_trades(symbol=symbol)]
-    assert [float(r.net_pnl or 0) for r in rows] == [pnl], "one trade, no other"
-    number = rows[0].trade_number
-    full = await api.get_trade(number)
-    assert sorted(str(t.get("name")) for t in full.tags) == sorted(plan.tags)
-    assert len(await api.list_screenshots(number)) == 1
-    assert len(await api.list_protocol_responses(plan.protocol_id, trade_number=number)) == 1
-    return number
-
-
 async def test_a_replica_killed_mid_journal_and_the_call_finished_on_another(
     setup: Setup,
 ) -> None:
-    """journal_trade on replica 0, SIGKILLed once the trade is created and the other parts
-    are on their way (the sandbox holds every answer 400 ms); the host sends the same call
-    (same id) again and it lands on replica 1: one trade, its tags, one screenshot, one
-    checklist. Replica 1 waits while replica 0's lease stands (60 s; the test moves it
-    into the past instead of waiting) and sends nothing meanwhile."""
-    key = setup.sandbox.new_key()
-    replicas, sandbox = setup.replicas, setup.sandbox
-    symbol, meta = "MYM", host_id("toolu_killed")
-    async with replicas.client(key, pin=1) as (survivor, _):
-        plan = await Plan.discover(survivor)
-        args = plan.arguments(7, symbol=symbol)
-        _, mark = sandbox.log_since()
-        sandbox.set_faults("latency_ms=400")
-        try:
-            async with (
-                replicas.client(key, pin=0, http_timeout=5) as (doomed, _),
-                anyio.create_task_group() as tg,
-            ):
-
-                async def doomed_call() -> None:
-                    # Its answer never comes: the replica dies under it.
-                    with contextlib.suppress(Exception):
-                        await doomed.call_tool("journal_trade", args, meta=meta)
-
-                tg.start_soon(doomed_call)
-                await _wait_for(sandbox, mark, "/trades")
-                await anyio.sleep(0.15)
-                replicas.kill(0)
-                at_kill, _ = sandbox.log_since(mark)
-                tg.cancel_scope.cancel()
-        except* httpx2.TransportError:
-            pass  # the doomed client's own transport, its server gone
-        # Mid-call: the trade was created, none of its other parts had been answered.
-        assert [s.path for s in committed(at_kill)] == ["/api/v1/trades"]
-        await anyio.sleep(0.6)  # what was in flight to the sandbox lands (or not)
-        sandbox.set_faults(None)
-        _, after_kill = sandbox.log_since()
-        [(tool, _, owner, lease)] = replicas.pending_calls(key)
-        assert tool == "journal_trade"
-        assert owner
-        assert lease
-
-        answer: dict[str, Any] = {}
-
-        async def again() -> None:
-            answer.update(data_of(await survivor.call_tool("journal_trade", args, meta=meta)))
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(again)
-            # Replica 0 comes back meanwhile (the module's other scenarios want three).
-            await anyio.to_thread.run_sync(replicas.restart, 0)
-            await anyio.sleep(0.5)
-            assert answer == {}, "finished while the dead replica's lease stood"
-            assert [s for s in sandbox.log_since(after_kill)[0] if s.write] == []
-            assert replicas.expire_leases(key) == 1
-    assert answer["outcome"] == "done", answer
-    async with sandbox.api_client(key) as api:
-        number = await _verify_whole(api, plan, symbol, 1000 + 7 + 0.25)
-    assert answer["trade_number"] == number
-    assert replicas.pending_calls(key) == []
-    assert_every_write_recorded(setup, key, sandbox.log_since(mark)[0])
+    """journal_trade SIGKILLed on replica 0 once the trade is created and its other parts
+    are on their way; the same call (same host id) re-sent lands on replica 1, waits for
+    the dead replica's lease without sending anything, then finishes it: one trade, its
+    tags, one screenshot, one checklist (the checks are in `scenarios.kill_mid_journal`)."""
+    await scenarios.kill_mid_journal(setup, 7)
 
 
 async def test_postgres_unreachable_clear_errors_and_nothing_unrecorded_sent(

@@ -1,0 +1,198 @@
+"""The replica scenarios that run both short (tests/replicas) and at full size
+(`python -m tests.drills.run replicas`), and the checks every scenario shares."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter
+from typing import Any, cast
+
+import anyio
+import httpx2
+from mcp import Client
+from mcp.types import RequestParamsMeta
+
+from tradavity_mcp.api.client import TradavityClient
+
+from ..drills._kit import Plan
+from ..kit import data_of
+from ._harness import SandboxProcess, Sent, Setup
+
+
+def host_id(value: str) -> RequestParamsMeta:
+    """A host's tool-use id in `_meta`, as Claude Code sends it."""
+    return cast(RequestParamsMeta, {"claudecode/toolUseId": value})
+
+
+def trade(pnl: float, symbol: str = "MNQ") -> dict[str, Any]:
+    return {
+        "symbol": symbol,
+        "direction": "long",
+        "net_pnl": pnl,
+        "trade_date": "2026-11-20T09:31",
+        "account": "Apex 50K",
+    }
+
+
+async def trades_by_pnl(sandbox: SandboxProcess, key: str, symbol: str) -> Counter[float]:
+    async with sandbox.api_client(key) as api:
+        return Counter([float(r.net_pnl or 0) async for r in api.iter_trades(symbol=symbol)])
+
+
+def committed(sent: list[Sent], path_part: str = "") -> list[Sent]:
+    return [s for s in sent if s.committed and path_part in s.path]
+
+
+def assert_every_write_recorded(setup: Setup, key: str, sent: list[Sent]) -> None:
+    """No write the API carried out that the ledger does not hold (it records each
+    before sending; a call whose only write the API refused is forgotten, so a
+    corrected retry starts afresh); no write carried out twice."""
+    writes = [s for s in sent if s.write]
+    assert all(s.idempotency_key for s in writes), [s for s in writes if not s.idempotency_key]
+    recorded = setup.replicas.ledger_keys(key)
+    assert [s for s in writes if s.status < 400 and s.idempotency_key not in recorded] == []
+    twice = Counter(s.idempotency_key for s in writes if s.committed)
+    assert [k for k, n in twice.items() if n > 1] == []
+
+
+async def double_dispatch(setup: Setup, runs: int, *, lanes: int = 1) -> dict[str, Any]:
+    """Each create_trade sent at once to two replicas under one host id (a host that
+    re-sent before the first answer came), `runs` times; `lanes` such pairs in flight at
+    a time. Run i goes to replicas i and i+1 (mod 3), so every pair of replicas meets."""
+    key = setup.sandbox.new_key()
+    _, mark = setup.sandbox.log_since()
+    outcomes: Counter[str] = Counter()
+    started = time.perf_counter()
+    n = len(setup.replicas)
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            (await stack.enter_async_context(setup.replicas.client(key, pin=r)))[0]
+            for r in range(n)
+        ]
+
+        async def one(client: Client, i: int) -> None:
+            args = trade(1000 + i + 0.25, "MCL")
+            result = await client.call_tool("create_trade", args, meta=host_id(f"toolu_dd{i}"))
+            outcomes[str(data_of(result)["outcome"])] += 1
+
+        async def lane(first: int) -> None:
+            for i in range(first, runs, lanes):
+                async with anyio.create_task_group() as pair:
+                    pair.start_soon(one, clients[i % n], i)
+                    pair.start_soon(one, clients[(i + 1) % n], i)
+
+        async with anyio.create_task_group() as tg:
+            for first in range(lanes):
+                tg.start_soon(lane, first)
+    seconds = time.perf_counter() - started
+    counts = await trades_by_pnl(setup.sandbox, key, "MCL")
+    expected = [1000 + i + 0.25 for i in range(runs)]
+    sent, _ = setup.sandbox.log_since(mark)
+    assert_every_write_recorded(setup, key, sent)
+    return {
+        "runs": runs,
+        "doubled": sum(1 for p in expected if counts[p] > 1),
+        "lost": sum(1 for p in expected if counts[p] == 0),
+        "outcomes": dict(outcomes),
+        "creates_sent": len(committed(sent, "/trades")),
+        "seconds": round(seconds, 1),
+    }
+
+
+async def _wait_for(sandbox: SandboxProcess, since: int, path_part: str) -> None:
+    """Until the sandbox has carried out a write to `path_part` (polling its log)."""
+    with anyio.fail_after(20):
+        while True:
+            if committed(sandbox.log_since(since)[0], path_part):
+                return
+            await anyio.sleep(0.02)
+
+
+async def _verify_whole(api: TradavityClient, plan: Plan, symbol: str, pnl: float) -> int:
+    """The one trade at `pnl`, with its tags, one screenshot and one checklist."""
+    rows = [r async for r in api.iter_trades(symbol=symbol)]
+    assert [float(r.net_pnl or 0) for r in rows if r.net_pnl == pnl] == [pnl], "one trade"
+    number = next(r.trade_number for r in rows if r.net_pnl == pnl)
+    full = await api.get_trade(number)
+    assert sorted(str(t.get("name")) for t in full.tags) == sorted(plan.tags)
+    assert len(await api.list_screenshots(number)) == 1
+    assert len(await api.list_protocol_responses(plan.protocol_id, trade_number=number)) == 1
+    return number
+
+
+async def kill_mid_journal(
+    setup: Setup, run: int, *, victim: int = 0, survivor: int = 1, real_lease: bool = False
+) -> dict[str, Any]:
+    """journal_trade on replica `victim`, SIGKILLed once the trade is created and its
+    other parts are on their way (the sandbox holds every answer 400 ms); the host sends
+    the same call (same id) again and it lands on replica `survivor`: one trade, its
+    tags, one screenshot, one checklist. The survivor waits while the dead replica's
+    lease stands and sends nothing meanwhile; `real_lease` waits it out (60 s), else the
+    lease is moved into the past once the wait is seen. The victim is started again."""
+    key = setup.sandbox.new_key()
+    replicas, sandbox = setup.replicas, setup.sandbox
+    symbol, meta = "MYM", host_id(f"toolu_killed{run}")
+    async with replicas.client(key, pin=survivor) as (again_client, _):
+        plan = await Plan.discover(again_client)
+        args = plan.arguments(run, symbol=symbol)
+        _, mark = sandbox.log_since()
+        sandbox.set_faults("latency_ms=400")
+        try:
+            async with (
+                replicas.client(key, pin=victim, http_timeout=5) as (doomed, _),
+                anyio.create_task_group() as tg,
+            ):
+
+                async def doomed_call() -> None:
+                    # Its answer never comes: the replica dies under it.
+                    with contextlib.suppress(Exception):
+                        await doomed.call_tool("journal_trade", args, meta=meta)
+
+                tg.start_soon(doomed_call)
+                await _wait_for(sandbox, mark, "/trades")
+                await anyio.sleep(0.15)
+                replicas.kill(victim)
+                at_kill, _ = sandbox.log_since(mark)
+                tg.cancel_scope.cancel()
+        except* httpx2.TransportError:
+            pass  # the doomed client's own transport, its server gone
+        # Mid-call: the trade was created, none of its other parts had been answered.
+        assert [s.path for s in committed(at_kill)] == ["/api/v1/trades"]
+        await anyio.sleep(0.6)  # what was in flight to the sandbox lands (or not)
+        sandbox.set_faults(None)
+        _, after_kill = sandbox.log_since()
+        [(tool, _, owner, lease)] = replicas.pending_calls(key)
+        assert tool == "journal_trade"
+        assert owner
+        assert lease
+        landed_after_kill = len(committed(sandbox.log_since(mark)[0])) - 1
+
+        answer: dict[str, Any] = {}
+
+        async def again() -> None:
+            answer.update(data_of(await again_client.call_tool("journal_trade", args, meta=meta)))
+
+        waited = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(again)
+            # The victim comes back meanwhile (the other scenarios want every replica).
+            await anyio.to_thread.run_sync(replicas.restart, victim)
+            await anyio.sleep(0.5)
+            assert answer == {}, "finished while the dead replica's lease stood"
+            assert [s for s in sandbox.log_since(after_kill)[0] if s.write] == []
+            if not real_lease:
+                assert replicas.expire_leases(key) == 1
+        waited = time.perf_counter() - waited
+    assert answer["outcome"] == "done", answer
+    async with sandbox.api_client(key) as api:
+        number = await _verify_whole(api, plan, symbol, 1000 + run + 0.25)
+    assert answer["trade_number"] == number
+    assert replicas.pending_calls(key) == []
+    sent = sandbox.log_since(mark)[0]
+    assert_every_write_recorded(setup, key, sent)
+    return {
+        "parts_landed_after_the_kill": landed_after_kill,
+        "resent_and_replayed": sum(1 for s in sandbox.log_since(after_kill)[0] if s.replayed),
+        "survivor_waited_s": round(waited, 1),
+    }
