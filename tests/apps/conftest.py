@@ -166,6 +166,8 @@ class Host:
     client: Client
     #: Every request the page or a view tried outside the host's own origin.
     outside: list[str] = field(default_factory=list)
+    #: What the host tells the view about itself (locale, time zone, theme, size).
+    context: dict[str, Any] = field(default_factory=lambda: dict(HOST_CONTEXT))
 
     async def open(self, tool: str, arguments: dict[str, Any]) -> CallToolResult:
         """Call `tool` as a model would, and show its result in the tool's view."""
@@ -188,7 +190,7 @@ class Host:
                 "csp": csp,
                 "toolInput": arguments,
                 "toolResult": dump(result),
-                "hostContext": HOST_CONTEXT,
+                "hostContext": self.context,
             },
         )
 

@@ -55,3 +55,23 @@ async def test_the_dashboard_shows_the_figures_of_get_stats(host: Host) -> None:
     assert await view.locator("svg polyline").count() == 1
     assert await host.tallest() <= 500
     await host.screenshot("dashboard")
+
+
+async def test_figures_follow_the_hosts_locale(host: Host) -> None:
+    host.context["locale"] = "de-DE"
+    data = data_of(await host.open("get_stats", {}))
+    net = host.view().get_by_test_id("stat-total_net_pnl")
+    await net.wait_for()
+    expected = await host.page.evaluate(
+        "(v) => '+' + new Intl.NumberFormat('de-DE', {style: 'currency', currency: 'USD'})"
+        ".format(v)",
+        data["totals"]["total_net_pnl"],
+    )
+    assert "," in expected  # a German decimal comma: not the en-US text
+    assert await net.inner_text() == expected
+    rate = await host.view().get_by_test_id("stat-win_rate_pct").inner_text()
+    assert rate == await host.page.evaluate(
+        "(v) => new Intl.NumberFormat('de-DE', {style: 'percent', maximumFractionDigits: 2})"
+        ".format(v / 100)",
+        data["decisions"]["win_rate_pct"],
+    )
