@@ -22,6 +22,7 @@ DRILLS = [
     "double-dispatch",
     "two-processes",
     "footprint",
+    "replicas",
 ]
 
 
@@ -36,6 +37,10 @@ def main() -> None:
     parser.add_argument("--writes", type=int, default=10_000, help="footprint: writes for RSS")
     parser.add_argument(
         "--screenshot-bytes", type=int, default=1 << 20, help="footprint: screenshot size"
+    )
+    parser.add_argument("--kills", type=int, default=3, help="replicas: SIGKILLs mid-journal")
+    parser.add_argument(
+        "--real-lease", action="store_true", help="replicas: wait out a dead replica's lease"
     )
     args = parser.parse_args()
     ids = not args.no_id
@@ -58,6 +63,10 @@ def main() -> None:
                     args.runs, state, ids=ids, latency_ms=args.latency_ms
                 )
             )
+        elif args.drill == "replicas":
+            from ..replicas.scenarios import drill
+
+            result = anyio.run(lambda: drill(args.runs, args.kills, real_lease=args.real_lease))
         elif args.drill == "two-processes":
             result = anyio.run(lambda: drills.two_processes(args.runs, state, log))
         else:

@@ -218,6 +218,10 @@ class SandboxProcess:
     def set_faults(self, spec: str | None) -> None:
         self._control("POST", "faults", json={"spec": spec})
 
+    def hold_answers(self, ms: float) -> None:
+        """Carry out each write at once and hold its answer back `ms` (0: no more)."""
+        self._control("POST", "hold", json={"ms": ms})
+
     def new_key(self) -> str:
         return str(self._control("POST", "keys")["key"])
 

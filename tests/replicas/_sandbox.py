@@ -4,7 +4,10 @@
 Beside the API under `/api/v1` it answers a few harness routes under `/_harness/` (no
 key; loopback only), which the in-process tests reach through `app.state.sandbox`:
 
-* `POST /_harness/faults` `{"spec": "latency_ms=400"}` (or `{"spec": null}`): faults now;
+* `POST /_harness/faults` `{"spec": "latency_ms=400"}` (or `{"spec": null}`): faults now
+  (`latency_ms` holds each request before the API looks at it);
+* `POST /_harness/hold` `{"ms": 400}`: every write is carried out at once and its answer
+  held back that long (a write that landed, its answer still on the way); `0` ends it;
 * `GET /_harness/log?since=N`: the request log from entry N (method, path, status,
   idempotency key, replayed), and `next`, the index to ask from next time;
 * `POST /_harness/keys`: a new API key of the demo trader (a principal of its own, so
@@ -18,6 +21,7 @@ replicas, not the API's limits); the tests keep the API's own windows.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from typing import Any
@@ -25,7 +29,7 @@ from typing import Any
 import uvicorn
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from tradavity_mcp.sandbox import FaultSpec, SandboxConfig, create_app
 from tradavity_mcp.sandbox import _pipeline as pipeline
@@ -40,6 +44,7 @@ class HarnessSandbox:
     def __init__(self) -> None:
         self.app = create_app(SandboxConfig(db=":memory:"))
         self.state = self.app.state.sandbox
+        self.hold_seconds = 0.0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(CONTROL):
@@ -47,12 +52,25 @@ class HarnessSandbox:
             response = await self._control(request, scope["path"].removeprefix(CONTROL))
             await response(scope, receive, send)
             return
+        hold = self.hold_seconds
+        if hold and scope["type"] == "http" and scope["method"] != "GET":
+
+            async def held(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    await asyncio.sleep(hold)  # carried out (and logged) already
+                await send(message)
+
+            await self.app(scope, receive, held)
+            return
         await self.app(scope, receive, send)
 
     async def _control(self, request: Request, name: str) -> JSONResponse:
         if name == "faults" and request.method == "POST":
             spec = (await request.json()).get("spec")
             self.state.set_faults(FaultSpec.parse(spec) if spec else None)
+            return JSONResponse({"ok": True})
+        if name == "hold" and request.method == "POST":
+            self.hold_seconds = float((await request.json())["ms"]) / 1000
             return JSONResponse({"ok": True})
         if name == "log" and request.method == "GET":
             since = int(request.query_params.get("since", "0"))

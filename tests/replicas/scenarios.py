@@ -17,7 +17,7 @@ from tradavity_mcp.api.client import TradavityClient
 
 from ..drills._kit import Plan
 from ..kit import data_of
-from ._harness import SandboxProcess, Sent, Setup
+from ._harness import SandboxProcess, Sent, Setup, three_replicas
 
 
 def host_id(value: str) -> RequestParamsMeta:
@@ -100,11 +100,11 @@ async def double_dispatch(setup: Setup, runs: int, *, lanes: int = 1) -> dict[st
     }
 
 
-async def _wait_for(sandbox: SandboxProcess, since: int, path_part: str) -> None:
-    """Until the sandbox has carried out a write to `path_part` (polling its log)."""
+async def _wait_for(sandbox: SandboxProcess, since: int, path_part: str, n: int = 1) -> None:
+    """Until the sandbox has carried out `n` writes to `path_part` (polling its log)."""
     with anyio.fail_after(20):
         while True:
-            if committed(sandbox.log_since(since)[0], path_part):
+            if len(committed(sandbox.log_since(since)[0], path_part)) >= n:
                 return
             await anyio.sleep(0.02)
 
@@ -122,14 +122,23 @@ async def _verify_whole(api: TradavityClient, plan: Plan, symbol: str, pnl: floa
 
 
 async def kill_mid_journal(
-    setup: Setup, run: int, *, victim: int = 0, survivor: int = 1, real_lease: bool = False
+    setup: Setup,
+    run: int,
+    *,
+    landed: bool,
+    victim: int = 0,
+    survivor: int = 1,
+    real_lease: bool = False,
 ) -> dict[str, Any]:
-    """journal_trade on replica `victim`, SIGKILLed once the trade is created and its
-    other parts are on their way (the sandbox holds every answer 400 ms); the host sends
-    the same call (same id) again and it lands on replica `survivor`: one trade, its
-    tags, one screenshot, one checklist. The survivor waits while the dead replica's
-    lease stands and sends nothing meanwhile; `real_lease` waits it out (60 s), else the
-    lease is moved into the past once the wait is seen. The victim is started again."""
+    """journal_trade on replica `victim`, SIGKILLed in the middle: once the trade exists
+    and its tags, screenshot and checklist are on their way (`landed=False`: the sandbox
+    holds each request 400 ms before looking at it, so they die with the replica), or
+    once the sandbox has carried them out while their answers are held back (`landed`:
+    the ledger never learns they landed). The host sends the same call (same id) again
+    and it lands on replica `survivor`: one trade, its tags, one screenshot, one
+    checklist. The survivor waits while the dead replica's lease stands and sends
+    nothing meanwhile; `real_lease` waits it out (60 s), else the lease is moved into
+    the past once the wait is seen. The victim is started again."""
     key = setup.sandbox.new_key()
     replicas, sandbox = setup.replicas, setup.sandbox
     symbol, meta = "MYM", host_id(f"toolu_killed{run}")
@@ -137,7 +146,10 @@ async def kill_mid_journal(
         plan = await Plan.discover(again_client)
         args = plan.arguments(run, symbol=symbol)
         _, mark = sandbox.log_since()
-        sandbox.set_faults("latency_ms=400")
+        if landed:
+            sandbox.hold_answers(400)
+        else:
+            sandbox.set_faults("latency_ms=400")
         try:
             async with (
                 replicas.client(key, pin=victim, http_timeout=5) as (doomed, _),
@@ -150,23 +162,30 @@ async def kill_mid_journal(
                         await doomed.call_tool("journal_trade", args, meta=meta)
 
                 tg.start_soon(doomed_call)
-                await _wait_for(sandbox, mark, "/trades")
-                await anyio.sleep(0.15)
+                if landed:  # the trade, then its three parts, carried out
+                    await _wait_for(sandbox, mark, "/api/v1/", 4)
+                else:
+                    await _wait_for(sandbox, mark, "/trades")
+                    await anyio.sleep(0.15)
                 replicas.kill(victim)
                 at_kill, _ = sandbox.log_since(mark)
                 tg.cancel_scope.cancel()
         except* httpx2.TransportError:
             pass  # the doomed client's own transport, its server gone
-        # Mid-call: the trade was created, none of its other parts had been answered.
-        assert [s.path for s in committed(at_kill)] == ["/api/v1/trades"]
+        paths = [s.path for s in committed(at_kill)]
+        assert paths[0] == "/api/v1/trades"
+        # Mid-call: in flight, nothing but the trade had been answered; landed, all four
+        # were carried out and the victim had the answer to the first only.
+        assert len(paths) == (4 if landed else 1), paths
         await anyio.sleep(0.6)  # what was in flight to the sandbox lands (or not)
         sandbox.set_faults(None)
+        sandbox.hold_answers(0)
         _, after_kill = sandbox.log_since()
         [(tool, _, owner, lease)] = replicas.pending_calls(key)
         assert tool == "journal_trade"
         assert owner
         assert lease
-        landed_after_kill = len(committed(sandbox.log_since(mark)[0])) - 1
+        landed_after_kill = len(committed(sandbox.log_since(mark)[0])) - len(paths)
 
         answer: dict[str, Any] = {}
 
@@ -189,10 +208,39 @@ async def kill_mid_journal(
         number = await _verify_whole(api, plan, symbol, 1000 + run + 0.25)
     assert answer["trade_number"] == number
     assert replicas.pending_calls(key) == []
-    sent = sandbox.log_since(mark)[0]
-    assert_every_write_recorded(setup, key, sent)
+    finish = [s for s in sandbox.log_since(after_kill)[0] if s.write]
+    if landed:  # the survivor re-sent the three under their keys: answered, not redone
+        assert [(s.replayed, s.status < 300) for s in finish] == [(True, True)] * 3, finish
+    assert_every_write_recorded(setup, key, sandbox.log_since(mark)[0])
     return {
+        "landed": landed,
         "parts_landed_after_the_kill": landed_after_kill,
-        "resent_and_replayed": sum(1 for s in sandbox.log_since(after_kill)[0] if s.replayed),
+        "parts_resent_and_replayed": sum(1 for s in finish if s.replayed),
+        "parts_sent_fresh": sum(1 for s in finish if s.committed),
         "survivor_waited_s": round(waited, 1),
     }
+
+
+async def drill(runs: int, kills: int, *, real_lease: bool = False) -> dict[str, Any]:
+    """The full-size version: three replicas, `runs` double dispatches one pair at a time,
+    then `kills` mid-journal kills (parts landed, then in flight, in turn), each on the
+    next replica and finished on the one after (`real_lease`: the survivor waits the
+    dead replica's lease out). The sandbox's rate windows are lifted tenfold: they would
+    pace the run, they are not what is measured."""
+    with three_replicas(rate_multiplier=10) as setup:
+        dispatch = await double_dispatch(setup, runs)
+        crashes = []
+        for k in range(kills):
+            victim = k % len(setup.replicas)
+            survivor = (victim + 1) % len(setup.replicas)
+            crashes.append(
+                await kill_mid_journal(
+                    setup,
+                    k,
+                    landed=k % 2 == 0,
+                    victim=victim,
+                    survivor=survivor,
+                    real_lease=real_lease,
+                )
+            )
+    return {"double_dispatch": dispatch, "kills": crashes}
