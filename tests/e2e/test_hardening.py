@@ -240,7 +240,7 @@ async def test_every_route_checks_host_origin_and_bearer(
                 if auth == "none":
                     continue
                 anonymous = await http.request(method, url)
-                public = path == "/healthz" or path.startswith("/.well-known/")
+                public = path in {"/healthz", "/readyz"} or path.startswith("/.well-known/")
                 assert (anonymous.status_code == 401) is not public, (method, path)
                 if not public:
                     assert anonymous.headers["www-authenticate"].startswith("Bearer")
