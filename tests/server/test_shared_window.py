@@ -143,7 +143,9 @@ SPEED = 120.0
 CALLS_PER_SERVER = 50
 
 
-async def _three_servers_flat_out(tmp_path: Path, redis_url: str | None) -> dict[str, int]:
+async def _three_servers_flat_out(
+    tmp_path: Path, redis_url: str | None, calls: int = CALLS_PER_SERVER
+) -> dict[str, int]:
     """Three servers (replicas: own state directories, one key) call find_trades flat
     out, each on two connections at once; what the sandbox saw and the model got."""
     clock = ScaledClock(SPEED)
@@ -165,7 +167,7 @@ async def _three_servers_flat_out(tmp_path: Path, redis_url: str | None) -> dict
 
     async def drive(client: Client) -> None:
         nonlocal errors
-        for _ in range(CALLS_PER_SERVER // 2):
+        for _ in range(calls // 2):
             result = await client.call_tool("find_trades", {"limit": 5})
             errors += int(result.is_error)
 
