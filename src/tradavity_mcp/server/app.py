@@ -28,6 +28,7 @@ from ..api.clock import Clock, Now, SystemClock
 from ..api.idempotency import principal_for_key
 from ..api.pacing import SendWindow
 from ..settings import Settings
+from .apps import AppsOnly, apps_extension
 from .auth import KeyMemory, PerUserVerifier, ServerTokenVerifier, Workspaces, unauthorized
 from .background import (
     REFDATA_REFRESH_SECONDS,
@@ -400,7 +401,9 @@ def build_server(
         middleware=[
             HandshakeWatch(backend),
             RequestScope(output_schemas=settings.output_schemas, notifier=notifier),
+            AppsOnly(),
         ],
+        extensions=[apps_extension(read_only=settings.read_only)],
         # The SDK configures root logging (Rich, at this level) if nothing has yet: keep it
         # quiet by default, so an embedding host is not flooded with per-request INFO lines.
         log_level=log_level,
