@@ -441,7 +441,7 @@ def _register(mcp: TradavityServer, settings: Settings, *, stdio: bool) -> None:
 
 def _open_redis(url: str) -> Redis:
     """`--redis`: the process's one client."""
-    from .shared_redis import open_redis  # noqa: PLC0415 (redis only when configured)
+    from .replicas.redis_client import open_redis  # noqa: PLC0415 (redis only when configured)
 
     return open_redis(url)
 
@@ -455,8 +455,8 @@ def _shared_sync(redis: Redis, clock: Now) -> RedisSync:
 
 def _share_through_redis(backend: Backend, redis: Redis, url: str) -> None:
     """`--redis`: the process's one client; each API key's rate window in it."""
-    from .shared_keys import RedisKeyMemory  # noqa: PLC0415
-    from .shared_window import redis_windows  # noqa: PLC0415
+    from .replicas.keys import RedisKeyMemory  # noqa: PLC0415
+    from .replicas.window import redis_windows  # noqa: PLC0415
 
     backend.redis = redis
     backend.windows = redis_windows(backend.redis, url)
@@ -468,6 +468,6 @@ def _request_state(settings: Settings) -> RequestStateSecurity | None:
     SDK's key of this process)."""
     if settings.secret_key is None:
         return None
-    from .shared_secret import request_state_security  # noqa: PLC0415
+    from .replicas.secret import request_state_security  # noqa: PLC0415
 
     return request_state_security(settings)

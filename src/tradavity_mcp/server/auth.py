@@ -101,7 +101,7 @@ class Recalled:
 
 
 class KeyMemory(Protocol):
-    """Key checks shared by every replica (`shared_keys.RedisKeyMemory` with `--redis`),
+    """Key checks shared by every replica (`replicas.keys.RedisKeyMemory` with `--redis`),
     by fingerprint only: a key checked on one replica is not checked again on the
     others while its answer holds. Never raises: what cannot be shared is not."""
 

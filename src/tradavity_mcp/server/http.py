@@ -61,7 +61,7 @@ def readyz_endpoint(backend: Backend) -> Handler:
     else 503 naming what is down (see `ready`). `/healthz` stays "the process is alive"."""
 
     async def readyz(request: Request) -> Response:
-        from .ready import readiness  # noqa: PLC0415 (loaded when first probed)
+        from .replicas.ready import readiness  # noqa: PLC0415 (loaded when first probed)
 
         status, body = await readiness(backend)
         return JSONResponse(body, status_code=status)

@@ -36,7 +36,7 @@ from tradavity_mcp.sandbox import (
 )
 from tradavity_mcp.server import HostedOptions, StreamOptions, build_http_app, build_server
 from tradavity_mcp.server.app import TradavityServer
-from tradavity_mcp.server.shared_redis import open_redis
+from tradavity_mcp.server.replicas.redis_client import open_redis
 from tradavity_mcp.server.sync.monitor import SyncEvent
 from tradavity_mcp.server.sync.shared import RedisSync
 from tradavity_mcp.server.workspace import CURRENT_WORKSPACE, Workspace

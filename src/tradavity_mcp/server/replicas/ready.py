@@ -21,7 +21,7 @@ import anyio
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from .app import Backend
+    from ..app import Backend
 
 __all__ = ["CHECK_SECONDS", "readiness"]
 
@@ -47,7 +47,7 @@ async def readiness(backend: Backend) -> tuple[int, dict[str, Any]]:
 
 
 async def _check(url: str, probe: Any) -> dict[str, str]:
-    from .writes.store_pg import redact_url  # noqa: PLC0415 (psycopg only when used)
+    from ..writes.store_pg import redact_url  # noqa: PLC0415 (psycopg only when used)
 
     shown = {"url": redact_url(url)}
     try:

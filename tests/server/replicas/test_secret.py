@@ -29,7 +29,7 @@ from tradavity_mcp.sandbox import (
 from tradavity_mcp.server import build_http_app, build_server
 from tradavity_mcp.settings import ConfigError, Settings
 
-from ..kit import SANDBOX_URL, data_of, plain_trade, text_of
+from ...kit import SANDBOX_URL, data_of, plain_trade, text_of
 
 pytestmark = pytest.mark.anyio
 

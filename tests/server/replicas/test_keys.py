@@ -19,7 +19,7 @@ from tradavity_mcp.server.app import TradavityServer
 from tradavity_mcp.server.auth import PerUserVerifier, Workspaces
 from tradavity_mcp.settings import Settings
 
-from ..kit import SANDBOX_URL
+from ...kit import SANDBOX_URL
 
 pytestmark = pytest.mark.anyio
 

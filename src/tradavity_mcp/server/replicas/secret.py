@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from mcp.server.mcpserver import RequestStateSecurity
 
 if TYPE_CHECKING:
-    from ..settings import Settings
+    from ...settings import Settings
 
 __all__ = ["request_state_security"]
 

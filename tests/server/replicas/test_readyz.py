@@ -24,7 +24,7 @@ from tradavity_mcp.sandbox import (
 from tradavity_mcp.server import build_http_app, build_server
 from tradavity_mcp.settings import Settings
 
-from ..kit import SANDBOX_URL
+from ...kit import SANDBOX_URL
 
 
 class Relay:

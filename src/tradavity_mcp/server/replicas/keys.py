@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
-from .auth import Recalled
-from .shared_window import PREFIX, RedisOutage
+from ..auth import Recalled
+from .window import PREFIX, RedisOutage
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from ..api.pacing import WINDOW_SECONDS, LocalWindow, SendWindow
+from ...api.pacing import WINDOW_SECONDS, LocalWindow, SendWindow
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -190,6 +190,6 @@ def _reason(exc: BaseException) -> str:
 
 
 def _redacted(url: str) -> str:
-    from .writes.store_pg import redact_url  # noqa: PLC0415 (psycopg only when used)
+    from ..writes.store_pg import redact_url  # noqa: PLC0415 (psycopg only when used)
 
     return redact_url(url)

@@ -23,11 +23,11 @@ from tradavity_mcp.api.client import RetryPolicy
 from tradavity_mcp.api.idempotency import principal_for_key
 from tradavity_mcp.sandbox import FREE_KEY, SandboxConfig, SandboxTransport, ScaledClock, create_app
 from tradavity_mcp.server import build_server
-from tradavity_mcp.server.shared_redis import open_redis
-from tradavity_mcp.server.shared_window import RedisOutage, RedisWindow, redis_windows
+from tradavity_mcp.server.replicas.redis_client import open_redis
+from tradavity_mcp.server.replicas.window import RedisOutage, RedisWindow, redis_windows
 from tradavity_mcp.settings import Settings
 
-from ..kit import SANDBOX_URL
+from ...kit import SANDBOX_URL
 
 pytestmark = pytest.mark.anyio
 
