@@ -141,6 +141,8 @@ class Backend:
         self.state: AppState | None = None
         #: `--redis`: this process's one Redis client (None: nothing shared between replicas).
         self.redis: Redis | None = None
+        #: What `/readyz` last found down (`store`, `redis`), so each change is logged once.
+        self.not_ready: set[str] = set()
         #: Where each API key's send times are kept, by principal (None: each client's own).
         self.windows: Callable[[str], SendWindow] | None = None
         #: Bearer key checks shared by replicas (None: this process's own).
