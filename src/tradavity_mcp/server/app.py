@@ -46,8 +46,7 @@ from .refdata import RefData
 from .scope import AppState, RequestScope
 from .sync.notifier import PrincipalBus, SyncNotifier, install_legacy_subscriptions
 from .workspace import Workspace
-from .writes.ledger import Ledger
-from .writes.stores import open_ledger
+from .writes.offload import AsyncLedger, open_async_ledger
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import RequestStateSecurity
@@ -198,7 +197,7 @@ class Backend:
             window=windows(principal_for_key(key.get_secret_value())) if windows else None,
         )
 
-    def _workspace(self, api: TradavityClient, ledger: Ledger) -> Workspace:
+    def _workspace(self, api: TradavityClient, ledger: AsyncLedger) -> Workspace:
         """The one place workspaces are made: the server's own, and each hosted user's."""
         ws = Workspace(
             api=api,
@@ -213,8 +212,9 @@ class Backend:
         return ws
 
     async def _open(self, stack: AsyncExitStack) -> AppState:
-        ledger = open_ledger(self.settings, clock=self.link.clock.now)
-        stack.callback(ledger.close)
+        # Opened, and closed, in a worker thread, like every later call on it.
+        ledger = await open_async_ledger(self.settings, clock=self.link.clock.now)
+        stack.push_async_callback(ledger.aclose)
         if self.redis is not None:
             stack.push_async_callback(self.redis.aclose)
         state = AppState()

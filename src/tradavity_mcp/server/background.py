@@ -80,7 +80,7 @@ async def resume_forever(workspaces: Workspaces, settings: Settings, interval: f
         if current and current[0].clock() - pruned_at > PRUNE_INTERVAL_SECONDS:
             pruned_at = current[0].clock()
             try:
-                current[0].ledger.prune(pruned_at - retention)
+                await current[0].ledger.prune(pruned_at - retention)
             except Exception:
                 logger.exception("ledger prune failed")
         await anyio.sleep(interval)

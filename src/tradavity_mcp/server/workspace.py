@@ -25,7 +25,7 @@ from .errors import UserError
 from .refdata import RefData
 from .sync.monitor import SyncMonitor
 from .writes.call import DUPLICATE_WINDOW_SECONDS
-from .writes.ledger import Ledger
+from .writes.offload import AsyncLedger
 
 __all__ = ["CURRENT_WORKSPACE", "Workspace", "current_workspace"]
 
@@ -40,7 +40,8 @@ SCOPES_WAIT_SECONDS = 1.5
 @dataclass
 class Workspace:
     api: TradavityClient
-    ledger: Ledger
+    #: The write ledger; every call on it is awaited (in a worker thread, off the loop).
+    ledger: AsyncLedger
     ref: RefData
     clock: Now = time.time
     #: How waits (a sync cooldown) sleep; tests pass one that moves the sandbox clock.

@@ -32,6 +32,7 @@ from tradavity_mcp.server.writes.ledger import (
     canonical_json,
     digest_arguments,
 )
+from tradavity_mcp.server.writes.offload import AsyncLedger
 
 pytestmark = pytest.mark.anyio
 
@@ -56,7 +57,7 @@ def _call(
 ) -> WriteCall:
     ident = CallId(call_id, source) if call_id else CallId(f"none:{os.urandom(8).hex()}", "none")  # type: ignore[arg-type]
     return WriteCall(
-        ledger=ledger,
+        ledger=AsyncLedger(ledger),
         principal="p",
         tool=tool,
         call_id=ident,

@@ -25,6 +25,7 @@ from tradavity_mcp.server.writes.call import (
     WriteKind,
 )
 from tradavity_mcp.server.writes.ledger import CallDraft, Ledger, LedgerUnavailable
+from tradavity_mcp.server.writes.offload import AsyncLedger
 from tradavity_mcp.server.writes.store_pg import PgLedger, migrations, redact_url
 
 pytestmark = pytest.mark.anyio
@@ -74,7 +75,7 @@ def _call(
 ) -> WriteCall:
     ident = CallId(call_id, source) if call_id else CallId(f"none:{os.urandom(8).hex()}", "none")  # type: ignore[arg-type]
     return WriteCall(
-        ledger=ledger,
+        ledger=AsyncLedger(ledger),
         principal="p",
         tool="create_trade",
         call_id=ident,

@@ -44,12 +44,12 @@ from ..errors import StepFailed, UserError, describe_error, one_error
 from .ledger import (
     CallDraft,
     CallRecord,
-    Ledger,
     LedgerUnavailable,
     StepRecord,
     canonical_json,
     digest_arguments,
 )
+from .offload import AsyncLedger
 
 __all__ = [
     "CALL_ID_META_KEY",
@@ -138,7 +138,7 @@ class WriteCall:
     what the ledger keeps of them once the call is finished (no screenshot bytes).
     """
 
-    ledger: Ledger
+    ledger: AsyncLedger
     principal: str
     tool: str
     call_id: CallId
@@ -207,14 +207,14 @@ class WriteCall:
         always gets the recorded one. `find(request)` looks for the write's effect
         when the API can no longer tell (past its 24 h replay window).
         """
-        record = self.ledger.get_step(*self._id, name)
+        record = await self.ledger.get_step(*self._id, name)
         if record is not None and record.state == "done":
             return record.result  # type: ignore[no-any-return]
         if record is not None and record.state == "failed":
             raise StepFailed(name, UserError(record.error or f"step {name} failed"))
         if record is None:
             request = await build() if build is not None else None
-            record = self.ledger.mark_step_sent(*self._id, name, self.key(name), request)
+            record = await self.ledger.mark_step_sent(*self._id, name, self.key(name), request)
         elif self.clock() - record.first_sent > REPLAY_WINDOW_SECONDS:
             record = await self._past_replay_window(name, record.request, record.first_sent, find)
             if record.state == "done":
@@ -228,12 +228,12 @@ class WriteCall:
                 # Still failing after the client's retries (5xx, rate limit): keep the
                 # write pending and finish it later with the same key.
                 raise Pending(name, str(exc)) from None
-            self.ledger.fail_step(*self._id, name, describe_error(exc))
+            await self.ledger.fail_step(*self._id, name, describe_error(exc))
             raise StepFailed(name, exc) from None
         except (TradavityError, UserError) as exc:
-            self.ledger.fail_step(*self._id, name, describe_error(exc))
+            await self.ledger.fail_step(*self._id, name, describe_error(exc))
             raise StepFailed(name, exc) from None
-        self.ledger.finish_step(*self._id, name, result)
+        await self.ledger.finish_step(*self._id, name, result)
         return result
 
     async def _past_replay_window(
@@ -250,7 +250,7 @@ class WriteCall:
                 "it is not sent again. Check the trade in Tradavity and repeat the change if "
                 "it is missing."
             )
-            self.ledger.fail_step(*self._id, name, message)
+            await self.ledger.fail_step(*self._id, name, message)
             raise StepFailed(name, UserError(message))
         try:
             found = await find(request)
@@ -258,19 +258,21 @@ class WriteCall:
             raise Pending(name, exc.message) from None
         if found is not None:
             logger.info("%s: step %s found in Tradavity after the replay window", self.tool, name)
-            self.ledger.finish_step(*self._id, name, found)
-            adopted = self.ledger.get_step(*self._id, name)
+            await self.ledger.finish_step(*self._id, name, found)
+            adopted = await self.ledger.get_step(*self._id, name)
             assert adopted is not None
             return adopted
         # Looked, and it is not there: write it now, under a key of its own.
         attempt = f"{name}@{math.floor(first_sent)}"
-        return self.ledger.mark_step_sent(*self._id, name, self.key(attempt), request, resend=True)
+        return await self.ledger.mark_step_sent(
+            *self._id, name, self.key(attempt), request, resend=True
+        )
 
-    def completed_steps(self) -> list[str]:
-        return [s.step for s in self.ledger.steps(*self._id) if s.state == "done"]
+    async def completed_steps(self) -> list[str]:
+        return [s.step for s in await self.ledger.steps(*self._id) if s.state == "done"]
 
-    def _written_anything(self) -> bool:
-        return any(s.state in ("done", "pending") for s in self.ledger.steps(*self._id))
+    async def _written_anything(self) -> bool:
+        return any(s.state in ("done", "pending") for s in await self.ledger.steps(*self._id))
 
     # --- the call ------------------------------------------------------------------------
 
@@ -284,7 +286,7 @@ class WriteCall:
         owner = self.ledger.new_owner()
         creates = self.kind == "creates" and not allow_duplicate
         while True:
-            claim = self.ledger.claim(
+            claim = await self.ledger.claim(
                 self._draft(),
                 owner=owner,
                 lease_seconds=self.lease_seconds,
@@ -334,7 +336,7 @@ class WriteCall:
         while True:
             await anyio.sleep(delay)
             delay = min(delay * 2, 0.2)
-            now = self.ledger.get_call(record.principal, record.tool, record.call_id)
+            now = await self.ledger.get_call(record.principal, record.tool, record.call_id)
             if now is None or now.state != "pending" or not self.ledger.lease_alive(now):
                 return
 
@@ -345,7 +347,7 @@ class WriteCall:
         async def renew() -> None:
             while True:
                 await anyio.sleep(self.lease_seconds / 4)
-                self.ledger.renew(*self._id, owner, self.lease_seconds)
+                await self.ledger.renew(*self._id, owner, self.lease_seconds)
 
         try:
             # The renewer never fails on its own: a group holds the body's one error.
@@ -357,9 +359,9 @@ class WriteCall:
                     finally:
                         tg.cancel_scope.cancel()
         finally:
-            # Synchronous: runs even when the call is being cancelled.
+            # Shielded (`AsyncLedger.release`): runs even when the call is being cancelled.
             try:
-                self.ledger.release(*self._id, owner)
+                await self.ledger.release(*self._id, owner)
             except LedgerUnavailable:
                 logger.warning("%s: could not release the call's lease", self.tool)
 
@@ -372,7 +374,7 @@ class WriteCall:
                 # Recorded while the lease is still held: given back first, the call would
                 # stand pending and unowned for a moment, and a worker waiting for it (on
                 # another replica) would resume it and answer "done" instead of "replayed".
-                self._finish_done(result)
+                await self._finish_done(result)
         except Pending as exc:
             logger.warning("%s: step %s pending: %s", self.tool, exc.step, exc.reason)
             return "pending", {"pending_step": exc.step, "reason": exc.reason}
@@ -382,15 +384,15 @@ class WriteCall:
             logger.warning("%s: Tradavity unreachable; call kept pending", self.tool)
             return "pending", {"pending_step": "lookup", "reason": exc.message}
         except NotYet as exc:
-            if not self._written_anything():
-                self.ledger.forget_call(*self._id)
+            if not await self._written_anything():
+                await self.ledger.forget_call(*self._id)
             return exc.outcome, exc.result
         except (StepFailed, UserError, TradavityError) as exc:
-            if not self._written_anything():
+            if not await self._written_anything():
                 # Nothing was written: forget the call so a corrected retry is fresh.
-                self.ledger.forget_call(*self._id)
+                await self.ledger.forget_call(*self._id)
             else:
-                self.ledger.finish_call(
+                await self.ledger.finish_call(
                     *self._id,
                     state="failed",
                     result={"error": describe_error(exc)},
@@ -399,12 +401,12 @@ class WriteCall:
             raise
         return "done", result
 
-    def _finish_done(self, result: dict[str, Any]) -> None:
+    async def _finish_done(self, result: dict[str, Any]) -> None:
         steps = result.get("steps")
         partial = isinstance(steps, dict) and any(
             str(v).startswith("failed") for v in steps.values()
         )
-        self.ledger.finish_call(
+        await self.ledger.finish_call(
             *self._id,
             state="done",
             outcome="partial" if partial else "done",

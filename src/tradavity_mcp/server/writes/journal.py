@@ -591,7 +591,7 @@ async def journal_trade(
     with its own key. A step already written by an earlier call this one continues is
     kept, not redone.
     """
-    earlier = set(call.completed_steps())
+    earlier = set(await call.completed_steps())
     if "create" not in earlier:
         await _prefetch(ws, args)
 

@@ -116,7 +116,7 @@ async def invoke(
     if call.target is not None:
         # Changes to one thing land in the order they were asked for: an earlier change
         # still unfinished goes first, so it cannot land after this one.
-        for earlier in ws.ledger.earlier_pending(
+        for earlier in await ws.ledger.earlier_pending(
             ws.principal, call.target, ws.clock(), call.call_id.value
         ):
             await _resume_one(ws, earlier.tool, earlier.call_id, earlier.id_source, env)
@@ -129,11 +129,12 @@ async def invoke(
 async def _resume_one(
     ws: Workspace, tool: str, call_id: str, id_source: str, env: RunEnv
 ) -> str | None:
-    record = ws.ledger.get_call(ws.principal, tool, call_id)
+    record = await ws.ledger.get_call(ws.principal, tool, call_id)
     spec = WRITES.get(tool)
     if record is None or spec is None or record.state != "pending":
         return None
-    args = spec.args.from_record(record.arguments, ws.ledger.blobs(ws.principal, tool, call_id))
+    blobs = await ws.ledger.blobs(ws.principal, tool, call_id)
+    args = spec.args.from_record(record.arguments, blobs)
     source: Any = id_source
     call = _call(ws, tool, args, CallId(call_id, source))
     outcome, _ = await call.run(lambda c: spec.body(ws, c, args, env))
@@ -144,7 +145,7 @@ async def resume_pending(ws: Workspace, env: RunEnv) -> int:
     """Drive every unattended pending call of this workspace to a known outcome, oldest
     first. Returns how many finished."""
     finished = 0
-    for record in ws.ledger.pending_calls(ws.principal):
+    for record in await ws.ledger.pending_calls(ws.principal):
         if ws.ledger.lease_alive(record):
             continue  # somebody is working on it right now
         try:
