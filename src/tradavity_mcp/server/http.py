@@ -147,7 +147,7 @@ class HttpGuard:
         token = CLIENT_ADDRESS.set(str(client[0]) if client else "unknown")
         try:
             # The token swap comes first: the bearer check below then sees a key.
-            refusal = self._swap_token(scope) if self.oauth is not None else None
+            refusal = await self._swap_token(scope) if self.oauth is not None else None
             if refusal is None:
                 refusal = await self._refusal(scope)
             if refusal is None:
@@ -164,7 +164,7 @@ class HttpGuard:
             path in self.oauth.paths or path.startswith(PUBLIC_PREFIXES)
         )
 
-    def _swap_token(self, scope: Scope) -> Response | None:
+    async def _swap_token(self, scope: Scope) -> Response | None:
         """Replace an access token we issued by its key; refuse one we do not know."""
         assert self.oauth is not None
         if scope["type"] != "http" or self._is_oauth_path(scope["path"]):
@@ -178,7 +178,7 @@ class HttpGuard:
             if not token or API_KEY_PATTERN.fullmatch(token):
                 return None
             try:
-                resolved = self.oauth.resolve(token)
+                resolved = await self.oauth.resolve(token)
             except OAuthStoreUnavailable as exc:  # a 503, not a 401: the token may be good
                 return store_down(exc)
             if resolved is None:
@@ -297,7 +297,7 @@ def build_http_app(
                     yield
             finally:
                 if authorization is not None:
-                    authorization.close()
+                    await authorization.aclose()
 
     guard = Middleware(
         HttpGuard,

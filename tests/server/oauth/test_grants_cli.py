@@ -5,11 +5,13 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+import anyio
 import pytest
 
 from tradavity_mcp.cli import main
 from tradavity_mcp.server.oauth.clients import ClientDocuments
 from tradavity_mcp.server.oauth.crypto import KeyBox
+from tradavity_mcp.server.oauth.offload import AsyncOAuthStore
 from tradavity_mcp.server.oauth.provider import TradavityProvider
 from tradavity_mcp.server.oauth.store import Checked, OAuthStore, Pending
 
@@ -66,14 +68,14 @@ def test_grants_listed_and_revoked(tmp_path: Path, capsys: pytest.CaptureFixture
     # The revoked grant's token no longer resolves to its key.
     store = OAuthStore(state / "oauth.sqlite3")
     provider = TradavityProvider(
-        store,
+        AsyncOAuthStore(store),
         KeyBox("k" * 40),
         ClientDocuments(),
         issuer="https://mcp.example.com",
         resource="https://mcp.example.com/mcp",
         redirect_hosts=(),
     )
-    assert provider.resolve(access) is None
+    assert anyio.run(provider.resolve, access) is None
     store.close()
 
 

@@ -22,6 +22,7 @@ from mcp.shared.auth import OAuthClientInformationFull
 
 from tradavity_mcp.server.oauth.clients import ClientDocuments
 from tradavity_mcp.server.oauth.crypto import KeyBox
+from tradavity_mcp.server.oauth.offload import AsyncOAuthStore
 from tradavity_mcp.server.oauth.provider import TradavityProvider
 from tradavity_mcp.server.oauth.store import Checked, OAuthStore, OAuthStoreUnavailable, Pending
 from tradavity_mcp.server.oauth.store_pg import SCHEMA, PgOAuthStore, oauth_migrations
@@ -107,7 +108,7 @@ def _checked(key: str = KEY) -> Checked:
 
 def _provider(store: OAuthStore, clock: Clock) -> TradavityProvider:
     return TradavityProvider(
-        store,
+        AsyncOAuthStore(store),
         BOX,
         ClientDocuments(),
         issuer="https://mcp.example.com",
@@ -254,15 +255,15 @@ async def test_a_code_presented_again_on_another_replica_revokes_its_grant(
 ) -> None:
     clock = Clock()
     one, two = _provider(store(clock), clock), _provider(store(clock), clock)
-    code = one.store.add_grant(_pending(), _checked())
+    code = await one.store.add_grant(_pending(), _checked())
     loaded = await one.load_authorization_code(_client(), code)
     assert loaded is not None
     tokens = await one.exchange_authorization_code(_client(), loaded)
     assert tokens.access_token
-    assert two.resolve(tokens.access_token) is not None
+    assert await two.resolve(tokens.access_token) is not None
     # The same code at the other replica: refused there, and the grant ends everywhere.
     assert await two.load_authorization_code(_client(), code) is None
-    assert one.resolve(tokens.access_token) is None
+    assert await one.resolve(tokens.access_token) is None
 
 
 async def test_a_used_refresh_token_presented_on_another_replica_revokes_its_grant(
@@ -270,7 +271,7 @@ async def test_a_used_refresh_token_presented_on_another_replica_revokes_its_gra
 ) -> None:
     clock = Clock()
     one, two = _provider(store(clock), clock), _provider(store(clock), clock)
-    code = one.store.add_grant(_pending(), _checked())
+    code = await one.store.add_grant(_pending(), _checked())
     loaded = await one.load_authorization_code(_client(), code)
     assert loaded is not None
     first = await one.exchange_authorization_code(_client(), loaded)
@@ -279,12 +280,12 @@ async def test_a_used_refresh_token_presented_on_another_replica_revokes_its_gra
     assert refresh is not None
     second = await two.exchange_refresh_token(_client(), refresh, ["read:trades"])
     assert second.scope == "read:trades"
-    resolved = one.resolve(second.access_token)
+    resolved = await one.resolve(second.access_token)
     assert resolved is not None
     assert resolved.key == KEY
     # Replayed (on the first replica, after it rotated on the second).
     assert await one.load_refresh_token(_client(), first.refresh_token) is None
-    assert two.resolve(second.access_token) is None
+    assert await two.resolve(second.access_token) is None
     # Exchanging a token already spent is refused as invalid_grant.
     with pytest.raises(TokenError) as info:
         await two.exchange_refresh_token(_client(), refresh, [])
@@ -298,7 +299,7 @@ async def test_a_refresh_racing_another_replicas_is_refused_and_the_grant_lives(
     other is a retry in flight, not a replay: refused, without ending the grant."""
     clock = Clock()
     one, two = _provider(store(clock), clock), _provider(store(clock), clock)
-    code = one.store.add_grant(_pending(), _checked())
+    code = await one.store.add_grant(_pending(), _checked())
     loaded = await one.load_authorization_code(_client(), code)
     assert loaded is not None
     first = await one.exchange_authorization_code(_client(), loaded)
@@ -311,7 +312,7 @@ async def test_a_refresh_racing_another_replicas_is_refused_and_the_grant_lives(
     with pytest.raises(TokenError) as info:
         await one.exchange_refresh_token(_client(), on_one, on_one.scopes)
     assert info.value.error == "invalid_grant"
-    resolved = one.resolve(won.access_token)
+    resolved = await one.resolve(won.access_token)
     assert resolved is not None
     assert resolved.key == KEY
     assert won.refresh_token is not None

@@ -32,7 +32,8 @@ from ..auth import CLIENT_ADDRESS
 from ..tools import TOOLS
 from .clients import RateLimit
 from .crypto import KeyBox
-from .store import Checked, OAuthStore, Pending
+from .offload import AsyncOAuthStore
+from .store import Checked, Pending
 
 __all__ = ["CONSENT_PATH", "Consent", "KeyCheck", "KeyRefused"]
 
@@ -88,7 +89,7 @@ def tools_by_scope(scopes: list[str]) -> list[tuple[str, list[str]]]:
 
 @dataclass
 class Consent:
-    store: OAuthStore
+    store: AsyncOAuthStore
     box: KeyBox
     check_key: KeyCheck
     issuer: str
@@ -105,7 +106,7 @@ class Consent:
         if request.method == "POST":
             return await self._post(request)
         request_id = request.query_params.get("request", "")
-        pending = self.store.pending(request_id) if request_id else None
+        pending = await self.store.pending(request_id) if request_id else None
         cookie = request.cookies.get(_COOKIE) or secrets.token_urlsafe(24)
         if pending is None:
             return self._expired(cookie)
@@ -132,22 +133,22 @@ class Consent:
                 cookie,
                 status=403,
             )
-        pending = self.store.pending(request_id)
+        pending = await self.store.pending(request_id)
         if pending is None:
             return self._expired(cookie)
         action = str(form.get("action") or "")
         if action == "deny":
-            self.store.take_pending(request_id)
+            await self.store.take_pending(request_id)
             return self._redirect(pending, error="access_denied")
         if action == "check":
             return await self._check(request_id, pending, cookie, str(form.get("api_key") or ""))
         if action == "approve":
-            checked = self.store.checked(request_id)
+            checked = await self.store.checked(request_id)
             if checked is None:
                 return self._key_page(request_id, pending, cookie, error="Enter your key first.")
-            if not self.store.take_pending(request_id):
+            if not await self.store.take_pending(request_id):
                 return self._expired(cookie)
-            code = self.store.add_grant(pending, checked)
+            code = await self.store.add_grant(pending, checked)
             logger.info("a grant was approved for client %r", pending.client_name)
             return self._redirect(pending, code=code)
         return self._key_page(request_id, pending, cookie, error="Choose Continue or Cancel.")
@@ -184,7 +185,7 @@ class Consent:
             key_sealed=self.box.seal(key),
             scopes=sorted(me.scopes),
         )
-        self.store.check_pending(request_id, checked)
+        await self.store.check_pending(request_id, checked)
         return self._approve_page(request_id, pending, cookie, checked)
 
     # pages

@@ -35,6 +35,7 @@ from ..writes.stores import is_postgres_url
 from .clients import DEFAULT_REDIRECT_HOSTS, ClientDocuments, RateLimit
 from .consent import CONSENT_PATH, Consent, KeyCheck
 from .crypto import load_secret
+from .offload import AsyncOAuthStore
 from .provider import Resolved, TradavityProvider
 from .store import OAuthStoreUnavailable
 from .stores import STORE_FILE, open_oauth_store
@@ -162,15 +163,18 @@ class OAuthServer:
             loopback=options.loopback,
             shared=shared,
         )
-        self.store = open_oauth_store(
+        # Opened and checked here, before serving (no event loop runs yet); every call
+        # while serving goes through `AsyncOAuthStore`, in a worker thread.
+        store = open_oauth_store(
             store_url=options.store_url,
             state_dir=options.state_dir,
             store_path=options.store_path,
             access_ttl=options.access_ttl,
             refresh_ttl=options.refresh_ttl,
         )
-        if not self.store.check_secret(self.box.mac("store secret check")):
-            self.store.close()
+        self.store = AsyncOAuthStore(store)
+        if not store.check_secret(self.box.mac("store secret check")):
+            store.close()
             raise ConfigError(
                 f"TRADAVITY_MCP_SECRET_KEY is not the secret the OAuth store "
                 f"{self.store.where} seals users' keys with: give every replica the same "
@@ -294,8 +298,12 @@ class OAuthServer:
         # An unknown or foreign token is answered the same way (RFC 7009 2.2).
         return Response(status_code=200, headers=no_store)
 
-    def resolve(self, token: str) -> Resolved | None:
-        return self.provider.resolve(token)
+    async def resolve(self, token: str) -> Resolved | None:
+        return await self.provider.resolve(token)
+
+    async def aclose(self) -> None:
+        await self.store.aclose()
 
     def close(self) -> None:
-        self.store.close()
+        """Close the store from where no event loop runs (a failed start, a test)."""
+        self.store.sync.close()

@@ -26,7 +26,8 @@ from pydantic import AnyUrl
 
 from .clients import ClientDocuments, is_client_document_url, redirect_allowed
 from .crypto import KeyBox
-from .store import Grant, OAuthStore, Pending, TokenPair
+from .offload import AsyncOAuthStore
+from .store import Grant, Pending, TokenPair
 
 __all__ = ["Resolved", "TradavityProvider", "same_resource"]
 
@@ -46,11 +47,11 @@ class Resolved:
 
 
 class TradavityProvider:
-    """`OAuthAuthorizationServerProvider` over `OAuthStore`."""
+    """`OAuthAuthorizationServerProvider` over the OAuth store (awaited, off the loop)."""
 
     def __init__(
         self,
-        store: OAuthStore,
+        store: AsyncOAuthStore,
         box: KeyBox,
         documents: ClientDocuments,
         *,
@@ -72,7 +73,7 @@ class TradavityProvider:
     async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
         if is_client_document_url(client_id):
             return await self.documents.get(client_id)
-        info = self.store.client(client_id)
+        info = await self.store.client(client_id)
         return OAuthClientInformationFull.model_validate(info) if info else None
 
     async def register_client(self, client_info: OAuthClientInformationFull) -> None:
@@ -86,7 +87,7 @@ class TradavityProvider:
                 + ", ".join(self.redirect_hosts)
                 + ") or http on loopback",
             )
-        self.store.add_client(client_info.client_id, client_info.model_dump(mode="json"))
+        await self.store.add_client(client_info.client_id, client_info.model_dump(mode="json"))
 
     # authorization
 
@@ -96,7 +97,7 @@ class TradavityProvider:
         resource = params.resource or self.resource
         if not same_resource(resource, self.resource):
             raise AuthorizeError("invalid_target", f"this server grants access to {self.resource}")
-        request_id = self.store.add_pending(
+        request_id = await self.store.add_pending(
             Pending(
                 client_id=client.client_id,
                 client_name=client.client_name or client.client_id,
@@ -113,13 +114,13 @@ class TradavityProvider:
     async def load_authorization_code(
         self, client: OAuthClientInformationFull, authorization_code: str
     ) -> AuthorizationCode | None:
-        code = self.store.code(authorization_code)
+        code = await self.store.code(authorization_code)
         if code is None or code.client_id != client.client_id:
             return None
         if code.used is not None:
             # RFC 6749 4.1.2: a code presented twice revokes what it was exchanged for.
             logger.info("an authorization code was presented twice: its grant is revoked")
-            self.store.revoke(code.grant_id)
+            await self.store.revoke(code.grant_id)
             return None
         return AuthorizationCode(
             code=authorization_code,
@@ -136,15 +137,12 @@ class TradavityProvider:
     async def exchange_authorization_code(
         self, client: OAuthClientInformationFull, authorization_code: AuthorizationCode
     ) -> OAuthToken:
-        code = self.store.code(authorization_code.code)
-        if code is None or not self.store.use_code(authorization_code.code):
+        code = await self.store.code(authorization_code.code)
+        if code is None or not await self.store.use_code(authorization_code.code):
             if code is not None:
-                self.store.revoke(code.grant_id)
+                await self.store.revoke(code.grant_id)
             raise TokenError("invalid_grant", "authorization code already used")
-        return self._tokens(code.grant_id, code.scopes)
-
-    def _tokens(self, grant_id: str, scopes: tuple[str, ...]) -> OAuthToken:
-        return self._token_response(self.store.issue(grant_id), scopes)
+        return self._token_response(await self.store.issue(code.grant_id), code.scopes)
 
     @staticmethod
     def _token_response(pair: TokenPair, scopes: tuple[str, ...]) -> OAuthToken:
@@ -164,16 +162,16 @@ class TradavityProvider:
     async def load_refresh_token(
         self, client: OAuthClientInformationFull, refresh_token: str
     ) -> RefreshToken | None:
-        found = self.store.token(refresh_token, "refresh")
+        found = await self.store.token(refresh_token, "refresh")
         if found is None:
             return None
         grant_id, expires, used = found
-        grant = self.store.grant(grant_id)
+        grant = await self.store.grant(grant_id)
         if grant is None or grant.revoked is not None or grant.client_id != client.client_id:
             return None
         if used is not None:
             logger.info("a used refresh token was presented again: its grant is revoked")
-            self.store.revoke(grant_id)
+            await self.store.revoke(grant_id)
             return None
         return RefreshToken(
             token=refresh_token,
@@ -188,7 +186,7 @@ class TradavityProvider:
         self, client: OAuthClientInformationFull, refresh_token: RefreshToken, scopes: list[str]
     ) -> OAuthToken:
         grant_id = refresh_token.subject or ""
-        pair = self.store.rotate(refresh_token.token, grant_id)
+        pair = await self.store.rotate(refresh_token.token, grant_id)
         if pair is None:
             # Spent (or the grant ended) since `load_refresh_token` found it unspent: a
             # concurrent refresh won.
@@ -202,21 +200,21 @@ class TradavityProvider:
 
     # access tokens
 
-    def _live_access(self, token: str) -> tuple[Grant, float] | None:
+    async def _live_access(self, token: str) -> tuple[Grant, float] | None:
         """The unrevoked grant behind an unexpired access token, and when it expires."""
-        found = self.store.token(token, "access")
+        found = await self.store.token(token, "access")
         if found is None:
             return None
         grant_id, expires, _ = found
         if expires < self.clock():
             return None
-        grant = self.store.grant(grant_id)
+        grant = await self.store.grant(grant_id)
         if grant is None or grant.revoked is not None:
             return None
         return grant, expires
 
     async def load_access_token(self, token: str) -> AccessToken | None:
-        live = self._live_access(token)
+        live = await self._live_access(token)
         if live is None:
             return None
         grant = live[0]
@@ -231,11 +229,11 @@ class TradavityProvider:
 
     async def revoke_token(self, token: AccessToken | RefreshToken) -> None:
         if token.subject:
-            self.store.revoke(token.subject)
+            await self.store.revoke(token.subject)
 
-    def resolve(self, token: str) -> Resolved | None:
+    async def resolve(self, token: str) -> Resolved | None:
         """The key behind a live access token issued for this server's resource."""
-        live = self._live_access(token)
+        live = await self._live_access(token)
         if live is None:
             return None
         grant = live[0]
@@ -244,5 +242,5 @@ class TradavityProvider:
         key = self.box.open(grant.key_sealed)
         if key is None:
             return None
-        self.store.touch(grant.id)
+        await self.store.touch(grant.id)
         return Resolved(grant_id=grant.id, key=key)

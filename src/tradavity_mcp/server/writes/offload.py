@@ -37,7 +37,7 @@ from ...settings import Settings
 from .ledger import CallDraft, CallRecord, CallState, Claim, Ledger, StepRecord
 from .stores import open_ledger
 
-__all__ = ["STORE_THREADS", "AsyncLedger", "open_async_ledger"]
+__all__ = ["STORE_THREADS", "AsyncLedger", "Offload", "open_async_ledger"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
