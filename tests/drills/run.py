@@ -42,6 +42,9 @@ def main() -> None:
     parser.add_argument(
         "--real-lease", action="store_true", help="replicas: wait out a dead replica's lease"
     )
+    parser.add_argument(
+        "--free-tier-calls", type=int, default=150, help="replicas: calls on one free key"
+    )
     args = parser.parse_args()
     ids = not args.no_id
     with tempfile.TemporaryDirectory() as tmp:
@@ -66,7 +69,14 @@ def main() -> None:
         elif args.drill == "replicas":
             from ..replicas.scenarios import drill
 
-            result = anyio.run(lambda: drill(args.runs, args.kills, real_lease=args.real_lease))
+            result = anyio.run(
+                lambda: drill(
+                    args.runs,
+                    args.kills,
+                    real_lease=args.real_lease,
+                    free_tier_calls=args.free_tier_calls,
+                )
+            )
         elif args.drill == "two-processes":
             result = anyio.run(lambda: drills.two_processes(args.runs, state, log))
         else:

@@ -180,6 +180,10 @@ class Sent:
     status: int
     idempotency_key: str | None
     replayed: bool
+    #: The key's principal (`principal_for_key`), None without a key.
+    principal: str | None
+    #: When it was answered (the sandbox process's monotonic clock).
+    t: float
 
     @property
     def write(self) -> bool:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections import Counter
 from typing import Any, cast
@@ -14,9 +15,11 @@ from mcp import Client
 from mcp.types import RequestParamsMeta
 
 from tradavity_mcp.api.client import TradavityClient
+from tradavity_mcp.api.idempotency import principal_for_key
+from tradavity_mcp.sandbox import FREE_KEY
 
 from ..drills._kit import Plan
-from ..kit import data_of
+from ..kit import data_of, text_of
 from ._harness import SandboxProcess, Sent, Setup, three_replicas
 
 
@@ -221,12 +224,16 @@ async def kill_mid_journal(
     }
 
 
-async def drill(runs: int, kills: int, *, real_lease: bool = False) -> dict[str, Any]:
+async def drill(
+    runs: int, kills: int, *, real_lease: bool = False, free_tier_calls: int = 0
+) -> dict[str, Any]:
     """The full-size version: three replicas, `runs` double dispatches one pair at a time,
     then `kills` mid-journal kills (parts landed, then in flight, in turn), each on the
     next replica and finished on the one after (`real_lease`: the survivor waits the
-    dead replica's lease out). The sandbox's rate windows are lifted tenfold: they would
-    pace the run, they are not what is measured."""
+    dead replica's lease out); then `free_tier_calls` calls on the free key flat out. The
+    sandbox's rate windows are lifted tenfold but for the free key's (its per-key window
+    stays 60 a minute: the pro plan's are lifted): they would pace the run, they are not
+    what is measured there."""
     with three_replicas(rate_multiplier=10) as setup:
         dispatch = await double_dispatch(setup, runs)
         crashes = []
@@ -243,4 +250,48 @@ async def drill(runs: int, kills: int, *, real_lease: bool = False) -> dict[str,
                     real_lease=real_lease,
                 )
             )
-    return {"double_dispatch": dispatch, "kills": crashes}
+        free = await free_tier(setup, free_tier_calls) if free_tier_calls else None
+    return {"double_dispatch": dispatch, "kills": crashes, "free_tier": free}
+
+
+async def free_tier(
+    setup: Setup, calls: int, *, sessions: int = 6, give_up_after: float | None = None
+) -> dict[str, Any]:
+    """One free-tier key (60 requests a minute) driven flat out through every replica:
+    `sessions` clients, their requests spread with no affinity, `calls` find_trades in
+    all (one API request each). `give_up_after` seconds, the calls still waiting for a
+    slot are abandoned (the short version). What the API saw of this key: its requests,
+    the most in any 60 seconds, its 429s; and what reached the model."""
+    key = FREE_KEY
+    principal = principal_for_key(key)
+    _, mark = setup.sandbox.log_since()
+    done: Counter[str] = Counter()
+    started = time.perf_counter()
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            (await stack.enter_async_context(setup.replicas.client(key)))[0]
+            for _ in range(sessions)
+        ]
+        turns = iter(range(calls))
+
+        async def flat_out(client: Client) -> None:
+            for _ in turns:
+                result = await client.call_tool("find_trades", {"limit": 5})
+                done["error: " + text_of(result)[:80] if result.is_error else "ok"] += 1
+
+        with anyio.move_on_after(give_up_after if give_up_after is not None else math.inf):
+            async with anyio.create_task_group() as tg:
+                for client in clients:
+                    tg.start_soon(flat_out, client)
+    seconds = time.perf_counter() - started
+    mine = [s for s in setup.sandbox.log_since(mark)[0] if s.principal == principal]
+    times = sorted(s.t for s in mine if s.status != 429)  # what the API's window counted
+    busiest = max((sum(1 for u in times[i:] if u < t + 60) for i, t in enumerate(times)), default=0)
+    return {
+        "calls": calls,
+        "answered": dict(done),
+        "requests": len(mine),
+        "most_in_60_s": busiest,
+        "429_at_api": sum(1 for s in mine if s.status == 429),
+        "seconds": round(seconds, 1),
+    }
