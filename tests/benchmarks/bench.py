@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -578,6 +578,92 @@ async def footprint(journals: int = 1000, writes: int = 10_000) -> dict[str, Any
     return result
 
 
+async def _replica_load(
+    setup: Any, key: str, pin: int | None, sessions: int, seconds: float, pnls: Iterator[int]
+) -> tuple[float, list[float]]:
+    """`sessions` 2026-07-28 clients calling back to back for `seconds`, every other call
+    a create_trade (a new trade each time) and the rest get_trade; through replica `pin`,
+    or spread over every replica. Calls/s, and each call's seconds."""
+    latencies: list[float] = []
+    async with AsyncExitStack() as stack:
+        clients = [
+            (await stack.enter_async_context(setup.replicas.client(key, pin=pin)))[0]
+            for _ in range(sessions)
+        ]
+        for client in clients:  # warm: each client's first call (and its tools/list)
+            assert not (await client.call_tool("get_trade", {"trade_number": 1})).is_error
+        deadline = time.perf_counter() + seconds
+
+        async def loop(client: Client, turn: int) -> None:
+            while time.perf_counter() < deadline:
+                turn += 1
+                if turn % 2:
+                    args = {
+                        "symbol": "MES",
+                        "direction": "long",
+                        "net_pnl": next(pnls) / 100,
+                        "trade_date": "2026-11-18T10:00",
+                        "account": "Apex 50K",
+                    }
+                    name = "create_trade"
+                else:
+                    name, args = "get_trade", {"trade_number": 1}
+                t = time.perf_counter()
+                result = await client.call_tool(name, args)
+                latencies.append(time.perf_counter() - t)
+                assert not result.is_error, result
+
+        start = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for i, client in enumerate(clients):
+                tg.start_soon(loop, client, i)
+        elapsed = time.perf_counter() - start
+    return len(latencies) / elapsed, latencies
+
+
+async def replicas_throughput(
+    sessions: int = 12, seconds: float = 3.0, rounds: int = 3
+) -> dict[str, Any]:
+    """Hosted calls/s and p99 through one replica vs spread over three with no affinity,
+    the same load (`sessions` 2026-07-28 clients, half create_trade, half get_trade): real
+    processes (tests/replicas), the ledger on PostgreSQL, Redis, the sandbox in a process
+    of its own with its rate windows x1000. Alternating, calls/s the median of `rounds`,
+    p99 over every call."""
+    import itertools
+
+    from ..replicas._harness import three_replicas
+
+    pnls = itertools.count(1)
+    with three_replicas(rate_multiplier=1000) as setup:
+        key = setup.sandbox.new_key()
+        # Each replica learns the key's limit first: one that has not assumes the free
+        # tier's 60 against the shared window the others filled, and waits for it.
+        for r in range(len(setup.replicas)):
+            async with setup.replicas.client(key, pin=r) as (client, _):
+                assert not (await client.call_tool("get_trade", {"trade_number": 1})).is_error
+        rates: dict[int, list[float]] = {1: [], 3: []}
+        latencies: dict[int, list[float]] = {1: [], 3: []}
+        for _ in range(rounds):
+            for n in (1, 3):
+                rate, each = await _replica_load(
+                    setup, key, 0 if n == 1 else None, sessions, seconds, pnls
+                )
+                rates[n].append(rate)
+                latencies[n].extend(each)
+    out: dict[str, Any] = {"sessions": sessions, "cores": os.cpu_count()}
+    for n in (1, 3):
+        p99 = statistics.quantiles(latencies[n], n=100)[98]
+        out[f"{n}_replica" + ("s" if n > 1 else "")] = {
+            "calls_per_s": round(statistics.median(rates[n])),
+            "p50_ms": round(statistics.median(latencies[n]) * 1000, 1),
+            "p99_ms": round(p99 * 1000, 1),
+        }
+    one, three = out["1_replica"], out["3_replicas"]
+    out["calls_per_s_ratio"] = round(three["calls_per_s"] / one["calls_per_s"], 2)
+    out["p99_ratio"] = round(three["p99_ms"] / one["p99_ms"], 2)
+    return out
+
+
 async def _async_parts() -> dict[str, Any]:
     return {
         "overhead": await overhead(),
@@ -596,6 +682,7 @@ PARTS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
     "round-trips": journal_round_trips,
     "hosted": hosted_throughput,
     "footprint": footprint,
+    "replicas": replicas_throughput,
 }
 
 
