@@ -131,6 +131,13 @@ def resolve_call_id(
 
 
 @dataclass
+class _Lease:
+    """A worker's hold on a call while its body runs."""
+
+    given_back: bool = False
+
+
+@dataclass
 class WriteCall:
     """One journaling tool call against the ledger. Use `run()` from the tool adapter.
 
@@ -341,8 +348,10 @@ class WriteCall:
                 return
 
     @asynccontextmanager
-    async def _leased(self, owner: str) -> AsyncIterator[None]:
-        """Hold the call's lease while its body runs; give it back however it ends."""
+    async def _leased(self, owner: str) -> AsyncIterator[_Lease]:
+        """Hold the call's lease while its body runs; give it back however it ends
+        (unless the call's end, recorded, gave it back already)."""
+        lease = _Lease()
 
         async def renew() -> None:
             while True:
@@ -355,13 +364,14 @@ class WriteCall:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(renew)
                     try:
-                        yield
+                        yield lease
                     finally:
                         tg.cancel_scope.cancel()
         finally:
             # Shielded (`AsyncLedger.release`): runs even when the call is being cancelled.
             try:
-                await self.ledger.release(*self._id, owner)
+                if not lease.given_back:
+                    await self.ledger.release(*self._id, owner)
             except LedgerUnavailable:
                 logger.warning("%s: could not release the call's lease", self.tool)
 
@@ -369,12 +379,15 @@ class WriteCall:
         self, body: Callable[[WriteCall], Awaitable[dict[str, Any]]], owner: str
     ) -> tuple[str, dict[str, Any]]:
         try:
-            async with self._leased(owner):
+            async with self._leased(owner) as lease:
                 result = await body(self)
                 # Recorded while the lease is still held: given back first, the call would
                 # stand pending and unowned for a moment, and a worker waiting for it (on
                 # another replica) would resume it and answer "done" instead of "replayed".
                 await self._finish_done(result)
+                # `finish_call` cleared the owner and expiry in the same transaction (and a
+                # renewal matches its owner only): nothing is left to give back.
+                lease.given_back = True
         except Pending as exc:
             logger.warning("%s: step %s pending: %s", self.tool, exc.step, exc.reason)
             return "pending", {"pending_step": exc.step, "reason": exc.reason}
