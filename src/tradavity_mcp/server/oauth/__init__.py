@@ -2,8 +2,9 @@
 users' Tradavity keys, so remote connectors (claude.ai, the Claude apps, ChatGPT) can
 connect. `endpoints` has the routes, `provider` the decisions, `consent` the page,
 `clients` client metadata documents and registration limits, `store` the state (SQLite,
-or PostgreSQL shared by replicas with `--store`: `store_pg`, chosen in `stores`),
-`crypto` the secret and the key at rest.
+or PostgreSQL shared by replicas with `--store`: `store_pg`, chosen in `stores`; the
+server awaits it through `offload`, off the event loop), `crypto` the secret and the key
+at rest.
 """
 
 from __future__ import annotations

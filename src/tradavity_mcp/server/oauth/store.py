@@ -130,7 +130,8 @@ class TokenPair:
 
 
 class OAuthStore:
-    """The authorization server's state. Short synchronous statements under one lock."""
+    """The authorization server's state. Short synchronous statements under one lock
+    (the server runs them in worker threads: `offload.AsyncOAuthStore`)."""
 
     def __init__(
         self,

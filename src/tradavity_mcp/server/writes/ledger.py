@@ -258,7 +258,8 @@ class Ledger:
 
     The rules (`claim`, steps, blobs, prune) are written once, in portable SQL, against
     four connection hooks: `_tx`, `_read`, `close` and `lease_alive`. `store_pg.PgLedger`
-    implements them on PostgreSQL; `WriteCall` and the resumer use either.
+    implements them on PostgreSQL. The server (`WriteCall`, the resumer) reaches either
+    through `offload.AsyncLedger`, in worker threads, never on the event loop.
     """
 
     #: This process's name in leases: host, pid and a per-process nonce.
