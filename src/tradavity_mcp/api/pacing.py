@@ -85,11 +85,15 @@ class SendWindow(Protocol):
     a slow request never frees its slot before the API frees it.
     """
 
-    async def take(self, now: float, limit: int, send: str) -> float | None:
+    async def take(self, now: float, limit: int | None, send: str) -> float | None:
         """Take a slot: when fewer than `limit` sends fall in the window ending at `now`
         (and no hold is on), record the send `send` (a unique id) at `now` and return
         None; otherwise record nothing and return when to ask again. Atomic: two takers
-        never both get the last slot."""
+        never both get the last slot.
+
+        `limit` is the key's limit as the API last told this taker, or None before any
+        answer did: a shared window then goes by the limit another taker learned, and
+        only failing that by `DEFAULT_LIMIT`."""
         ...
 
     async def settle(self, send: str, now: float) -> None:
@@ -109,8 +113,8 @@ class LocalWindow:
         self._sent: list[tuple[float, str]] = []
         self._held_until: float | None = None
 
-    async def take(self, now: float, limit: int, send: str) -> float | None:
-        return self.take_now(now, limit, send)
+    async def take(self, now: float, limit: int | None, send: str) -> float | None:
+        return self.take_now(now, limit or DEFAULT_LIMIT, send)
 
     async def settle(self, send: str, now: float) -> None:
         self.settle_now(send, now)
@@ -202,8 +206,7 @@ class RateLimitPacer:
                 now = self._clock.now()
                 next_slot = self._own_wait(now)
                 if next_slot is None:
-                    limit = self._state.limit or DEFAULT_LIMIT
-                    next_slot = await self._window.take(now, limit, send)
+                    next_slot = await self._window.take(now, self._state.limit, send)
                     if next_slot is None:
                         break
                 await self._clock.sleep(max(0.05, next_slot - self._clock.now()))

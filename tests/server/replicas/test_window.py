@@ -66,6 +66,24 @@ async def test_two_replicas_windows_on_one_key_share_its_limit(redis_url: str) -
         assert all(KEY not in name and "fee1" * 4 not in name for name in names)
 
 
+async def test_a_replica_new_to_a_key_paces_by_the_limit_another_replica_learned(
+    redis_url: str,
+) -> None:
+    async with _redis(redis_url) as one, _redis(redis_url) as two:
+        a = redis_windows(one, redis_url)(principal_for_key(KEY))
+        b = redis_windows(two, redis_url)(principal_for_key(KEY))
+        # Replica A was told the key's limit (a Pro key: 600/min) and sent 100 requests.
+        assert [await a.take(T0 + i * 0.1, 600, f"a{i}") for i in range(100)] == [None] * 100
+        # Replica B has had no answer yet (no limit of its own): it goes by A's, not the
+        # free tier's 60, which the window is already far past.
+        assert await b.take(T0 + 11, None, "b0") is None
+        # With no limit known anywhere, the smallest tier's holds.
+        fresh = redis_windows(two, redis_url)(principal_for_key("tvty_" + "cd" * 24))
+        taken = [await fresh.take(T0 + i * 0.1, None, f"f{i}") for i in range(61)]
+        assert taken[:60] == [None] * 60
+        assert taken[60] == T0 + 60
+
+
 async def test_the_last_slot_goes_to_one_taker_only(redis_url: str) -> None:
     """50 takers at once on three connections, a limit of 10: exactly 10 slots."""
     async with _redis(redis_url) as one, _redis(redis_url) as two, _redis(redis_url) as three:

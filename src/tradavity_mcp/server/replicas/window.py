@@ -4,7 +4,9 @@ The API counts a key's requests in a 60-second sliding window, whichever replica
 them. Each replica's pacer (`api.pacing.RateLimitPacer`) therefore takes its slots from
 one window per key kept in Redis: a sorted set of send times under the key's principal
 (`api.idempotency.principal_for_key`, a one-way fingerprint; the key itself is never
-stored), and a 429's hold beside it. One Lua script drops the sends older than the
+stored), a 429's hold and the key's limit as the API last told any replica beside it (so
+a replica new to a busy key paces by the limit the others learned, not the smallest
+tier's). One Lua script drops the sends older than the
 window, counts the rest and records the new send only if there is room, so two replicas
 never both get the last slot. A send is dated when its slot is taken, then again when
 its answer comes (see `SendWindow`).
@@ -31,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from ...api.pacing import WINDOW_SECONDS, LocalWindow, SendWindow
+from ...api.pacing import DEFAULT_LIMIT, WINDOW_SECONDS, LocalWindow, SendWindow
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -49,9 +51,10 @@ RETRY_SECONDS = 3.0
 #: garbage; the script itself drops sends older than the window.
 IDLE_TTL_SECONDS = 3600
 
-# KEYS: the window (sorted set), the hold. ARGV: now, window seconds, limit, member,
-# idle TTL. Returns {1, ""} when the send was recorded; {2, until} while a hold is on;
-# else {0, the send time whose ageing out frees the next slot}.
+# KEYS: the window (sorted set), the hold, the known limit. ARGV: now, window seconds,
+# limit (empty: not known to this replica; the stored one, else the default), member, idle
+# TTL, default limit. Returns {1, ""} when the send was recorded; {2, until} while a hold
+# is on; else {0, the send time whose ageing out frees the next slot}.
 _TAKE = """
 local now = tonumber(ARGV[1])
 local held = redis.call('GET', KEYS[2])
@@ -60,6 +63,11 @@ if held and now < tonumber(held) then
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
 local limit = tonumber(ARGV[3])
+if limit then
+  redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[5])
+else
+  limit = tonumber(redis.call('GET', KEYS[3]) or ARGV[6])
+end
 local n = redis.call('ZCARD', KEYS[1])
 if n < limit then
   redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
@@ -123,15 +131,19 @@ class RedisWindow:
 
     def __init__(self, redis: Redis, principal: str, outage: RedisOutage) -> None:
         self._redis = redis
-        self._keys = [f"{PREFIX}rate:{principal}", f"{PREFIX}rate:{principal}:hold"]
+        rate = f"{PREFIX}rate:{principal}"
+        self._keys = [rate, f"{rate}:hold", f"{rate}:limit"]
         self._outage = outage
         self._local = LocalWindow()
 
-    async def take(self, now: float, limit: int, send: str) -> float | None:
+    async def take(self, now: float, limit: int | None, send: str) -> float | None:
         if not self._outage.down:
-            args: list[Any] = [repr(now), repr(WINDOW_SECONDS), limit, send, IDLE_TTL_SECONDS]
+            args: list[Any] = [
+                repr(now), repr(WINDOW_SECONDS), limit or "", send, IDLE_TTL_SECONDS,
+                DEFAULT_LIMIT,
+            ]  # fmt: skip
             try:
-                answer, time_text = await self._redis.eval(_TAKE, 2, *self._keys, *args)
+                answer, time_text = await self._redis.eval(_TAKE, 3, *self._keys, *args)
             except (RedisError, OSError) as exc:
                 self._outage.failed(exc, _FALLBACK)
             else:
@@ -143,7 +155,7 @@ class RedisWindow:
                 # Kept warm, so that if Redis goes away this replica knows its own sends.
                 self._local.take_now(now, _UNLIMITED, send)
                 return None
-        return self._local.take_now(now, limit, send)
+        return self._local.take_now(now, limit or DEFAULT_LIMIT, send)
 
     async def settle(self, send: str, now: float) -> None:
         self._local.settle_now(send, now)
