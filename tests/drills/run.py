@@ -40,9 +40,6 @@ def main() -> None:
     )
     parser.add_argument("--kills", type=int, default=3, help="replicas: SIGKILLs mid-journal")
     parser.add_argument(
-        "--real-lease", action="store_true", help="replicas: wait out a dead replica's lease"
-    )
-    parser.add_argument(
         "--free-tier-calls", type=int, default=150, help="replicas: calls on one free key"
     )
     args = parser.parse_args()
@@ -73,7 +70,6 @@ def main() -> None:
                 lambda: drill(
                     args.runs,
                     args.kills,
-                    real_lease=args.real_lease,
                     free_tier_calls=args.free_tier_calls,
                 )
             )

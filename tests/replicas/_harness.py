@@ -363,17 +363,6 @@ class Replicas:
             ).fetchall()
         return [(str(r[0]), str(r[1]), r[2], r[3]) for r in rows]
 
-    def expire_leases(self, key: str) -> int:
-        """Move the end of `key`'s leases into the past, as the lease's 60 seconds passing
-        would (a SIGKILLed replica never gives its lease back)."""
-        with psycopg.connect(self.store_url, autocommit=True) as db:
-            cursor = db.execute(
-                "UPDATE calls SET lease_until = 0 WHERE principal = %s AND state = 'pending' "
-                "AND lease_until IS NOT NULL",
-                (principal_for_key(key),),
-            )
-            return cursor.rowcount
-
 
 class Balancer(httpx2.AsyncBaseTransport):
     """A load balancer without affinity, as an HTTP transport: each request goes to the

@@ -110,10 +110,10 @@ async def test_a_replica_killed_mid_journal_and_the_call_finished_on_another(
     """journal_trade SIGKILLed on a replica once the trade is created, while its tags,
     screenshot and checklist are carried out with their answers held back (or while they
     are still on their way); the same call (same host id) re-sent lands on another
-    replica, waits for the dead replica's lease without sending anything, then finishes
-    it: one trade, its tags, one screenshot, one checklist (what landed is answered
-    from the API's idempotency records, not redone; the checks are in
-    `scenarios.kill_mid_journal`)."""
+    replica and is finished there at once (the dead replica left the store, its lease
+    does not have to run out): one trade, its tags, one screenshot, one checklist (what
+    landed is answered from the API's idempotency records, not redone; the checks are
+    in `scenarios.kill_mid_journal`)."""
     victim = 0 if landed else 2
     result = await scenarios.kill_mid_journal(
         setup, 7 if landed else 8, landed=landed, victim=victim, survivor=1

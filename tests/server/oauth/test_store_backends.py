@@ -442,9 +442,9 @@ def test_a_lost_connection_is_opened_again(pg_url: str) -> None:
     try:
         code = store.add_grant(_pending(), _checked())
         _terminate_backends(pg_url)
-        with pytest.raises(OAuthStoreUnavailable, match="cannot be reached"):
-            store.use_code(code)
-        assert store.use_code(code)  # nothing was decided by the failed attempt
+        # A connection is checked before it is used: the next call reconnects, unharmed.
+        assert store.use_code(code)
+        assert not store.use_code(code)
     finally:
         store.close()
 

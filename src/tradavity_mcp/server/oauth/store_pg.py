@@ -15,13 +15,14 @@ issued by one is redeemed on another, and a revocation is seen by all at once:
 * Keys are sealed as on SQLite, with `TRADAVITY_MCP_SECRET_KEY`, which every replica must
   share: the store keeps the secret's fingerprint (an HMAC) and refuses a replica
   started with another one (`check_secret`).
-* A lost connection is opened again on the next use; every failure surfaces as
-  `OAuthStoreUnavailable`, naming the store without its password.
+* Statements go through a small pool of connections (`writes.store_pg.connection_pool`),
+  each checked before use, so a lost connection is opened again unseen and a row locked
+  by another replica holds one connection, not every token check of this one; every
+  failure surfaces as `OAuthStoreUnavailable`, naming the store without its password.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,8 +30,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
+from psycopg.rows import tuple_row
+from psycopg_pool import ConnectionPool
 
-from ..writes.store_pg import migrate, migrations, redact_url
+from ..writes.store_pg import connection_pool, migrate, migrations, redact_url
 from .store import OAuthStore, OAuthStoreUnavailable, Run
 
 __all__ = ["SCHEMA", "PgOAuthStore", "oauth_migrations"]
@@ -66,15 +69,28 @@ class PgOAuthStore(OAuthStore):
         self._url = url
         self.where = redact_url(url)
         self._timeout = connect_timeout
-        self._lock = threading.Lock()
-        self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self.clock = clock
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
         self.code_ttl = code_ttl
         self.pending_ttl = pending_ttl
-        with self._lock, self._failures():
-            migrate(self._connection(), __package__, SCHEMA)
+        # The first connection says plainly what is wrong and applies the migrations.
+        with self._failures(), self._connect() as conn:
+            migrate(conn, __package__, SCHEMA)
+        # Then a small pool: a row locked by another replica holds one connection, not
+        # every token check of this one.
+        self._pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = connection_pool(
+            url,
+            name="tradavity-mcp oauth",
+            timeout=connect_timeout,
+            # A lock held elsewhere for this long means something is stuck: say so.
+            settings=(
+                f"SET search_path TO {SCHEMA}",
+                "SET lock_timeout = '10s'",
+                "SET statement_timeout = '20s'",
+            ),
+            row_factory=tuple_row,
+        )
 
     # --- the connection ------------------------------------------------------------------
 
@@ -113,36 +129,16 @@ class PgOAuthStore(OAuthStore):
         except psycopg.Error as exc:
             raise self._explain(exc) from None
 
-    def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
-        """The open connection, opened again if it was lost (a restart, a failover)."""
-        conn = self._conn
-        if conn is not None and not conn.closed and not conn.broken:
-            return conn
-        if conn is not None:
-            conn.close()
-            self._conn = None
-        conn = psycopg.connect(
+    def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
+        return psycopg.connect(
             self._url,
             autocommit=True,
             connect_timeout=max(1, round(self._timeout)),
             application_name="tradavity-mcp oauth",
         )
-        try:
-            conn.execute(f"SET search_path TO {SCHEMA}")
-            # A lock held elsewhere for this long means something is stuck: say so.
-            conn.execute("SET lock_timeout = '10s'")
-            conn.execute("SET statement_timeout = '20s'")
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
-        return conn
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self._pool.close()
 
     def schema_version(self) -> int:
         row = self._one("SELECT max(version) FROM schema_version")
@@ -151,23 +147,21 @@ class PgOAuthStore(OAuthStore):
     # --- how the rules' statements reach the store ---------------------------------------
 
     def _run(self, sql: str, args: tuple[Any, ...] = ()) -> int:
-        with self._lock, self._failures():
-            return self._connection().execute(_pg(sql), args).rowcount
+        with self._failures(), self._pool.connection() as conn:
+            return conn.execute(_pg(sql), args).rowcount
 
     def _one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
-        with self._lock, self._failures():
-            return self._connection().execute(_pg(sql), args).fetchone()
+        with self._failures(), self._pool.connection() as conn:
+            return conn.execute(_pg(sql), args).fetchone()
 
     def _list(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock, self._failures():
-            return self._connection().execute(_pg(sql), args).fetchall()
+        with self._failures(), self._pool.connection() as conn:
+            return conn.execute(_pg(sql), args).fetchall()
 
     @contextmanager
     def _tx(self) -> Iterator[Run]:
-        with self._lock, self._failures():
-            conn = self._connection()
-            with conn.transaction():
-                yield lambda sql, args: conn.execute(_pg(sql), args).rowcount
+        with self._failures(), self._pool.connection() as conn, conn.transaction():
+            yield lambda sql, args: conn.execute(_pg(sql), args).rowcount
 
     # --- the shared secret ---------------------------------------------------------------
 

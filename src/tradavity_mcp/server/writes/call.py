@@ -314,7 +314,7 @@ class WriteCall:
                 case "busy":
                     await self._wait_for(record)
                 case "twin":
-                    if record.state == "pending" and self.ledger.lease_alive(record):
+                    if record.state == "pending" and await self.ledger.lease_alive(record):
                         await self._wait_for(record)
                         continue
                     return await self._answer_from_twin(record, body)
@@ -344,7 +344,7 @@ class WriteCall:
             await anyio.sleep(delay)
             delay = min(delay * 2, 0.2)
             now = await self.ledger.get_call(record.principal, record.tool, record.call_id)
-            if now is None or now.state != "pending" or not self.ledger.lease_alive(now):
+            if now is None or now.state != "pending" or not await self.ledger.lease_alive(now):
                 return
 
     @asynccontextmanager

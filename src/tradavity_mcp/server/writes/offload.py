@@ -16,10 +16,11 @@ waits.
   synchronous calls did. A claim, a read or a step's mark, cancelled before its
   thread starts, does nothing.
 * **Threads.** Each store has a `CapacityLimiter` of its own (`STORE_THREADS`), not
-  anyio's default one shared with everything else in the process: a store serializes
-  its calls on one lock anyway, and a store that waits must not take the threads other
-  work needs.
-* `lease_alive` and `new_owner` read no store, and stay synchronous.
+  anyio's default one shared with everything else in the process: SQLite serializes its
+  calls on one lock, PostgreSQL's pool has as many connections, and a store that waits
+  must not take the threads other work needs.
+* `new_owner` reads no store and stays synchronous; `lease_alive` may ask PostgreSQL
+  whether the owner's process is still connected, so it is offloaded like the rest.
 """
 
 from __future__ import annotations
@@ -42,9 +43,8 @@ __all__ = ["STORE_THREADS", "AsyncLedger", "Offload", "open_async_ledger"]
 P = ParamSpec("P")
 T = TypeVar("T")
 
-#: Worker threads one store may use at once. Its calls take one lock in turn, so more
-#: would only wait there; a few let the next calls queue in threads, the rest wait as
-#: tasks.
+#: Worker threads one store may use at once: as many as a PostgreSQL store's pool has
+#: connections (SQLite's calls take one lock in turn); the rest wait as tasks.
 STORE_THREADS = 4
 
 
@@ -87,13 +87,13 @@ class AsyncLedger:
     async def aclose(self) -> None:
         await self._run.shielded(self.sync.close)
 
-    # --- no store involved ---------------------------------------------------------------
+    # --- leases ---------------------------------------------------------------------------
 
     def new_owner(self) -> str:
         return self.sync.new_owner()
 
-    def lease_alive(self, record: CallRecord) -> bool:
-        return self.sync.lease_alive(record)
+    async def lease_alive(self, record: CallRecord) -> bool:
+        return await self._run(self.sync.lease_alive, record)
 
     # --- calls ---------------------------------------------------------------------------
 

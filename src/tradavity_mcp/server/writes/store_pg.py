@@ -9,8 +9,13 @@ and changes only how it reaches the store:
   processes sharing one SQLite file. Two replicas claiming twins therefore decide one
   after the other: one writes, the other sees its twin. The primary keys make a second
   row for one call impossible even so.
-* A lease is free only when it has expired: a process id says nothing about a process
-  on another machine.
+* A lease is free when it has expired, or at once when its owner process is gone from
+  the store: each process holds a session advisory lock on its own token for as long as
+  its connection lives, so a SIGKILLed replica (whose connection PostgreSQL closes) frees
+  its calls for the others without waiting out the lease. A process id says nothing
+  about a process on another machine.
+* Statements go through a small pool of connections (`psycopg_pool`), so one user's
+  call waiting on another replica's lock holds one connection, not the whole store.
 * The tables come from versioned migrations shipped in the package
   (`migrations/NNNN_name.sql`), applied at start under an advisory lock and recorded in
   `schema_version`, so replicas starting together migrate once.
@@ -21,6 +26,7 @@ and changes only how it reaches the store:
 from __future__ import annotations
 
 import re
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -32,11 +38,15 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
+from psycopg_pool import ConnectionPool
 
 from ...api.clock import Now
 from .ledger import CallRecord, Ledger, LedgerUnavailable, _Cursor, _Db
 
-__all__ = ["PgLedger", "migrate", "migrations", "redact_url"]
+__all__ = ["PgLedger", "connection_pool", "migrate", "migrations", "redact_url"]
+
+#: Connections a store's pool keeps open at most (the server's store threads use them).
+POOL_SIZE = 4
 
 #: The advisory lock key that serializes migrations across replicas starting together.
 _MIGRATION_LOCK = 0x7472_6164_6C65_6467  # "tradledg"
@@ -98,6 +108,35 @@ def migrate(conn: psycopg.Connection[Any], package: str = __package__, schema: s
             )
 
 
+def connection_pool(
+    url: str, *, name: str, timeout: float, settings: tuple[str, ...], row_factory: Any
+) -> ConnectionPool[Any]:
+    """A small pool of autocommit connections to `url`, each configured by `settings`
+    (SET statements) and checked before it is handed out (a store restarted meanwhile
+    costs a reconnect, not a failed call). Opened at once; connections come lazily."""
+
+    def configure(conn: psycopg.Connection[Any]) -> None:
+        for statement in settings:
+            conn.execute(statement)
+
+    return ConnectionPool(
+        url,
+        min_size=1,
+        max_size=POOL_SIZE,
+        kwargs={
+            "autocommit": True,
+            "row_factory": row_factory,
+            "connect_timeout": max(1, round(timeout)),
+            "application_name": name,
+        },
+        configure=configure,
+        check=ConnectionPool.check_connection,
+        timeout=timeout,
+        name=name,
+        open=True,
+    )
+
+
 class _PgDb:
     """A psycopg connection seen as the rules see a connection: `?` placeholders."""
 
@@ -116,10 +155,23 @@ class PgLedger(Ledger):
         self._url = url
         self.path = redact_url(url)
         self._timeout = connect_timeout
-        self._lock = threading.Lock()
-        self._conn: psycopg.Connection[dict[str, Any]] | None = None
-        with self._lock:
-            self._migrate_store()
+        # This process's name in leases, and the session lock that says it is alive.
+        self._token = secrets.token_hex(8)
+        self.OWNER_PREFIX = f"pg:{self._token}:"
+        self._alive_lock = threading.Lock()
+        self._alive: psycopg.Connection[tuple[Any, ...]] | None = None
+        with self._alive_lock:
+            # The first connection says plainly what is wrong (credentials, database,
+            # reachability) and applies the migrations; it then holds the session lock.
+            self._alive_connection()
+        self._pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = connection_pool(
+            url,
+            name="tradavity-mcp",
+            timeout=connect_timeout,
+            # A lock held elsewhere for this long means something is stuck: say so.
+            settings=("SET lock_timeout = '15s'", "SET statement_timeout = '30s'"),
+            row_factory=dict_row,
+        )
 
     # --- the connection ------------------------------------------------------------------
 
@@ -152,74 +204,88 @@ class PgLedger(Ledger):
             fix = f"{where} could not be used ({text.strip()}). Check the store and --store."
         return LedgerUnavailable(fix + " Nothing was sent to Tradavity.")
 
-    def _connection(self) -> psycopg.Connection[dict[str, Any]]:
-        """The open connection, opened again if it was lost (a restart, a failover)."""
-        conn = self._conn
+    def _alive_connection(self) -> psycopg.Connection[tuple[Any, ...]]:
+        """The connection that holds this process's session lock (and applied the
+        migrations), opened again, and the lock taken again, if it was lost."""
+        conn = self._alive
         if conn is not None and not conn.closed and not conn.broken:
             return conn
         if conn is not None:
             conn.close()
-            self._conn = None
+            self._alive = None
         try:
             conn = psycopg.connect(
                 self._url,
                 autocommit=True,
-                row_factory=dict_row,
                 connect_timeout=max(1, round(self._timeout)),
                 application_name="tradavity-mcp",
             )
-            # A lock held elsewhere for this long means something is stuck: say so.
-            conn.execute("SET lock_timeout = '15s'")
-            conn.execute("SET statement_timeout = '30s'")
-        except psycopg.Error as exc:
-            raise self._explain(exc) from None
-        self._conn = conn
-        return conn
-
-    def _migrate_store(self) -> None:
-        conn = self._connection()
-        try:
             migrate(conn)
+            conn.execute("SELECT pg_advisory_lock(%s)", (_owner_key(self._token),))
         except psycopg.Error as exc:
             raise self._explain(exc) from None
+        self._alive = conn
+        return conn
 
     def schema_version(self) -> int:
         rows = self._read("SELECT max(version) AS v FROM schema_version", ())
         return int(rows[0]["v"] or 0)
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self._pool.close()
+        with self._alive_lock:
+            if self._alive is not None:
+                self._alive.close()
+                self._alive = None
 
     @contextmanager
     def _tx(self, scope: str | None = None) -> Iterator[_Db]:
-        with self._lock:
-            conn = self._connection()
-            try:
-                with conn.transaction():
-                    if scope is not None:
-                        conn.execute(
-                            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                            ("tradavity-ledger:" + scope,),
-                        )
-                    yield _PgDb(conn)
-            except psycopg.Error as exc:
-                raise self._explain(exc) from None
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                if scope is not None:
+                    conn.execute(
+                        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                        ("tradavity-ledger:" + scope,),
+                    )
+                yield _PgDb(conn)
+        except psycopg.Error as exc:
+            raise self._explain(exc) from None
 
     def _read(self, query: str, params: tuple[Any, ...]) -> list[Any]:
-        with self._lock:
-            conn = self._connection()
-            try:
-                return conn.execute(query.replace("?", "%s"), params).fetchall()
-            except psycopg.Error as exc:
-                raise self._explain(exc) from None
+        try:
+            with self._pool.connection() as conn:
+                rows: list[Any] = conn.execute(query.replace("?", "%s"), params).fetchall()
+                return rows
+        except psycopg.Error as exc:
+            raise self._explain(exc) from None
 
     # --- leases --------------------------------------------------------------------------
 
     def lease_alive(self, record: CallRecord) -> bool:
-        """Held until it expires: the owner may be a process on another machine."""
+        """Held until it expires, unless its owner process is gone from the store (its
+        session lock is free): then the call is free for another worker at once."""
         if not record.owner or record.lease_until is None:
             return False
-        return record.lease_until >= self._clock()
+        if record.lease_until < self._clock():
+            return False
+        kind, _, rest = record.owner.partition(":")
+        token = rest.partition(":")[0]
+        if kind != "pg" or token == self._token:
+            return True
+        # Take the owner's lock and give it back at once: granted means nobody holds it.
+        with self._alive_lock:
+            conn = self._alive_connection()
+            try:
+                row = conn.execute(
+                    "SELECT CASE WHEN pg_try_advisory_lock(%(k)s) "
+                    "THEN NOT pg_advisory_unlock(%(k)s) ELSE true END",
+                    {"k": _owner_key(token)},
+                ).fetchone()
+            except psycopg.Error as exc:
+                raise self._explain(exc) from None
+        return bool(row and row[0])
+
+
+def _owner_key(token: str) -> int:
+    """The advisory lock key of a process's token (a signed 64-bit number)."""
+    return int.from_bytes(bytes.fromhex(token), "big", signed=True)

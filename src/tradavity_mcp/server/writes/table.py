@@ -146,7 +146,7 @@ async def resume_pending(ws: Workspace, env: RunEnv) -> int:
     first. Returns how many finished."""
     finished = 0
     for record in await ws.ledger.pending_calls(ws.principal):
-        if ws.ledger.lease_alive(record):
+        if await ws.ledger.lease_alive(record):
             continue  # somebody is working on it right now
         try:
             outcome = await _resume_one(ws, record.tool, record.call_id, record.id_source, env)
