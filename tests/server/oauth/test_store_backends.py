@@ -27,7 +27,7 @@ from tradavity_mcp.server.oauth.provider import TradavityProvider
 from tradavity_mcp.server.oauth.store import Checked, OAuthStore, OAuthStoreUnavailable, Pending
 from tradavity_mcp.server.oauth.store_pg import SCHEMA, PgOAuthStore, oauth_migrations
 from tradavity_mcp.server.oauth.stores import open_oauth_store
-from tradavity_mcp.server.writes.store_pg import PgLedger, migrations
+from tradavity_mcp.server.writes.store_pg import Connections, PgLedger, migrations
 
 pytestmark = pytest.mark.anyio
 
@@ -437,12 +437,18 @@ def test_an_unreachable_store_is_named_without_its_password() -> None:
     assert "TRADAVITY_STORE_URL" in message
 
 
-def test_a_lost_connection_is_opened_again(pg_url: str) -> None:
+@pytest.mark.parametrize("checked", [True, False], ids=["idle-checked", "in-use"])
+def test_a_lost_connection_is_opened_again(
+    pg_url: str, checked: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Connections, "CHECK_AFTER_SECONDS", 0.0 if checked else float("inf"))
     store = PgOAuthStore(pg_url)
     try:
         code = store.add_grant(_pending(), _checked())
         _terminate_backends(pg_url)
-        # A connection is checked before it is used: the next call reconnects, unharmed.
+        if not checked:  # the call that meets the loss fails plainly, deciding nothing
+            with pytest.raises(OAuthStoreUnavailable, match="cannot be reached"):
+                store.use_code(code)
         assert store.use_code(code)
         assert not store.use_code(code)
     finally:

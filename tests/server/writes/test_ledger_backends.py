@@ -26,7 +26,7 @@ from tradavity_mcp.server.writes.call import (
 )
 from tradavity_mcp.server.writes.ledger import CallDraft, Ledger, LedgerUnavailable
 from tradavity_mcp.server.writes.offload import AsyncLedger
-from tradavity_mcp.server.writes.store_pg import PgLedger, migrations, redact_url
+from tradavity_mcp.server.writes.store_pg import Connections, PgLedger, migrations, redact_url
 
 pytestmark = pytest.mark.anyio
 
@@ -440,6 +440,43 @@ def test_a_lease_frees_at_once_when_its_owner_process_leaves_the_store(
         b.close()
 
 
+def test_one_users_wait_on_a_lock_holds_one_connection_not_the_store(
+    postgres_url: str,
+) -> None:
+    """Another replica holds user p's lock: p's claim waits, user q's goes through."""
+    ledger = PgLedger(postgres_url, clock=Clock())
+    waiting = threading.Event()
+    outcome: list[str] = []
+
+    def claim_for_p() -> None:
+        waiting.set()
+        draft = _draft("host:p", id_source="host")
+        outcome.append(ledger.claim(draft, owner=ledger.new_owner(), lease_seconds=60).kind)
+
+    try:
+        with psycopg.connect(postgres_url, autocommit=True) as other, other.transaction():
+            other.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ("tradavity-ledger:p",)
+            )
+            thread = threading.Thread(target=claim_for_p)
+            thread.start()
+            waiting.wait()
+            for _ in range(1000):  # until p's claim is seen waiting on the lock
+                row = other.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype='advisory' AND NOT granted"
+                ).fetchone()
+                if row is not None and row[0] == 1:
+                    break
+                time.sleep(0.01)
+            q = CallDraft("q", "journal_trade", "host:q", "d", "{}", "host")
+            assert ledger.claim(q, owner=ledger.new_owner(), lease_seconds=60).kind == "new"
+            assert outcome == []  # p still waits
+        thread.join(timeout=30)
+        assert outcome == ["new"]
+    finally:
+        ledger.close()
+
+
 def test_migrations_are_recorded_and_applied_once(postgres_url: str) -> None:
     shipped = migrations()
     assert [v for v, _, _ in shipped] == list(range(1, len(shipped) + 1))
@@ -471,7 +508,14 @@ def test_an_unreachable_store_is_named_without_its_password() -> None:
     )
 
 
-def test_a_lost_connection_is_opened_again(postgres_url: str) -> None:
+@pytest.mark.parametrize("checked", [True, False], ids=["idle-checked", "in-use"])
+def test_a_lost_connection_is_opened_again(
+    postgres_url: str, checked: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection idle a while is checked before use: its loss costs nothing. One in
+    use fails the call that meets the loss plainly (nothing decided) and takes the idle
+    ones with it: the next call reconnects."""
+    monkeypatch.setattr(Connections, "CHECK_AFTER_SECONDS", 0.0 if checked else float("inf"))
     clock = Clock()
     ledger = PgLedger(postgres_url, clock=clock)
     try:
@@ -489,10 +533,13 @@ def test_a_lost_connection_is_opened_again(postgres_url: str) -> None:
                 if row is not None and row[0] == 0:
                     break
                 time.sleep(0.01)
-        # A connection is checked before it is used: the next call reconnects, unharmed.
-        claim = ledger.claim(_draft("host:d", id_source="host"), owner="o", lease_seconds=60)
+        if not checked:
+            with pytest.raises(LedgerUnavailable, match="cannot be reached"):
+                ledger.claim(_draft("host:d", id_source="host"), owner="o", lease_seconds=60)
+            assert ledger.get_call("p", "journal_trade", "host:d") is None
+        claim = ledger.claim(_draft("host:e", id_source="host"), owner="o", lease_seconds=60)
         assert claim.kind == "new"
-        assert sorted(c.call_id for c in ledger.pending_calls()) == ["host:c", "host:d"]
+        assert sorted(c.call_id for c in ledger.pending_calls()) == ["host:c", "host:e"]
     finally:
         ledger.close()
 

@@ -15,10 +15,10 @@ issued by one is redeemed on another, and a revocation is seen by all at once:
 * Keys are sealed as on SQLite, with `TRADAVITY_MCP_SECRET_KEY`, which every replica must
   share: the store keeps the secret's fingerprint (an HMAC) and refuses a replica
   started with another one (`check_secret`).
-* Statements go through a small pool of connections (`writes.store_pg.connection_pool`),
-  each checked before use, so a lost connection is opened again unseen and a row locked
-  by another replica holds one connection, not every token check of this one; every
-  failure surfaces as `OAuthStoreUnavailable`, naming the store without its password.
+* Statements go through a few connections (`writes.store_pg.Connections`), so a row
+  locked by another replica holds one, not every token check of this one. A lost
+  connection is opened again on the next use; every failure surfaces as
+  `OAuthStoreUnavailable`, naming the store without its password.
 """
 
 from __future__ import annotations
@@ -31,9 +31,8 @@ from urllib.parse import urlsplit
 
 import psycopg
 from psycopg.rows import tuple_row
-from psycopg_pool import ConnectionPool
 
-from ..writes.store_pg import connection_pool, migrate, migrations, redact_url
+from ..writes.store_pg import Connections, migrate, migrations, redact_url
 from .store import OAuthStore, OAuthStoreUnavailable, Run
 
 __all__ = ["SCHEMA", "PgOAuthStore", "oauth_migrations"]
@@ -77,9 +76,9 @@ class PgOAuthStore(OAuthStore):
         # The first connection says plainly what is wrong and applies the migrations.
         with self._failures(), self._connect() as conn:
             migrate(conn, __package__, SCHEMA)
-        # Then a small pool: a row locked by another replica holds one connection, not
-        # every token check of this one.
-        self._pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = connection_pool(
+        # Then a few connections: a row locked by another replica holds one, not every
+        # token check of this one.
+        self._pool = Connections(
             url,
             name="tradavity-mcp oauth",
             timeout=connect_timeout,

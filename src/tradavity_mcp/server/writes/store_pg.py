@@ -14,8 +14,8 @@ and changes only how it reaches the store:
   its connection lives, so a SIGKILLed replica (whose connection PostgreSQL closes) frees
   its calls for the others without waiting out the lease. A process id says nothing
   about a process on another machine.
-* Statements go through a small pool of connections (`psycopg_pool`), so one user's
-  call waiting on another replica's lock holds one connection, not the whole store.
+* Statements go through a few connections (`Connections`), so one user's call waiting
+  on another replica's lock holds one connection, not the whole store.
 * The tables come from versioned migrations shipped in the package
   (`migrations/NNNN_name.sql`), applied at start under an advisory lock and recorded in
   `schema_version`, so replicas starting together migrate once.
@@ -25,6 +25,7 @@ and changes only how it reaches the store:
 
 from __future__ import annotations
 
+import queue
 import re
 import secrets
 import threading
@@ -38,14 +39,13 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
-from psycopg_pool import ConnectionPool
 
 from ...api.clock import Now
 from .ledger import CallRecord, Ledger, LedgerUnavailable, _Cursor, _Db
 
-__all__ = ["PgLedger", "connection_pool", "migrate", "migrations", "redact_url"]
+__all__ = ["Connections", "PgLedger", "migrate", "migrations", "redact_url"]
 
-#: Connections a store's pool keeps open at most (the server's store threads use them).
+#: Connections one store opens at most (as many as the server's store threads).
 POOL_SIZE = 4
 
 #: The advisory lock key that serializes migrations across replicas starting together.
@@ -108,33 +108,103 @@ def migrate(conn: psycopg.Connection[Any], package: str = __package__, schema: s
             )
 
 
-def connection_pool(
-    url: str, *, name: str, timeout: float, settings: tuple[str, ...], row_factory: Any
-) -> ConnectionPool[Any]:
-    """A small pool of autocommit connections to `url`, each configured by `settings`
-    (SET statements) and checked before it is handed out (a store restarted meanwhile
-    costs a reconnect, not a failed call). Opened at once; connections come lazily."""
+class Connections:
+    """A few connections to one store, taken one at a time by the calls that need them.
 
-    def configure(conn: psycopg.Connection[Any]) -> None:
-        for statement in settings:
-            conn.execute(statement)
+    Each is opened when first needed. One that sat unused for `CHECK_AFTER_SECONDS` is
+    asked a trivial statement before it is handed out, and opened again if it does not
+    answer; when a call finds its connection broken (a restart, a failover), every idle
+    connection is dropped with it, so one loss fails at most the call that met it. Not
+    `psycopg_pool`: it opens connections in the background, backing off after failures,
+    and makes callers wait for it, so an outage would stall every call for the pool's
+    timeout instead of failing it at once with the driver's reason, and recovery would
+    wait for the next back-off.
+    """
 
-    return ConnectionPool(
-        url,
-        min_size=1,
-        max_size=POOL_SIZE,
-        kwargs={
-            "autocommit": True,
-            "row_factory": row_factory,
-            "connect_timeout": max(1, round(timeout)),
-            "application_name": name,
-        },
-        configure=configure,
-        check=ConnectionPool.check_connection,
-        timeout=timeout,
-        name=name,
-        open=True,
-    )
+    #: Seconds unused after which a connection is checked before it is handed out.
+    CHECK_AFTER_SECONDS = 1.0
+
+    def __init__(
+        self, url: str, *, name: str, timeout: float, settings: tuple[str, ...], row_factory: Any
+    ) -> None:
+        self._url = url
+        self._name = name
+        self._timeout = timeout
+        self._settings = settings
+        self._row_factory = row_factory
+        # (connection or None when not open, when it was last given back); most recently
+        # used first, so idle slots stay unopened.
+        self._free: queue.LifoQueue[tuple[psycopg.Connection[Any] | None, float]]
+        self._free = queue.LifoQueue()
+        for _ in range(POOL_SIZE):
+            self._free.put((None, 0.0))
+        self._closed = False
+
+    def _open(self) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(
+            self._url,
+            autocommit=True,
+            row_factory=self._row_factory,
+            connect_timeout=max(1, round(self._timeout)),
+            application_name=self._name,
+        )
+        try:
+            for statement in self._settings:
+                conn.execute(statement)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @staticmethod
+    def _usable(conn: psycopg.Connection[Any], idle: float, check_after: float) -> bool:
+        if conn.closed or conn.broken:
+            return False
+        if idle < check_after:
+            return True
+        try:
+            conn.execute("SELECT 1")
+        except psycopg.Error:
+            return False
+        return True
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection for one statement or transaction (psycopg errors pass through)."""
+        conn, since = self._free.get()
+        try:
+            if conn is not None and not self._usable(
+                conn, time.monotonic() - since, self.CHECK_AFTER_SECONDS
+            ):
+                conn.close()
+                conn = None
+            if conn is None:
+                conn = self._open()
+            yield conn
+        finally:
+            if conn is not None and (self._closed or conn.broken):
+                if conn.broken and not self._closed:
+                    self._drop_idle()  # they were most likely to the same lost server
+                conn.close()
+                conn = None
+            self._free.put((conn, time.monotonic()))
+
+    def _drop_idle(self) -> None:
+        idle = []
+        while True:
+            try:
+                idle.append(self._free.get_nowait())
+            except queue.Empty:
+                break
+        for conn, _ in idle:
+            if conn is not None:
+                conn.close()
+            self._free.put((None, 0.0))
+
+    def close(self) -> None:
+        """Close the connections (one in use is closed when it comes back)."""
+        self._closed = True
+        self._drop_idle()
 
 
 class _PgDb:
@@ -164,7 +234,7 @@ class PgLedger(Ledger):
             # The first connection says plainly what is wrong (credentials, database,
             # reachability) and applies the migrations; it then holds the session lock.
             self._alive_connection()
-        self._pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = connection_pool(
+        self._pool = Connections(
             url,
             name="tradavity-mcp",
             timeout=connect_timeout,
