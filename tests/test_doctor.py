@@ -1,7 +1,10 @@
-"""`tradavity-mcp doctor` as a person runs it: a real process against the sandbox over HTTP."""
+"""`tradavity-mcp doctor` against the sandbox over HTTP: once as a person runs it, a real
+process; the other cases through the command's own `main` in this process."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -10,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tradavity_mcp.cli import main
 from tradavity_mcp.sandbox import (
     DEMO_KEY,
     READONLY_KEY,
@@ -27,22 +31,42 @@ def base_url() -> Iterator[str]:
 
 
 def _doctor(
-    tmp_path: Path, *args: str, key: str | None, base: str | None, state: Path | None = None
+    tmp_path: Path,
+    *args: str,
+    key: str | None,
+    base: str | None,
+    state: Path | None = None,
+    real: bool = False,
 ) -> subprocess.CompletedProcess[str]:
+    """`tradavity-mcp doctor` with this environment: in this process (the command's own
+    `main`, its output captured), or as a real process when `real`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADAVITY_")}
     env["TRADAVITY_STATE_DIR"] = str(state or tmp_path / "state")
     if key is not None:
         env["TRADAVITY_API_KEY"] = key
     if base is not None:
         env["TRADAVITY_BASE_URL"] = base
-    return subprocess.run(
-        [sys.executable, "-m", "tradavity_mcp", "doctor", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
-    )
+    argv = ["doctor", *args]
+    if real:
+        return subprocess.run(
+            [sys.executable, "-m", "tradavity_mcp", *argv],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            check=False,
+        )
+    out, err = io.StringIO(), io.StringIO()
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(argv)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 
 def _line(out: str, name: str) -> str:
@@ -55,7 +79,7 @@ def _line(out: str, name: str) -> str:
 
 
 def test_right_setup_is_ready(tmp_path: Path, base_url: str) -> None:
-    done = _doctor(tmp_path, key=DEMO_KEY, base=base_url)
+    done = _doctor(tmp_path, key=DEMO_KEY, base=base_url, real=True)
     assert done.returncode == 0, done.stdout
     assert _line(done.stdout, "base URL") == (
         f"ok base URL {base_url} answers as Dana Demo (pro, America/New_York)"

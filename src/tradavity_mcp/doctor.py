@@ -337,9 +337,10 @@ def report(checks: list[Check], out: TextIO) -> int:
     return 0
 
 
-def run_doctor(options: Mapping[str, Any], out: TextIO = sys.stdout) -> int:
+def run_doctor(options: Mapping[str, Any], out: TextIO | None = None) -> int:
     """Run every check for the settings the server itself would use (`options`: what the
     command line gives `Settings.load`: base_url, sandbox, read_only, state_dir)."""
+    out = out or sys.stdout  # looked up now: a caller may have redirected it
     raw_key = os.environ.get("TRADAVITY_API_KEY")
     out.write(f"tradavity-mcp {__version__} doctor\n\n")
     try:
