@@ -31,14 +31,22 @@ LATER = (
 
 PROBE = """
 import json, sys
+import anyio
+from mcp import Client
 from tradavity_mcp.server import build_server
 from tradavity_mcp.settings import Settings
-build_server(Settings.load(api_key="tvty_" + "0123456789abcdef" * 3, state_dir=sys.argv[1]))
-print(json.dumps(sorted(m for m in sys.modules if m.startswith(("tradavity_mcp", "PIL")))))
+
+async def main() -> None:
+    settings = Settings.load(api_key="tvty_" + "0123456789abcdef" * 3, state_dir=sys.argv[1])
+    async with Client(build_server(settings), mode="legacy"):  # initialize answered
+        loaded = sorted(m for m in sys.modules if m.startswith(("tradavity_mcp", "PIL")))
+    print(json.dumps(loaded))
+
+anyio.run(main)
 """
 
 
-def test_a_built_stdio_server_has_not_loaded_the_tools_modules(tmp_path: Path) -> None:
+def test_a_server_that_answered_initialize_has_not_loaded_the_tools_modules(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-c", PROBE, str(tmp_path)],
         capture_output=True, text=True, check=True, timeout=60,

@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -232,19 +233,27 @@ class Backend:
             state.default = self._workspace(api, ledger)
         tg = await stack.enter_async_context(anyio.create_task_group())
         stack.callback(tg.cancel_scope.cancel)
+        background: list[Callable[[], Awaitable[None]]] = [
+            partial(resume_forever, state.workspaces, self.settings, self.resume_interval),
+            partial(poll_sync_forever, state.workspaces, SYNC_POLL_SECONDS),
+            partial(refresh_reference_forever, state.workspaces, REFDATA_REFRESH_SECONDS),
+        ]
         if state.default is not None:
             # Not awaited: the server answers `initialize` at once, even with the API
             # down; tools/list waits briefly for the scopes. Nor started before
             # `initialize` is answered: the first request makes the HTTP transport (a
-            # TLS context, the HTTP/1.1 stack), which would delay that answer.
+            # TLS context, the HTTP/1.1 stack), and the resumer loads the journaling
+            # code, which would delay that answer. So does the background work.
             self._greeted = anyio.Event()
-            tg.start_soon(_after, self._greeted, state.default.load_scopes)
-        tg.start_soon(resume_forever, state.workspaces, self.settings, self.resume_interval)
+            background.insert(0, state.default.load_scopes)
+            for work in background:
+                tg.start_soon(_after, self._greeted, work)
+        else:
+            for work in background:
+                tg.start_soon(_now, work)
         tg.start_soon(self.notifier.run)
         if self.shared_sync is not None:
             tg.start_soon(self.shared_sync.run)
-        tg.start_soon(poll_sync_forever, state.workspaces, SYNC_POLL_SECONDS)
-        tg.start_soon(refresh_reference_forever, state.workspaces, REFDATA_REFRESH_SECONDS)
         return state
 
     async def authenticate(self, request: Request) -> Workspace | Response:
@@ -270,6 +279,10 @@ class Backend:
 
 async def _after(event: anyio.Event, work: Callable[[], Awaitable[None]]) -> None:
     await event.wait()
+    await work()
+
+
+async def _now(work: Callable[[], Awaitable[None]]) -> None:
     await work()
 
 

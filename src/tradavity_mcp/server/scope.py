@@ -72,8 +72,9 @@ class RequestScope:
     async def _handle(
         self, ws: Workspace, ctx: ServerRequestContext[Any, Any], call_next: CallNext
     ) -> HandlerResult:
-        if ctx.method in {"tools/list", "tools/call"}:
-            await ws.wait_for_scopes()
+        if ctx.method not in {"tools/list", "tools/call"}:
+            return await call_next(ctx)
+        await ws.wait_for_scopes()
         if ctx.method == "tools/call" and ws.setup_problem is not None:
             return CallToolResult(
                 content=[TextContent(type="text", text=ws.setup_problem)], is_error=True
