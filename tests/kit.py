@@ -87,3 +87,17 @@ def plain_trade(pnl: float) -> dict[str, Any]:
 def sandbox_writes(app: Any) -> int:
     """How many writes (any non-GET request) a sandbox app has received."""
     return sum(1 for r in app.state.sandbox.request_log if r.method != "GET")
+
+
+#: Debian's chromium, as Playwright drives it here (never `playwright install`).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]

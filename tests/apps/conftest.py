@@ -30,24 +30,13 @@ from tradavity_mcp.sandbox import DEMO_KEY, ManualClock, SandboxConfig, SandboxT
 from tradavity_mcp.server import build_server
 from tradavity_mcp.settings import Settings
 
-from ..kit import SANDBOX_URL, SandboxTime
+from ..kit import CHROMIUM, CHROMIUM_FLAGS, SANDBOX_URL, SandboxTime
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS = ROOT / "apps"
 NODE_MODULES = APPS / "node_modules"
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 HOST = "http://host.test"
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 #: What a host that renders Apps tells the server in `initialize`.
 APPS_CAPABLE = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
 HOST_CONTEXT: dict[str, Any] = {
@@ -109,7 +98,9 @@ def anyio_backend() -> str:
 @pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Browser]:
     async with async_playwright() as pw:
-        launched = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        launched = await pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS
+        )
         try:
             yield launched
         finally:

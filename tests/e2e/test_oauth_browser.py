@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from tradavity_mcp.sandbox import DEMO_KEY, serve_in_thread
 
+from ..kit import CHROMIUM, CHROMIUM_FLAGS
 from ..server.oauth.kit import (
     authorize_url,
     oauth_server,
@@ -28,18 +29,6 @@ from ..server.oauth.kit import (
 
 pytestmark = pytest.mark.anyio
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
 
 @pytest.fixture
 async def browser(tmp_path: Path) -> AsyncIterator[BrowserContext]:
@@ -48,7 +37,7 @@ async def browser(tmp_path: Path) -> AsyncIterator[BrowserContext]:
             str(tmp_path / "profile"),  # a new --user-data-dir
             executable_path=CHROMIUM,
             headless=True,
-            args=FLAGS,
+            args=CHROMIUM_FLAGS,
             java_script_enabled=False,
         )
         try:

@@ -27,12 +27,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg
 from psycopg.rows import tuple_row
 
-from ..writes.store_pg import Connections, migrate, migrations, redact_url
+from ..writes.store_pg import Connections, migrate, migrations, redact_url, store_problem
 from .store import OAuthStore, OAuthStoreUnavailable, Run
 
 __all__ = ["SCHEMA", "PgOAuthStore", "oauth_migrations"]
@@ -94,32 +93,15 @@ class PgOAuthStore(OAuthStore):
     # --- the connection ------------------------------------------------------------------
 
     def _explain(self, exc: BaseException) -> OAuthStoreUnavailable:
-        text = " ".join(str(exc).split())  # the driver's message, on one line
-        password = urlsplit(self._url).password
-        if password:
-            text = text.replace(password, "***")
-        folded = text.casefold()
-        where = f"the OAuth store {self.where}"
-        if "password authentication" in folded or "authentication failed" in folded:
-            fix = (
-                f"{where} refused the credentials ({text}). Check the user and password in "
-                "TRADAVITY_STORE_URL (--store)."
+        return OAuthStoreUnavailable(
+            store_problem(
+                exc,
+                self._url,
+                f"the OAuth store {self.where}",
+                rights="create a schema and tables in its database",
+                meanwhile="sign-ins and token checks wait until it is back",
             )
-        elif "does not exist" in folded and "database" in folded:
-            fix = f"{where}: the database does not exist. Create it (createdb), or fix --store."
-        elif "permission denied" in folded or "read-only" in folded:
-            fix = (
-                f"{where} refused a write ({text}). Give the user in TRADAVITY_STORE_URL "
-                "rights to create a schema and tables in its database."
-            )
-        elif isinstance(exc, psycopg.OperationalError) or "connect" in folded:
-            fix = (
-                f"{where} cannot be reached ({text}). Check that PostgreSQL is running and "
-                "reachable from this machine, and TRADAVITY_STORE_URL (--store)."
-            )
-        else:
-            fix = f"{where} could not be used ({text}). Check the store and --store."
-        return OAuthStoreUnavailable(fix)
+        )
 
     @contextmanager
     def _failures(self) -> Iterator[None]:

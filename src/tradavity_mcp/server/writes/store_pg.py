@@ -43,7 +43,7 @@ from psycopg.rows import dict_row, tuple_row
 from ...api.clock import Now
 from .ledger import CallRecord, Ledger, LedgerUnavailable, _Cursor, _Db
 
-__all__ = ["Connections", "PgLedger", "migrate", "migrations", "redact_url"]
+__all__ = ["Connections", "PgLedger", "migrate", "migrations", "redact_url", "store_problem"]
 
 #: Connections one store opens at most (as many as the server's store threads).
 POOL_SIZE = 4
@@ -65,6 +65,36 @@ def redact_url(url: str) -> str:
         netloc = f"{user.partition(':')[0]}:***@{host}"
     query = re.sub(r"(?i)(password=)[^&]*", r"\1***", parts.query)
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def store_problem(exc: BaseException, url: str, where: str, *, rights: str, meanwhile: str) -> str:
+    """What went wrong with a PostgreSQL store and what to do, on one line: the driver's
+    message (its password hidden) sorted into credentials, a missing database, missing
+    rights (`rights`: what the user needs to do) or an unreachable server (`meanwhile`:
+    what the server does until it is back)."""
+    text = " ".join(str(exc).split())  # the driver's message, on one line
+    password = urlsplit(url).password
+    if password:
+        text = text.replace(password, "***")
+    folded = text.casefold()
+    if "password authentication" in folded or "authentication failed" in folded:
+        return (
+            f"{where} refused the credentials ({text}). Check the user and password in "
+            "TRADAVITY_STORE_URL (--store)."
+        )
+    if "does not exist" in folded and "database" in folded:
+        return f"{where}: the database does not exist. Create it (createdb), or fix --store."
+    if "permission denied" in folded or "read-only" in folded:
+        return (
+            f"{where} refused a write ({text}). Give the user in TRADAVITY_STORE_URL rights "
+            f"to {rights}."
+        )
+    if isinstance(exc, psycopg.OperationalError) or "connect" in folded:
+        return (
+            f"{where} cannot be reached ({text}). Check that PostgreSQL is running and "
+            f"reachable from this machine, and TRADAVITY_STORE_URL (--store); {meanwhile}."
+        )
+    return f"{where} could not be used ({text}). Check the store and --store."
 
 
 def migrations(package: str = __package__) -> list[tuple[int, str, str]]:
@@ -246,32 +276,13 @@ class PgLedger(Ledger):
     # --- the connection ------------------------------------------------------------------
 
     def _explain(self, exc: BaseException) -> LedgerUnavailable:
-        text = " ".join(str(exc).split())  # the driver's message, on one line
-        password = urlsplit(self._url).password
-        if password:
-            text = text.replace(password, "***")
-        folded = text.casefold()
-        where = f"the write ledger's store {self.path}"
-        if "password authentication" in folded or "authentication failed" in folded:
-            fix = (
-                f"{where} refused the credentials ({text.strip()}). Check the user and "
-                "password in TRADAVITY_STORE_URL (--store)."
-            )
-        elif "does not exist" in folded and "database" in folded:
-            fix = f"{where}: the database does not exist. Create it (createdb), or fix --store."
-        elif "permission denied" in folded or "read-only" in folded:
-            fix = (
-                f"{where} refused a write ({text.strip()}). Give the user in "
-                "TRADAVITY_STORE_URL rights to create and write tables in its database."
-            )
-        elif isinstance(exc, psycopg.OperationalError) or "connect" in folded:
-            fix = (
-                f"{where} cannot be reached ({text.strip()}). Check that PostgreSQL is "
-                "running and reachable from this machine, and TRADAVITY_STORE_URL (--store); "
-                "the server writes nothing until it is back."
-            )
-        else:
-            fix = f"{where} could not be used ({text.strip()}). Check the store and --store."
+        fix = store_problem(
+            exc,
+            self._url,
+            f"the write ledger's store {self.path}",
+            rights="create and write tables in its database",
+            meanwhile="the server writes nothing until it is back",
+        )
         return LedgerUnavailable(fix + " Nothing was sent to Tradavity.")
 
     def _alive_connection(self) -> psycopg.Connection[tuple[Any, ...]]:
