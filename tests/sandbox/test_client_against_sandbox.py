@@ -21,6 +21,8 @@ from tradavity_mcp.sandbox import (
     serve_in_thread,
 )
 
+from ..kit import SandboxTime
+
 pytestmark = pytest.mark.anyio
 
 TRADE = {
@@ -40,17 +42,20 @@ async def pair(
     clock = ManualClock(1_795_000_000.0)
     app = create_app(SandboxConfig(db=":memory:", clock=clock, fault_seed=3))
     policy = RetryPolicy(base_delay=0.01, max_delay=0.05)
+    # The client waits (a 429's Retry-After, the rate window) on the sandbox's clock.
+    time = SandboxTime(clock)
     if request.param == "in-process":
         async with TradavityClient(
             DEMO_KEY,
             base_url="http://sandbox/api/v1",
             transport=SandboxTransport(app),
             retry=policy,
+            clock=time,
         ) as api:
             yield api, app.state.sandbox
     else:
         with serve_in_thread(app) as base:
-            async with TradavityClient(DEMO_KEY, base_url=base, retry=policy) as api:
+            async with TradavityClient(DEMO_KEY, base_url=base, retry=policy, clock=time) as api:
                 yield api, app.state.sandbox
 
 
