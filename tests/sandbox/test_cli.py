@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +81,16 @@ def test_default_db_is_in_the_user_data_directory() -> None:
     path = Path(_cli.default_db())
     assert path.name == "sandbox.sqlite3"
     assert path.parent.name == "tradavity-mcp"
+
+
+def test_the_printed_address_takes_connections_before_the_server_accepts_them() -> None:
+    """The address is printed as soon as the socket is made: it must already listen, so a
+    client that connects at once waits in the backlog instead of being refused."""
+    from tradavity_mcp.sandbox._serve import listening_socket
+
+    sock = listening_socket("127.0.0.1", 0)
+    try:
+        with socket.create_connection(sock.getsockname(), timeout=5):
+            pass  # nothing has accepted yet: the kernel queued the connection
+    finally:
+        sock.close()

@@ -15,15 +15,21 @@ from starlette.types import ASGIApp
 __all__ = ["bracketed", "listening_socket", "serve_in_thread"]
 
 
+#: Connections the kernel queues before the server accepts them (uvicorn's default).
+BACKLOG = 2048
+
+
 def listening_socket(host: str, port: int) -> socket.socket:
     """A TCP socket bound to `host:port` (IPv6 when the host has a colon; port 0 picks a
-    free one) for uvicorn to serve on. Raises OSError, with nothing left open, when the
-    address cannot be bound."""
+    free one) and listening, for uvicorn to serve on: a client that connects as soon as
+    the address is printed waits in the backlog rather than being refused. Raises OSError,
+    with nothing left open, when the address cannot be bound."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        sock.listen(BACKLOG)
     except OSError:
         sock.close()
         raise
