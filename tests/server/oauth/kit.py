@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx2
 
 from tradavity_mcp.sandbox import SandboxConfig, SandboxTransport, create_app, serve_in_thread
-from tradavity_mcp.server import HostedOptions, build_http_app, build_server
+from tradavity_mcp.server import HostedOptions, StreamOptions, build_http_app, build_server
 from tradavity_mcp.server.oauth import OAuthOptions
 from tradavity_mcp.settings import Settings
 
@@ -59,7 +59,9 @@ def oauth_server(
     settings = Settings.load(environ={}, base_url=SANDBOX_URL, state_dir=state, require_key=False)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    hosted = HostedOptions(auth="per-user", public_url=base)
+    # A quick heartbeat: a reader of /sync/stream knows the replay is over at the first one.
+    stream = StreamOptions(heartbeat_seconds=0.2, poll_seconds=0.05)
+    hosted = HostedOptions(auth="per-user", public_url=base, stream=stream)
     server = build_server(
         settings, transport=SandboxTransport(app_sandbox), stdio=False, hosted=hosted
     )
