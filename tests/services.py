@@ -10,6 +10,7 @@ as the `postgres` user (made if missing).
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import itertools
 import os
@@ -59,38 +60,101 @@ def _run_as() -> list[str]:
     return [_tool("runuser"), "-u", "postgres", "--"]
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """A PostgreSQL server on 127.0.0.1; yields the URL of its `postgres` database."""
-    prefix = _run_as()
-    home = Path(tempfile.mkdtemp(prefix="tradavity-pg-"))
-    data = home / "data"
-    if prefix:
-        entry = pwd.getpwnam("postgres")
-        os.chown(home, entry.pw_uid, entry.pw_gid)
-    home.chmod(0o700)
-    port = _free_port()
-    subprocess.run(
-        [*prefix, _bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-         "--encoding=UTF8", "--no-sync"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off"
-    options += " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-    subprocess.run(
-        [*prefix, _bin("pg_ctl"), "-D", str(data), "-l", str(home / "log"), "-o", options,
-         "-w", "-t", "60", "start"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
+def _template() -> Path:
+    """A freshly initialised PostgreSQL data directory to copy (initdb takes a second or
+    two; a copy, a few milliseconds): made once per machine and PostgreSQL version, under
+    a lock, so parallel test workers and drills share it."""
+    initdb = _bin("initdb")
+    version = subprocess.run(
+        [initdb, "--version"], capture_output=True, text=True, check=True
+    ).stdout.split()[-1]
+    root = Path(tempfile.gettempdir()) / f"tradavity-pg-template-{os.geteuid()}-{version}"
+    ready = root / "data" / "PG_VERSION"
+    if ready.exists():
+        return root / "data"
+    root.mkdir(exist_ok=True)
+    with open(root / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not ready.exists():
+            prefix = _run_as()
+            work = Path(tempfile.mkdtemp(prefix="initdb-", dir=root))
+            if prefix:
+                entry = pwd.getpwnam("postgres")
+                os.chown(work, entry.pw_uid, entry.pw_gid)
+            subprocess.run(
+                [*prefix, initdb, "-D", str(work / "data"), "-U", "postgres", "--auth=trust",
+                 "--encoding=UTF8", "--no-sync"],
+                check=True, capture_output=True,
+            )  # fmt: skip
+            (work / "data").rename(root / "data")  # whole, or not there at all
+            shutil.rmtree(work, ignore_errors=True)
+    return root / "data"
+
+
+class PostgresServer:
+    """A PostgreSQL server on 127.0.0.1 in a temporary directory of its own (a copy of the
+    template cluster): `start()`, `stop()` (unreachable, as a failed database host is;
+    `start()` brings it back on its port), `close()`."""
+
+    def __init__(self, *, max_connections: int = 200) -> None:
+        self.prefix = _run_as()
+        self.home = Path(tempfile.mkdtemp(prefix="tradavity-pg-"))
+        self.data = self.home / "data"
+        shutil.copytree(_template(), self.data, symlinks=True)
+        if self.prefix:
+            entry = pwd.getpwnam("postgres")
+            for path in [self.home, *self.home.rglob("*")]:
+                os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+        self.home.chmod(0o700)
+        self.data.chmod(0o700)
+        self.port = _free_port()
+        self.max_connections = max_connections
+        self.running = False
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def database(self, name: str) -> str:
+        """A new, empty database; its URL."""
+        with psycopg.connect(self.admin_url, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        return self.admin_url.rpartition("/")[0] + "/" + name
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.home} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options += " -c synchronous_commit=off -c full_page_writes=off"
+        options += f" -c max_connections={self.max_connections}"
         subprocess.run(
-            [*prefix, _bin("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+            [*self.prefix, _bin("pg_ctl"), "-D", str(self.data), "-l", str(self.home / "log"),
+             "-o", options, "-w", "-t", "60", "start"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        self.running = True
+
+    def stop(self) -> None:
+        subprocess.run(
+            [*self.prefix, _bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"],
             capture_output=True,
             check=False,
         )
-        shutil.rmtree(home, ignore_errors=True)
+        self.running = False
+
+    def close(self) -> None:
+        if self.running:
+            self.stop()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server on 127.0.0.1; yields the URL of its `postgres` database."""
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server.admin_url
+    finally:
+        server.close()
 
 
 _numbers = itertools.count()

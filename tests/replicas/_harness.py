@@ -22,7 +22,6 @@ import contextlib
 import itertools
 import json
 import os
-import pwd
 import shutil
 import signal
 import subprocess
@@ -42,7 +41,7 @@ from mcp.client.streamable_http import streamable_http_client
 from tradavity_mcp.api.client import TradavityClient
 from tradavity_mcp.api.idempotency import principal_for_key
 
-from ..services import _bin, _free_port, _run_as, wait_for_redis
+from ..services import PostgresServer, _free_port, wait_for_redis
 
 #: The protocol era that needs no affinity (the SDK's `mode`).
 ERA = "2026-07-28"
@@ -54,58 +53,11 @@ FRONT = "http://replicas.invalid/mcp"
 _OURS = ("TRADAVITY_",)
 
 
-class Postgres:
-    """A PostgreSQL server on 127.0.0.1 that the harness owns: `stop()` makes it
-    unreachable (as a failed database host is), `start()` brings it back on its port."""
+class Postgres(PostgresServer):
+    """The harness's own PostgreSQL, which a scenario may stop and start again."""
 
     def __init__(self) -> None:
-        self.prefix = _run_as()
-        self.home = Path(tempfile.mkdtemp(prefix="tradavity-replicas-pg-"))
-        self.data = self.home / "data"
-        if self.prefix:
-            entry = pwd.getpwnam("postgres")
-            os.chown(self.home, entry.pw_uid, entry.pw_gid)
-        self.home.chmod(0o700)
-        self.port = _free_port()
-        subprocess.run(
-            [*self.prefix, _bin("initdb"), "-D", str(self.data), "-U", "postgres",
-             "--auth=trust", "--encoding=UTF8", "--no-sync"],
-            check=True, capture_output=True,
-        )  # fmt: skip
-        self.running = False
-
-    @property
-    def admin_url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def database(self, name: str) -> str:
-        """A new, empty database; its URL."""
-        with psycopg.connect(self.admin_url, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.home} -c listen_addresses=127.0.0.1 -c fsync=off"
-        options += " -c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
-        subprocess.run(
-            [*self.prefix, _bin("pg_ctl"), "-D", str(self.data), "-l", str(self.home / "log"),
-             "-o", options, "-w", "-t", "60", "start"],
-            check=True, capture_output=True,
-        )  # fmt: skip
-        self.running = True
-
-    def stop(self) -> None:
-        subprocess.run(
-            [*self.prefix, _bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"],
-            capture_output=True,
-            check=False,
-        )
-        self.running = False
-
-    def close(self) -> None:
-        if self.running:
-            self.stop()
-        shutil.rmtree(self.home, ignore_errors=True)
+        super().__init__(max_connections=100)
 
 
 class RedisServer:
