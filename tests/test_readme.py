@@ -12,6 +12,8 @@ from mcp import Client
 from tradavity_mcp.server import build_server
 from tradavity_mcp.settings import Settings
 
+from .kit import FAST_RETRY
+
 pytestmark = pytest.mark.anyio
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +33,8 @@ def _offline(request: httpx2.Request) -> httpx2.Response:
 
 async def test_tables_match_the_server(tmp_path: Path) -> None:
     settings = Settings.load(environ={"TRADAVITY_API_KEY": "tvty_" + "0" * 48}, state_dir=tmp_path)
-    server = build_server(settings, transport=httpx2.MockTransport(_offline))
+    # Offline, and quick to say so (the scopes' check gives up at once, not after retries).
+    server = build_server(settings, transport=httpx2.MockTransport(_offline), retry=FAST_RETRY)
     async with Client(server, mode="legacy") as client:
         tools = [t.name for t in (await client.list_tools()).tools]
         resources = [str(r.uri) for r in (await client.list_resources()).resources]

@@ -27,6 +27,7 @@ LATER = (
     "tradavity_mcp.server.http",
     "tradavity_mcp.server.oauth",
     "PIL",
+    "tomllib",
 )
 
 PROBE = """
@@ -39,7 +40,7 @@ from tradavity_mcp.settings import Settings
 async def main() -> None:
     settings = Settings.load(api_key="tvty_" + "0123456789abcdef" * 3, state_dir=sys.argv[1])
     async with Client(build_server(settings), mode="legacy"):  # initialize answered
-        loaded = sorted(m for m in sys.modules if m.startswith(("tradavity_mcp", "PIL")))
+        loaded = sorted(m for m in sys.modules if m.startswith(("tradavity_mcp", "PIL", "tomllib")))
     print(json.dumps(loaded))
 
 anyio.run(main)
@@ -77,3 +78,13 @@ async def test_the_first_request_may_be_a_resource_read(tmp_path: Path) -> None:
         result = await client.read_resource("tradavity://sync/status")
         assert result.contents
         assert registered(server)
+
+
+async def test_the_first_request_may_be_a_prompt(tmp_path: Path) -> None:
+    settings = Settings.load(api_key=DEMO_KEY, state_dir=tmp_path, environ={})
+    server = build_server(settings, transport=SandboxTransport(create_app(SandboxConfig())))
+    async with Client(server) as client:
+        prompt = await client.get_prompt("pre_trade_check", {"symbol": "MNQ", "direction": "long"})
+        assert prompt.messages
+        assert registered(server)
+        assert len((await client.list_prompts()).prompts) == 4

@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -42,7 +42,7 @@ from .background import (
 from .completions import register_completions
 from .deferred import defer_registration
 from .plain import PlainServer
-from .prompts import load_prompts, register_prompts
+from .prompts import PromptTemplate, check_prompt_requests, load_prompts
 from .refdata import RefData
 from .scope import AppState, RequestScope
 from .sync.notifier import PrincipalBus, SyncNotifier, install_legacy_subscriptions
@@ -431,10 +431,11 @@ def build_server(
     backend.shared_sync = shared_sync
     if redis is not None and settings.redis_url is not None:
         _share_through_redis(backend, redis, settings.redis_url)
-    defer_registration(mcp, lambda: _register(mcp, settings, stdio=stdio))
+    prompts = cache(load_prompts)
+    defer_registration(mcp, lambda: _register(mcp, settings, prompts(), stdio=stdio))
     install_legacy_subscriptions(mcp, notifier)
     register_completions(mcp)
-    register_prompts(mcp, load_prompts())
+    check_prompt_requests(mcp, prompts)
     if not stdio:
         from .http import add_routes  # noqa: PLC0415 (HTTP only)
 
@@ -442,9 +443,13 @@ def build_server(
     return mcp
 
 
-def _register(mcp: TradavityServer, settings: Settings, *, stdio: bool) -> None:
-    """The tools and resources, added on first use (`deferred`), with their modules."""
-    from .resources import register_resources  # noqa: PLC0415 (see `deferred`)
+def _register(
+    mcp: TradavityServer, settings: Settings, prompts: list[PromptTemplate], *, stdio: bool
+) -> None:
+    """The tools, resources and prompts, added on first use (`deferred`), with their
+    modules."""
+    from .prompts import register_prompts  # noqa: PLC0415 (see `deferred`)
+    from .resources import register_resources  # noqa: PLC0415
     from .tools import ToolEnv, register_tools  # noqa: PLC0415
 
     env = ToolEnv(
@@ -452,6 +457,7 @@ def _register(mcp: TradavityServer, settings: Settings, *, stdio: bool) -> None:
     )
     register_tools(mcp, env, read_only=settings.read_only)
     register_resources(mcp)
+    register_prompts(mcp, prompts)
 
 
 def _open_redis(url: str) -> Redis:

@@ -1,15 +1,15 @@
-"""Tools and resources registered on first use, not at start.
+"""Tools, resources and prompts registered on first use, not at start.
 
 Building the tools' argument models and schemas (and importing the modules behind them)
 is most of our start-up time, and answering `initialize` needs none of it. So
-`build_server` hands the registration to `defer_registration`: the SDK's tool and
-resource managers are stood in for by `_OnFirstUse`, which runs the registration the
-first time either manager is touched (a `tools/list`, a `tools/call`, a resource read or
-anything else) and from then on is the manager.
+`build_server` hands the registration to `defer_registration`: the SDK's tool, resource
+and prompt managers are stood in for by `_OnFirstUse`, which runs the registration the
+first time any of them is touched (a `tools/list`, a `tools/call`, a resource read, a
+prompt or anything else) and from then on is the manager.
 
 Capabilities do not depend on it: the SDK derives them from its request handlers, which
-`MCPServer` installs in its constructor. Prompts, completions and the subscribe methods
-stay eager (they add middleware and handlers).
+`MCPServer` installs in its constructor. Completions, the subscribe methods and the
+prompts' request check stay eager (they add handlers and middleware).
 """
 
 from __future__ import annotations
@@ -61,14 +61,16 @@ class _OnFirstUse:
 
 
 def defer_registration(mcp: MCPServer[Any], fill: Callable[[], None]) -> None:
-    """Run `fill` (which adds the tools and resources) the first time either is needed."""
+    """Run `fill` (which adds the tools, resources and prompts) the first time any of
+    them is needed."""
     once = _Once(fill)
     mcp._tool_manager = _OnFirstUse(mcp._tool_manager, once)  # type: ignore[assignment]
     mcp._resource_manager = _OnFirstUse(mcp._resource_manager, once)  # type: ignore[assignment]
+    mcp._prompt_manager = _OnFirstUse(mcp._prompt_manager, once)  # type: ignore[assignment]
     mcp._deferred_once = once  # type: ignore[attr-defined]
 
 
 def registered(mcp: MCPServer[Any]) -> bool:
-    """Whether the deferred tools and resources have been added yet (for tests)."""
+    """Whether the deferred tools, resources and prompts have been added (for tests)."""
     once = getattr(mcp, "_deferred_once", None)
     return once is None or bool(once.done)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import string
-import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from importlib import resources
@@ -27,7 +27,13 @@ from mcp.server.mcpserver.prompts.base import Prompt, PromptArgument
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 
-__all__ = ["PromptTemplate", "default_prompt_dir", "load_prompts", "register_prompts"]
+__all__ = [
+    "PromptTemplate",
+    "check_prompt_requests",
+    "default_prompt_dir",
+    "load_prompts",
+    "register_prompts",
+]
 
 _FRONT = re.compile(r"\A\+\+\+\n(?P<meta>.*?)\n\+\+\+\n(?P<body>.*)\Z", re.S)
 _SYMBOL = re.compile(r"[A-Z0-9._/-]{1,50}")
@@ -92,6 +98,8 @@ def _parse(text: str, origin: str) -> PromptTemplate:
     match = _FRONT.match(text.replace("\r\n", "\n"))
     if match is None:
         raise ValueError(f"{origin}: expected TOML front matter between +++ lines")
+    import tomllib  # noqa: PLC0415 (read on the first prompts request, not at start)
+
     meta = tomllib.loads(match["meta"])
     args = tuple(
         ArgSpec(
@@ -134,9 +142,7 @@ def load_prompts(directory: Path | None = None) -> list[PromptTemplate]:
 
 
 def register_prompts(mcp: MCPServer, templates: list[PromptTemplate]) -> None:
-    """Register each template, and answer a bad `prompts/get` with -32602 (invalid params)
-    and a message that says what to send, instead of the SDK's generic error."""
-    by_name = {t.name: t for t in templates}
+    """Register each template (see `check_prompt_requests` for bad requests)."""
     for template in templates:
 
         def render(_t: PromptTemplate = template, **values: Any) -> str:
@@ -162,10 +168,17 @@ def register_prompts(mcp: MCPServer, templates: list[PromptTemplate]) -> None:
             )
         )
 
+
+def check_prompt_requests(mcp: MCPServer, templates: Callable[[], list[PromptTemplate]]) -> None:
+    """Answer a bad `prompts/get` with -32602 (invalid params) and a message that says
+    what to send, instead of the SDK's generic error. `templates` is asked on the first
+    `prompts/get` (the server starts without reading them)."""
+
     async def check_prompt_request(
         ctx: ServerRequestContext[Any, Any], call_next: CallNext
     ) -> HandlerResult:
         if ctx.method == "prompts/get":
+            by_name = {t.name: t for t in templates()}
             params = ctx.params if isinstance(ctx.params, dict) else {}
             problem = _request_problem(by_name, params.get("name"), params.get("arguments"))
             if problem is not None:

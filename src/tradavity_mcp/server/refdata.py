@@ -14,7 +14,6 @@ existing tag is never created twice.
 
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -36,6 +35,8 @@ def close_matches(word: str, candidates: Iterable[str], n: int = 3) -> list[str]
     by_fold: dict[str, str] = {}
     for c in candidates:
         by_fold.setdefault(c.casefold(), c)
+    import difflib  # noqa: PLC0415 (only when a name is not found)
+
     hits = difflib.get_close_matches(word.casefold(), list(by_fold), n=n, cutoff=0.5)
     # Also catch prefixes/substrings that difflib scores low ("pre" -> "Pre-Trade ...").
     folded = word.casefold()
