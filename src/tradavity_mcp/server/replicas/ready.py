@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import anyio
 
@@ -63,7 +62,9 @@ async def _check(backend: Backend, name: str, url: str, probe: Any) -> str:
     except TimeoutError:
         reason = f"no answer within {CHECK_SECONDS:g} s"
     except Exception as exc:  # any failure of a probe means down
-        reason = _one_line(exc, url)
+        from ..writes.store_pg import described  # noqa: PLC0415 (psycopg only when used)
+
+        reason = described(exc, url)
     was_down = name in backend.not_ready
     if reason is not None and not was_down:
         from ..writes.store_pg import redact_url  # noqa: PLC0415 (psycopg only when used)
@@ -88,11 +89,3 @@ async def _postgres(url: str) -> None:
 
 async def _redis(redis: Redis) -> None:
     await redis.ping()
-
-
-def _one_line(exc: BaseException, url: str) -> str:
-    text = " ".join(str(exc).split())
-    password = urlsplit(url).password
-    if password:
-        text = text.replace(password, "***")
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

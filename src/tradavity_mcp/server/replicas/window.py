@@ -111,7 +111,7 @@ class RedisOutage:
             logger.warning(
                 "Redis %s does not answer (%s): %s until it does",
                 self.where,
-                _reason(exc),
+                _described(exc),
                 fallback,
             )
         self._retry_at = now + RETRY_SECONDS
@@ -196,12 +196,13 @@ def redis_windows(redis: Redis, url: str) -> Callable[[str], SendWindow]:
     return window
 
 
-def _reason(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def _redacted(url: str) -> str:
     from ..writes.store_pg import redact_url  # noqa: PLC0415 (psycopg only when used)
 
     return redact_url(url)
+
+
+def _described(exc: BaseException) -> str:
+    from ..writes.store_pg import described  # noqa: PLC0415 (psycopg only when used)
+
+    return described(exc)

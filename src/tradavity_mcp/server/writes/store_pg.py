@@ -43,7 +43,16 @@ from psycopg.rows import dict_row, tuple_row
 from ...api.clock import Now
 from .ledger import CallRecord, Ledger, LedgerUnavailable, _Cursor, _Db
 
-__all__ = ["Connections", "PgLedger", "migrate", "migrations", "redact_url", "store_problem"]
+__all__ = [
+    "Connections",
+    "PgLedger",
+    "described",
+    "migrate",
+    "migrations",
+    "one_line",
+    "redact_url",
+    "store_problem",
+]
 
 #: Connections one store opens at most (as many as the server's store threads).
 POOL_SIZE = 4
@@ -67,15 +76,25 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def one_line(exc: BaseException, url: str | None = None) -> str:
+    """An exception's message on one line, with `url`'s password hidden."""
+    text = " ".join(str(exc).split())
+    password = urlsplit(url).password if url else None
+    return text.replace(password, "***") if password else text
+
+
+def described(exc: BaseException, url: str | None = None) -> str:
+    """`Type: message` on one line (`one_line`), or the type alone when it says nothing."""
+    text = one_line(exc, url)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def store_problem(exc: BaseException, url: str, where: str, *, rights: str, meanwhile: str) -> str:
     """What went wrong with a PostgreSQL store and what to do, on one line: the driver's
     message (its password hidden) sorted into credentials, a missing database, missing
     rights (`rights`: what the user needs to do) or an unreachable server (`meanwhile`:
     what the server does until it is back)."""
-    text = " ".join(str(exc).split())  # the driver's message, on one line
-    password = urlsplit(url).password
-    if password:
-        text = text.replace(password, "***")
+    text = one_line(exc, url)
     folded = text.casefold()
     if "password authentication" in folded or "authentication failed" in folded:
         return (
