@@ -171,31 +171,59 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+class RedisServer:
+    """A Redis server on 127.0.0.1 in a temporary directory of its own: `start()`,
+    `stop()` (SIGKILL, as a crashed cache; `start()` brings it back on its port, empty,
+    or with its data when `persistent`: every write in an append-only file), `close()`.
+    `url` names database 0."""
+
+    def __init__(self, *, persistent: bool = False, databases: int = 16) -> None:
+        self.binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        if not os.path.exists(self.binary):
+            raise RuntimeError(
+                "redis-server is missing: install Debian's redis-server package "
+                "(`./dev test` does it), the replicas' tests need it"
+            )
+        self.home = Path(tempfile.mkdtemp(prefix="tradavity-redis-"))
+        self.port = _free_port()
+        self.base_url = f"redis://127.0.0.1:{self.port}"
+        self.url = f"{self.base_url}/0"
+        self.persistent = persistent
+        self.databases = databases
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"]
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+             "--dir", str(self.home), "--save", "",
+             *(persistence if self.persistent else ["--appendonly", "no"]),
+             "--databases", str(self.databases), "--logfile", str(self.home / "log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for_redis(self.url)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[str]:
     """A Redis server on 127.0.0.1 (no persistence); yields its URL without a database."""
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    if not os.path.exists(binary):
-        raise RuntimeError(
-            "redis-server is missing: install Debian's redis-server package "
-            "(`./dev test` does it), the replicas' tests need it"
-        )
-    home = Path(tempfile.mkdtemp(prefix="tradavity-redis-"))
-    port = _free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(home),
-         "--save", "", "--appendonly", "no", "--databases", "64", "--logfile",
-         str(home / "log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"redis://127.0.0.1:{port}"
+    server = RedisServer(databases=64)
+    server.start()
     try:
-        wait_for_redis(url)
-        yield url
+        yield server.base_url
     finally:
-        process.kill()
-        process.wait()
-        shutil.rmtree(home, ignore_errors=True)
+        server.close()
 
 
 def wait_for_redis(url: str, timeout: float = 20.0) -> None:

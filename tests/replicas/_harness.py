@@ -41,7 +41,7 @@ from mcp.client.streamable_http import streamable_http_client
 from tradavity_mcp.api.client import TradavityClient
 from tradavity_mcp.api.idempotency import principal_for_key
 
-from ..services import PostgresServer, _free_port, wait_for_redis
+from ..services import PostgresServer, RedisServer, _free_port
 
 #: The protocol era that needs no affinity (the SDK's `mode`).
 ERA = "2026-07-28"
@@ -58,36 +58,6 @@ class Postgres(PostgresServer):
 
     def __init__(self) -> None:
         super().__init__(max_connections=100)
-
-
-class RedisServer:
-    """A Redis server on 127.0.0.1 that the harness owns (no persistence): `stop()` kills
-    it, `start()` brings it back, empty, on the same port, as a restarted cache is."""
-
-    def __init__(self) -> None:
-        self.binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        self.home = Path(tempfile.mkdtemp(prefix="tradavity-replicas-redis-"))
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
-             str(self.home), "--save", "", "--appendonly", "no", "--logfile",
-             str(self.home / "log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_for_redis(self.url)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            _kill(self.proc)
-            self.proc = None
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.home, ignore_errors=True)
 
 
 def _env(extra: dict[str, str]) -> dict[str, str]:

@@ -5,12 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
@@ -43,7 +37,7 @@ from tradavity_mcp.server.workspace import CURRENT_WORKSPACE, Workspace
 from tradavity_mcp.settings import Settings
 
 from ...kit import SANDBOX_URL, SandboxTime, data_of, http_transport
-from ...services import wait_for_redis
+from ...services import RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -178,42 +172,11 @@ async def test_a_sync_on_one_replica_reaches_the_other(tmp_path: Path, redis_url
 # --- Redis restarted under two running servers -----------------------------------------
 
 
-class RedisProcess:
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
     """A Redis of this test's own (the session's is shared), persisting every write, so
     it can be killed and started again on the same port with its data."""
-
-    def __init__(self) -> None:
-        self.home = Path(tempfile.mkdtemp(prefix="tradavity-redis-restart-"))
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.home),
-             "--save", "", "--appendonly", "yes", "--appendfsync", "always",
-             "--logfile", str(self.home / "log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_for_redis(self.url)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-    def close(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.kill()
-        shutil.rmtree(self.home, ignore_errors=True)
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisProcess]:
-    server = RedisProcess()
+    server = RedisServer(persistent=True)
     server.start()
     try:
         yield server
@@ -233,7 +196,7 @@ def _server(tmp_path: Path, name: str, app: Any, redis_url: str, clock: ManualCl
 
 async def test_redis_restarted_mid_run(
     tmp_path: Path,
-    own_redis: RedisProcess,
+    own_redis: RedisServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="tradavity_mcp.sync")
@@ -252,7 +215,7 @@ async def test_redis_restarted_mid_run(
         for sub in (heard_on_a, heard_on_b):
             assert await _next_event(sub) == ResourceUpdated(uri=RUNS)
 
-        own_redis.kill()
+        own_redis.stop()
         clock.advance(21)  # past the cooldown
         # Redis is away: the sync still runs (the API keeps its own cooldown) and its
         # events wait in A until Redis is back.
