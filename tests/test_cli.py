@@ -15,6 +15,8 @@ import jsonschema  # type: ignore[import-untyped]  # no stubs shipped
 
 from tradavity_mcp.sandbox import DEMO_KEY
 
+from .kit import TLS
+
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "tests" / "fixtures" / "server.schema.2025-12-11.json"
 
@@ -51,6 +53,7 @@ def test_sandbox_subcommand_serves_me_over_http() -> None:
                 resp = httpx2.get(
                     f"http://127.0.0.1:{port}/api/v1/me",
                     headers={"Authorization": f"Bearer {DEMO_KEY}"},
+                    verify=TLS,
                 )
                 break
             except httpx2.TransportError:

@@ -41,7 +41,7 @@ from tradavity_mcp.server import build_http_app, build_server
 from tradavity_mcp.server.read import RESULT_BUDGET
 from tradavity_mcp.settings import Settings
 
-from ..kit import SandboxTime, http_transport
+from ..kit import TLS, SandboxTime, http_transport
 
 FLOOR = '''
 from mcp.server.mcpserver import MCPServer
@@ -486,6 +486,7 @@ def _floor_http_app(app: Any, url: str) -> Any:
         base_url=url + "/",
         transport=SandboxTransport(app),
         headers={"Authorization": f"Bearer {DEMO_KEY}"},
+        verify=TLS,
     )
     floor: MCPServer[Any] = MCPServer("floor", log_level="WARNING")
 

@@ -34,7 +34,7 @@ from tradavity_mcp.sandbox import (
 from tradavity_mcp.server import build_server
 from tradavity_mcp.settings import Settings
 
-from ..kit import FAST_RETRY, SandboxTime
+from ..kit import FAST_RETRY, TLS, SandboxTime
 from ._kit import Plan, journal_until_known, verify
 
 SANDBOX = "http://sandbox.local/api/v1"
@@ -137,7 +137,10 @@ def _wait_ready(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
-            if httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+            if (
+                httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=1, verify=TLS).status_code
+                == 200
+            ):
                 return
         except httpx2.TransportError:
             time.sleep(0.02)
@@ -432,7 +435,10 @@ def _sandbox_process(log: Path) -> Iterator[str]:
         while True:
             try:
                 headers = {"Authorization": f"Bearer {DEMO_KEY}"}
-                if httpx2.get(f"{base}/me", headers=headers, timeout=1).status_code == 200:
+                if (
+                    httpx2.get(f"{base}/me", headers=headers, timeout=1, verify=TLS).status_code
+                    == 200
+                ):
                     break
             except httpx2.TransportError:
                 pass

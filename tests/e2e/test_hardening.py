@@ -37,7 +37,7 @@ from tradavity_mcp.server.errors import UserError
 from tradavity_mcp.server.sync.notifier import SYNC_URIS
 from tradavity_mcp.settings import Settings
 
-from ..kit import data_of, http_transport, png_bytes, text_of
+from ..kit import TLS, data_of, http_transport, png_bytes, text_of
 from .conftest import Env
 
 pytestmark = pytest.mark.anyio
@@ -225,7 +225,7 @@ async def test_every_route_checks_host_origin_and_bearer(
         auth, {"Authorization": f"Bearer {TOKEN}"}
     )
     with _served(app) as base:
-        async with httpx2.AsyncClient(timeout=10) as http:
+        async with httpx2.AsyncClient(timeout=10, verify=TLS) as http:
             for method, path in routes:
                 url = base + path
                 foreign_host = await http.request(
@@ -252,7 +252,7 @@ async def test_sync_stream_refuses_a_foreign_host_without_auth(tmp_path: Path) -
     """The reviewer's attack: a local no-auth server, a page on evil.example rebinding
     to 127.0.0.1, reading the user's sync events."""
     with _served(_app(tmp_path, "http", "none")) as base:
-        async with httpx2.AsyncClient(timeout=10) as http:
+        async with httpx2.AsyncClient(timeout=10, verify=TLS) as http:
             refused = await http.get(
                 f"{base}/sync/stream?replay=5", headers={"Host": "evil.example"}
             )
@@ -277,7 +277,7 @@ async def test_a_public_bind_checks_listed_hosts_and_lets_probes_reach_healthz(
         allowed_hosts=["mcp.example.com"],
     )
     with _served(app) as base:
-        async with httpx2.AsyncClient(timeout=10) as http:
+        async with httpx2.AsyncClient(timeout=10, verify=TLS) as http:
             named = {"Host": "mcp.example.com"}
             assert (await http.get(f"{base}/sync/stream", headers=named)).status_code == 401
             evil = {"Host": "evil.example", "Authorization": f"Bearer {TOKEN}"}
@@ -396,12 +396,13 @@ async def test_junk_bearers_do_not_delay_a_real_users_first_call(tmp_path: Path)
         async def first_call() -> float:
             await flood_started.wait()
             started = time.monotonic()
-            transport = httpx2.AsyncHTTPTransport(local_address="127.0.0.2")
+            transport = httpx2.AsyncHTTPTransport(local_address="127.0.0.2", verify=TLS)
             async with (
                 httpx2.AsyncClient(
                     transport=transport,
                     headers={"Authorization": f"Bearer {DEMO_KEY}"},
                     timeout=30,
+                    verify=TLS,
                 ) as http,
                 Client(streamable_http_client(f"{base}/mcp", http_client=http)) as client,
             ):
@@ -413,7 +414,7 @@ async def test_junk_bearers_do_not_delay_a_real_users_first_call(tmp_path: Path)
         took: list[float] = []
         limits = httpx2.Limits(max_connections=200)
         async with (
-            httpx2.AsyncClient(timeout=30, limits=limits) as scanner,
+            httpx2.AsyncClient(timeout=30, limits=limits, verify=TLS) as scanner,
             anyio.create_task_group() as tg,
         ):
             for key in junk:

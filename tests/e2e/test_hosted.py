@@ -24,7 +24,7 @@ from tradavity_mcp.sandbox import (
 from tradavity_mcp.server import HostedOptions, build_http_app, build_server
 from tradavity_mcp.settings import Settings
 
-from ..kit import data_of, http_transport, text_of
+from ..kit import TLS, data_of, http_transport, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -86,7 +86,7 @@ async def test_sse_transport(sse_server: str) -> None:
 
 
 async def test_auth_refusals(per_user: str, token_server: str) -> None:
-    async with httpx2.AsyncClient() as http:
+    async with httpx2.AsyncClient(verify=TLS) as http:
         body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
         for base, headers in [
             (per_user, {}),

@@ -41,7 +41,7 @@ from tradavity_mcp.sandbox import (
 from tradavity_mcp.server import HostedOptions, build_http_app, build_server
 from tradavity_mcp.settings import Settings
 
-from ..kit import data_of, http_transport, meta, text_of
+from ..kit import TLS, data_of, http_transport, meta, text_of
 from ..server.oauth.kit import (
     REDIRECT,
     SANDBOX_URL,
@@ -115,7 +115,7 @@ async def test_sdk_oauth_client_completes_the_flow_then_lists_and_calls_tools(
 
     async def redirect_handler(url: str) -> None:
         # The user's browser: the real consent form, the real key, Allow.
-        async with httpx2.AsyncClient(timeout=30) as browser:
+        async with httpx2.AsyncClient(timeout=30, verify=TLS) as browser:
             done = await consent(browser, url, DEMO_KEY)
         assert done.status_code == 302, done.text
         landed.append(done.headers["location"])
@@ -141,7 +141,7 @@ async def test_sdk_oauth_client_completes_the_flow_then_lists_and_calls_tools(
     @asynccontextmanager
     async def transport() -> AsyncIterator[Any]:
         async with (
-            httpx2.AsyncClient(auth=provider, timeout=30) as http,
+            httpx2.AsyncClient(auth=provider, timeout=30, verify=TLS) as http,
             streamable_http_client(served.resource, http_client=http) as streams,
         ):
             yield streams
@@ -160,7 +160,7 @@ async def test_sdk_oauth_client_completes_the_flow_then_lists_and_calls_tools(
 
 
 async def test_discovery_names_this_server(served: Served) -> None:
-    async with httpx2.AsyncClient() as http:
+    async with httpx2.AsyncClient(verify=TLS) as http:
         resp = await http.post(served.resource, json=LIST, headers=MCP_POST)
         assert resp.status_code == 401
         challenge = resp.headers["www-authenticate"]
@@ -195,7 +195,7 @@ async def test_token_and_per_user_modes_name_no_authorization_server(tmp_path: P
     )
     app = build_http_app(server, kind="http", host="127.0.0.1")
     with serve_in_thread(app, path="", lifespan=True) as base:
-        async with httpx2.AsyncClient() as http:
+        async with httpx2.AsyncClient(verify=TLS) as http:
             prm = await http.get(base + "/.well-known/oauth-protected-resource/mcp")
             assert prm.status_code == 200
             assert prm.json()["resource"] == "http://127.0.0.1/mcp"
@@ -209,7 +209,7 @@ async def test_registration_allows_listed_redirects_only_and_is_rate_limited(
     tmp_path: Path,
 ) -> None:
     with oauth_server(tmp_path, registrations_per_address=6) as s:  # refusals count too
-        async with httpx2.AsyncClient() as http:
+        async with httpx2.AsyncClient(verify=TLS) as http:
             for bad in (
                 "https://evil.example/callback",
                 "http://10.0.0.5/cb",
@@ -248,7 +248,7 @@ async def test_client_metadata_document_on_loopback_accepted(tmp_path: Path) -> 
         oauth_server(tmp_path, allow_loopback_documents=True) as s,
     ):
         client_id = doc_base + "/oauth/client.json"
-        async with httpx2.AsyncClient(timeout=30) as http:
+        async with httpx2.AsyncClient(timeout=30, verify=TLS) as http:
             page = await http.get(authorize_url(s, client_id, pkce()[1]), follow_redirects=True)
             assert page.status_code == 200
             assert "Loopback Assistant" in page.text
@@ -259,7 +259,7 @@ async def test_client_metadata_document_on_loopback_accepted(tmp_path: Path) -> 
 async def test_client_metadata_documents_refused(tmp_path: Path) -> None:
     docs = _document_server("/oauth/client.json", REDIRECT)
     with serve_in_thread(docs, path="") as doc_base, oauth_server(tmp_path) as s:
-        async with httpx2.AsyncClient(timeout=30) as http:
+        async with httpx2.AsyncClient(timeout=30, verify=TLS) as http:
             for client_id in (
                 "https://10.0.0.1/oauth/client.json",  # private
                 "https://169.254.169.254/latest/meta-data/x",  # link-local (cloud metadata)
@@ -274,7 +274,7 @@ async def test_client_metadata_documents_refused(tmp_path: Path) -> None:
 
 
 async def test_wrong_pkce_verifier_refused(served: Served) -> None:
-    async with httpx2.AsyncClient(timeout=30) as http:
+    async with httpx2.AsyncClient(timeout=30, verify=TLS) as http:
         client_id = (await register(http, served.base))["client_id"]
         _, challenge = pkce()
         done = await consent(http, authorize_url(served, client_id, challenge), DEMO_KEY)
@@ -295,7 +295,7 @@ async def test_wrong_pkce_verifier_refused(served: Served) -> None:
 
 
 async def test_code_used_twice_refused_and_its_grant_revoked(served: Served) -> None:
-    async with httpx2.AsyncClient(timeout=30) as http:
+    async with httpx2.AsyncClient(timeout=30, verify=TLS) as http:
         client_id = (await register(http, served.base))["client_id"]
         verifier, challenge = pkce()
         done = await consent(http, authorize_url(served, client_id, challenge), DEMO_KEY)
@@ -322,7 +322,7 @@ async def test_code_used_twice_refused_and_its_grant_revoked(served: Served) -> 
 
 
 async def test_refresh_rotates_and_reuse_revokes_the_grant(served: Served) -> None:
-    async with httpx2.AsyncClient(timeout=30) as http:
+    async with httpx2.AsyncClient(timeout=30, verify=TLS) as http:
         got = await tokens_for(http, served, DEMO_KEY)
         client_id, first_refresh = got["client_id"], got["refresh_token"]
         rotated = await token(
@@ -359,7 +359,7 @@ async def test_refresh_rotates_and_reuse_revokes_the_grant(served: Served) -> No
 
 
 async def test_revocation_ends_access_and_refresh(served: Served) -> None:
-    async with httpx2.AsyncClient(timeout=30) as http:
+    async with httpx2.AsyncClient(timeout=30, verify=TLS) as http:
         got = await tokens_for(http, served, DEMO_KEY)
         assert await _status(http, served, got["access_token"]) == 200
         resp = await http.post(
@@ -391,7 +391,7 @@ async def test_tokens_are_bound_to_their_resource(tmp_path: Path) -> None:
         oauth_server(tmp_path, state_dir=shared) as a,
         oauth_server(tmp_path, state_dir=shared) as b,
     ):
-        async with httpx2.AsyncClient(timeout=30) as http:
+        async with httpx2.AsyncClient(timeout=30, verify=TLS) as http:
             client_id = (await register(http, a.base))["client_id"]
             # Asking A for a grant to another resource is refused before any consent.
             refused = await http.get(
@@ -412,7 +412,7 @@ async def test_raw_key_as_bearer_still_works(served: Served) -> None:
 
 
 async def test_two_users_isolated(served: Served) -> None:
-    async with httpx2.AsyncClient(timeout=30) as http:
+    async with httpx2.AsyncClient(timeout=30, verify=TLS) as http:
         a = (await tokens_for(http, served, DEMO_KEY))["access_token"]
         b = (await tokens_for(http, served, SECOND_PRO_KEY))["access_token"]
     same_id = meta({"claudecode/toolUseId": "toolu_shared_0001"})
@@ -478,7 +478,9 @@ async def _stream(served: Served, bearer: str) -> str:
     the stream sends once the replay is over (the test server beats every 0.2 s)."""
     lines: list[str] = []
     async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {bearer}"}, timeout=30) as http,
+        httpx2.AsyncClient(
+            headers={"Authorization": f"Bearer {bearer}"}, timeout=30, verify=TLS
+        ) as http,
         http.stream("GET", served.base + "/sync/stream", params={"replay": 20}) as resp,
     ):
         assert resp.status_code == 200
@@ -491,7 +493,7 @@ async def _stream(served: Served, bearer: str) -> str:
 
 
 async def test_consent_page_guards(served: Served) -> None:
-    async with httpx2.AsyncClient(timeout=30) as http:
+    async with httpx2.AsyncClient(timeout=30, verify=TLS) as http:
         client_id = (await register(http, served.base))["client_id"]
         start = await http.get(authorize_url(served, client_id, pkce()[1]))
         page = await http.get(start.headers["location"])
@@ -514,7 +516,7 @@ async def test_consent_page_guards(served: Served) -> None:
             url, data={**hidden, "csrf": "0" * 64, "api_key": DEMO_KEY, "action": "check"}
         )
         assert forged.status_code == 403
-        async with httpx2.AsyncClient(timeout=30) as cookieless:
+        async with httpx2.AsyncClient(timeout=30, verify=TLS) as cookieless:
             stolen = await cookieless.post(
                 url, data={**hidden, "api_key": DEMO_KEY, "action": "check"}
             )
@@ -546,7 +548,9 @@ async def test_the_key_is_in_no_response_page_token_log_or_row(
         seen.append(str(response.headers))
         seen.append(response.text)
 
-    async with httpx2.AsyncClient(timeout=30, event_hooks={"response": [record]}) as http:
+    async with httpx2.AsyncClient(
+        timeout=30, event_hooks={"response": [record]}, verify=TLS
+    ) as http:
         got = await tokens_for(http, served, DEMO_KEY)
         seen.append(json.dumps(got))
         refreshed = await token(

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from tradavity_mcp.sandbox import DEMO_KEY, serve_in_thread
 
-from ..kit import CHROMIUM, CHROMIUM_FLAGS
+from ..kit import CHROMIUM, CHROMIUM_FLAGS, TLS
 from ..server.oauth.kit import (
     authorize_url,
     oauth_server,
@@ -69,7 +69,7 @@ async def test_consent_in_chromium_lands_on_the_redirect_with_a_code(
     tmp_path: Path, browser: BrowserContext, callback: str
 ) -> None:
     with oauth_server(tmp_path) as served:
-        async with httpx2.AsyncClient(timeout=30) as http:
+        async with httpx2.AsyncClient(timeout=30, verify=TLS) as http:
             client_id = (await register(http, served.base, callback))["client_id"]
             verifier, challenge = pkce()
             page = await browser.new_page()
@@ -104,7 +104,7 @@ async def test_a_wrong_key_shows_the_error_on_the_page(
 ) -> None:
     wrong = "tvty_" + "9" * 48
     with oauth_server(tmp_path) as served:
-        async with httpx2.AsyncClient(timeout=30) as http:
+        async with httpx2.AsyncClient(timeout=30, verify=TLS) as http:
             client_id = (await register(http, served.base))["client_id"]
             page = await browser.new_page()
             await _open_consent(page, authorize_url(served, client_id, pkce()[1]))

@@ -24,7 +24,7 @@ from tradavity_mcp.sandbox import (
 from tradavity_mcp.server import HostedOptions, StreamOptions, build_http_app, build_server
 from tradavity_mcp.settings import Settings
 
-from ..kit import SandboxTime, data_of, http_transport
+from ..kit import TLS, SandboxTime, data_of, http_transport
 from .conftest import Env
 
 pytestmark = pytest.mark.anyio
@@ -178,7 +178,7 @@ async def test_sse_stream_replays_streams_and_beats(tmp_path: Path) -> None:
     clock = MovableClock()
     with _stream_server(tmp_path, clock) as base:
         auth = {"Authorization": f"Bearer {DEMO_KEY}"}
-        async with httpx2.AsyncClient(headers=auth, timeout=30) as http:
+        async with httpx2.AsyncClient(headers=auth, timeout=30, verify=TLS) as http:
             assert (
                 await http.get(f"{base}/sync/stream", headers={"Authorization": "Bearer x"})
             ).status_code == 401
@@ -210,7 +210,7 @@ async def test_sse_stream_replays_streams_and_beats(tmp_path: Path) -> None:
                     seq = max(int(x[4:]) for x in lines if x.startswith("id: "))
         # Reconnecting with Last-Event-ID misses nothing.
         async with (
-            httpx2.AsyncClient(headers=auth, timeout=30) as http,
+            httpx2.AsyncClient(headers=auth, timeout=30, verify=TLS) as http,
             http.stream(
                 "GET", f"{base}/sync/stream", headers={"Last-Event-ID": str(seq - 1)}
             ) as resp,

@@ -41,6 +41,7 @@ from mcp.client.streamable_http import streamable_http_client
 from tradavity_mcp.api.client import TradavityClient
 from tradavity_mcp.api.idempotency import principal_for_key
 
+from ..kit import TLS
 from ..services import PostgresServer, RedisServer, _free_port
 
 #: The protocol era that needs no affinity (the SDK's `mode`).
@@ -71,7 +72,7 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: floa
         if proc.poll() is not None:
             raise RuntimeError(f"{url} exited ({proc.returncode}); see {log}:\n{_tail(log)}")
         try:
-            if httpx2.get(url, timeout=1).status_code == 200:
+            if httpx2.get(url, timeout=1, verify=TLS).status_code == 200:
                 return
         except httpx2.TransportError:
             pass
@@ -137,7 +138,9 @@ class SandboxProcess:
         _wait_http(f"{self.root}/", self.proc, self.log)
 
     def _control(self, method: str, name: str, **kwargs: Any) -> Any:
-        response = httpx2.request(method, f"{self.root}/_harness/{name}", timeout=10, **kwargs)
+        response = httpx2.request(
+            method, f"{self.root}/_harness/{name}", timeout=10, **kwargs, verify=TLS
+        )
         response.raise_for_status()
         return response.json()
 
@@ -258,7 +261,10 @@ class Replicas:
         balancer = Balancer(self, pin)
         async with (
             httpx2.AsyncClient(
-                headers={"Authorization": f"Bearer {key}"}, transport=balancer, timeout=http_timeout
+                headers={"Authorization": f"Bearer {key}"},
+                transport=balancer,
+                timeout=http_timeout,
+                verify=TLS,
             ) as http,
             Client(streamable_http_client(FRONT, http_client=http), mode=ERA) as client,
         ):
@@ -294,7 +300,7 @@ class Balancer(httpx2.AsyncBaseTransport):
         self.replicas = replicas
         self.pin = pin
         self._turn = itertools.count()
-        self._inner = httpx2.AsyncHTTPTransport()
+        self._inner = httpx2.AsyncHTTPTransport(verify=TLS)
         #: (replica index, JSON-RPC method) of every request sent.
         self.served: list[tuple[int, str]] = []
 

@@ -21,7 +21,7 @@ import httpx2
 import pytest
 from mcp import Client
 
-from ..kit import data_of, text_of
+from ..kit import TLS, data_of, text_of
 from . import scenarios
 from ._harness import Setup, three_replicas
 from .scenarios import assert_every_write_recorded, committed, host_id, trade, trades_by_pnl
@@ -188,7 +188,7 @@ class SseReader:
     async def read(self, url: str, key: str) -> None:
         headers = {"Authorization": f"Bearer {key}"}
         async with (
-            httpx2.AsyncClient(headers=headers, timeout=None) as http,
+            httpx2.AsyncClient(headers=headers, timeout=None, verify=TLS) as http,
             http.stream("GET", f"{url}/sync/stream", params={"replay": 0}) as response,
         ):
             assert response.status_code == 200

@@ -23,6 +23,8 @@ from tradavity_mcp.sandbox import (
     serve_in_thread,
 )
 
+from ..kit import TLS
+
 START = 1_795_000_000.0  # 2026-11-18 (a Wednesday), 11:06:40 UTC
 
 
@@ -79,5 +81,5 @@ def served(server: tuple[str, Switch]) -> Iterator[tuple[str, ManualClock, Sandb
 @pytest.fixture
 async def live(served: tuple[str, ManualClock, SandboxState]) -> AsyncIterator[Live]:
     base, clock, state = served
-    async with httpx2.AsyncClient(timeout=30) as http:
+    async with httpx2.AsyncClient(timeout=30, verify=TLS) as http:
         yield Live(base, clock, state, http)

@@ -13,6 +13,8 @@ import pytest
 
 from tradavity_mcp.sandbox import DEMO_KEY, _cli
 
+from ..kit import TLS
+
 LAUNCH = (
     "import argparse, sys\n"
     "from tradavity_mcp.sandbox import _cli\n"
@@ -51,7 +53,7 @@ def test_serves_prints_its_url_and_keeps_a_file_journal(tmp_path: Path) -> None:
             assert second.strip() == f"demo key: {DEMO_KEY}"
             base = first.split(" on ", 1)[1].strip()
             headers = {"Authorization": f"Bearer {DEMO_KEY}"}
-            me = httpx2.get(base + "/me", headers=headers, timeout=10)
+            me = httpx2.get(base + "/me", headers=headers, timeout=10, verify=TLS)
             assert me.json()["data"]["user"]["name"] == "Dana Demo"
             if run == 0:
                 made = httpx2.post(
@@ -59,9 +61,10 @@ def test_serves_prints_its_url_and_keeps_a_file_journal(tmp_path: Path) -> None:
                     json={"name": "From the CLI"},
                     headers={**headers, "Idempotency-Key": "cli-1"},
                     timeout=10,
+                    verify=TLS,
                 )
                 assert made.status_code == 201
-            cats = httpx2.get(base + "/tag-categories", headers=headers, timeout=10)
+            cats = httpx2.get(base + "/tag-categories", headers=headers, timeout=10, verify=TLS)
             numbers.append(
                 sum(c["name"] == "From the CLI" for c in cats.json()["data"]["categories"])
             )

@@ -20,6 +20,8 @@ from tradavity_mcp.sandbox._seed import DEFAULT_DEMO_DAYS, MAX_DEMO_DAYS
 from tradavity_mcp.server import build_server
 from tradavity_mcp.settings import ConfigError, Settings
 
+from ..kit import TLS
+
 LAUNCH = (
     "import argparse, sys\n"
     "from tradavity_mcp.sandbox import _cli\n"
@@ -88,6 +90,7 @@ def test_cli_serves_a_journal_of_the_asked_length(tmp_path: Path) -> None:
             params={"range": "all"},
             headers={"Authorization": f"Bearer {DEMO_KEY}"},
             timeout=10,
+            verify=TLS,
         )
         first, last = _first_and_last(got.json()["data"])
         assert 380 <= (last - first).days <= 402

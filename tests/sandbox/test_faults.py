@@ -9,6 +9,7 @@ import pytest
 
 from tradavity_mcp.sandbox import FaultSpec
 
+from ..kit import TLS
 from .conftest import Live
 
 pytestmark = pytest.mark.anyio
@@ -110,7 +111,7 @@ def test_fault_sequences_repeat_under_a_seed() -> None:
     spec = FaultSpec.parse("error_500=0.2,deadlock_503=0.2,rate_limit_429=0.2")
 
     async def statuses(base: str) -> list[int]:
-        async with httpx2.AsyncClient() as http:
+        async with httpx2.AsyncClient(verify=TLS) as http:
             headers = {"Authorization": f"Bearer {DEMO_KEY}"}
             return [(await http.get(base + "/me", headers=headers)).status_code for _ in range(40)]
 

@@ -21,6 +21,7 @@ from tradavity_mcp.sandbox import (
     create_app,
 )
 
+from ..kit import TLS
 from .conftest import START
 
 pytestmark = pytest.mark.anyio
@@ -41,6 +42,7 @@ def _client(app: object) -> httpx2.AsyncClient:
         transport=SandboxTransport(app),  # type: ignore[arg-type]
         base_url="http://sandbox/api/v1",
         headers=HEADERS,
+        verify=TLS,
     )
 
 

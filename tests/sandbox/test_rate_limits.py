@@ -17,6 +17,7 @@ from tradavity_mcp.sandbox import (
     create_app,
 )
 
+from ..kit import TLS
 from .conftest import START, Live
 
 pytestmark = pytest.mark.anyio
@@ -70,7 +71,7 @@ async def in_process() -> AsyncIterator[tuple[httpx2.AsyncClient, ManualClock, S
     clock = ManualClock(START)
     app = create_app(SandboxConfig(clock=clock))
     async with httpx2.AsyncClient(
-        transport=SandboxTransport(app), base_url="http://sandbox/api/v1"
+        transport=SandboxTransport(app), base_url="http://sandbox/api/v1", verify=TLS
     ) as http:
         yield http, clock, app.state.sandbox
 

@@ -13,8 +13,10 @@ writing twice.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import AsyncIterator, Generator, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -184,6 +186,13 @@ def _may_have_reached_server(exc: httpx2.TransportError) -> bool:
     return not isinstance(exc, httpx2.ConnectError | httpx2.ConnectTimeout | httpx2.PoolTimeout)
 
 
+@cache
+def _tls() -> ssl.SSLContext:
+    """The TLS context every API client of the process shares. Each new context loads the
+    trust store (~18 ms of CPU); a hosted server makes a client per user."""
+    return httpx2.create_ssl_context()
+
+
 class TradavityClient:
     """Async client for one API key. Use as `async with TradavityClient(...) as api:`."""
 
@@ -234,6 +243,8 @@ class TradavityClient:
                 base_url=self._base_url,
                 auth=self._auth,
                 transport=self._transport,
+                # Used only without a transport of the caller's own.
+                verify=_tls() if self._transport is None else True,
                 timeout=self._timeout,
                 headers={
                     "User-Agent": f"tradavity-mcp/{__version__}",

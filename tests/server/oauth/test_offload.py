@@ -21,7 +21,7 @@ from tradavity_mcp.server.oauth.offload import AsyncOAuthStore
 from tradavity_mcp.server.oauth.store import OAuthStore
 from tradavity_mcp.server.writes.offload import STORE_THREADS
 
-from ...kit import data_of, http_transport
+from ...kit import TLS, data_of, http_transport
 from .kit import Served, oauth_server, tokens_for
 
 pytestmark = pytest.mark.anyio
@@ -48,7 +48,7 @@ def _waiting(admin: psycopg.Connection[Any]) -> int:
 async def test_a_token_check_waiting_for_a_locked_grant_stalls_no_one_else(
     served: Served, postgres_url: str
 ) -> None:
-    async with httpx2.AsyncClient(timeout=30) as http:
+    async with httpx2.AsyncClient(timeout=30, verify=TLS) as http:
         access = (await tokens_for(http, served, DEMO_KEY))["access_token"]
     admin = psycopg.connect(postgres_url, autocommit=True)
     other_replica = psycopg.connect(postgres_url)  # one open transaction, as a replica's
@@ -61,7 +61,7 @@ async def test_a_token_check_waiting_for_a_locked_grant_stalls_no_one_else(
             "SELECT id FROM tradavity_oauth.grants WHERE id = %s FOR UPDATE", (grant_id,)
         )
         async with (
-            httpx2.AsyncClient(timeout=30) as http,
+            httpx2.AsyncClient(timeout=30, verify=TLS) as http,
             Client(http_transport(served.base, SECOND_PRO_KEY)) as other_user,
             anyio.create_task_group() as tg,
         ):

@@ -31,7 +31,7 @@ from tradavity_mcp.server.oauth import OAuthOptions, OAuthServer
 from tradavity_mcp.server.oauth.store_pg import PgOAuthStore
 from tradavity_mcp.settings import ConfigError, Settings
 
-from ...kit import http_transport, text_of
+from ...kit import TLS, http_transport, text_of
 from .kit import REDIRECT, SANDBOX_URL, forms, free_port, pkce, query_of
 
 pytestmark = pytest.mark.anyio
@@ -96,7 +96,7 @@ def replicas(tmp_path: Path, store_url: str, count: int = 2) -> Iterator[list[Re
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx2.AsyncClient]:
-    async with httpx2.AsyncClient(timeout=30) as client:
+    async with httpx2.AsyncClient(timeout=30, verify=TLS) as client:
         yield client
 
 

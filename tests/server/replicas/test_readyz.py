@@ -26,7 +26,7 @@ from tradavity_mcp.sandbox import (
 from tradavity_mcp.server import build_http_app, build_server
 from tradavity_mcp.settings import Settings
 
-from ...kit import SANDBOX_URL
+from ...kit import SANDBOX_URL, TLS
 
 
 class Relay:
@@ -111,7 +111,7 @@ def _server(tmp_path: Path, environ: dict[str, str]) -> Iterator[str]:
 
 
 def _get(base: str, path: str) -> tuple[int, Any]:
-    response = httpx2.get(f"{base}{path}", timeout=10)
+    response = httpx2.get(f"{base}{path}", timeout=10, verify=TLS)
     return response.status_code, response.json()
 
 

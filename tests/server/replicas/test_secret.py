@@ -29,7 +29,7 @@ from tradavity_mcp.sandbox import (
 from tradavity_mcp.server import build_http_app, build_server
 from tradavity_mcp.settings import ConfigError, Settings
 
-from ...kit import SANDBOX_URL, data_of, plain_trade, text_of
+from ...kit import SANDBOX_URL, TLS, data_of, plain_trade, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -42,7 +42,7 @@ class SecondRoundElsewhere(httpx2.AsyncBaseTransport):
 
     def __init__(self, first: str, second: str) -> None:
         self.first, self.second = httpx2.URL(first), httpx2.URL(second)
-        self.inner = httpx2.AsyncHTTPTransport()
+        self.inner = httpx2.AsyncHTTPTransport(verify=TLS)
         self.later_rounds = 0
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
@@ -84,7 +84,7 @@ async def _archive_across(tmp_path: Path, secrets: tuple[str | None, str | None]
     ):
         router = SecondRoundElsewhere(a, b)
         async with (
-            httpx2.AsyncClient(transport=router, timeout=30) as http,
+            httpx2.AsyncClient(transport=router, timeout=30, verify=TLS) as http,
             Client(
                 streamable_http_client(f"{a}/mcp", http_client=http),
                 mode="2026-07-28",

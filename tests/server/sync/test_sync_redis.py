@@ -36,7 +36,7 @@ from tradavity_mcp.server.sync.shared import RedisSync
 from tradavity_mcp.server.workspace import CURRENT_WORKSPACE, Workspace
 from tradavity_mcp.settings import Settings
 
-from ...kit import SANDBOX_URL, SandboxTime, data_of, http_transport
+from ...kit import SANDBOX_URL, TLS, SandboxTime, data_of, http_transport
 from ...services import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -152,7 +152,7 @@ async def test_a_sync_on_one_replica_reaches_the_other(tmp_path: Path, redis_url
         headers = {"Authorization": f"Bearer {DEMO_KEY}", "Last-Event-ID": str(queued_seq)}
         lines: list[str] = []
         async with (
-            httpx2.AsyncClient(timeout=10) as http,
+            httpx2.AsyncClient(timeout=10, verify=TLS) as http,
             http.stream("GET", f"{b}/sync/stream", headers=headers) as resp,
         ):
             assert resp.status_code == 200

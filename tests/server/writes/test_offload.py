@@ -35,7 +35,7 @@ from tradavity_mcp.server.writes.ledger import CallDraft, Ledger
 from tradavity_mcp.server.writes.offload import STORE_THREADS, AsyncLedger
 from tradavity_mcp.settings import Settings
 
-from ...kit import SANDBOX_URL, data_of, http_transport, plain_trade
+from ...kit import SANDBOX_URL, TLS, data_of, http_transport, plain_trade
 
 pytestmark = pytest.mark.anyio
 
@@ -107,7 +107,7 @@ async def test_a_journaling_call_waiting_for_its_users_lock_stalls_no_one_else(
         async with (
             Client(http_transport(served, DEMO_KEY)) as journaling,
             Client(http_transport(served, SECOND_PRO_KEY)) as reader,
-            httpx2.AsyncClient(timeout=30) as http,
+            httpx2.AsyncClient(timeout=30, verify=TLS) as http,
             anyio.create_task_group() as tg,
         ):
 
