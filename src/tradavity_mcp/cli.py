@@ -13,11 +13,10 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import platformdirs
 from pydantic import SecretStr
 
 from . import __version__
-from .settings import DEFAULT_BASE_URL, ConfigError, Settings
+from .settings import DEFAULT_BASE_URL, ConfigError, Settings, user_dir
 from .snippets import CLIENTS, snippet
 
 if TYPE_CHECKING:
@@ -50,11 +49,15 @@ DOCTOR_DESCRIPTION = (
 )
 
 
+#: Stands in a help text for the user state directory, looked up only when help is shown.
+_STATE_DIR = "<user state dir>"
+
+
 class _Help(argparse.HelpFormatter):
     """Help that shows each option's default, where it has a meaningful one."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = action.help or ""
+        text = (action.help or "").replace(_STATE_DIR, str(user_dir("state")))
         default = action.default
         if (
             "%(default)" in text
@@ -116,8 +119,7 @@ def _add_journal_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--state-dir",
-        help="where the write ledger lives (env TRADAVITY_STATE_DIR; default: "
-        f"{platformdirs.user_state_dir('tradavity-mcp')})",
+        help=f"where the write ledger lives (env TRADAVITY_STATE_DIR; default: {_STATE_DIR})",
     )
     parser.add_argument(
         "--store",

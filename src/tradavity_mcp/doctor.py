@@ -299,7 +299,7 @@ async def _checks(settings: Settings, raw_key: str | None) -> list[Check]:
     if settings.sandbox:
         from .sandbox import DEMO_KEY, SandboxConfig, SandboxTransport, create_app
 
-        app = create_app(SandboxConfig(db=settings.sandbox_db))
+        app = create_app(SandboxConfig(db=settings.sandbox_path))
         with_key = True
         probe = await probe_me(
             "http://sandbox.local/api/v1", DEMO_KEY, transport=SandboxTransport(app)

@@ -12,8 +12,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-import platformdirs
 from pydantic import SecretStr
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "ConfigError",
     "Settings",
     "default_sandbox_db",
+    "user_dir",
     "validate_api_key",
 ]
 
@@ -54,9 +55,19 @@ DEFAULT_REDIRECT_HOSTS = ("claude.ai", "claude.com", "chatgpt.com")
 _MAX_DEMO_DAYS = 3650
 
 
+def user_dir(kind: Literal["state", "data"]) -> Path:
+    """This user's state or data directory for the server, as the platform places it."""
+    # Imported only when no directory was given: it costs a cold start ~3 ms.
+    import platformdirs  # noqa: PLC0415
+
+    if kind == "state":
+        return Path(platformdirs.user_state_dir("tradavity-mcp"))
+    return Path(platformdirs.user_data_dir("tradavity-mcp"))
+
+
 def default_sandbox_db() -> str:
     """The sandbox's journal lives in the user data directory, so it survives restarts."""
-    return str(Path(platformdirs.user_data_dir("tradavity-mcp")) / "sandbox.sqlite3")
+    return str(user_dir("data") / "sandbox.sqlite3")
 
 
 class ConfigError(ValueError):
@@ -105,11 +116,11 @@ class Settings:
     base_url: str = DEFAULT_BASE_URL
     sandbox: bool = False
     read_only: bool = False
-    state_dir: Path = field(
-        default_factory=lambda: Path(platformdirs.user_state_dir("tradavity-mcp"))
-    )
+    state_dir: Path = field(default_factory=lambda: user_dir("state"))
     allowed_dirs: tuple[Path, ...] = ()
-    sandbox_db: str = field(default_factory=default_sandbox_db)
+    #: The embedded sandbox's journal file ("": `default_sandbox_db()`, looked up when the
+    #: sandbox is used, so that a real journal's start skips it).
+    sandbox_db: str = ""
     #: Advertise each tool's output schema in tools/list. Off by default: results are
     #: structured either way, and the schemas cost ~700 tokens in every conversation.
     output_schemas: bool = False
@@ -132,6 +143,11 @@ class Settings:
     #: bus, sync runs and events, the `/me` cache, one rate window per API key). None:
     #: all of it in this process.
     redis_url: str | None = None
+
+    @property
+    def sandbox_path(self) -> str:
+        """The embedded sandbox's journal file."""
+        return self.sandbox_db or default_sandbox_db()
 
     @property
     def ledger_path(self) -> Path:
@@ -172,9 +188,7 @@ class Settings:
             if allowed_dirs is not None
             else [d for d in env.get(_ENV_ALLOWED_DIRS, "").split(os.pathsep) if d]
         )
-        state = Path(
-            state_dir or env.get(_ENV_STATE_DIR) or platformdirs.user_state_dir("tradavity-mcp")
-        )
+        state = Path(state_dir or env.get(_ENV_STATE_DIR) or user_dir("state"))
         return cls(
             api_key=key,
             base_url=url,
@@ -182,7 +196,7 @@ class Settings:
             read_only=read_only if read_only is not None else _truthy(env.get(_ENV_READ_ONLY)),
             state_dir=state,
             allowed_dirs=tuple(Path(d).expanduser().resolve() for d in dirs_raw),
-            sandbox_db=sandbox_db or env.get(_ENV_SANDBOX_DB) or default_sandbox_db(),
+            sandbox_db=sandbox_db or env.get(_ENV_SANDBOX_DB) or "",
             output_schemas=(
                 output_schemas
                 if output_schemas is not None

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import httpx2
+from mcp.server.apps import Apps
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
@@ -29,7 +30,7 @@ from ..api.clock import Clock, Now, SystemClock
 from ..api.idempotency import principal_for_key
 from ..api.pacing import SendWindow
 from ..settings import Settings
-from .apps import AppsOnly, apps_extension
+from .apps import AppsOnly, register_apps
 from .auth import KeyMemory, PerUserVerifier, ServerTokenVerifier, Workspaces, unauthorized
 from .background import (
     REFDATA_REFRESH_SECONDS,
@@ -310,7 +311,7 @@ class TradavityServer(PlainServer):
 def _sandbox_transport(settings: Settings) -> tuple[httpx2.AsyncBaseTransport, str]:
     from ..sandbox import DEMO_KEY, SandboxConfig, SandboxTransport, create_app  # noqa: PLC0415
 
-    config = SandboxConfig(db=settings.sandbox_db)
+    config = SandboxConfig(db=settings.sandbox_path)
     if settings.sandbox_demo_days is not None:
         config.demo_days = settings.sandbox_demo_days
     app = create_app(config)
@@ -418,7 +419,8 @@ def build_server(
             RequestScope(output_schemas=settings.output_schemas, notifier=notifier),
             AppsOnly(),
         ],
-        extensions=[apps_extension(read_only=settings.read_only)],
+        # The capability alone: its views and tool are added on first use (`_register`).
+        extensions=[Apps()],
         # The SDK configures root logging (Rich, at this level) if nothing has yet: keep it
         # quiet by default, so an embedding host is not flooded with per-request INFO lines.
         log_level=log_level,
@@ -456,6 +458,7 @@ def _register(
         allowed_dirs=settings.allowed_dirs, stdio=stdio, output_schemas=settings.output_schemas
     )
     register_tools(mcp, env, read_only=settings.read_only)
+    register_apps(mcp, read_only=settings.read_only)
     register_resources(mcp)
     register_prompts(mcp, prompts)
 

@@ -10,6 +10,9 @@ prompt or anything else) and from then on is the manager.
 Capabilities do not depend on it: the SDK derives them from its request handlers, which
 `MCPServer` installs in its constructor. Completions, the subscribe methods and the
 prompts' request check stay eager (they add handlers and middleware).
+
+`add_tool` builds each tool once per process (its argument model and input schema) and
+shares it with every later server the process builds.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from collections.abc import Callable
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.tools import Tool
 
-__all__ = ["defer_registration", "registered"]
+__all__ = ["add_tool", "defer_registration", "registered"]
 
 
 class _Once:
@@ -74,3 +78,33 @@ def registered(mcp: MCPServer[Any]) -> bool:
     """Whether the deferred tools, resources and prompts have been added (for tests)."""
     once = getattr(mcp, "_deferred_once", None)
     return once is None or bool(once.done)
+
+
+#: Each tool as the SDK built it, by name and structured output: a build depends only on
+#: the function's signature and the arguments below, which are the same for every server.
+_BUILT: dict[tuple[str, bool | None], Tool] = {}
+
+
+def add_tool(
+    mcp: MCPServer[Any],
+    fn: Callable[..., Any],
+    *,
+    name: str,
+    structured_output: bool | None = None,
+    **kwargs: Any,
+) -> None:
+    """`mcp.add_tool`, building the tool only the first time the process adds `name`.
+
+    Later servers get a copy with their own `fn` (a journaling tool's function closes
+    over its server's settings).
+    """
+    key = (name, structured_output)
+    built = _BUILT.get(key)
+    if built is None:
+        built = _BUILT[key] = Tool.from_function(
+            fn, name=name, structured_output=structured_output, **kwargs
+        )
+    mine = built if built.fn is fn else built.model_copy(update={"fn": fn})
+    # The SDK adds tools only from a function, building them again; its manager's table
+    # is where `add_tool` puts what it built.
+    mcp._tool_manager._tools[name] = mine

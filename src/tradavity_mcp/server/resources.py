@@ -221,7 +221,23 @@ RESOURCES: tuple[Resource, ...] = (
 def register_resources(mcp: MCPServer) -> None:
     """Every resource (the completion handler and the subscribe methods are added by
     `build_server` at start: they change the capabilities)."""
+    manager = mcp._resource_manager
+    if _BUILT:
+        # The SDK adds resources only from a function, which builds them again; the
+        # manager's tables are where its decorator puts what it built.
+        manager._resources.update(_BUILT["static"])
+        manager._templates.update(_BUILT["templates"])
+        return
     for r in RESOURCES:
         mcp.resource(r.uri, name=r.name, title=r.title, description=r.description, mime_type=JSON)(
             r.fn
         )
+    uris = {r.uri for r in RESOURCES}
+    _BUILT["static"] = {u: x for u, x in manager._resources.items() if u in uris}
+    _BUILT["templates"] = {u: x for u, x in manager._templates.items() if u in uris}
+
+
+#: The resources as the SDK builds them (a template's argument model, most of what a
+#: registration costs), built by the first server of the process and shared by the
+#: rest: they depend only on the table, and their functions are module-level.
+_BUILT: dict[str, dict[str, Any]] = {}

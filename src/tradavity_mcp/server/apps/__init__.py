@@ -27,10 +27,12 @@ from typing import Annotated, Any
 
 from mcp.server.apps import Apps, ResourceCsp, client_supports_apps
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ListToolsResult, TextContent, ToolAnnotations
 from pydantic import Field, ValidationError
 
+from ..deferred import add_tool
 from ..workspace import CURRENT_WORKSPACE
 
 __all__ = [
@@ -38,7 +40,7 @@ __all__ = [
     "REVIEW_TOOL",
     "AppsOnly",
     "View",
-    "apps_extension",
+    "register_apps",
     "review_trade",
     "ui_meta",
     "view_html",
@@ -153,7 +155,17 @@ async def review_trade(
     )
 
 
-def apps_extension(*, read_only: bool) -> Apps:
+def register_apps(mcp: MCPServer[Any], *, read_only: bool) -> None:
+    """The views and `review_trade`, added on first use with the other tools (`deferred`);
+    the server starts with the extension alone (`Apps()`), which is what it advertises."""
+    apps = _apps(read_only=read_only)
+    for resource in apps.resources():
+        mcp.add_resource(resource.resource)
+    for tool in apps.tools():
+        add_tool(mcp, tool.fn, meta=tool.meta, **tool.kwargs)
+
+
+def _apps(*, read_only: bool) -> Apps:
     """The Apps extension: the three views, and `review_trade` unless read-only."""
     apps = Apps()
     for name, view in APPS.items():

@@ -16,6 +16,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, ToolAnnotations
 
 from ..apps import ui_meta
+from ..deferred import add_tool
 from ..writes.table import WRITES
 from . import read, sync, write
 from .write import ToolEnv
@@ -115,7 +116,8 @@ def register_tools(mcp: MCPServer, env: ToolEnv, *, read_only: bool) -> None:
     """Add every tool of the table (no journaling tool when `read_only`)."""
     for tool in TOOLS:
         if tool.fn is not None:
-            mcp.add_tool(
+            add_tool(
+                mcp,
                 tool.fn,
                 name=tool.name,
                 title=tool.title,
@@ -126,7 +128,8 @@ def register_tools(mcp: MCPServer, env: ToolEnv, *, read_only: bool) -> None:
         if read_only:
             continue
         fn: Any = write.adapter(WRITES[tool.name], env, tool.description or "")
-        mcp.add_tool(
+        add_tool(
+            mcp,
             fn,
             name=tool.name,
             title=tool.title,
