@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mcp import Client
@@ -15,6 +16,8 @@ from tradavity_mcp.sandbox import DEMO_KEY, SandboxConfig, SandboxTransport, cre
 from tradavity_mcp.server import build_server
 from tradavity_mcp.server.deferred import registered
 from tradavity_mcp.settings import Settings
+
+from ..kit import data_of, png_bytes, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -28,6 +31,7 @@ LATER = (
     "tradavity_mcp.server.oauth",
     "PIL",
     "tomllib",
+    "platformdirs",  # the probe names its state directory
 )
 
 PROBE = """
@@ -40,7 +44,8 @@ from tradavity_mcp.settings import Settings
 async def main() -> None:
     settings = Settings.load(api_key="tvty_" + "0123456789abcdef" * 3, state_dir=sys.argv[1])
     async with Client(build_server(settings), mode="legacy"):  # initialize answered
-        loaded = sorted(m for m in sys.modules if m.startswith(("tradavity_mcp", "PIL", "tomllib")))
+        ours = ("tradavity_mcp", "PIL", "tomllib", "platformdirs")
+        loaded = sorted(m for m in sys.modules if m.startswith(ours))
     print(json.dumps(loaded))
 
 anyio.run(main)
@@ -88,3 +93,42 @@ async def test_the_first_request_may_be_a_prompt(tmp_path: Path) -> None:
         assert prompt.messages
         assert registered(server)
         assert len((await client.list_prompts()).prompts) == 4
+
+
+async def test_servers_of_one_process_share_built_tools_but_each_runs_its_own(
+    tmp_path: Path,
+) -> None:
+    """Tools are built once per process; a journaling tool still runs with its own
+    server's settings (here the directories screenshots may be read from)."""
+    app = create_app(SandboxConfig())
+    charts = {name: tmp_path / name for name in ("a", "b")}
+    servers = {}
+    for name, folder in charts.items():
+        folder.mkdir()
+        (folder / "chart.png").write_bytes(png_bytes())
+        settings = Settings.load(
+            api_key=DEMO_KEY,
+            state_dir=tmp_path / f"state-{name}",
+            allowed_dirs=[str(folder)],
+            environ={},
+        )
+        servers[name] = build_server(settings, transport=SandboxTransport(app))
+    async with Client(servers["a"]) as a, Client(servers["b"]) as b:
+        await a.list_tools()
+        await b.list_tools()
+        tool_a = servers["a"]._tool_manager.get_tool("attach_screenshot")
+        tool_b = servers["b"]._tool_manager.get_tool("attach_screenshot")
+        assert tool_a is not None
+        assert tool_b is not None
+        assert tool_a.fn_metadata is tool_b.fn_metadata  # built once
+        assert tool_a.fn is not tool_b.fn
+        trade: dict[str, Any] = {"symbol": "MES", "direction": "long", "net_pnl": 12.5}
+        trade |= {"trade_date": "2026-11-18T15:00:00Z", "account": "Apex 50K"}
+        number = data_of(await b.call_tool("create_trade", trade))["trade_number"]
+        for client, own, other in ((a, "a", "b"), (b, "b", "a")):
+            mine = {"trade_number": number, "path": str(charts[own] / "chart.png")}
+            assert data_of(await client.call_tool("attach_screenshot", mine))["screenshot_id"]
+            theirs = {"trade_number": number, "path": str(charts[other] / "chart.png")}
+            refused = await client.call_tool("attach_screenshot", theirs)
+            assert refused.is_error
+            assert "outside the allowed directories" in text_of(refused)
