@@ -3,11 +3,11 @@ loopback in a background thread."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -41,6 +41,55 @@ def bracketed(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, told to stop by `stop()` at once rather than on its next 0.1 s
+    tick (every test and the demo start and stop one). `ready` is set when its start-up
+    is over (`started` says whether it succeeded); `closed` once it no longer accepts
+    connections."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake = asyncio.Event()
+        self.ready = threading.Event()
+        self.closed = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().startup(sockets)
+        finally:
+            self.ready.set()
+
+    async def main_loop(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 1) % 864000
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 0.1)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            for listening in self.servers:
+                listening.close()  # as uvicorn's own shutdown begins; closing twice is fine
+        finally:
+            self.closed.set()
+        await super().shutdown(sockets)
+
+    def run_until_stopped(self, sock: socket.socket) -> None:
+        """The thread's target: serve on `sock` until `stop()`."""
+        try:
+            self.run(sockets=[sock])
+        finally:  # also when it failed before or during its start-up
+            self.ready.set()
+            self.closed.set()
+
+    def stop(self) -> None:
+        self.should_exit = True
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+
 @contextmanager
 def serve_in_thread(
     app: ASGIApp,
@@ -52,24 +101,26 @@ def serve_in_thread(
 ) -> Iterator[str]:
     """Run `app` with uvicorn until the block ends; yields its base URL (+ `path`).
 
-    The sandbox needs no lifespan; pass `lifespan=True, path=""` to serve an MCP app.
+    The sandbox needs no lifespan; pass `lifespan=True, path=""` to serve an MCP app. An
+    app with a lifespan has finished shutting down when the block ends; one without has
+    stopped accepting connections, and uvicorn lets the open ones go (0.1 s or more) in
+    the background.
     """
     sock = listening_socket(host, port)
     bound_port = sock.getsockname()[1]
     config = uvicorn.Config(
         app, log_level="critical", lifespan="on" if lifespan else "off", access_log=False
     )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    server = _Server(config)
+    thread = threading.Thread(target=server.run_until_stopped, args=(sock,), daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the sandbox did not start")
-        time.sleep(0.01)
+    if not server.ready.wait(timeout=10) or not server.started:
+        server.stop()
+        raise RuntimeError("the sandbox did not start")
     try:
         yield f"http://{host}:{bound_port}{path}"
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+        server.stop()
+        if lifespan or not server.closed.wait(timeout=10):
+            thread.join(timeout=10)
+            sock.close()
