@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -19,6 +20,10 @@ from tradavity_mcp.sandbox import ManualClock
 #: The tests' HTTP clients speak plain HTTP on loopback; one TLS context for all of them
 #: spares each new client loading the trust store (~18 ms of CPU, hundreds of times).
 TLS = httpx2.create_ssl_context()
+
+#: When this test process started. A sandbox whose clock starts here shares the demo
+#: journal seeded for the first one (the sandbox keeps what it seeded, by moment).
+NOW = time.time()
 
 #: Drills retry at once: the faults are what is under test, not the backoff.
 FAST_RETRY = RetryPolicy(max_attempts=8, base_delay=0.005, max_delay=0.02, max_retry_after=5)

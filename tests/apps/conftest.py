@@ -30,7 +30,7 @@ from tradavity_mcp.sandbox import DEMO_KEY, ManualClock, SandboxConfig, SandboxT
 from tradavity_mcp.server import build_server
 from tradavity_mcp.settings import Settings
 
-from ..kit import CHROMIUM, CHROMIUM_FLAGS, SANDBOX_URL, SandboxTime
+from ..kit import CHROMIUM, CHROMIUM_FLAGS, NOW, SANDBOX_URL, SandboxTime
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS = ROOT / "apps"
@@ -128,7 +128,7 @@ class World:
 @pytest.fixture
 async def world(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[World]:
     """The sandbox's demo journal; `indirect` parametrization gives its days of history."""
-    clock = ManualClock()
+    clock = ManualClock(NOW)
     config = SandboxConfig(db=":memory:", clock=clock)
     days = getattr(request, "param", None)
     if isinstance(days, int):

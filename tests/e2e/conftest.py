@@ -25,7 +25,7 @@ from tradavity_mcp.sandbox import (
 from tradavity_mcp.server import build_server
 from tradavity_mcp.settings import Settings
 
-from ..kit import SANDBOX_URL, SandboxTime, png_bytes
+from ..kit import NOW, SANDBOX_URL, SandboxTime, png_bytes
 
 
 @dataclass
@@ -50,7 +50,7 @@ class Env:
 
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    clock = ManualClock()
+    clock = ManualClock(NOW)
     app = create_app(SandboxConfig(db=":memory:", clock=clock))
     charts = tmp_path / "charts"
     charts.mkdir()

@@ -37,7 +37,7 @@ from tradavity_mcp.server.errors import UserError
 from tradavity_mcp.server.sync.notifier import SYNC_URIS
 from tradavity_mcp.settings import Settings
 
-from ..kit import TLS, data_of, http_transport, png_bytes, text_of
+from ..kit import NOW, TLS, data_of, http_transport, png_bytes, text_of
 from .conftest import Env
 
 pytestmark = pytest.mark.anyio
@@ -334,7 +334,7 @@ async def _watching(w: _Watcher) -> AsyncIterator[Client]:
 @pytest.mark.parametrize("era", ["auto", "legacy"], ids=["2026-07-28", "2025-11-25"])
 @pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
 async def test_another_users_sync_notifies_nobody_else(tmp_path: Path, era: str) -> None:
-    clock = ManualClock()
+    clock = ManualClock(NOW)
     settings = Settings.load(
         environ={},
         base_url="http://sandbox.local/api/v1",

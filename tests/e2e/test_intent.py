@@ -29,7 +29,7 @@ from tradavity_mcp.sandbox import (
 from tradavity_mcp.server import build_server
 from tradavity_mcp.settings import Settings
 
-from ..kit import FAST_RETRY, SANDBOX_URL, SandboxTime, data_of, meta, text_of
+from ..kit import FAST_RETRY, NOW, SANDBOX_URL, SandboxTime, data_of, meta, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -56,7 +56,7 @@ class World:
 
 @pytest.fixture
 def sandbox_url() -> Iterator[tuple[str, Any, ManualClock]]:
-    clock = ManualClock()
+    clock = ManualClock(NOW)
     app = create_app(SandboxConfig(db=":memory:", clock=clock))
     with serve_in_thread(app) as url:
         yield url, app, clock
@@ -207,7 +207,7 @@ async def test_pending_past_the_replay_window_is_found_not_written_again(
 ) -> None:
     """A write that landed but was never confirmed, re-issued a day later (the API no
     longer remembers its key): it is looked for and adopted, not written a second time."""
-    clock = ManualClock()
+    clock = ManualClock(NOW)
     app = create_app(SandboxConfig(db=":memory:", clock=clock))
     transport = DropAfterCommit(app, method, path)
     settings = Settings.load(

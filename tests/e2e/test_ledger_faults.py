@@ -27,6 +27,7 @@ from tradavity_mcp.settings import Settings
 
 from ..kit import (
     FAST_RETRY,
+    NOW,
     SANDBOX_URL,
     SandboxTime,
     data_of,
@@ -102,7 +103,7 @@ def test_a_read_only_ledger_stops_the_server_with_one_line(
 
 
 async def test_a_full_disk_sends_nothing_and_says_why(small_disk: Path) -> None:
-    clock = ManualClock()
+    clock = ManualClock(NOW)
     app = create_app(SandboxConfig(db=":memory:", clock=clock))
     async with Client(_server(small_disk / "state", app, clock)) as client:
         assert (
@@ -146,7 +147,7 @@ def test_a_damaged_ledger_stops_the_server_with_one_line(tmp_path: Path) -> None
 async def test_nothing_unrecorded_is_sent_when_the_api_is_down_either(tmp_path: Path) -> None:
     """The converse: with the ledger fine and the API unreachable, the call is recorded
     and kept pending (never lost), and finished once the API is back."""
-    clock = ManualClock()
+    clock = ManualClock(NOW)
     app = create_app(SandboxConfig(db=":memory:", clock=clock))
     down = [False]
 

@@ -22,7 +22,7 @@ from tradavity_mcp.server import build_server
 from tradavity_mcp.server.read import CATALOG, LISTS, RESULT_BUDGET, TOP_ROWS, TRADE_ROWS_CAP
 from tradavity_mcp.settings import Settings
 
-from ..kit import SANDBOX_URL, data_of, text_of
+from ..kit import NOW, SANDBOX_URL, data_of, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -78,7 +78,7 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="module")
 async def journal(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Journal]:
-    clock = ManualClock()
+    clock = ManualClock(NOW)
     app = create_app(SandboxConfig(db=":memory:", clock=clock, demo_days=730))
     tmp: Path = tmp_path_factory.mktemp("budget")
     settings = Settings.load(

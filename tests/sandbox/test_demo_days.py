@@ -16,7 +16,8 @@ from mcp import Client
 
 from tradavity_mcp import settings
 from tradavity_mcp.sandbox import DEMO_KEY, ManualClock, SandboxConfig, _cli, create_app
-from tradavity_mcp.sandbox._seed import DEFAULT_DEMO_DAYS, MAX_DEMO_DAYS
+from tradavity_mcp.sandbox._seed import DEFAULT_DEMO_DAYS, MAX_DEMO_DAYS, _build
+from tradavity_mcp.sandbox._store import Store
 from tradavity_mcp.server import build_server
 from tradavity_mcp.settings import ConfigError, Settings
 
@@ -55,6 +56,32 @@ def test_a_two_year_journal_is_longer_and_wider() -> None:
     assert len({t["symbol"] for t in trades}) >= 30
     # The other users' journals are not stretched.
     assert len(app.state.sandbox.store.all("trade", 2)) == 12
+
+
+def test_a_journal_seeded_again_at_the_same_moment_is_a_copy_of_the_first(
+    tmp_path: Path,
+) -> None:
+    """A second sandbox started at the same moment gets the first one's journal copied
+    (into a file store too), equal to building it again; its writes stay its own."""
+    moment = START + 12_345.5
+    first = create_app(SandboxConfig(clock=ManualClock(moment), demo_days=30))
+    copied = create_app(
+        SandboxConfig(db=str(tmp_path / "j.sqlite3"), clock=ManualClock(moment), demo_days=30)
+    )
+    built = Store(":memory:")
+    _build(built, moment, 42, 30)
+    stores = [first.state.sandbox.store, copied.state.sandbox.store]
+    for store in stores:
+        assert (store._docs, store._owner, store._counters) == (
+            built._docs,
+            built._owner,
+            built._counters,
+        )
+    stores[1].put("tag", 99_999, 1, {"id": 99_999, "name": "only here"})
+    assert stores[0].get("tag", 99_999) is None
+    reopened = Store(str(tmp_path / "j.sqlite3"))  # the copy reached the file
+    assert reopened.get("tag", 99_999) == {"id": 99_999, "name": "only here"}
+    assert reopened._counters == built._counters
 
 
 def test_out_of_range_days_are_refused() -> None:

@@ -497,12 +497,31 @@ class _Seeder:
                 )
 
 
+#: Journals already seeded in this process, by (now, seed, days), newest last: sandboxes
+#: made at one moment (the tests', the drills', the benchmarks') copy the database (~2 ms)
+#: rather than build it again (~15 ms).
+_SEEDED: dict[tuple[float, int, int], bytes] = {}
+_SEEDED_KEPT = 4
+
+
 def seed(
     store: Store, now: float, seed_value: int = 42, *, demo_days: int = DEFAULT_DEMO_DAYS
 ) -> None:
     """Fill an empty store; the demo user's journal spans `demo_days` days."""
     if not 1 <= demo_days <= MAX_DEMO_DAYS:
         raise ValueError(f"demo_days must be 1 to {MAX_DEMO_DAYS}; got {demo_days}")
+    key = (now, seed_value, demo_days)
+    image = _SEEDED.get(key)
+    if image is not None:
+        store.restore(image)
+        return
+    _build(store, now, seed_value, demo_days)
+    _SEEDED[key] = store.image()
+    while len(_SEEDED) > _SEEDED_KEPT:
+        _SEEDED.pop(next(iter(_SEEDED)))
+
+
+def _build(store: Store, now: float, seed_value: int, demo_days: int) -> None:
     s = _Seeder(store, now, seed_value)
     read_all = [x for x in SCOPES if x.startswith("read:")]
     with store.transaction():

@@ -51,6 +51,13 @@ class Store:
         self._docs: dict[str, dict[int, Doc]] = {}
         self._owner: dict[tuple[str, int], int] = {}
         self._counters: dict[str, int] = {}
+        self._load()
+        self._depth = 0
+        self._undo: list[tuple[str, int, Doc | None, int | None]] = []
+
+    def _load(self) -> None:
+        """Fill the in-memory cache from the database."""
+        self._docs, self._owner, self._counters = {}, {}, {}
         for kind, doc_id, user_id, data in self._db.execute(
             "SELECT kind, id, user_id, data FROM docs"
         ):
@@ -58,8 +65,22 @@ class Store:
             self._owner[(kind, doc_id)] = user_id
         for name, value in self._db.execute("SELECT name, value FROM counters"):
             self._counters[name] = value
-        self._depth = 0
-        self._undo: list[tuple[str, int, Doc | None, int | None]] = []
+
+    def image(self) -> bytes:
+        """The whole database as bytes, to fill another store with (`restore`)."""
+        with self._lock:
+            return self._db.serialize()
+
+    def restore(self, image: bytes) -> None:
+        """Make this store's contents those of `image` (from `image()`)."""
+        source = sqlite3.connect(":memory:")
+        try:
+            source.deserialize(image)
+            with self._lock:
+                source.backup(self._db)
+                self._load()
+        finally:
+            source.close()
 
     @property
     def empty(self) -> bool:

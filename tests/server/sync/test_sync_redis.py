@@ -36,7 +36,7 @@ from tradavity_mcp.server.sync.shared import RedisSync
 from tradavity_mcp.server.workspace import CURRENT_WORKSPACE, Workspace
 from tradavity_mcp.settings import Settings
 
-from ...kit import SANDBOX_URL, TLS, SandboxTime, data_of, http_transport
+from ...kit import NOW, SANDBOX_URL, TLS, SandboxTime, data_of, http_transport
 from ...services import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -104,7 +104,7 @@ async def test_a_sync_on_one_replica_reaches_the_other(tmp_path: Path, redis_url
             legacy_updates.append(str(message.params.uri))
             legacy_updated.set()
 
-    with _replicas(tmp_path, redis_url, ManualClock()) as (sandbox, a, b):
+    with _replicas(tmp_path, redis_url, ManualClock(NOW)) as (sandbox, a, b):
         async with (
             Client(http_transport(a, DEMO_KEY)) as on_a,
             Client(http_transport(b, DEMO_KEY), mode="auto") as on_b,
@@ -200,7 +200,7 @@ async def test_redis_restarted_mid_run(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="tradavity_mcp.sync")
-    clock = ManualClock()
+    clock = ManualClock(NOW)
     app = create_app(SandboxConfig(db=":memory:", clock=clock))
     a = _server(tmp_path, "a", app, own_redis.url, clock)
     b = _server(tmp_path, "b", app, own_redis.url, clock)
@@ -246,7 +246,7 @@ async def test_redis_restarted_mid_run(
 
 
 async def test_events_older_than_a_day_are_trimmed(tmp_path: Path, redis_url: str) -> None:
-    clock = ManualClock()
+    clock = ManualClock(NOW)
     app = create_app(SandboxConfig(db=":memory:", clock=clock))
     server: TradavityServer = _server(tmp_path, "a", app, redis_url, clock)
     async with Client(server) as client:
@@ -349,7 +349,7 @@ async def test_the_bus_reaches_every_replica_and_only_the_principal(redis_url: s
 
 
 async def test_a_replica_that_stopped_listening_hears_what_it_missed(redis_url: str) -> None:
-    clock = ManualClock()
+    clock = ManualClock(NOW)
     async with _hub(redis_url, clock) as one:
         two = RedisSync(open_redis(redis_url), clock=clock.now)
         heard = Heard[SyncEvent]()

@@ -22,7 +22,7 @@ from tradavity_mcp.server.writes.store_pg import PgLedger
 from tradavity_mcp.server.writes.stores import open_ledger
 from tradavity_mcp.settings import ConfigError, Settings
 
-from ...kit import SANDBOX_URL, SandboxTime, data_of, plain_trade, sandbox_writes, text_of
+from ...kit import NOW, SANDBOX_URL, SandboxTime, data_of, plain_trade, sandbox_writes, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -86,7 +86,7 @@ async def test_two_servers_on_one_store_write_each_call_once(
 ) -> None:
     """The same create_trade, no id, sent to both servers at once, 50 times: 50 trades.
     Each server has a state directory of its own: only the store joins them."""
-    clock = ManualClock()
+    clock = ManualClock(NOW)
     app = create_app(SandboxConfig(db=":memory:", clock=clock))
     servers = [
         _server(_settings(tmp_path / f"replica-{i}", postgres_url), app, clock) for i in (1, 2)
@@ -104,7 +104,7 @@ async def test_two_servers_on_one_store_write_each_call_once(
 async def test_without_the_store_the_same_two_servers_would_write_twice(tmp_path: Path) -> None:
     """The control: each server on its own local ledger doubles the call, which is what
     the shared store prevents."""
-    clock = ManualClock()
+    clock = ManualClock(NOW)
     app = create_app(SandboxConfig(db=":memory:", clock=clock))
     servers = [_server(_settings(tmp_path / f"replica-{i}", None), app, clock) for i in (1, 2)]
     async with Client(servers[0]) as one, Client(servers[1]) as two:
@@ -114,7 +114,7 @@ async def test_without_the_store_the_same_two_servers_would_write_twice(tmp_path
 
 
 async def test_an_unreachable_store_stops_the_server_and_sends_nothing(tmp_path: Path) -> None:
-    clock = ManualClock()
+    clock = ManualClock(NOW)
     app = create_app(SandboxConfig(db=":memory:", clock=clock))
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
@@ -135,7 +135,7 @@ async def test_an_unreachable_store_stops_the_server_and_sends_nothing(tmp_path:
 async def test_a_store_lost_mid_run_refuses_writes_with_the_fix_then_recovers(
     tmp_path: Path, postgres_url: str
 ) -> None:
-    clock = ManualClock()
+    clock = ManualClock(NOW)
     app = create_app(SandboxConfig(db=":memory:", clock=clock))
     name = postgres_url.rpartition("/")[2]
     admin_url = postgres_url.rpartition("/")[0] + "/postgres"
