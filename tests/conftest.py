@@ -22,14 +22,20 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return min(4, (os.cpu_count() or 1) + 1)
 
 
-#: The longest files, handed out first so that no worker starts one of them last.
+#: The longest files (seconds on one worker of a 2-core machine), handed out first so that
+#: no worker starts one of them last (`--no-loadscope-reorder` keeps this order).
 LONG_FIRST = (
-    "tests/replicas/",
-    "tests/drills/test_drills.py",
-    "tests/e2e/test_oauth.py",
-    "tests/e2e/test_hardening.py",
-    "tests/e2e/test_journaling.py",
-    "tests/server/writes/test_ledger_backends.py",
+    "tests/drills/test_drills.py",  # 18
+    "tests/replicas/",  # 17
+    "tests/test_cli.py",  # 9
+    "tests/apps/test_calendar.py",  # 6
+    "tests/apps/test_dashboard.py",  # 6
+    "tests/drills/test_secrets_and_load.py",  # 5
+    "tests/server/writes/test_ledger_backends.py",  # 5
+    "tests/e2e/test_journaling.py",  # 4
+    "tests/e2e/test_hardening.py",  # 4
+    "tests/e2e/test_oauth_browser.py",  # 4
+    "tests/e2e/test_oauth.py",  # 4
 )
 
 
