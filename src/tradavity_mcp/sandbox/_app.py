@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route as StarletteRoute
 from starlette.types import Receive, Scope, Send
 
-from ._clock import Clock, SystemClock
+from ._clock import Clock, ManualClock, SystemClock
 from ._faults import Faults, FaultSpec
 from ._pipeline import Dropped, Pipeline, RequestRecord
 from ._seed import DEFAULT_DEMO_DAYS, DEMO_KEY, hash_key, iso, seed
@@ -124,7 +124,13 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
     clock = config.clock or SystemClock()
     store = Store(config.db)
     if store.empty:
-        seed(store, clock.now(), config.seed, demo_days=config.demo_days)
+        seed(
+            store,
+            clock.now(),
+            config.seed,
+            demo_days=config.demo_days,
+            remember=isinstance(clock, ManualClock),
+        )
     pipeline = Pipeline(store, clock, Faults(config.faults, config.fault_seed), routes())
 
     async def root(request: Request) -> JSONResponse:
