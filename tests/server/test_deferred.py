@@ -38,29 +38,48 @@ PROBE = """
 import json, sys
 import anyio
 from mcp import Client
+from pydantic import BaseModel
 from tradavity_mcp.server import build_server
 from tradavity_mcp.settings import Settings
+
+def unbuilt() -> list[str]:
+    names = []
+    for module in ("tradavity_mcp.api.models", "tradavity_mcp.server.writes.args"):
+        for value in vars(sys.modules[module]).values():
+            if isinstance(value, type) and issubclass(value, BaseModel):
+                if value.__module__ == module and not value.__pydantic_complete__:
+                    names.append(value.__name__)
+    return names
 
 async def main() -> None:
     settings = Settings.load(api_key="tvty_" + "0123456789abcdef" * 3, state_dir=sys.argv[1])
     async with Client(build_server(settings), mode="legacy"):  # initialize answered
         ours = ("tradavity_mcp", "PIL", "tomllib", "platformdirs")
         loaded = sorted(m for m in sys.modules if m.startswith(ours))
-    print(json.dumps(loaded))
+        with anyio.move_on_after(20):  # then, unasked, the models are built
+            while "tradavity_mcp.server.writes.args" not in sys.modules or unbuilt():
+                await anyio.sleep(0.05)
+        later = unbuilt() if "tradavity_mcp.server.writes.args" in sys.modules else ["args"]
+    print(json.dumps({"loaded": loaded, "unbuilt_later": later}))
 
 anyio.run(main)
 """
 
 
 def test_a_server_that_answered_initialize_has_not_loaded_the_tools_modules(tmp_path: Path) -> None:
+    """Nothing of the tools is loaded when `initialize` is answered; soon after, unasked,
+    the API's and the journaling tools' models are built, before the first call needs
+    them."""
     out = subprocess.run(
         [sys.executable, "-c", PROBE, str(tmp_path)],
         capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
-    loaded = set(json.loads(out.stdout))
+    probe = json.loads(out.stdout)
+    loaded = set(probe["loaded"])
     assert "tradavity_mcp.server.app" in loaded
     early = sorted(m for m in loaded if m.startswith(LATER))
     assert early == []
+    assert probe["unbuilt_later"] == []
 
 
 async def test_tools_and_resources_are_added_on_first_use_and_work(tmp_path: Path) -> None:

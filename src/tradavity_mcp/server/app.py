@@ -36,6 +36,8 @@ from .background import (
     REFDATA_REFRESH_SECONDS,
     RESUME_INTERVAL_SECONDS,
     SYNC_POLL_SECONDS,
+    WARM_UP_DELAY_SECONDS,
+    build_models_soon,
     poll_sync_forever,
     refresh_reference_forever,
     resume_forever,
@@ -238,6 +240,7 @@ class Backend:
             partial(resume_forever, state.workspaces, self.settings, self.resume_interval),
             partial(poll_sync_forever, state.workspaces, SYNC_POLL_SECONDS),
             partial(refresh_reference_forever, state.workspaces, REFDATA_REFRESH_SECONDS),
+            partial(build_models_soon, WARM_UP_DELAY_SECONDS),
         ]
         if state.default is not None:
             # Not awaited: the server answers `initialize` at once, even with the API

@@ -1,5 +1,6 @@
 """What the server does unasked, for as long as it runs: finish pending writes, prune
-the ledger, and pick up syncs the platform ran on its own."""
+the ledger, pick up syncs the platform ran on its own, and once, soon after start, build
+the models the first call would otherwise build."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import math
 from collections.abc import Callable
 
 import anyio
+from pydantic import BaseModel
 
 from ..settings import Settings
 from .sync.status import refresh_sync
@@ -18,6 +20,8 @@ __all__ = [
     "REFDATA_REFRESH_SECONDS",
     "RESUME_INTERVAL_SECONDS",
     "SYNC_POLL_SECONDS",
+    "WARM_UP_DELAY_SECONDS",
+    "build_models_soon",
     "poll_sync_forever",
     "refresh_reference_forever",
     "resume_forever",
@@ -33,6 +37,8 @@ PRUNE_INTERVAL_SECONDS = 3600.0
 SYNC_POLL_SECONDS = 120.0
 #: How often kept reference lists (accounts, tags, protocols, ...) are fetched again.
 REFDATA_REFRESH_SECONDS = 600.0
+#: How long after start (after `initialize` on stdio) the models are built.
+WARM_UP_DELAY_SECONDS = 0.5
 
 Workspaces = Callable[[], list[Workspace]]
 
@@ -48,6 +54,25 @@ async def poll_sync_forever(workspaces: Workspaces, interval: float) -> None:
                 await refresh_sync(ws)
             except Exception as exc:  # polling must outlive any one failure
                 logger.info("sync poll failed: %s", exc)
+
+
+async def build_models_soon(delay: float) -> None:
+    """Build the validators of the API's and the journaling tools' models (deferred at
+    import, ~50 ms of CPU) while the assistant composes its first call, so that the first
+    journaled trade of a session is as quick as the next."""
+    await anyio.sleep(delay)
+    from ..api import models  # noqa: PLC0415 (the journaling code, loaded on first use)
+    from .writes import args  # noqa: PLC0415
+
+    for module in (models, args):
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, BaseModel)
+                and value.__module__ == module.__name__
+                and not value.__pydantic_complete__
+            ):
+                value.model_rebuild()
 
 
 async def refresh_reference_forever(workspaces: Workspaces, interval: float) -> None:
