@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -170,3 +171,38 @@ def test_sandbox_needs_no_key(tmp_path: Path) -> None:
     done = _doctor(tmp_path, "--sandbox", key=None, base=None)
     assert done.returncode == 0, done.stdout
     assert _line(done.stdout, "API key") == "ok API key not needed: running on the built-in sandbox"
+
+
+def _closed_port() -> int:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        return int(closed.getsockname()[1])  # nothing listens once the block ends
+
+
+def test_a_shared_store_and_redis_that_answer(
+    tmp_path: Path, base_url: str, postgres_url: str, redis_url: str
+) -> None:
+    done = _doctor(
+        tmp_path, "--store", postgres_url, "--redis", redis_url, key=DEMO_KEY, base=base_url
+    )
+    assert done.returncode == 0, done.stdout
+    assert _line(done.stdout, "ledger").startswith("ok ledger postgresql://")
+    assert _line(done.stdout, "redis").startswith(f"ok redis {redis_url} answers (Redis ")
+
+
+def test_a_store_and_redis_that_do_not_answer_are_named_without_their_passwords(
+    tmp_path: Path, base_url: str
+) -> None:
+    store = f"postgresql://journal:pg-hunter2@127.0.0.1:{_closed_port()}/ledger"
+    redis = f"redis://:redis-hunter2@127.0.0.1:{_closed_port()}/0"
+    done = _doctor(tmp_path, "--store", store, "--redis", redis, key=DEMO_KEY, base=base_url)
+    assert done.returncode == 1
+    ledger = _line(done.stdout, "ledger")
+    assert store.replace("pg-hunter2", "***") in ledger
+    assert "cannot be reached" in ledger
+    assert "Check that PostgreSQL is running" in ledger
+    assert _line(done.stdout, "redis").startswith(
+        f"FAIL redis {redis.replace('redis-hunter2', '***')} does not answer ("
+    )
+    assert "fix: start Redis there, or correct --redis / TRADAVITY_REDIS_URL" in done.stdout
+    assert "hunter2" not in done.stdout + done.stderr

@@ -44,8 +44,9 @@ DEMO_DESCRIPTION = (
 DOCTOR_DESCRIPTION = (
     "Check this setup and print one line per check with the fix for each problem: the API "
     "key's format, the base URL (GET /me), the key's scopes, the state directory, the write "
-    "ledger, pending writes and the clock. The key itself is never printed. Exit status 0 "
-    "when nothing failed, 1 otherwise."
+    "ledger (PostgreSQL with --store), Redis (with --redis), pending writes and the clock. "
+    "Neither the key nor a password is ever printed. Exit status 0 when nothing failed, 1 "
+    "otherwise."
 )
 
 
@@ -206,6 +207,8 @@ def _add_doctor(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     doctor.add_argument("--base-url", dest="doctor_base_url", help="as for the server")
     doctor.add_argument("--state-dir", dest="doctor_state_dir", help="as for the server")
+    doctor.add_argument("--store", metavar="URL", dest="doctor_store", help="as for the server")
+    doctor.add_argument("--redis", metavar="URL", dest="doctor_redis", help="as for the server")
 
 
 def _add_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -267,6 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.sandbox = args.sandbox or args.doctor_sandbox
         args.base_url = args.doctor_base_url or args.base_url
         args.state_dir = args.doctor_state_dir or args.state_dir
+        args.store = args.doctor_store or args.store
+        args.redis = args.doctor_redis or args.redis
         return run_doctor(_journal(args))
     if args.command == "grants":
         return _grants(args, parser)

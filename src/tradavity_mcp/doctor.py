@@ -244,16 +244,28 @@ def _check_ledger(settings: Settings) -> tuple[Check, Check]:
     try:
         ledger = open_ledger(settings)
     except Exception as exc:  # the ledger's own errors vary; report any of them plainly
-        return (
-            Check(
+        if settings.store_url is not None:
+            from .server.writes.ledger import LedgerUnavailable
+            from .server.writes.store_pg import described
+
+            # The store's own words say what is wrong and what to do (credentials, a
+            # missing database, rights, an unreachable server), the password hidden.
+            failed = Check(
+                "FAIL",
+                "ledger",
+                str(exc)
+                if isinstance(exc, LedgerUnavailable)
+                else f"{path} cannot be opened ({described(exc, settings.store_url)})",
+            )
+        else:
+            failed = Check(
                 "FAIL",
                 "ledger",
                 f"{path} cannot be opened ({type(exc).__name__}: {exc})",
                 "stop every tradavity-mcp process, move the file aside (its pending writes "
                 "will not be resumed), and start the server again: it makes a new ledger",
-            ),
-            Check("warn", "pending", "not checked (the ledger did not open)"),
-        )
+            )
+        return failed, Check("warn", "pending", "not checked (the ledger did not open)")
     try:
         pending = ledger.pending_calls()
     except Exception as exc:
@@ -277,6 +289,28 @@ def _check_ledger(settings: Settings) -> tuple[Check, Check]:
         f"{len(pending)} write(s) not confirmed yet ({', '.join(tools)}; oldest {since})",
         "start the server with the API reachable: it finishes them by itself, each exactly once",
     )
+
+
+async def _check_redis(url: str) -> Check:
+    """`--redis`: what the replicas share beyond the ledger answers."""
+    from .server.replicas.redis_client import open_redis  # redis only when used
+    from .server.writes.store_pg import described, redact_url
+
+    shown = redact_url(url)  # never the password
+    redis = open_redis(url)
+    try:
+        info = await redis.info("server")
+    except Exception as exc:  # whatever the driver raises, said on one line
+        return Check(
+            "FAIL",
+            "redis",
+            f"{shown} does not answer ({described(exc, url)})",
+            "start Redis there, or correct --redis / TRADAVITY_REDIS_URL: replicas share "
+            "sync runs, key checks and each key's rate window through it",
+        )
+    finally:
+        await redis.aclose()
+    return Check("ok", "redis", f"{shown} answers (Redis {info.get('redis_version', '?')})")
 
 
 def _check_clock(probe: Probe) -> Check:
@@ -317,6 +351,8 @@ async def _checks(settings: Settings, raw_key: str | None) -> list[Check]:
         checks.extend(_check_ledger(settings))
     else:
         checks.append(Check("warn", "ledger", "not checked (the state directory is unusable)"))
+    if settings.redis_url is not None:
+        checks.append(await _check_redis(settings.redis_url))
     checks.append(_check_clock(probe))
     return checks
 
