@@ -34,6 +34,7 @@ from .oauth import (
     resource_metadata_routes,
     store_down,
 )
+from .oauth.clients import SharedLimits
 from .sync.stream import sync_stream_endpoint
 from .workspace import Workspace
 
@@ -209,6 +210,15 @@ class HttpGuard:
         return None
 
 
+def _shared_limits(backend: Backend) -> SharedLimits | None:
+    """`--redis`: the OAuth server's rate limits, one for every replica."""
+    if backend.redis is None or backend.settings.redis_url is None:
+        return None
+    from .replicas.limits import redis_limits  # noqa: PLC0415 (redis only when configured)
+
+    return redis_limits(backend.redis, backend.settings.redis_url)
+
+
 def key_check(backend: Backend) -> KeyCheck:
     """The consent page's check of a key: one `/me` request, no retries, a short wait."""
     link = backend.link
@@ -279,7 +289,7 @@ def build_http_app(
     if oauth is not None:
         if not isinstance(backend.verifier, PerUserVerifier):
             raise ValueError("--auth oauth needs a per-user server (users bring their own keys)")
-        authorization = OAuthServer(oauth, key_check(backend))
+        authorization = OAuthServer(oauth, key_check(backend), _shared_limits(backend))
         front = list(authorization.routes())
     elif backend.verifier is not None:
         front = list(resource_metadata_routes(backend.hosted.public_url, None))

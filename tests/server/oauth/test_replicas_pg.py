@@ -64,15 +64,27 @@ class Replica:
 
 
 @contextmanager
-def replicas(tmp_path: Path, store_url: str, count: int = 2) -> Iterator[list[Replica]]:
-    """`count` servers with `--auth oauth` on one store and one secret, one sandbox."""
+def replicas(
+    tmp_path: Path,
+    store_url: str,
+    count: int = 2,
+    *,
+    redis_url: str | None = None,
+    registrations: int = 10,
+) -> Iterator[list[Replica]]:
+    """`count` servers with `--auth oauth` on one store and one secret, one sandbox (and
+    one Redis with `redis_url`); `registrations` per client address."""
     sandbox = create_app(SandboxConfig(db=":memory:"))
     with ExitStack() as stack:
         out = []
         for n in range(count):
             state = tmp_path / f"replica{n}"
             settings = Settings.load(
-                environ={}, base_url=SANDBOX_URL, state_dir=state, require_key=False
+                environ={},
+                base_url=SANDBOX_URL,
+                state_dir=state,
+                require_key=False,
+                redis_url=redis_url,
             )
             server = build_server(
                 settings,
@@ -86,6 +98,7 @@ def replicas(tmp_path: Path, store_url: str, count: int = 2) -> Iterator[list[Re
                 loopback=True,
                 secret_key=SecretStr(SECRET),
                 store_url=store_url,
+                registrations_per_address=registrations,
             )
             app = build_http_app(server, kind="http", host="127.0.0.1", oauth=options)
             port = free_port()
@@ -100,17 +113,17 @@ async def http() -> AsyncIterator[httpx2.AsyncClient]:
         yield client
 
 
+REGISTRATION = {
+    "redirect_uris": [REDIRECT],
+    "client_name": "Test assistant",
+    "token_endpoint_auth_method": "none",
+    "grant_types": ["authorization_code", "refresh_token"],
+    "response_types": ["code"],
+}
+
+
 async def _register(http: httpx2.AsyncClient, replica: Replica) -> str:
-    resp = await http.post(
-        replica.base + "/register",
-        json={
-            "redirect_uris": [REDIRECT],
-            "client_name": "Test assistant",
-            "token_endpoint_auth_method": "none",
-            "grant_types": ["authorization_code", "refresh_token"],
-            "response_types": ["code"],
-        },
-    )
+    resp = await http.post(replica.base + "/register", json=REGISTRATION)
     assert resp.status_code == 201, resp.text
     client_id: str = resp.json()["client_id"]
     return client_id
@@ -354,3 +367,32 @@ def test_grants_listed_from_the_store(
     assert main(["grants", "list", "--store", unreachable]) == 1
     err = capsys.readouterr().err
     assert "database does not exist" in err
+
+
+async def test_registrations_are_limited_once_for_all_replicas_sharing_redis(
+    tmp_path: Path, postgres_url: str, redis_url: str, http: httpx2.AsyncClient
+) -> None:
+    """Three registrations per address: through two replicas sharing Redis, three in all;
+    without Redis, each replica grants its own three."""
+
+    async def statuses(group: list[Replica]) -> list[int]:
+        return [
+            (await http.post(group[i % 2].base + "/register", json=REGISTRATION)).status_code
+            for i in range(6)
+        ]
+
+    with replicas(tmp_path / "shared", postgres_url, redis_url=redis_url, registrations=3) as two:
+        assert await statuses(two) == [201, 201, 201, 429, 429, 429]
+    with replicas(tmp_path / "alone", postgres_url, registrations=3) as two:
+        assert await statuses(two) == [201] * 6
+
+
+async def test_registration_works_while_redis_is_away(
+    tmp_path: Path, postgres_url: str, http: httpx2.AsyncClient
+) -> None:
+    """Redis down: each replica limits registrations on its own, and still registers."""
+    away = f"redis://127.0.0.1:{free_port()}/0"
+    with replicas(tmp_path, postgres_url, redis_url=away, registrations=2) as (a, b):
+        codes = [(await http.post(r.base + "/register", json=REGISTRATION)).status_code
+                 for r in (a, a, a, b)]  # fmt: skip
+    assert codes == [201, 201, 429, 201]

@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
@@ -29,8 +29,10 @@ from ...settings import DEFAULT_REDIRECT_HOSTS
 
 __all__ = [
     "DEFAULT_REDIRECT_HOSTS",
+    "Admission",
     "ClientDocuments",
     "RateLimit",
+    "SharedLimits",
     "is_client_document_url",
     "redirect_allowed",
 ]
@@ -229,9 +231,21 @@ async def _resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+class Admission(Protocol):
+    """A rate limit as the endpoints ask it: may one more event from `address` go ahead?"""
+
+    async def admit(self, address: str) -> bool: ...
+
+
+#: Makes a limit shared by replicas (`--redis`) from its name and this replica's own
+#: limit, which stands in while the shared one cannot be asked.
+SharedLimits = Callable[[str, "RateLimit"], Admission]
+
+
 @dataclass
 class RateLimit:
-    """At most `per_address` events per client address, and `total` in all, per window."""
+    """At most `per_address` events per client address, and `total` in all, per window,
+    in this process."""
 
     per_address: int
     total: int
@@ -254,3 +268,6 @@ class RateLimit:
         while len(self._by_address) > 4096:
             self._by_address.popitem(last=False)
         return True
+
+    async def admit(self, address: str) -> bool:
+        return self.allow(address)

@@ -30,7 +30,7 @@ from ...api.models import Me
 from ...settings import API_KEY_PATTERN
 from ..auth import CLIENT_ADDRESS
 from ..tools import TOOLS
-from .clients import RateLimit
+from .clients import Admission, RateLimit
 from .crypto import KeyBox
 from .offload import AsyncOAuthStore
 from .store import Checked, Pending
@@ -87,6 +87,11 @@ def tools_by_scope(scopes: list[str]) -> list[tuple[str, list[str]]]:
     return out
 
 
+def consent_limit() -> RateLimit:
+    """Keys tried on the consent page: each is a `/me` request to Tradavity."""
+    return RateLimit(per_address=10, total=600, window=60.0)
+
+
 @dataclass
 class Consent:
     store: AsyncOAuthStore
@@ -94,9 +99,7 @@ class Consent:
     check_key: KeyCheck
     issuer: str
     #: Keys checked per client address (each check is a `/me` request to Tradavity).
-    limit: RateLimit = field(
-        default_factory=lambda: RateLimit(per_address=10, total=600, window=60.0)
-    )
+    limit: Admission = field(default_factory=consent_limit)
 
     @property
     def secure_cookie(self) -> bool:
@@ -163,7 +166,7 @@ class Consent:
                 error="That is not a Tradavity API key: keys are 'tvty_' followed by 48 "
                 "characters. Copy yours from Settings \u2192 API in Tradavity.",
             )
-        if not self.limit.allow(CLIENT_ADDRESS.get()):
+        if not await self.limit.admit(CLIENT_ADDRESS.get()):
             return self._key_page(
                 request_id,
                 pending,

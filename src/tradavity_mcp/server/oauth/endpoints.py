@@ -32,8 +32,8 @@ from starlette.types import ASGIApp
 from ...settings import ConfigError
 from ..auth import CLIENT_ADDRESS
 from ..writes.stores import is_postgres_url
-from .clients import DEFAULT_REDIRECT_HOSTS, ClientDocuments, RateLimit
-from .consent import CONSENT_PATH, Consent, KeyCheck
+from .clients import DEFAULT_REDIRECT_HOSTS, ClientDocuments, RateLimit, SharedLimits
+from .consent import CONSENT_PATH, Consent, KeyCheck, consent_limit
 from .crypto import load_secret
 from .offload import AsyncOAuthStore
 from .provider import Resolved, TradavityProvider
@@ -152,7 +152,10 @@ def resource_metadata_routes(public_url: str, authorization_server: str | None) 
 class OAuthServer:
     """This server as its own authorization server, in front of the users' keys."""
 
-    def __init__(self, options: OAuthOptions, check_key: KeyCheck) -> None:
+    def __init__(
+        self, options: OAuthOptions, check_key: KeyCheck, limits: SharedLimits | None = None
+    ) -> None:
+        """`limits` (`--redis`): the rate limits as one for every replica."""
         self.options = options
         self.issuer = options.public_url.rstrip("/")
         self.resource = self.issuer + "/mcp"
@@ -190,9 +193,17 @@ class OAuthServer:
             resource=self.resource,
             redirect_hosts=tuple(h.lower() for h in options.redirect_hosts),
         )
-        self.consent = Consent(self.store, self.box, check_key, self.issuer)
-        self.registrations = RateLimit(
+        registrations = RateLimit(
             per_address=options.registrations_per_address, total=options.registrations_total
+        )
+        self.registrations = limits("register", registrations) if limits else registrations
+        tried = consent_limit()
+        self.consent = Consent(
+            self.store,
+            self.box,
+            check_key,
+            self.issuer,
+            limit=limits("consent", tried) if limits else tried,
         )
         #: Paths answered without a bearer (the OAuth endpoints and discovery).
         self.paths = frozenset(
@@ -227,7 +238,7 @@ class OAuthServer:
         )
 
         async def register(request: Request) -> Response:
-            if not self.registrations.allow(CLIENT_ADDRESS.get()):
+            if not await self.registrations.admit(CLIENT_ADDRESS.get()):
                 return JSONResponse(
                     {
                         "error": "too_many_requests",
