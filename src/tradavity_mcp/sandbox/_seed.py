@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import threading
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -502,6 +503,7 @@ class _Seeder:
 #: benchmarks') copy the database (~4 ms) rather than build it again (~16 ms).
 _SEEDED: dict[tuple[float, int, int], bytes] = {}
 _SEEDED_KEPT = 4
+_SEEDED_LOCK = threading.Lock()
 
 
 def seed(
@@ -518,16 +520,19 @@ def seed(
     if not 1 <= demo_days <= MAX_DEMO_DAYS:
         raise ValueError(f"demo_days must be 1 to {MAX_DEMO_DAYS}; got {demo_days}")
     key = (now, seed_value, demo_days)
-    image = _SEEDED.get(key)
+    with _SEEDED_LOCK:
+        image = _SEEDED.get(key)
     if image is not None:
         store.restore(image)
         return
     _build(store, now, seed_value, demo_days)
     if not remember:
         return
-    _SEEDED[key] = store.image()
-    while len(_SEEDED) > _SEEDED_KEPT:
-        _SEEDED.pop(next(iter(_SEEDED)))
+    image = store.image()
+    with _SEEDED_LOCK:
+        _SEEDED[key] = image
+        while len(_SEEDED) > _SEEDED_KEPT:
+            _SEEDED.pop(next(iter(_SEEDED)))
 
 
 def _build(store: Store, now: float, seed_value: int, demo_days: int) -> None:

@@ -218,6 +218,12 @@ RESOURCES: tuple[Resource, ...] = (
 )
 
 
+#: The resources as the SDK builds them (a template's argument model, most of what a
+#: registration costs), built by the first server of the process and shared by the
+#: rest: they depend only on the table, and their functions are module-level.
+_BUILT: list[tuple[dict[str, Any], dict[str, Any]]] = []
+
+
 def register_resources(mcp: MCPServer) -> None:
     """Every resource (the completion handler and the subscribe methods are added by
     `build_server` at start: they change the capabilities)."""
@@ -225,19 +231,18 @@ def register_resources(mcp: MCPServer) -> None:
     if _BUILT:
         # The SDK adds resources only from a function, which builds them again; the
         # manager's tables are where its decorator puts what it built.
-        manager._resources.update(_BUILT["static"])
-        manager._templates.update(_BUILT["templates"])
+        static, templates = _BUILT[0]
+        manager._resources.update(static)
+        manager._templates.update(templates)
         return
     for r in RESOURCES:
         mcp.resource(r.uri, name=r.name, title=r.title, description=r.description, mime_type=JSON)(
             r.fn
         )
     uris = {r.uri for r in RESOURCES}
-    _BUILT["static"] = {u: x for u, x in manager._resources.items() if u in uris}
-    _BUILT["templates"] = {u: x for u, x in manager._templates.items() if u in uris}
-
-
-#: The resources as the SDK builds them (a template's argument model, most of what a
-#: registration costs), built by the first server of the process and shared by the
-#: rest: they depend only on the table, and their functions are module-level.
-_BUILT: dict[str, dict[str, Any]] = {}
+    _BUILT.append(
+        (
+            {u: x for u, x in manager._resources.items() if u in uris},
+            {u: x for u, x in manager._templates.items() if u in uris},
+        )
+    )
