@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
+from xdist.scheduler import LoadFileScheduling
 
 #: Real PostgreSQL and Redis servers on loopback (`postgres_url`, `redis_url`).
 pytest_plugins = ["tests.services"]
@@ -22,14 +24,29 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return min(4, (os.cpu_count() or 1) + 1)
 
 
+#: Files whose tests share a worker, as one unit: the browser tests share one browser.
+TOGETHER = ("tests/apps/",)
+
+
+class _Together(LoadFileScheduling):  # type: ignore[misc]  # xdist ships no types
+    """`--dist loadfile`, with each folder of `TOGETHER` handed out as one unit."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        scope = super()._split_scope(nodeid)
+        return next((t for t in TOGETHER if scope.startswith(t)), scope)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    return _Together(config, log) if config.getoption("dist") == "loadfile" else None
+
+
 #: The longest files (seconds on one worker of a 2-core machine), handed out first so that
 #: no worker starts one of them last (`--no-loadscope-reorder` keeps this order).
 LONG_FIRST = (
     "tests/drills/test_drills.py",  # 18
     "tests/replicas/",  # 17
+    "tests/apps/",  # 12
     "tests/test_cli.py",  # 9
-    "tests/apps/test_calendar.py",  # 6
-    "tests/apps/test_dashboard.py",  # 6
     "tests/drills/test_secrets_and_load.py",  # 5
     "tests/server/writes/test_ledger_backends.py",  # 5
     "tests/e2e/test_journaling.py",  # 4

@@ -1,7 +1,7 @@
 """A host for our MCP Apps in a real browser.
 
-Debian's chromium, headless, driven by Playwright with the system browser (one per test
-module). The page is served by the test (`http://host.test/`, from Playwright's router,
+Debian's chromium, headless, driven by Playwright with the system browser (one for the
+package). The page is served by the test (`http://host.test/`, from Playwright's router,
 so nothing else can answer) and runs the host side of MCP Apps with the official
 `@modelcontextprotocol/ext-apps` bridge, bundled from `apps/node_modules` by esbuild when
 the tests start (`./dev test` runs `npm ci --prefix apps` first). The host's tools/call
@@ -90,13 +90,15 @@ def host_page() -> str:
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 async def browser() -> AsyncIterator[Browser]:
+    """One browser for the package's tests (xdist keeps them on one worker: see
+    `pytest_xdist_make_scheduler` in tests/conftest.py); each test opens its own page."""
     async with async_playwright() as pw:
         launched = await pw.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS

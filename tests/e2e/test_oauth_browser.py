@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from playwright.async_api import BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -30,20 +30,33 @@ from ..server.oauth.kit import (
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-async def browser(tmp_path: Path) -> AsyncIterator[BrowserContext]:
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+async def chromium() -> AsyncIterator[Browser]:
+    """One browser for the module."""
     async with async_playwright() as pw:
-        context = await pw.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),  # a new --user-data-dir
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_FLAGS,
-            java_script_enabled=False,
+        launched = await pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS
         )
         try:
-            yield context
+            yield launched
         finally:
-            await context.close()
+            await launched.close()
+
+
+@pytest.fixture
+async def browser(chromium: Browser) -> AsyncIterator[BrowserContext]:
+    """A context of its own for each test (no cookies or storage from another), with
+    JavaScript off: the page must work without it."""
+    context = await chromium.new_context(java_script_enabled=False)
+    try:
+        yield context
+    finally:
+        await context.close()
 
 
 @pytest.fixture
