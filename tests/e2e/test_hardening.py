@@ -113,7 +113,7 @@ async def test_a_fifo_is_refused_at_once_while_other_calls_run(env: Env) -> None
             elapsed, result = outcome["attach"]
             assert result.is_error
             assert "named pipe" in text_of(result)
-            assert elapsed < 1.0
+            assert elapsed < 3.0  # refused at once (opening the pipe would wait for ever)
             assert outcome["reads"]
             # The server is still fully alive: a real chart in the same folder attaches.
             chart = env.charts / "real.png"
@@ -161,7 +161,7 @@ async def test_a_read_that_hangs_is_given_up_off_the_event_loop(
             tg.cancel_scope.cancel()
     finally:
         release.set()
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3.0  # given up at its limit, not left hanging
     assert ticks >= 10  # the loop kept running while the read was stuck
 
 
@@ -429,7 +429,11 @@ async def test_junk_bearers_do_not_delay_a_real_users_first_call(tmp_path: Path)
     assert len(answered) == 200
     assert {status for status, _ in answered} == {401}
     assert slowest < 5.0  # none held open
-    assert took[0] < 1.0, f"the real user's first call took {took[0]:.2f} s"
+    # Structural first (below): few junk keys reached the API and none was refused for the
+    # rate. The time bound catches what that would cost the real user: a /me check behind
+    # the API's pre-auth limit waits out a Retry-After of many seconds. Its call itself
+    # takes about 0.3 s here, and a busy shared machine may triple that.
+    assert took[0] < 3.0, f"the real user's first call took {took[0]:.2f} s"
     # The scanner spent its own small budget, not the API's pre-auth budget for this
     # server's address (100 a minute): the API saw few of its keys and refused none
     # for the rate.
