@@ -8,6 +8,7 @@ handler's side effects commit together or not at all. One process owns a databas
 from __future__ import annotations
 
 import json
+import pickle
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -67,18 +68,23 @@ class Store:
             self._counters[name] = value
 
     def image(self) -> bytes:
-        """The whole database as bytes, to fill another store with (`restore`)."""
+        """The whole store as bytes (the database and its cache), to fill another store
+        with (`restore`)."""
         with self._lock:
-            return self._db.serialize()
+            return pickle.dumps(
+                (self._db.serialize(), self._docs, self._owner, self._counters),
+                protocol=pickle.HIGHEST_PROTOCOL,
+            )
 
     def restore(self, image: bytes) -> None:
-        """Make this store's contents those of `image` (from `image()`)."""
+        """Make this store's contents those of `image` (from `image()` in this process)."""
+        data, docs, owner, counters = pickle.loads(image)  # noqa: S301 (our own bytes)
         source = sqlite3.connect(":memory:")
         try:
-            source.deserialize(image)
+            source.deserialize(data)
             with self._lock:
                 source.backup(self._db)
-                self._load()
+                self._docs, self._owner, self._counters = docs, owner, counters
         finally:
             source.close()
 
