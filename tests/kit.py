@@ -13,6 +13,7 @@ import httpx2
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, RequestParamsMeta, TextContent
 from PIL import Image
+from playwright.async_api import Browser, async_playwright
 
 from tradavity_mcp.api.client import RetryPolicy
 from tradavity_mcp.sandbox import ManualClock
@@ -112,3 +113,16 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+@asynccontextmanager
+async def chromium() -> AsyncIterator[Browser]:
+    """Debian's chromium, headless, driven by Playwright with the system browser."""
+    async with async_playwright() as pw:
+        launched = await pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()

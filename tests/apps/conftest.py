@@ -23,14 +23,14 @@ from mcp import Client
 from mcp.client.extension import advertise
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 from mcp.types import CallToolResult
-from playwright.async_api import Browser, Page, Route, async_playwright
+from playwright.async_api import Browser, Page, Route
 
 from tradavity_mcp.api.client import TradavityClient
 from tradavity_mcp.sandbox import DEMO_KEY, ManualClock, SandboxConfig, SandboxTransport, create_app
 from tradavity_mcp.server import build_server
 from tradavity_mcp.settings import Settings
 
-from ..kit import CHROMIUM, CHROMIUM_FLAGS, NOW, SANDBOX_URL, SandboxTime
+from ..kit import NOW, SANDBOX_URL, SandboxTime, chromium
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS = ROOT / "apps"
@@ -99,14 +99,8 @@ def anyio_backend() -> str:
 async def browser() -> AsyncIterator[Browser]:
     """One browser for the package's tests (xdist keeps them on one worker: see
     `pytest_xdist_make_scheduler` in tests/conftest.py); each test opens its own page."""
-    async with async_playwright() as pw:
-        launched = await pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
+    async with chromium() as launched:
+        yield launched
 
 
 @dataclass

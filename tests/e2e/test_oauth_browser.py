@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from tradavity_mcp.sandbox import DEMO_KEY, serve_in_thread
 
-from ..kit import CHROMIUM, CHROMIUM_FLAGS, TLS
+from ..kit import TLS, chromium
 from ..server.oauth.kit import (
     authorize_url,
     oauth_server,
@@ -36,23 +36,17 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="module")
-async def chromium() -> AsyncIterator[Browser]:
+async def shared_browser() -> AsyncIterator[Browser]:
     """One browser for the module."""
-    async with async_playwright() as pw:
-        launched = await pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
+    async with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
-async def browser(chromium: Browser) -> AsyncIterator[BrowserContext]:
+async def browser(shared_browser: Browser) -> AsyncIterator[BrowserContext]:
     """A context of its own for each test (no cookies or storage from another), with
     JavaScript off: the page must work without it."""
-    context = await chromium.new_context(java_script_enabled=False)
+    context = await shared_browser.new_context(java_script_enabled=False)
     try:
         yield context
     finally:
