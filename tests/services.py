@@ -21,7 +21,9 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import anyio
 import psycopg
 import pytest
 import redis
@@ -169,6 +171,27 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
     yield postgres_server.rpartition("/")[0] + "/" + name
     with psycopg.connect(postgres_server, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def lock_waiters(admin: psycopg.Connection[Any], application: str, locktype: str = "") -> int:
+    """How many of `application`'s sessions on this server wait for a lock (of `locktype`
+    only, when given)."""
+    row = admin.execute(
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+        "WHERE NOT l.granted AND a.application_name = %s AND (%s = '' OR l.locktype = %s)",
+        (application, locktype, locktype),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def until_waiting(
+    admin: psycopg.Connection[Any], application: str, locktype: str = ""
+) -> None:
+    """Until one of `application`'s sessions waits for a lock (PostgreSQL sets no event)."""
+    with anyio.fail_after(60):  # a guard against hanging, not the measure
+        while lock_waiters(admin, application, locktype) == 0:  # noqa: ASYNC110
+            await anyio.sleep(0.02)
 
 
 class RedisServer:

@@ -22,27 +22,16 @@ from tradavity_mcp.server.oauth.store import OAuthStore
 from tradavity_mcp.server.writes.offload import STORE_THREADS
 
 from ...kit import TLS, data_of, http_transport
+from ...services import lock_waiters, until_waiting
 from .kit import Served, oauth_server, tokens_for
 
 pytestmark = pytest.mark.anyio
-
-#: The server's OAuth store connections waiting for a lock.
-WAITING = (
-    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
-    "WHERE NOT l.granted AND a.application_name = 'tradavity-mcp oauth'"
-)
 
 
 @pytest.fixture
 def served(tmp_path: Path, postgres_url: str) -> Iterator[Served]:
     with oauth_server(tmp_path, store_url=postgres_url, secret_key=SecretStr("o" * 48)) as s:
         yield s
-
-
-def _waiting(admin: psycopg.Connection[Any]) -> int:
-    row = admin.execute(WAITING).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 async def test_a_token_check_waiting_for_a_locked_grant_stalls_no_one_else(
@@ -73,9 +62,7 @@ async def test_a_token_check_waiting_for_a_locked_grant_stalls_no_one_else(
                 answered.set()
 
             tg.start_soon(connect_with_the_token)
-            with anyio.fail_after(60):  # a guard against hanging, not the measure
-                while _waiting(admin) == 0:  # noqa: ASYNC110 (PostgreSQL sets no Event)
-                    await anyio.sleep(0.02)
+            await until_waiting(admin, "tradavity-mcp oauth")
 
             # The token check is waiting. The same server answers the health check and
             # another user's call all the same ...
@@ -85,7 +72,7 @@ async def test_a_token_check_waiting_for_a_locked_grant_stalls_no_one_else(
             assert health.status_code == 200
             assert "trades" in other
             # ... while that check still waits.
-            assert _waiting(admin) == 1
+            assert lock_waiters(admin, "tradavity-mcp oauth") == 1
             assert not answered.is_set()
 
             other_replica.rollback()

@@ -36,17 +36,13 @@ from tradavity_mcp.server.writes.offload import STORE_THREADS, AsyncLedger
 from tradavity_mcp.settings import Settings
 
 from ...kit import SANDBOX_URL, TLS, data_of, http_transport, plain_trade
+from ...services import lock_waiters, until_waiting
 
 pytestmark = pytest.mark.anyio
 
 #: What `PgLedger` locks for one principal's decisions (`store_pg.PgLedger._tx`).
 LOCK = "SELECT pg_advisory_lock(hashtextextended(%s, 0))"
 UNLOCK = "SELECT pg_advisory_unlock(hashtextextended(%s, 0))"
-#: The server's ledger connections waiting for an advisory lock.
-WAITING = (
-    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
-    "WHERE l.locktype = 'advisory' AND NOT l.granted AND a.application_name = 'tradavity-mcp'"
-)
 
 
 def _served(tmp_path: Path, store_url: str, sandbox: Any) -> Iterator[str]:
@@ -77,12 +73,6 @@ def sandbox() -> Any:
 @pytest.fixture
 def served(tmp_path: Path, postgres_url: str, sandbox: Any) -> Iterator[str]:
     yield from _served(tmp_path, postgres_url, sandbox)
-
-
-def _waiting(admin: psycopg.Connection[Any]) -> int:
-    row = admin.execute(WAITING).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 async def _trades_at(sandbox: Any, key: str, pnl: float) -> int:
@@ -117,9 +107,7 @@ async def test_a_journaling_call_waiting_for_its_users_lock_stalls_no_one_else(
                 answered.set()
 
             tg.start_soon(journal)
-            with anyio.fail_after(60):  # a guard against hanging, not the measure
-                while _waiting(admin) == 0:  # noqa: ASYNC110 (PostgreSQL sets no Event)
-                    await anyio.sleep(0.02)
+            await until_waiting(admin, "tradavity-mcp", "advisory")
 
             # The server's claim is waiting for the lock. Another user's read, and the
             # health check, are answered by the same server all the same ...
@@ -129,7 +117,7 @@ async def test_a_journaling_call_waiting_for_its_users_lock_stalls_no_one_else(
             assert "trades" in found
             assert health.status_code == 200
             # ... while that claim is still waiting: nothing was let through.
-            assert _waiting(admin) == 1
+            assert lock_waiters(admin, "tradavity-mcp", "advisory") == 1
             assert not answered.is_set()
 
             other_replica.execute(UNLOCK, (scope,))
