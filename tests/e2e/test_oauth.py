@@ -43,12 +43,14 @@ from tradavity_mcp.settings import Settings
 
 from ..kit import TLS, data_of, http_transport, meta, text_of
 from ..server.oauth.kit import (
+    MCP_POST,
     REDIRECT,
     SANDBOX_URL,
     Served,
     authorize_url,
     consent,
     forms,
+    initialize,
     oauth_server,
     pkce,
     query_of,
@@ -59,18 +61,7 @@ from ..server.oauth.kit import (
 
 pytestmark = pytest.mark.anyio
 
-MCP_POST = {"Accept": "application/json, text/event-stream"}
 LIST = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "probe", "version": "1"},
-    },
-}
 
 
 @pytest.fixture
@@ -81,12 +72,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
 
 async def _status(http: httpx2.AsyncClient, served: Served, bearer: str) -> int:
     """The status of an `initialize` sent with this bearer (200: let in)."""
-    resp = await http.post(
-        served.resource,
-        json=INITIALIZE,
-        headers={**MCP_POST, "Authorization": f"Bearer {bearer}"},
-    )
-    return resp.status_code
+    return (await initialize(http, served.resource, bearer)).status_code
 
 
 class MemoryStorage:

@@ -27,6 +27,27 @@ SANDBOX_URL = "http://sandbox.local/api/v1"
 #: redirect's Location instead of following it).
 REDIRECT = "http://127.0.0.1:9/callback"
 
+#: What streamable HTTP asks of a POST's Accept header.
+MCP_POST = {"Accept": "application/json, text/event-stream"}
+#: A bare `initialize`, to see whether a bearer is let in.
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "probe", "version": "1"},
+    },
+}
+
+
+async def initialize(http: httpx2.AsyncClient, mcp_url: str, bearer: str) -> httpx2.Response:
+    """An `initialize` sent to `mcp_url` with this bearer (200: let in)."""
+    return await http.post(
+        mcp_url, json=INITIALIZE, headers={**MCP_POST, "Authorization": f"Bearer {bearer}"}
+    )
+
 
 def free_port() -> int:
     with socket.socket() as sock:

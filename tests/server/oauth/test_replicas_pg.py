@@ -32,7 +32,7 @@ from tradavity_mcp.server.oauth.store_pg import PgOAuthStore
 from tradavity_mcp.settings import ConfigError, Settings
 
 from ...kit import TLS, http_transport, text_of
-from .kit import REDIRECT, SANDBOX_URL, forms, free_port, pkce, query_of
+from .kit import REDIRECT, SANDBOX_URL, forms, free_port, initialize, pkce, query_of
 
 pytestmark = pytest.mark.anyio
 
@@ -41,17 +41,6 @@ pytestmark = pytest.mark.anyio
 PUBLIC = "http://mcp.test"
 RESOURCE = PUBLIC + "/mcp"
 SECRET = "r" * 48
-MCP_POST = {"Accept": "application/json, text/event-stream"}
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "probe", "version": "1"},
-    },
-}
 
 
 @dataclass
@@ -192,12 +181,7 @@ async def _refresh(
 
 
 async def _status(http: httpx2.AsyncClient, replica: Replica, bearer: str) -> int:
-    resp = await http.post(
-        replica.base + "/mcp",
-        json=INITIALIZE,
-        headers={**MCP_POST, "Authorization": f"Bearer {bearer}"},
-    )
-    return resp.status_code
+    return (await initialize(http, replica.base + "/mcp", bearer)).status_code
 
 
 async def test_a_connection_spread_over_two_replicas(
@@ -301,11 +285,7 @@ async def test_a_lost_store_is_a_503_not_a_401(
         with psycopg.connect(postgres_server, autocommit=True) as admin:
             name = postgres_url.rpartition("/")[2]
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)'.encode())
-        down = await http.post(
-            a.base + "/mcp",
-            json=INITIALIZE,
-            headers={**MCP_POST, "Authorization": f"Bearer {got['access_token']}"},
-        )
+        down = await initialize(http, a.base + "/mcp", got["access_token"])
         assert down.status_code == 503
         assert down.headers["retry-after"] == "5"
         assert down.json()["error"] == "temporarily_unavailable"
