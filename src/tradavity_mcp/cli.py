@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr
 
 from . import __version__
-from .settings import DEFAULT_BASE_URL, ConfigError, Settings, user_dir
+from .settings import DEFAULT_BASE_URL, ConfigError, Settings, user_state_dir
 from .snippets import CLIENTS, snippet
 
 if TYPE_CHECKING:
@@ -58,7 +58,9 @@ class _Help(argparse.HelpFormatter):
     """Help that shows each option's default, where it has a meaningful one."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = (action.help or "").replace(_STATE_DIR, str(user_dir("state")))
+        text = action.help or ""
+        if _STATE_DIR in text:
+            text = text.replace(_STATE_DIR, str(user_state_dir()))
         default = action.default
         if (
             "%(default)" in text

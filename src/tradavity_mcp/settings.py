@@ -12,7 +12,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from pydantic import SecretStr
 
@@ -23,7 +22,7 @@ __all__ = [
     "ConfigError",
     "Settings",
     "default_sandbox_db",
-    "user_dir",
+    "user_state_dir",
     "validate_api_key",
 ]
 
@@ -55,19 +54,19 @@ DEFAULT_REDIRECT_HOSTS = ("claude.ai", "claude.com", "chatgpt.com")
 _MAX_DEMO_DAYS = 3650
 
 
-def user_dir(kind: Literal["state", "data"]) -> Path:
-    """This user's state or data directory for the server, as the platform places it."""
+def user_state_dir() -> Path:
+    """Where this user's ledger lives by default, as the platform places state."""
     # Imported only when no directory was given: it costs a cold start ~3 ms.
     import platformdirs  # noqa: PLC0415
 
-    if kind == "state":
-        return Path(platformdirs.user_state_dir("tradavity-mcp"))
-    return Path(platformdirs.user_data_dir("tradavity-mcp"))
+    return Path(platformdirs.user_state_dir("tradavity-mcp"))
 
 
 def default_sandbox_db() -> str:
-    """The sandbox's journal lives in the user data directory, so it survives restarts."""
-    return str(user_dir("data") / "sandbox.sqlite3")
+    """The sandbox's journal, the same file as `tradavity-mcp sandbox` keeps."""
+    from .sandbox._cli import default_db  # noqa: PLC0415 (the sandbox only when used)
+
+    return default_db()
 
 
 class ConfigError(ValueError):
@@ -116,7 +115,7 @@ class Settings:
     base_url: str = DEFAULT_BASE_URL
     sandbox: bool = False
     read_only: bool = False
-    state_dir: Path = field(default_factory=lambda: user_dir("state"))
+    state_dir: Path = field(default_factory=user_state_dir)
     allowed_dirs: tuple[Path, ...] = ()
     #: The embedded sandbox's journal file ("": `default_sandbox_db()`, looked up when the
     #: sandbox is used, so that a real journal's start skips it).
@@ -188,7 +187,7 @@ class Settings:
             if allowed_dirs is not None
             else [d for d in env.get(_ENV_ALLOWED_DIRS, "").split(os.pathsep) if d]
         )
-        state = Path(state_dir or env.get(_ENV_STATE_DIR) or user_dir("state"))
+        state = Path(state_dir or env.get(_ENV_STATE_DIR) or user_state_dir())
         return cls(
             api_key=key,
             base_url=url,
