@@ -332,7 +332,7 @@ class RedisSync:
         finally:
             with anyio.CancelScope(shield=True):
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
 
     async def _caught_up(self) -> None:
         """Subscribed (again): hand the monitors what was written while this process was
