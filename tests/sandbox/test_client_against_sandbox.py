@@ -67,12 +67,14 @@ async def test_the_client_round_trip(pair: tuple[TradavityClient, SandboxState])
     assert (trade.symbol, trade.net_pnl, trade.fees) == ("MGC", 31.5, 1.24)
     tags = await api.list_tags()
     names = await api.set_trade_tags(trade.trade_number, [tags[0].id], idempotency_key="c2")
+    assert names is not None  # the sandbox answers with the tags it set
     assert [t["name"] for t in names] == [tags[0].name]
     fills = await api.set_executions(
         trade.trade_number,
         {"entries": [{"price": 2650.1, "quantity": 1}], "exits": []},
         idempotency_key="c3",
     )
+    assert fills is not None
     assert fills[0].price == 2650.1
     png = io.BytesIO()
     Image.new("RGB", (8, 8)).save(png, format="PNG")

@@ -13,6 +13,7 @@ writing twice.
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 from collections.abc import AsyncIterator, Generator, Mapping
 from dataclasses import dataclass, field
@@ -27,16 +28,19 @@ from pydantic import ValidationError as PydanticValidationError
 
 from .. import __version__
 from .clock import Clock, SystemClock
+from .contract import missed
 from .errors import (
     APIConnectionError,
     APIStatusError,
     ConnectionSyncCooldown,
     RateLimited,
     RequestInvalid,
+    UnexpectedShape,
     error_for,
 )
 from .idempotency import IDEMPOTENCY_KEY_PATTERN, principal_for_key
 from .models import (
+    SCOPE_PLACES,
     Account,
     AutosyncConnection,
     ConfirmationsReplace,
@@ -437,7 +441,7 @@ class TradavityClient:
             if size <= 0:
                 break
             resp = await self.request("GET", path, params={**base, "limit": size, "offset": offset})
-            chunk = _rows(resp.data, *names)
+            chunk = _rows(resp.data, *names, where=f"GET {path}")
             fresh = 0
             for row in chunk:
                 ident = row.get(id_field) if id_field else None
@@ -455,7 +459,16 @@ class TradavityClient:
     # --- identity & catalog -----------------------------------------------------------
 
     async def me(self) -> Me:
-        return Me.model_validate((await self.request("GET", "/me")).data)
+        me = Me.model_validate((await self.request("GET", "/me")).data)
+        if me.scopes_at is None:
+            missed(
+                "me.scopes",
+                "GET /me did not say the key's scopes (looked at "
+                + ", ".join(SCOPE_PLACES)
+                + "): every tool is offered and Tradavity's own 403 answers a call the "
+                "key may not make",
+            )
+        return me
 
     async def catalog(self, name: str, **params: Any) -> Any:
         """`/usage`, `/brokers`, `/instruments`, `/prop-firm-presets`, `/scopes`, `/emotions`."""
@@ -478,7 +491,7 @@ class TradavityClient:
 
     async def list_trades(self, **filters: Any) -> Page:
         resp = await self.request("GET", "/trades", params=filters)
-        rows = _rows(resp.data, "trades")
+        rows = _rows(resp.data, "trades", where="GET /trades")
         return Page(
             items=[TradeRow.model_validate(r) for r in rows],
             next_cursor=resp.meta.get("next_cursor"),
@@ -530,13 +543,14 @@ class TradavityClient:
 
     async def set_trade_tags(
         self, trade_number: int, tag_ids: list[int], *, idempotency_key: str
-    ) -> list[dict[str, Any]]:
-        """Replace the trade's whole tag set (the API has no add/remove)."""
+    ) -> list[dict[str, Any]] | None:
+        """Replace the trade's whole tag set (the API has no add/remove). The tags it
+        answers with, or None when the answer cannot be read (the write landed)."""
         payload = _validate(TagsReplace, {"tag_ids": tag_ids}).to_json()
         resp = await self.request(
             "PUT", f"/trades/{trade_number}/tags", json=payload, idempotency_key=idempotency_key
         )
-        return _rows(resp.data, "tags")
+        return _written_rows(resp.data, "tags", where=f"PUT /trades/{trade_number}/tags")
 
     async def set_executions(
         self,
@@ -544,7 +558,8 @@ class TradavityClient:
         body: ExecutionsReplace | Mapping[str, Any],
         *,
         idempotency_key: str,
-    ) -> list[Execution]:
+    ) -> list[Execution] | None:
+        """Replace the trade's fills; the fills answered, or None when unreadable."""
         payload = _validate(ExecutionsReplace, body).to_json()
         resp = await self.request(
             "PUT",
@@ -552,11 +567,14 @@ class TradavityClient:
             json=payload,
             idempotency_key=idempotency_key,
         )
-        return [Execution.model_validate(r) for r in _rows(resp.data, "executions")]
+        where = f"PUT /trades/{trade_number}/executions"
+        rows = _written_rows(resp.data, "executions", where=where)
+        return None if rows is None else [Execution.model_validate(r) for r in rows]
 
     async def list_executions(self, trade_number: int) -> list[Execution]:
         resp = await self.request("GET", f"/trades/{trade_number}/executions")
-        return [Execution.model_validate(r) for r in _rows(resp.data, "executions")]
+        rows = _rows(resp.data, "executions", where=f"GET /trades/{trade_number}/executions")
+        return [Execution.model_validate(r) for r in rows]
 
     async def set_confirmations(
         self,
@@ -564,7 +582,7 @@ class TradavityClient:
         body: ConfirmationsReplace | Mapping[str, Any],
         *,
         idempotency_key: str,
-    ) -> list[dict[str, Any]]:
+    ) -> list[dict[str, Any]] | None:
         payload = _validate(ConfirmationsReplace, body).to_json()
         resp = await self.request(
             "PUT",
@@ -572,7 +590,8 @@ class TradavityClient:
             json=payload,
             idempotency_key=idempotency_key,
         )
-        return _rows(resp.data, "confirmations")
+        where = f"PUT /trades/{trade_number}/confirmations"
+        return _written_rows(resp.data, "confirmations", where=where)
 
     async def upload_screenshot(
         self,
@@ -602,7 +621,8 @@ class TradavityClient:
 
     async def list_screenshots(self, trade_number: int) -> list[Screenshot]:
         resp = await self.request("GET", f"/trades/{trade_number}/screenshots")
-        return [Screenshot.model_validate(r) for r in _rows(resp.data, "screenshots")]
+        rows = _rows(resp.data, "screenshots", where=f"GET /trades/{trade_number}/screenshots")
+        return [Screenshot.model_validate(r) for r in rows]
 
     # --- tags ---------------------------------------------------------------------------
 
@@ -753,8 +773,11 @@ def _unwrap(data: Any, *names: str) -> Any:
     return data
 
 
-def _rows(data: Any, *names: str) -> list[dict[str, Any]]:
-    """A list payload, bare or wrapped as `{"<name>": [...]}` / `{"items": [...]}`."""
+def _rows(data: Any, *names: str, where: str) -> list[dict[str, Any]]:
+    """A list answer's rows: bare, or wrapped as `{"<name>": [...]}` (the names given,
+    then `items`, `data`, `rows`). The reference names no wrapper, so an object holding
+    exactly one list under another name is read as that list (said once in the log);
+    any other object is an `UnexpectedShape` naming its keys, never an empty list."""
     if isinstance(data, list):
         return [r for r in data if isinstance(r, dict)]
     if isinstance(data, dict):
@@ -762,4 +785,33 @@ def _rows(data: Any, *names: str) -> list[dict[str, Any]]:
             value = data.get(name)
             if isinstance(value, list):
                 return [r for r in value if isinstance(r, dict)]
-    return []
+        lists = [k for k, v in data.items() if isinstance(v, list)]
+        if len(lists) == 1:
+            missed(
+                f"rows:{_route(where)}",
+                f"{where} answered its rows under '{lists[0]}', not '{names[0]}'; read from there",
+            )
+            return [r for r in data[lists[0]] if isinstance(r, dict)]
+    found = ", ".join(sorted(map(str, data))) if isinstance(data, dict) else type(data).__name__
+    expected = "', '".join(names)
+    message = (
+        f"Tradavity's answer to {where} holds no list of rows where one was expected "
+        f"(looked for '{expected}'; found: {found or 'an empty object'}). Nothing was "
+        "taken for empty; this server may need an update for the API's new shape."
+    )
+    missed(f"rows:{_route(where)}", message)
+    raise UnexpectedShape(message)
+
+
+def _written_rows(data: Any, *names: str, where: str) -> list[dict[str, Any]] | None:
+    """The rows a write answered with, or None when they cannot be read: the write has
+    landed all the same, so the caller reads the result back instead of failing."""
+    try:
+        return _rows(data, *names, where=where)
+    except UnexpectedShape:
+        return None
+
+
+def _route(where: str) -> str:
+    """`GET /trades/581/executions` -> `GET /trades/{id}/executions`: one miss per route."""
+    return re.sub(r"/\d+(?=/|$)", "/{id}", where)

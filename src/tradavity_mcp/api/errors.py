@@ -41,6 +41,7 @@ __all__ = [
     "TokenExpired",
     "TradavityError",
     "Unauthorized",
+    "UnexpectedShape",
     "ValidationFailed",
     "error_for",
 ]
@@ -48,6 +49,16 @@ __all__ = [
 
 class TradavityError(Exception):
     """Root of every error this package raises about the Tradavity API."""
+
+
+class UnexpectedShape(TradavityError):
+    """The API answered, but not in a shape we can read (a list's rows under a name we
+    do not know, say). The message names what was found, so the answer is never taken
+    for an empty one."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 class RequestInvalid(TradavityError):

@@ -436,7 +436,24 @@ Ratio = Multiplier
 # Prices are DECIMAL(18,8): at least 1e-8 (so strictly positive), at most 9,999,999,999.99.
 Price = Annotated[Decimal, _Number, Field(ge=_D("0.00000001"), le=_D("9999999999.99")), _DecimalOut]
 ApiDateTime = Annotated[datetime, BeforeValidator(_to_datetime), _DatetimeOut]
-LongText = Annotated[CleanText, Field(max_length=65535)]
+#: The notes' limit is 65,535 bytes of UTF-8 (a MySQL TEXT column), not characters: a
+#: note in Cyrillic or with emoji reaches it with far fewer characters.
+LONG_TEXT_BYTES = 65535
+
+
+def _within_bytes(value: str) -> str:
+    size = len(value.encode("utf-8"))
+    if size > LONG_TEXT_BYTES:
+        raise PydanticCustomError(
+            "text_too_many_bytes",
+            "takes at most {limit:,} bytes of UTF-8 text; this is {size:,} bytes "
+            "({chars:,} characters)",
+            {"limit": LONG_TEXT_BYTES, "size": size, "chars": len(value)},
+        )
+    return value
+
+
+LongText = Annotated[CleanText, AfterValidator(_within_bytes)]
 _Int = BeforeValidator(_strict_int)
 
 
@@ -847,18 +864,63 @@ class SyncResult(ApiModel):
     message: str | None = None
 
 
+#: Every scope the reference's catalog lists: what a key whose `/me` does not say its
+#: scopes is taken to have, so that nothing is hidden and the API's 403 answers instead.
+DOCUMENTED_SCOPES = frozenset(
+    f"{verb}:{resource}"
+    for resource in (
+        "trades", "accounts", "balance", "goals", "protocols", "tags", "strategies",
+        "screenshots", "copy_groups", "autosync", "settings",
+    )
+    for verb in ("read", "write")
+) | {"read:catalog"}  # fmt: skip
+
+#: Where `/me` may carry the key's scopes, in the order looked at. The reference says
+#: `/me` returns them without naming the field; the sandbox sends `key.scopes`.
+SCOPE_PLACES = ("key.scopes", "key.scope", "scopes", "scope")
+
+
 class Me(ApiModel):
     user: dict[str, Any] = Field(default_factory=dict)
     plan: Any = None
     preferences: dict[str, Any] = Field(default_factory=dict)
     key: dict[str, Any] = Field(default_factory=dict)
     rate_tier: Any = None
+    #: Top-level `scopes`/`scope`, in case the API puts them beside `key`.
+    top_scopes: Any = Field(default=None, alias="scopes")
+    top_scope: Any = Field(default=None, alias="scope")
+
+    @property
+    def scopes_at(self) -> str | None:
+        """Where the key's scopes were found (one of `SCOPE_PLACES`), or None."""
+        for place, raw in zip(SCOPE_PLACES, self._scope_values(), strict=True):
+            if _scope_set(raw) is not None:
+                return place
+        return None
 
     @property
     def scopes(self) -> frozenset[str]:
-        raw = self.key.get("scopes") or []
-        return frozenset(str(s) for s in raw) if isinstance(raw, list) else frozenset()
+        """The key's scopes; every documented scope when `/me` does not say (see
+        `scopes_at`), so a guess about where they are never hides a tool."""
+        for raw in self._scope_values():
+            found = _scope_set(raw)
+            if found is not None:
+                return found
+        return DOCUMENTED_SCOPES
+
+    def _scope_values(self) -> tuple[Any, ...]:
+        return (self.key.get("scopes"), self.key.get("scope"), self.top_scopes, self.top_scope)
 
     @property
     def timezone(self) -> str:
         return str(self.preferences.get("timezone") or "UTC")
+
+
+def _scope_set(raw: Any) -> frozenset[str] | None:
+    """A list of scopes, or one string of them separated by spaces or commas (OAuth's
+    form); None for anything else."""
+    if isinstance(raw, list) and all(isinstance(s, str) for s in raw):
+        return frozenset(raw)
+    if isinstance(raw, str) and raw.strip():
+        return frozenset(s for s in re.split(r"[\s,]+", raw.strip()) if s)
+    return None

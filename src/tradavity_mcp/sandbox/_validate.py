@@ -124,7 +124,14 @@ def integer(lo: int | None = None, hi: int | None = None, *, nullable: bool = Fa
     return check
 
 
-def string(min_len: int = 0, max_len: int = 65535, *, nullable: bool = True) -> Check:
+#: A TEXT column holds 65,535 bytes of UTF-8, whatever the number of characters.
+TEXT_BYTES = 65535
+
+
+def string(min_len: int = 0, max_len: int | None = None, *, nullable: bool = True) -> Check:
+    """A string of `min_len`..`max_len` characters; without `max_len`, a TEXT column's
+    65,535 bytes of UTF-8."""
+
     def check(value: Any) -> Any:
         if value is None and nullable:
             return None
@@ -132,8 +139,10 @@ def string(min_len: int = 0, max_len: int = 65535, *, nullable: bool = True) -> 
             raise _reject("must be a string")
         if len(value) < min_len:
             raise _reject("must not be empty" if min_len == 1 else f"needs {min_len}+ characters")
-        if len(value) > max_len:
+        if max_len is not None and len(value) > max_len:
             raise _reject(f"must be at most {max_len} characters")
+        if max_len is None and len(value.encode("utf-8")) > TEXT_BYTES:
+            raise _reject(f"must be at most {TEXT_BYTES} bytes")
         return value
 
     return check

@@ -27,6 +27,7 @@ from ..api.errors import (
     TokenExpired,
     TradavityError,
     Unauthorized,
+    UnexpectedShape,
     ValidationFailed,
 )
 from .writes.ledger import LedgerUnavailable
@@ -66,6 +67,8 @@ def describe_error(exc: BaseException, *, subject: str = "") -> str:
         return _describe_answer(exc, subject)
     if isinstance(exc, APIConnectionError):
         return f"could not reach Tradavity: {exc.message}"
+    if isinstance(exc, UnexpectedShape):
+        return exc.message
     return "unexpected error"
 
 

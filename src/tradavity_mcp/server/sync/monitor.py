@@ -20,6 +20,7 @@ in the background, in order; `flush` waits for them); reading is asynchronous.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import time
 from collections import deque
@@ -29,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from ...api.clock import Now
+from ...api.contract import missed
 
 __all__ = [
     "COOLDOWN_SECONDS",
@@ -46,7 +48,20 @@ SCHEDULE_SECONDS = 15 * 60.0
 
 Stage = Literal["queued", "started", "fetching", "saving", "completed", "failed", "cancelled"]
 Status = Literal["in_progress", "success", "partial", "failed", "cancelled"]
-State = Literal["idle", "syncing", "cooling_down", "needs_reconnect", "errored", "disabled"]
+State = Literal[
+    "idle", "syncing", "cooling_down", "needs_reconnect", "errored", "disabled", "unknown"
+]
+
+# The reference documents no field of a connection (ARCHITECTURE.md, "Where the reference
+# is silent"). The sandbox sends `is_active`, `status` (active, token_expired) and
+# `token_status` (valid, expired); these sets add the likely spellings of the same.
+_STATUS_OK = frozenset({"active", "ok", "connected", "healthy", "enabled", "idle", "syncing"})
+_STATUS_OFF = frozenset({"disabled", "paused", "inactive"})
+_STATUS_EXPIRED = frozenset(
+    {"token_expired", "expired", "needs_reconnect", "reauth_required", "reconnect_required"}
+)
+_TOKEN_OK = frozenset({"valid", "ok", "active"})
+_TOKEN_BAD = frozenset({"expired", "invalid", "revoked"})
 
 _FINAL_STATUS: dict[str, Status] = {
     "success": "success",
@@ -302,9 +317,10 @@ class SyncMonitor:
         """Turn log rows we have not seen into finished runs. Returns how many were new."""
         self.log_read = True
         new = 0
-        for row in sorted(rows, key=lambda r: int(r.get("log_id") or 0)):
-            log_id = row.get("log_id")
-            if not isinstance(log_id, int) or log_id in self._run_for_log:
+        for log_id, row in sorted(
+            ((_log_id(r), r) for r in rows if isinstance(r, dict)), key=lambda pair: pair[0]
+        ):
+            if log_id in self._run_for_log:
                 continue
             connection_id = int(row.get("connection_id") or 0)
             run_id = f"log_{log_id}"
@@ -372,12 +388,17 @@ class SyncMonitor:
         token = str(connection.get("token_status") or "").casefold()
         api_state = str(connection.get("status") or "").casefold()
         latest = runs[0] if runs else None
-        if connection.get("is_active") is False or api_state in {"disabled", "paused", "inactive"}:
+        # `is_active` says only whether the connection is switched on, not whether its
+        # broker login still works: health needs `status` or `token_status`.
+        readable = token in _TOKEN_OK | _TOKEN_BAD or api_state in (
+            _STATUS_OK | _STATUS_OFF | _STATUS_EXPIRED
+        )
+        if connection.get("is_active") is False or api_state in _STATUS_OFF:
             status.state = "disabled"
             status.action = "Enable the connection in Tradavity Settings -> Auto-Sync."
         elif (
-            token in {"expired", "invalid", "revoked"}
-            or api_state == "token_expired"
+            token in _TOKEN_BAD
+            or api_state in _STATUS_EXPIRED
             or (
                 latest is not None
                 and latest.error is not None
@@ -388,6 +409,23 @@ class SyncMonitor:
             status.state = "needs_reconnect"
             status.reason = "the broker login expired and could not be renewed"
             status.action = "Reconnect the broker in Tradavity Settings -> Auto-Sync."
+        elif not readable:
+            # Neither healthy nor broken can be read: never "idle" for a connection that
+            # may have expired.
+            found = {k: connection.get(k) for k in ("status", "token_status", "is_active")}
+            said = ", ".join(f"{k}={v!r}" for k, v in found.items() if v is not None)
+            status.state = "unknown"
+            status.reason = (
+                "Tradavity's record of this connection has no state this server can read "
+                f"({said or 'no status, token_status or is_active field'})"
+            )
+            status.action = "Check the connection in Tradavity Settings -> Auto-Sync."
+            missed(
+                "autosync.connection",
+                "a GET /autosync/connections row has none of the states this server reads "
+                f"(status, token_status, is_active; found: {', '.join(sorted(connection))}): "
+                "its state is shown as unknown",
+            )
         elif latest is not None and latest.status == "in_progress":
             if latest.retry_after_seconds is not None and cooldown_left > 0:
                 status.state = "cooling_down"
@@ -405,3 +443,24 @@ class SyncMonitor:
             status.state = "cooling_down"
             status.cooldown_seconds_left = round(cooldown_left, 1)
         return status
+
+
+def _log_id(row: dict[str, Any]) -> int:
+    """A sync log row's id: `log_id` (the sandbox's name), else `id`; without either,
+    a stable number made from the row's connection and times (negative, so it cannot
+    meet a real id), and said once: the reference names no field of a log row."""
+    for name in ("log_id", "id"):
+        value = row.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.isdigit():
+            return int(value)
+    missed(
+        "autosync.log_id",
+        "GET /autosync/log rows carry no log_id or id (found: "
+        f"{', '.join(sorted(row))}): each run is known by its connection and times instead",
+    )
+    basis = "|".join(
+        str(row.get(k)) for k in ("connection_id", "started_at", "finished_at", "ended_at")
+    )
+    return -int.from_bytes(hashlib.sha256(basis.encode()).digest()[:6], "big") - 1

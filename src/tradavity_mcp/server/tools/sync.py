@@ -22,7 +22,7 @@ async def sync_status(
     ] = None,
 ) -> CallToolResult:
     """Broker sync state per connection (idle, syncing, cooling_down, needs_reconnect,
-    errored, disabled), last success, next scheduled sync and recent runs."""
+    errored, disabled, unknown), last success, next scheduled sync and recent runs."""
     with reported():
         statuses = await refresh_sync(current_workspace())
     if connection is not None:

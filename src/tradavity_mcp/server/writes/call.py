@@ -220,7 +220,7 @@ class WriteCall:
         if record is not None and record.state == "failed":
             raise StepFailed(name, UserError(record.error or f"step {name} failed"))
         if record is None:
-            request = await build() if build is not None else None
+            request = await self._build(name, build)
             record = await self.ledger.mark_step_sent(*self._id, name, self.key(name), request)
         elif self.clock() - record.first_sent > REPLAY_WINDOW_SECONDS:
             record = await self._past_replay_window(name, record.request, record.first_sent, find)
@@ -242,6 +242,23 @@ class WriteCall:
             raise StepFailed(name, exc) from None
         await self.ledger.finish_step(*self._id, name, result)
         return result
+
+    @staticmethod
+    async def _build(name: str, build: Callable[[], Awaitable[Any]] | None) -> Any:
+        """The step's request. A read it needs that fails (the tags list, a 500) fails
+        or holds the step, as a failed send would; nothing was sent, nothing recorded."""
+        if build is None:
+            return None
+        try:
+            return await build()
+        except APIConnectionError as exc:
+            raise Pending(name, exc.message) from None
+        except APIStatusError as exc:
+            if exc.retryable:
+                raise Pending(name, str(exc)) from None
+            raise StepFailed(name, exc) from None
+        except TradavityError as exc:
+            raise StepFailed(name, exc) from None
 
     async def _past_replay_window(
         self,

@@ -352,6 +352,8 @@ async def _set_tags(
 
     async def send(key: str, request: dict[str, Any]) -> dict[str, Any]:
         rows = await ws.api.set_trade_tags(number, request["tag_ids"], idempotency_key=key)
+        if rows is None:  # written, but the answer's shape is unknown: read the trade
+            rows = (await ws.api.get_trade(number)).tags
         return {"tags": [str(r.get("name")) for r in rows], "created": request["created"]}
 
     async def find(request: dict[str, Any]) -> dict[str, Any] | None:
@@ -460,11 +462,26 @@ async def _screenshot_step(
 
 def _screenshot_error(exc: StepFailed, trade_number: int) -> str:
     if isinstance(exc.error, LimitReached):
-        cap = exc.error.details
+        details = exc.error.details
+        if details.get("cap") == "per_trade":
+            limit = details.get("limit")
+            return (
+                f"trade #{trade_number} already has as many screenshots as the plan allows"
+                + (f" ({limit} per trade)" if limit is not None else "")
+                + "; free plans keep 1 per trade and Pro plans 3. Archive one in "
+                "Tradavity or upgrade to attach more."
+            )
+        if details.get("cap") == "storage":
+            return (
+                "the Tradavity account's file storage is full, so the screenshot was not "
+                f"attached to trade #{trade_number}. Free space by archiving old "
+                "screenshots in Tradavity, or upgrade the plan for more storage."
+            )
+        # The reference says the details show which cap fired, not in which field: say
+        # what the API said rather than guess.
         return (
-            f"trade #{trade_number} already has as many screenshots as the plan allows "
-            f"({cap}); free plans keep 1 per trade and Pro plans 3. Archive one in "
-            "Tradavity or upgrade to attach more."
+            f"Tradavity refused the screenshot for trade #{trade_number} with a plan "
+            f"limit: {exc.error.message} ({details or 'no details'})."
         )
     return describe_error(exc, subject=f"trade #{trade_number}")
 
@@ -653,7 +670,8 @@ def _parts(
                     raise _fields_error(exc, "executions.") from None
 
             async def send(key: str, fills: dict[str, Any]) -> int:
-                return len(await ws.api.set_executions(number, fills, idempotency_key=key))
+                written = await ws.api.set_executions(number, fills, idempotency_key=key)
+                return len(fills["executions"]) if written is None else len(written)
 
             await call.write("executions", send, build=build)
 
