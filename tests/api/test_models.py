@@ -300,3 +300,13 @@ def test_checklist_bodies_refuse_bools_infinities_and_control_characters(
     with pytest.raises(ValidationError) as info:
         ProtocolResponseCreate.model_validate({"item_values": values})
     assert "item_values" in plain_validation_message(info.value)
+
+
+def test_notes_are_limited_in_bytes_not_characters() -> None:
+    """65,535 bytes of UTF-8 (the column's size): 30,000 euro signs are 90,000 bytes."""
+    TradePatch.model_validate({"general_notes": "x" * 65535})
+    with pytest.raises(ValidationError) as refused:
+        TradePatch.model_validate({"general_notes": "€" * 30000})
+    message = str(refused.value)
+    assert "65,535 bytes" in message
+    assert "90,000 bytes" in message

@@ -231,6 +231,23 @@ async def test_per_trade_screenshot_cap_is_explained(client: Client, env: Env, b
     )
     assert fourth.is_error
     assert "Pro plans 3" in text_of(fourth)
+    assert "(3 per trade)" in text_of(fourth)
+
+
+async def test_a_full_storage_quota_is_not_called_the_per_trade_cap(
+    client: Client, env: Env, b64png: str
+) -> None:
+    """Both caps answer 413 limit_reached; the text names the one that fired."""
+    account = await _account(client)
+    number = data_of(await client.call_tool("create_trade", _trade(account)))["trade_number"]
+    env.sandbox.set_storage_quota(1, 0)
+    refused = await client.call_tool(
+        "attach_screenshot", {"trade_number": number, "data": b64png, "filename": "c.png"}
+    )
+    assert refused.is_error
+    text = text_of(refused)
+    assert "storage is full" in text
+    assert "per trade" not in text
 
 
 async def _checklist(client: Client, kind: str) -> dict[str, Any]:

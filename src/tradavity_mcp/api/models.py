@@ -371,7 +371,13 @@ def _reason(err: Any) -> str:
     return msg[:1].lower() + msg[1:] if msg[:2] != msg[:2].upper() else msg
 
 
-_NO_VALUE_SHOWN = {"missing", "extra_forbidden", "control_character", "string_too_long"}
+_NO_VALUE_SHOWN = {
+    "missing",
+    "extra_forbidden",
+    "control_character",
+    "string_too_long",
+    "text_too_many_bytes",
+}
 
 
 def _plain_errors(exc: ValidationError) -> list[tuple[str, str]]:
@@ -446,9 +452,8 @@ def _within_bytes(value: str) -> str:
     if size > LONG_TEXT_BYTES:
         raise PydanticCustomError(
             "text_too_many_bytes",
-            "takes at most {limit:,} bytes of UTF-8 text; this is {size:,} bytes "
-            "({chars:,} characters)",
-            {"limit": LONG_TEXT_BYTES, "size": size, "chars": len(value)},
+            "takes at most {limit} bytes of UTF-8 text; this is {size} bytes ({chars} characters)",
+            {"limit": f"{LONG_TEXT_BYTES:,}", "size": f"{size:,}", "chars": f"{len(value):,}"},
         )
     return value
 
