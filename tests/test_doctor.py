@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -206,3 +208,56 @@ def test_a_store_and_redis_that_do_not_answer_are_named_without_their_passwords(
     )
     assert "fix: start Redis there, or correct --redis / TRADAVITY_REDIS_URL" in done.stdout
     assert "hunter2" not in done.stdout + done.stderr
+
+
+def test_contract_against_the_sandbox_holds_every_assumption(tmp_path: Path, base_url: str) -> None:
+    done = _doctor(tmp_path, "--contract", key=DEMO_KEY, base=base_url)
+    assert done.returncode == 0, done.stdout
+    lines = [" ".join(x.split()) for x in done.stdout.splitlines() if " contract " in x]
+    names = {line.split()[2] for line in lines}
+    assert names == {
+        "me.scopes", "rows:GET", "autosync.connection", "autosync.log_id", "errors.cached"
+    }  # fmt: skip
+    assert len(lines) == 11  # seven lists, scopes, two sync fields, error caching
+    assert all(line.startswith("ok contract ") and " held: " in line for line in lines), lines
+    assert DEMO_KEY not in done.stdout + done.stderr
+
+
+def _without_scopes(app: Any) -> Any:
+    """The sandbox with `key.scopes` taken out of every `/me` answer."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].endswith("/me"):
+            await app(scope, receive, send)
+            return
+        start: dict[str, Any] = {}
+
+        async def capture(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+                return
+            body = json.loads(message["body"])
+            body["data"]["key"].pop("scopes")
+            raw = json.dumps(body).encode()
+            headers = [(k, v) for k, v in start["headers"] if k != b"content-length"]
+            headers.append((b"content-length", str(len(raw)).encode()))
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": raw})
+
+        await app(scope, receive, capture)
+
+    return wrapped
+
+
+def test_contract_says_what_differs_when_me_holds_no_scopes(tmp_path: Path) -> None:
+    with serve_in_thread(_without_scopes(create_app(SandboxConfig(db=":memory:")))) as url:
+        done = _doctor(tmp_path, "--contract", key=DEMO_KEY, base=url)
+    assert _line(done.stdout, "scopes").startswith(
+        "warn scopes GET /me did not say the key's scopes (looked at key.scopes, key.scope, "
+        "scopes, scope): every tool is offered"
+    )
+    assert _line(done.stdout, "contract me.scopes") == (
+        "warn contract me.scopes differs: no scopes in GET /me"
+    )
+    assert "please report this line" in done.stdout
+    assert done.returncode == 0  # a warning: the server copes

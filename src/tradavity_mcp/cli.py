@@ -211,6 +211,12 @@ def _add_doctor(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     doctor.add_argument("--state-dir", dest="doctor_state_dir", help="as for the server")
     doctor.add_argument("--store", metavar="URL", dest="doctor_store", help="as for the server")
     doctor.add_argument("--redis", metavar="URL", dest="doctor_redis", help="as for the server")
+    doctor.add_argument(
+        "--contract",
+        action="store_true",
+        help="also check, against the key's API, each shape the API reference leaves open "
+        "(where the scopes are, list wrappers, sync fields, cached errors)",
+    )
 
 
 def _add_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -274,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.state_dir = args.doctor_state_dir or args.state_dir
         args.store = args.doctor_store or args.store
         args.redis = args.doctor_redis or args.redis
-        return run_doctor(_journal(args))
+        return run_doctor(_journal(args), contract=args.contract)
     if args.command == "grants":
         return _grants(args, parser)
     return _serve(args, parser)

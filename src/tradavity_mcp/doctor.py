@@ -27,6 +27,11 @@ import httpx2
 from pydantic import SecretStr
 
 from . import __version__
+from .api.client import TradavityClient
+from .api.contract import probe
+from .api.errors import TradavityError
+from .api.models import SCOPE_PLACES, Me
+from .server.errors import describe_error
 from .server.writes.stores import open_ledger
 from .settings import API_KEY_PATTERN, DEFAULT_BASE_URL, ConfigError, Settings
 
@@ -198,8 +203,17 @@ def _check_scopes(probe: Probe, settings: Settings) -> Check:
         return Check("warn", "scopes", "not checked (GET /me did not succeed with the key)")
     from .server.tools import TOOLS
 
-    key = _dict(probe.me.get("key"))
-    granted = {str(s) for s in key.get("scopes") or []}
+    me = Me.model_validate(probe.me)
+    if me.scopes_at is None:
+        return Check(
+            "warn",
+            "scopes",
+            "GET /me did not say the key's scopes (looked at "
+            + ", ".join(SCOPE_PLACES)
+            + "): every tool is offered and Tradavity answers a call the key may not make",
+            "nothing to do; `doctor --contract` shows what /me holds",
+        )
+    granted = me.scopes
     wanted = {
         t.name: t.scope
         for t in TOOLS
@@ -373,9 +387,12 @@ def report(checks: list[Check], out: TextIO) -> int:
     return 0
 
 
-def run_doctor(options: Mapping[str, Any], out: TextIO | None = None) -> int:
+def run_doctor(
+    options: Mapping[str, Any], out: TextIO | None = None, *, contract: bool = False
+) -> int:
     """Run every check for the settings the server itself would use (`options`: what the
-    command line gives `Settings.load`: base_url, sandbox, read_only, state_dir)."""
+    command line gives `Settings.load`: base_url, sandbox, read_only, state_dir); with
+    `contract`, then check the API's shapes the reference leaves open."""
     out = out or sys.stdout  # looked up now: a caller may have redirected it
     raw_key = os.environ.get("TRADAVITY_API_KEY")
     out.write(f"tradavity-mcp {__version__} doctor\n\n")
@@ -391,4 +408,37 @@ def run_doctor(options: Mapping[str, Any], out: TextIO | None = None) -> int:
         return 1
     if raw_key and API_KEY_PATTERN.fullmatch(raw_key.strip()):
         settings = replace(settings, api_key=SecretStr(raw_key.strip()))
-    return report(anyio.run(_checks, settings, raw_key), out)
+    checks = anyio.run(_checks, settings, raw_key)
+    if contract:
+        checks += anyio.run(_contract_checks, settings)
+    return report(checks, out)
+
+
+async def _contract_checks(settings: Settings) -> list[Check]:
+    """`doctor --contract`: each assumption of ARCHITECTURE.md's "Where the reference is
+    silent" table, checked against the API the key talks to."""
+    transport: httpx2.AsyncBaseTransport | None = None
+    base_url, key = settings.base_url, settings.api_key
+    if settings.sandbox:
+        from .sandbox import DEMO_KEY, SandboxConfig, SandboxTransport, create_app
+
+        transport = SandboxTransport(create_app(SandboxConfig(db=settings.sandbox_path)))
+        base_url, key = "http://sandbox.local/api/v1", SecretStr(DEMO_KEY)
+    if key is None:
+        return [Check("FAIL", "contract", "not checked: it needs an API key", _KEY_FIX)]
+    async with TradavityClient(
+        key.get_secret_value(), base_url=base_url, transport=transport
+    ) as api:
+        try:
+            findings = await probe(api)
+        except TradavityError as exc:
+            return [Check("FAIL", "contract", f"not checked: {describe_error(exc)}")]
+    return [
+        Check(
+            "ok" if f.held else "warn",
+            f"contract {f.assumption}",
+            f"{'held' if f.held else 'differs'}: {f.seen}",
+            "" if f.held else "the server copes (see ARCHITECTURE.md); please report this line",
+        )
+        for f in findings
+    ]

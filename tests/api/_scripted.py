@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,9 @@ def ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> h
     return httpx2.Response(status, json=body, headers=headers or {})
 
 
+_REQUEST_IDS = itertools.count(0xDEADBEEF)
+
+
 def fail(
     status: int,
     code: str,
@@ -32,7 +36,9 @@ def fail(
     body = {
         "ok": False,
         "error": {"code": code, "message": message, "details": details or {}},
-        "meta": {"request_id": "req_00000000deadbeef"},
+        # Each answer its own request id, as the API gives: the same id twice under one
+        # Idempotency-Key is the API's replay cache answering (client.request).
+        "meta": {"request_id": f"req_{next(_REQUEST_IDS):016x}"},
     }
     return httpx2.Response(status, json=body, headers=headers or {})
 

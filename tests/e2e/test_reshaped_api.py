@@ -251,3 +251,61 @@ async def test_the_sandbox_shapes_hold_every_assumption(plain: Client) -> None:
     await plain.call_tool("lookup", {"name": "tags"})
     await plain.call_tool("sync_status", {})
     assert contract.misses() == {}
+
+
+# --- errors cached under an Idempotency-Key ---------------------------------------------
+
+
+class CachedErrors(httpx2.AsyncBaseTransport):
+    """An API that caches errors under the key, as some do: the first `POST /trades`
+    under each key fails with a 500 (nothing written), and every later try under that key
+    gets the same answer again, with the replay header or just the same request id."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport, *, header: bool) -> None:
+        self.inner = inner
+        self.header = header
+        self.cached: dict[str, int] = {}
+        self.replays = 0
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        key = request.headers.get("idempotency-key")
+        if request.method != "POST" or not request.url.path.endswith("/trades") or key is None:
+            return await self.inner.handle_async_request(request)
+        if key in self.cached and self.cached[key] == 0:
+            return await self.inner.handle_async_request(request)
+        if key in self.cached:
+            self.replays += 1
+        else:
+            # Only the first key meets the cached error; a fresh key goes through.
+            self.cached[key] = len(self.cached) + 1 if not self.cached else 0
+            if self.cached[key] == 0:
+                return await self.inner.handle_async_request(request)
+        body = {
+            "ok": False,
+            "error": {"code": "internal_error", "message": "Unexpected server error."},
+            "meta": {"request_id": f"req_cached{self.cached[key]:04d}"},
+        }
+        headers = {"x-idempotent-replay": "true"} if self.header and self.replays else {}
+        return httpx2.Response(500, json=body, headers=headers)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize("header", [True, False], ids=["replay-header", "same-request-id"])
+async def test_a_cached_500_is_looked_past_at_once_and_the_trade_lands_once(
+    env: Env, header: bool
+) -> None:
+    api = CachedErrors(SandboxTransport(env.app), header=header)
+    server = build_server(env.settings, transport=api, clock=SandboxTime(env.clock))
+    started = env.clock.now()
+    trade = {"trade_date": "2026-05-10T14:32:00Z", "symbol": "MCL", "direction": "short",
+             "net_pnl": 61.5, "account": "Apex 50K"}  # fmt: skip
+    async with Client(server) as client:
+        result = await client.call_tool("journal_trade", {"trade": trade, "tags": ["FOMO"]})
+    data = data_of(result)
+    assert data["steps"] == {"create": "done", "tags": "done"}, data
+    assert api.replays >= 1  # the cached error was met, and looked past
+    assert env.clock.now() - started < 60  # not the 23.5 h guard
+    rows = (await env.api.list_trades(symbol="MCL")).items
+    assert [(r.symbol, float(r.net_pnl or 0)) for r in rows].count(("MCL", 61.5)) == 1

@@ -300,6 +300,7 @@ class TradavityClient:
         attempt = 0
         maybe_applied = False
         sync_errors: list[APIStatusError] = []
+        error_ids: set[str] = set()
         while True:
             attempt += 1
             try:
@@ -328,6 +329,15 @@ class TradavityClient:
                 )
                 return result
             logger.info("%s /%s -> %d %s", method, url, result.status, result.error_code)
+            if idempotency_key is not None:
+                # The same request id twice under one key is the API's replay cache
+                # answering, with or without its header: another try would replay it.
+                rid = result.request_id
+                result.replayed = result.replayed or (rid is not None and rid in error_ids)
+                if rid is not None:
+                    error_ids.add(rid)
+                if result.replayed:
+                    raise result
             await self._after_error(result, attempt, sync_errors)
 
     async def _send(self, method: str, url: str, **kwargs: Any) -> httpx2.Response:
@@ -408,7 +418,7 @@ class TradavityClient:
         details = _dict(err.get("details"))
         if "x-ratelimit-scope" in headers and "scope" not in details:
             details = {**details, "scope": headers["x-ratelimit-scope"]}
-        return error_for(
+        error = error_for(
             status=response.status_code,
             code=err.get("code"),
             message=str(err.get("message") or response.reason_phrase or "request failed"),
@@ -416,6 +426,8 @@ class TradavityClient:
             request_id=meta.get("request_id"),
             retry_after=_retry_after(headers, details),
         )
+        error.replayed = headers.get("x-idempotent-replay", "").lower() == "true"
+        return error
 
     async def list_all(
         self,

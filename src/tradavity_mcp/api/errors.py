@@ -117,6 +117,10 @@ class APIStatusError(TradavityError):
         self.details: dict[str, Any] = dict(details or {})
         self.request_id = request_id
         self.retry_after = retry_after
+        #: The answer came from the API's replay cache for the request's idempotency key
+        #: (its `X-Idempotent-Replay` header, or the same request id as an earlier try):
+        #: retrying under that key can only replay it again.
+        self.replayed = False
 
     def __str__(self) -> str:
         rid = f" (request {self.request_id})" if self.request_id else ""

@@ -226,22 +226,37 @@ class WriteCall:
             record = await self._past_replay_window(name, record.request, record.first_sent, find)
             if record.state == "done":
                 return record.result  # type: ignore[no-any-return]
-        try:
-            result = await send(record.idem_key, record.request)
-        except APIConnectionError as exc:
-            raise Pending(name, exc.message) from None
-        except APIStatusError as exc:
-            if exc.retryable:
-                # Still failing after the client's retries (5xx, rate limit): keep the
-                # write pending and finish it later with the same key.
-                raise Pending(name, str(exc)) from None
-            await self.ledger.fail_step(*self._id, name, describe_error(exc))
-            raise StepFailed(name, exc) from None
-        except (TradavityError, UserError) as exc:
-            await self.ledger.fail_step(*self._id, name, describe_error(exc))
-            raise StepFailed(name, exc) from None
-        await self.ledger.finish_step(*self._id, name, result)
-        return result
+        looked = False
+        while True:
+            try:
+                result = await send(record.idem_key, record.request)
+            except APIConnectionError as exc:
+                raise Pending(name, exc.message) from None
+            except APIStatusError as exc:
+                if exc.retryable and exc.replayed and find is not None and not looked:
+                    # The API answers this key from its replay cache with the error it
+                    # cached (the reference does not say errors are not cached): every
+                    # retry for 24 h would replay it. Look for the write now, as past the
+                    # window, and write it under a key of its own if it is not there.
+                    logger.info("%s: step %s met a replayed error; looking now", self.tool, name)
+                    looked = True
+                    record = await self._past_replay_window(
+                        name, record.request, record.first_sent, find
+                    )
+                    if record.state == "done":
+                        return record.result  # type: ignore[no-any-return]
+                    continue
+                if exc.retryable:
+                    # Still failing after the client's retries (5xx, rate limit): keep the
+                    # write pending and finish it later with the same key.
+                    raise Pending(name, str(exc)) from None
+                await self.ledger.fail_step(*self._id, name, describe_error(exc))
+                raise StepFailed(name, exc) from None
+            except (TradavityError, UserError) as exc:
+                await self.ledger.fail_step(*self._id, name, describe_error(exc))
+                raise StepFailed(name, exc) from None
+            await self.ledger.finish_step(*self._id, name, result)
+            return result
 
     @staticmethod
     async def _build(name: str, build: Callable[[], Awaitable[Any]] | None) -> Any:
