@@ -154,8 +154,10 @@ class MovableClock:
 
 
 @contextmanager
-def _stream_server(tmp_path: Path, clock: MovableClock) -> Iterator[str]:
-    sandbox = create_app(SandboxConfig(db=":memory:"))
+def _stream_server(
+    tmp_path: Path, clock: MovableClock, sandbox: Any | None = None
+) -> Iterator[str]:
+    sandbox = sandbox or create_app(SandboxConfig(db=":memory:"))
     settings = Settings.load(
         environ={},
         base_url="http://sandbox.local/api/v1",
@@ -235,3 +237,55 @@ async def test_runs_and_recent_hold_the_api_log_on_the_first_read(env: Env) -> N
         events = (await _read(client, "tradavity://sync/recent"))["events"]
         assert events
         assert {e["connection_id"] for e in events} <= {e["connection_id"] for e in runs}
+
+
+async def _lines(base: str, headers: dict[str, str], until: str | None) -> list[str]:
+    """The stream's lines up to the first one starting with `until`, or (None) all it
+    sends within a second: the replay comes at once."""
+    lines: list[str] = []
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=30, verify=TLS) as http,
+        http.stream("GET", f"{base}/sync/stream") as resp,
+    ):
+        with anyio.move_on_after(1 if until is None else 10):
+            async for line in resp.aiter_lines():
+                lines.append(line)
+                if until is not None and line.startswith(until):
+                    break
+    return lines
+
+
+async def test_a_resume_from_before_a_restart_gets_what_happened_since(tmp_path: Path) -> None:
+    """Without --redis the history is the process's: after a restart the ids still
+    grow, so a client's Last-Event-ID from before it does not hide the new events."""
+    sandbox = create_app(SandboxConfig(db=":memory:"))
+    auth = {"Authorization": f"Bearer {DEMO_KEY}"}
+    with _stream_server(tmp_path, MovableClock(), sandbox) as base:
+        async with Client(http_transport(base, DEMO_KEY)) as client:
+            good, bad = await _connections(client)
+            await client.call_tool("trigger_sync", {"connection": good})
+            for _ in range(6):  # more events before the restart than after it
+                await client.call_tool("trigger_sync", {"connection": bad})
+        before = await _lines(base, auth, None)
+        last = max(int(x[4:]) for x in before if x.startswith("id: "))
+    with _stream_server(tmp_path, MovableClock(), sandbox) as base:  # the restart
+        async with Client(http_transport(base, DEMO_KEY)) as client:
+            failed = await client.call_tool("trigger_sync", {"connection": bad})
+        assert failed.is_error
+        got: list[str] = []
+        async with (
+            httpx2.AsyncClient(headers=auth, timeout=30, verify=TLS) as http,
+            http.stream("GET", f"{base}/sync/stream", headers={"Last-Event-ID": str(last)}) as resp,
+        ):
+            with anyio.fail_after(10):
+                async for line in resp.aiter_lines():
+                    got.append(line)
+                    if line.startswith("data:") and '"failed"' in line:
+                        break
+        events = [json.loads(x[5:]) for x in got if x.startswith("data:")]
+        assert events[-1]["connection_id"] == bad
+        assert all(int(x[4:]) > last for x in got if x.startswith("id: "))
+        # An id this history never gave out: a reset, then the latest events.
+        future = {**auth, "Last-Event-ID": str(last * 10)}
+        reset = await _lines(base, future, "data:")
+        assert "event: sync.reset" in reset

@@ -146,11 +146,23 @@ class SyncMonitor:
         self._runs: dict[str, SyncEvent] = {}
         self._run_for_log: dict[int, str] = {}
         self._last_manual: dict[int, float] = {}
-        self._seq = itertools.count(1)
+        self._last_seq = 0
         self._ids = itertools.count(1)
         self._listeners: list[Listener] = []
         #: Whether the API's sync log has been read into this monitor yet.
         self.log_read = False
+
+    def _next_seq(self) -> int:
+        """An event's SSE id: the clock's milliseconds times 1000, or one more than the
+        last (as the Redis history's ids). It grows across restarts, so a client resuming
+        with a Last-Event-ID from before one gets every event since."""
+        self._last_seq = max(self._last_seq + 1, int(self._clock() * 1000) * 1000)
+        return self._last_seq
+
+    def knows_seq(self, seq: int) -> bool:
+        """Whether `seq` can be an id this history gave out: not one from its future (a
+        clock set back, another server's), which would make a resume skip everything."""
+        return seq <= max(self._last_seq, int(self._clock() * 1000) * 1000)
 
     # --- subscribers ---------------------------------------------------------------------
 
@@ -224,7 +236,7 @@ class SyncMonitor:
         now = self._clock()
         self._emit(
             SyncEvent(
-                seq=next(self._seq),
+                seq=self._next_seq(),
                 at=now,
                 run_id=run_id,
                 connection_id=connection_id,
@@ -242,7 +254,7 @@ class SyncMonitor:
         current = self._runs.get(run_id)
         if current is None:
             return None
-        event = replace(current, seq=next(self._seq), at=self._clock(), **changes)
+        event = replace(current, seq=self._next_seq(), at=self._clock(), **changes)
         self._emit(event, log_id=log_id)
         return event
 
@@ -336,7 +348,7 @@ class SyncMonitor:
             at = ended or started or self._clock()
             self._emit(
                 SyncEvent(
-                    seq=next(self._seq),
+                    seq=self._next_seq(),
                     at=at,
                     run_id=run_id,
                     connection_id=connection_id,

@@ -546,6 +546,11 @@ class RedisSyncMonitor(SyncMonitor):
             await self._newest_first(take)
         return out
 
+    def knows_seq(self, seq: int) -> bool:
+        # The history is Redis's, kept across restarts and shared by replicas, its ids on
+        # Redis's clock: any id is one it may have given out.
+        return True
+
     async def events_after(self, seq: int) -> list[SyncEvent]:
         await self.flush()
         cutoff = self._clock() - EVENT_TTL_SECONDS

@@ -4,8 +4,9 @@ The stream opens with a `: connected` comment, replays the last `replay` events
 (default 20, at most 200; or every event after `Last-Event-ID`), then sends each new
 event as `event: sync.status` with its sequence number as the SSE `id`, and a
 `: heartbeat` comment every 15 seconds. Reconnecting with `Last-Event-ID` (or a large
-enough `replay`) misses nothing from the last 24 hours. Authentication is the same as
-for `/mcp`.
+enough `replay`) misses nothing from the last 24 hours that this process (or Redis)
+holds; ids grow across restarts, and an id this history never gave out gets a
+`sync.reset` event before the latest events. Authentication is the same as for `/mcp`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,20 @@ DEFAULT_REPLAY = 20
 MAX_REPLAY = 200
 
 Authenticate = Callable[[Request], Awaitable[Workspace | Response]]
+
+
+#: Sent first when a Last-Event-ID is not one this history gave out: what it missed
+#: cannot be told, so the client starts over from the replay that follows.
+_RESET = (
+    "event: sync.reset\ndata: "
+    + json.dumps(
+        {
+            "reason": "Last-Event-ID is not an id of this server's sync history; the "
+            "latest events follow, start over from them"
+        }
+    )
+    + "\n\n"
+)
 
 
 def _frame(event: SyncEvent) -> str:
@@ -62,8 +77,9 @@ def sync_stream_endpoint(
         # Subscribe before reading the backlog, so nothing falls between the two.
         live = _Live()
         unsubscribe = ws.sync.subscribe(live.on_event)
+        reset = last_id.isdigit() and not ws.sync.knows_seq(int(last_id))
         try:
-            if last_id.isdigit():
+            if last_id.isdigit() and not reset:
                 backlog = await ws.sync.events_after(int(last_id))
             else:
                 backlog = list(reversed(await ws.sync.events(int(raw))))
@@ -76,7 +92,7 @@ def sync_stream_endpoint(
             live.close()
             raise
         return StreamingResponse(
-            _stream(live, unsubscribe, backlog, heartbeat_seconds, clock, poll_seconds),
+            _stream(live, unsubscribe, backlog, heartbeat_seconds, clock, poll_seconds, reset),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -109,6 +125,7 @@ async def _stream(
     heartbeat_seconds: float,
     clock: Now,
     poll_seconds: float,
+    reset: bool = False,
 ) -> AsyncIterator[str]:
     send, receive = live.send, live.receive
     last_sent = backlog[-1].seq if backlog else 0
@@ -118,6 +135,8 @@ async def _stream(
         last_beat = clock()
         async with send, receive:
             yield ": connected\n\n"
+            if reset:
+                yield _RESET
             for event in backlog:
                 yield _frame(event)
             while True:
