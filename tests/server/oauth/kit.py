@@ -164,12 +164,14 @@ async def consent(
     return await http.post(base + "/consent", data={**second.hidden, "action": "approve"})
 
 
-async def register(http: httpx2.AsyncClient, base: str, redirect: str = REDIRECT) -> dict[str, Any]:
+async def register(
+    http: httpx2.AsyncClient, base: str, redirect: str = REDIRECT, *, name: str = "Test assistant"
+) -> dict[str, Any]:
     resp = await http.post(
         base + "/register",
         json={
             "redirect_uris": [redirect],
-            "client_name": "Test assistant",
+            "client_name": name,
             "token_endpoint_auth_method": "none",
             "grant_types": ["authorization_code", "refresh_token"],
             "response_types": ["code"],
