@@ -12,7 +12,9 @@ from pathlib import Path
 
 import anyio
 import httpx2
+import psycopg
 import pytest
+from pydantic import SecretStr
 
 from tradavity_mcp.sandbox import DEMO_KEY
 
@@ -140,3 +142,26 @@ async def test_a_stream_ends_soon_after_its_token_expires_and_not_before(tmp_pat
             assert stream.ended_at >= before + ttl
             assert stream.beats() >= 3, "it was open, beating, until then"
             assert await _reopened(served, got["access_token"]) == 401
+
+
+async def test_while_the_store_is_unreachable_a_stream_goes_on_until_its_token_expires(
+    tmp_path: Path, postgres_url: str, postgres_server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A revocation is written to the store, so while the store cannot be reached there
+    is none to see: the stream goes on (a store outage does not drop every stream), and
+    still ends when its token expires."""
+    ttl = 4.0
+    options = {"store_url": postgres_url, "secret_key": SecretStr("r" * 48), "access_ttl": ttl}
+    with oauth_server(tmp_path, **options) as served:
+        async with httpx2.AsyncClient(timeout=30, verify=TLS) as http:
+            before = time.time()
+            got = await tokens_for(http, served, DEMO_KEY)
+            async with _reading(served, got["access_token"]) as stream:
+                with psycopg.connect(postgres_server, autocommit=True) as admin:
+                    name = postgres_url.rpartition("/")[2]
+                    admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)'.encode())
+                with anyio.fail_after(ttl + 10):
+                    await stream.ended.wait()
+            assert stream.last() == ENDED
+            assert stream.ended_at >= before + ttl
+    assert "an open stream's token could not be checked again" in caplog.text
