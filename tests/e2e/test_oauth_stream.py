@@ -151,8 +151,10 @@ async def test_while_the_store_is_unreachable_a_stream_goes_on_until_its_token_e
     is none to see: the stream goes on (a store outage does not drop every stream), and
     still ends when its token expires."""
     ttl = 4.0
-    options = {"store_url": postgres_url, "secret_key": SecretStr("r" * 48), "access_ttl": ttl}
-    with oauth_server(tmp_path, **options) as served:
+    secret = SecretStr("r" * 48)
+    with oauth_server(
+        tmp_path, store_url=postgres_url, secret_key=secret, access_ttl=ttl
+    ) as served:
         async with httpx2.AsyncClient(timeout=30, verify=TLS) as http:
             before = time.time()
             got = await tokens_for(http, served, DEMO_KEY)
