@@ -47,6 +47,7 @@ LONG_FIRST = (
     "tests/replicas/",  # 17
     "tests/apps/",  # 12
     "tests/test_cli.py",  # 9
+    "tests/e2e/test_oauth_stream.py",  # 8 (waits for tokens to expire)
     "tests/drills/test_secrets_and_load.py",  # 5
     "tests/server/writes/test_ledger_backends.py",  # 5
     "tests/server/oauth/test_replicas_pg.py",  # 5

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx2
 import pytest
@@ -15,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from tradavity_mcp.sandbox import DEMO_KEY, serve_in_thread
+from tradavity_mcp.sandbox import DEMO_KEY, SECOND_PRO_KEY, serve_in_thread
 
 from ..kit import TLS, chromium
 from ..server.oauth.kit import (
@@ -87,6 +88,10 @@ async def test_consent_in_chromium_lands_on_the_redirect_with_a_code(
             await page.click("button[value=check]")
             assert "read:trades" in await page.content()
             assert "Find trades" in await page.content()
+            # What Allow grants, repeated: the client, where it returns, whose journal.
+            granted = await page.locator("dl.grant").inner_text()
+            for shown in ("Test assistant", urlsplit(callback).netloc, "dana@example.com"):
+                assert shown in granted
             async with page.expect_navigation(url=callback + "**"):
                 await page.click("button[value=approve]")
             landed = query_of(page.url)
@@ -104,6 +109,50 @@ async def test_consent_in_chromium_lands_on_the_redirect_with_a_code(
                 code_verifier=verifier,
             )
             assert exchanged.status_code == 200, exchanged.text
+
+
+async def test_a_request_answered_in_one_browser_cannot_be_allowed_from_another(
+    tmp_path: Path, shared_browser: Browser, browser: BrowserContext, callback: str
+) -> None:
+    """Two browsers (contexts: separate cookies) on one consent link: the one that
+    checked a key allows; the other sees a plain page without the form."""
+    other = await shared_browser.new_context(java_script_enabled=False)
+    try:
+        with oauth_server(tmp_path) as served:
+            async with httpx2.AsyncClient(timeout=30, verify=TLS) as http:
+                client_id = (await register(http, served.base, callback))["client_id"]
+                verifier, challenge = pkce()
+                start = await http.get(
+                    authorize_url(served, client_id, challenge, redirect=callback)
+                )
+                link = start.headers["location"]
+                users = await browser.new_page()
+                await _open_consent(users, link)
+                senders = await other.new_page()
+                await _open_consent(senders, link)
+                await users.fill("input[name=api_key]", DEMO_KEY)
+                await users.click("button[value=check]")
+                assert await users.locator("button[value=approve]").count() == 1
+                # The other browser's page, sent as it stood: refused, nothing to click.
+                await senders.fill("input[name=api_key]", SECOND_PRO_KEY)
+                await senders.click("button[value=check]")
+                assert "Answered in another browser" in await senders.content()
+                assert await senders.locator("form").count() == 0
+                assert senders.url.startswith(served.base + "/consent")
+                async with users.expect_navigation(url=callback + "**"):
+                    await users.click("button[value=approve]")
+                exchanged = await token(
+                    http,
+                    served.base,
+                    grant_type="authorization_code",
+                    code=query_of(users.url)["code"],
+                    redirect_uri=callback,
+                    client_id=client_id,
+                    code_verifier=verifier,
+                )
+                assert exchanged.status_code == 200, exchanged.text
+    finally:
+        await other.close()
 
 
 async def test_a_wrong_key_shows_the_error_on_the_page(

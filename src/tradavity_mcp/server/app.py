@@ -49,6 +49,7 @@ from .prompts import PromptTemplate, check_prompt_requests, load_prompts
 from .refdata import RefData
 from .scope import AppState, RequestScope
 from .sync.notifier import PrincipalBus, SyncNotifier, install_legacy_subscriptions
+from .sync.stream import RECHECK_SECONDS
 from .workspace import Workspace
 from .writes.offload import AsyncLedger, open_async_ledger
 
@@ -82,11 +83,13 @@ AuthMode = Literal["none", "token", "per-user"]
 
 @dataclass(frozen=True)
 class StreamOptions:
-    """The `/sync/stream` heartbeat: its period and the clock that decides it is due."""
+    """The `/sync/stream` heartbeat: its period and the clock that decides it is due;
+    and how often an OAuth bearer's stream checks it still stands."""
 
     heartbeat_seconds: float = 15.0
     clock: Now = time.monotonic
     poll_seconds: float = 1.0
+    recheck_seconds: float = RECHECK_SECONDS
 
 
 @dataclass(frozen=True)

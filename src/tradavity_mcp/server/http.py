@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Literal
 
 import anyio
@@ -35,7 +36,7 @@ from .oauth import (
     store_down,
 )
 from .oauth.clients import SharedLimits
-from .sync.stream import sync_stream_endpoint
+from .sync.stream import STILL_AUTHORIZED, sync_stream_endpoint
 from .workspace import Workspace
 
 if TYPE_CHECKING:
@@ -81,6 +82,7 @@ def add_routes(mcp: TradavityServer, backend: Backend) -> None:
             heartbeat_seconds=stream.heartbeat_seconds,
             clock=stream.clock,
             poll_seconds=stream.poll_seconds,
+            recheck_seconds=stream.recheck_seconds,
         ),
     }
     for path, handler in routes.items():
@@ -186,6 +188,10 @@ class HttpGuard:
                 return unauthorized(self.public_url)
             headers[i] = (b"authorization", f"Bearer {resolved.key}".encode("latin-1"))
             scope["headers"] = headers
+            # A stream this request opens asks again later (`sync.stream`).
+            scope.setdefault("state", {})[STILL_AUTHORIZED] = partial(
+                self.oauth.still_stands, token, resolved
+            )
             return None
         return None
 

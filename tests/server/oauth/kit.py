@@ -81,7 +81,8 @@ def oauth_server(
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     # A quick heartbeat: a reader of /sync/stream knows the replay is over at the first one.
-    stream = StreamOptions(heartbeat_seconds=0.2, poll_seconds=0.05)
+    # An OAuth bearer's stream checks its token again as often.
+    stream = StreamOptions(heartbeat_seconds=0.2, poll_seconds=0.05, recheck_seconds=0.2)
     hosted = HostedOptions(auth="per-user", public_url=base, stream=stream)
     server = build_server(
         settings, transport=SandboxTransport(app_sandbox), stdio=False, hosted=hosted
@@ -164,12 +165,14 @@ async def consent(
     return await http.post(base + "/consent", data={**second.hidden, "action": "approve"})
 
 
-async def register(http: httpx2.AsyncClient, base: str, redirect: str = REDIRECT) -> dict[str, Any]:
+async def register(
+    http: httpx2.AsyncClient, base: str, redirect: str = REDIRECT, *, name: str = "Test assistant"
+) -> dict[str, Any]:
     resp = await http.post(
         base + "/register",
         json={
             "redirect_uris": [redirect],
-            "client_name": "Test assistant",
+            "client_name": name,
             "token_endpoint_auth_method": "none",
             "grant_types": ["authorization_code", "refresh_token"],
             "response_types": ["code"],

@@ -10,6 +10,7 @@ new database, without paying for one per test.
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +34,9 @@ pytestmark = pytest.mark.anyio
 
 KEY = "tvty_" + "ab" * 24
 BOX = KeyBox("s" * 40)
+#: Two browsers' consent cookies, as the consent page keeps them: by their HMAC.
+COOKIE, OTHER_COOKIE = "cookie-of-the-users-browser", "cookie-of-another-browser"
+USERS_BROWSER, OTHER_BROWSER = BOX.mac("browser", COOKIE), BOX.mac("browser", OTHER_COOKIE)
 RESOURCE = "https://mcp.example.com/mcp"
 
 
@@ -97,12 +101,13 @@ def _pending(client_id: str = "c1") -> Pending:
     )
 
 
-def _checked(key: str = KEY) -> Checked:
+def _checked(key: str = KEY, browser: str = USERS_BROWSER) -> Checked:
     return Checked(
         user_label="dana@example.com",
         key_mac=BOX.mac("key", key),
         key_sealed=BOX.seal(key),
         scopes=["write:trades", "read:trades"],
+        browser=browser,
     )
 
 
@@ -133,16 +138,79 @@ def test_a_consent_started_on_one_replica_is_finished_on_another(store: Open) ->
     request_id = a.add_pending(_pending())
     assert b.pending(request_id) == _pending()
     assert b.checked(request_id) is None  # no key typed yet
-    b.check_pending(request_id, _checked())
+    assert b.check_pending(request_id, _checked())
     checked = a.checked(request_id)
     assert checked is not None
     assert BOX.open(checked.key_sealed) == KEY
     assert checked.scopes == ["write:trades", "read:trades"]
+    assert checked.browser == USERS_BROWSER
     # Approved once: a second approval, on either replica, gets nothing.
     assert a.take_pending(request_id)
     assert not b.take_pending(request_id)
     assert not a.take_pending(request_id)
     assert b.pending(request_id) is None
+
+
+def test_a_consent_request_belongs_to_the_browser_that_checked_a_key(store: Open) -> None:
+    clock = Clock()
+    a, b = store(clock), store(clock)
+    request_id = a.add_pending(_pending())
+    assert a.check_pending(request_id, _checked())
+    # Another browser (on either replica) can neither replace the key nor take the request.
+    other_key = "tvty_" + "cd" * 24
+    assert not b.check_pending(request_id, _checked(other_key, OTHER_BROWSER))
+    assert not a.take_pending(request_id, OTHER_BROWSER)
+    assert not b.take_pending(request_id, OTHER_BROWSER)
+    checked = b.checked(request_id)
+    assert checked is not None
+    assert (BOX.open(checked.key_sealed), checked.browser) == (KEY, USERS_BROWSER)
+    # The browser that checked it may check another key, then take it, once.
+    assert b.check_pending(request_id, _checked(other_key))
+    checked = a.checked(request_id)
+    assert checked is not None
+    assert BOX.open(checked.key_sealed) == other_key
+    assert b.take_pending(request_id, USERS_BROWSER)
+    assert not a.take_pending(request_id, USERS_BROWSER)
+    assert not a.check_pending(request_id, _checked())  # gone: nothing to check
+    # Before any key is checked, any browser holding the request may cancel it.
+    unclaimed = a.add_pending(_pending())
+    assert b.take_pending(unclaimed, OTHER_BROWSER)
+
+
+def test_an_expired_request_takes_no_key(store: Open) -> None:
+    clock = Clock()
+    a = store(clock)
+    request_id = a.add_pending(_pending())
+    clock.now += a.pending_ttl + 1
+    assert not a.check_pending(request_id, _checked())
+
+
+def test_a_store_made_before_requests_kept_their_browser_gets_the_column(
+    tmp_path: Path,
+) -> None:
+    """A SQLite file from before: its pending table gains the browser column, and a
+    request waiting in it then binds to a browser like a new one."""
+    path = tmp_path / "old" / "oauth.sqlite3"
+    path.parent.mkdir()
+    with sqlite3.connect(path) as old:
+        old.execute(
+            "CREATE TABLE pending (id_hash TEXT PRIMARY KEY, client_id TEXT NOT NULL,"
+            " info TEXT NOT NULL, expires REAL NOT NULL, checked TEXT, key_sealed BLOB)"
+        )
+    clock = Clock()
+    store = open_oauth_store(store_url=None, state_dir=tmp_path, store_path=path, clock=clock)
+    try:
+        request_id = store.add_pending(_pending())
+        assert store.check_pending(request_id, _checked())
+        assert not store.check_pending(request_id, _checked(browser=OTHER_BROWSER))
+        checked = store.checked(request_id)
+        assert checked is not None
+        assert checked.browser == USERS_BROWSER
+    finally:
+        store.close()
+    with sqlite3.connect(path) as db:
+        columns = [row[1] for row in db.execute("PRAGMA table_info(pending)")]
+    assert columns[-1] == "browser"
 
 
 def test_a_consent_request_expires(store: Open) -> None:
@@ -245,7 +313,7 @@ def test_nothing_secret_is_stored_in_clear(store: Open) -> None:
     (grant,) = a.grants()
     pair = a.issue(grant.id)
     rows = repr(store(clock).dump())
-    for secret in (KEY, KEY[5:], request_id, code, pair.access, pair.refresh):
+    for secret in (KEY, KEY[5:], request_id, code, pair.access, pair.refresh, COOKIE):
         assert secret not in rows
     assert BOX.mac("key", KEY) in rows  # known by its HMAC only
 

@@ -5,12 +5,21 @@ Server-rendered, no JavaScript. Two steps on one URL (`/consent?request=...`):
 1. The page names the client asking and where it will return, and takes the user's
    Tradavity API key in a password field. The key is checked against `/me`; a key
    Tradavity refuses is answered on the page with the reason, and no code is issued.
-2. The page shows whose journal it is, the key's scopes and the tools they allow;
-   "Allow" issues the authorization code and redirects to the client.
+2. The page repeats what "Allow" grants: the client, where it returns, whose journal,
+   the key's scopes and the tools they allow; "Allow" issues the authorization code and
+   redirects to the client.
 
 Between the steps the key is kept sealed with the consent request, never in the page.
 Every form carries a CSRF token bound to the request and to a SameSite=Strict cookie;
 a POST from another origin is refused; the page cannot be framed.
+
+A request belongs to the browser that checked a key for it (the request keeps an HMAC
+of that browser's cookie). Only that browser may allow or cancel it, or check another
+key; any other browser holding the link (the one who sent it to the user, say) gets a
+plain page and changes nothing. The first browser to check a key wins: someone who
+checks their own key before the user does can only grant their own journal to their
+own client, and the user, told the request is taken, connects again from their
+assistant.
 """
 
 from __future__ import annotations
@@ -63,6 +72,7 @@ input[type=password]{width:100%;padding:.6rem;font:inherit;box-sizing:border-box
 button{font:inherit;padding:.6rem 1.2rem;margin:1rem .5rem 0 0;min-height:44px;cursor:pointer}
 button.primary{background:#1d4ed8;color:#fff;border:0;border-radius:6px}
 small{color:#555}ul{padding-left:1.2rem}code{font-size:.9em}
+dl.grant dt{font-weight:600;margin-top:.6rem}dl.grant dd{margin-left:1rem}
 """
 
 
@@ -113,7 +123,14 @@ class Consent:
         cookie = request.cookies.get(_COOKIE) or secrets.token_urlsafe(24)
         if pending is None:
             return self._expired(cookie)
+        if not self._ours(await self.store.checked(request_id), cookie):
+            return self._elsewhere(cookie)
         return self._key_page(request_id, pending, cookie, error=None)
+
+    def _ours(self, checked: Checked | None, cookie: str) -> bool:
+        """Whether this browser may answer a request: no key was checked for it yet, or
+        this browser checked it."""
+        return checked is None or self.box.same_mac(checked.browser, "browser", cookie)
 
     async def _post(self, request: Request) -> Response:
         origin = request.headers.get("origin")
@@ -139,24 +156,43 @@ class Consent:
         pending = await self.store.pending(request_id)
         if pending is None:
             return self._expired(cookie)
+        checked = await self.store.checked(request_id)
+        if not self._ours(checked, cookie):
+            logger.warning(
+                "a consent request for client %r was answered from a browser other than "
+                "the one that checked its key: refused",
+                pending.client_name,
+            )
+            return self._elsewhere(cookie)
+        browser = self.box.mac("browser", cookie)
         action = str(form.get("action") or "")
         if action == "deny":
-            await self.store.take_pending(request_id)
+            if not await self.store.take_pending(request_id, browser):
+                return await self._not_taken(request_id, cookie)
             return self._redirect(pending, error="access_denied")
         if action == "check":
-            return await self._check(request_id, pending, cookie, str(form.get("api_key") or ""))
+            key = str(form.get("api_key") or "")
+            return await self._check(request_id, pending, cookie, browser, key)
         if action == "approve":
-            checked = await self.store.checked(request_id)
             if checked is None:
                 return self._key_page(request_id, pending, cookie, error="Enter your key first.")
-            if not await self.store.take_pending(request_id):
-                return self._expired(cookie)
+            if not await self.store.take_pending(request_id, browser):
+                return await self._not_taken(request_id, cookie)
             code = await self.store.add_grant(pending, checked)
             logger.info("a grant was approved for client %r", pending.client_name)
             return self._redirect(pending, code=code)
         return self._key_page(request_id, pending, cookie, error="Choose Continue or Cancel.")
 
-    async def _check(self, request_id: str, pending: Pending, cookie: str, raw: str) -> Response:
+    async def _not_taken(self, request_id: str, cookie: str) -> Response:
+        """The page when this browser's answer changed nothing: the request expired or
+        was used, or another browser checked a key for it in the meantime."""
+        if await self.store.pending(request_id) is None:
+            return self._expired(cookie)
+        return self._elsewhere(cookie)
+
+    async def _check(
+        self, request_id: str, pending: Pending, cookie: str, browser: str, raw: str
+    ) -> Response:
         key = raw.strip()
         if not API_KEY_PATTERN.fullmatch(key):
             return self._key_page(
@@ -187,8 +223,10 @@ class Consent:
             key_mac=self.box.mac("key", key),
             key_sealed=self.box.seal(key),
             scopes=sorted(me.scopes),
+            browser=browser,
         )
-        await self.store.check_pending(request_id, checked)
+        if not await self.store.check_pending(request_id, checked):
+            return await self._not_taken(request_id, cookie)
         return self._approve_page(request_id, pending, cookie, checked)
 
     # pages
@@ -243,16 +281,41 @@ class Consent:
             f"<li><code>{_e(scope)}</code>: {_e(', '.join(tools) or 'no tools')}</li>"
             for scope, tools in tools_by_scope(checked.scopes)
         )
+        ident = (
+            f" <small>(client id <code>{_e(pending.client_id)}</code>)</small>"
+            if pending.client_id != pending.client_name
+            else ""
+        )
+        name, label = _e(pending.client_name), _e(checked.user_label)
+        back = urlsplit(pending.redirect_uri).netloc
         body = (
-            f"{self._client_block(pending)}"
-            f"<p>Key accepted for <strong>{_e(checked.user_label)}</strong>. Its scopes, and "
-            f"the tools they allow:</p><ul>{rows}</ul>"
+            f'<p class="who">Allow <strong>{name}</strong> to use the Tradavity journal of '
+            f"<strong>{label}</strong>?</p>"
+            '<dl class="grant">'
+            f"<dt>Assistant</dt><dd><strong>{name}</strong>{ident}</dd>"
+            f"<dt>Returns to</dt><dd><code>{_e(back)}</code></dd>"
+            f"<dt>Journal</dt><dd><strong>{label}</strong></dd>"
+            f"<dt>What it may do</dt><dd>The key's scopes, and the tools they allow:"
+            f"<ul>{rows}</ul></dd></dl>"
+            f"<p>Allow only if you asked <strong>{name}</strong> to connect to Tradavity just "
+            "now. It can then use these tools on this journal until you revoke it; revoking "
+            "the key in Tradavity also ends it.</p>"
             f'<form method="post" action="{CONSENT_PATH}">{self._hidden(request_id, cookie)}'
             '<button class="primary" type="submit" name="action" value="approve">Allow</button>'
             '<button type="submit" name="action" value="deny">Cancel</button></form>'
-            "<small>You can revoke this later; revoking the key in Tradavity also ends it.</small>"
         )
         return self._page("Allow access?", body, cookie, pending=pending)
+
+    def _elsewhere(self, cookie: str) -> Response:
+        return self._page(
+            "Answered in another browser",
+            "<p>A key was entered for this connection request in another browser, and only "
+            "that browser can allow or cancel it. Nothing was changed here.</p>"
+            "<p>If you did not start this connection yourself, do not go on. To connect, "
+            "start again from your assistant.</p>",
+            cookie,
+            status=403,
+        )
 
     def _expired(self, cookie: str) -> Response:
         return self._page(

@@ -312,6 +312,19 @@ class OAuthServer:
     async def resolve(self, token: str) -> Resolved | None:
         return await self.provider.resolve(token)
 
+    async def still_stands(self, token: str, resolved: Resolved) -> bool:
+        """Whether an access token that was let in still stands: unexpired and its grant
+        unrevoked (an open `/sync/stream` asks, and ends when not). While the store cannot
+        be reached, only the expiry is known; a revocation, written to the store, is seen
+        at the first check that reaches it."""
+        if resolved.expires < self.provider.clock():
+            return False
+        try:
+            return await self.provider.load_access_token(token) is not None
+        except OAuthStoreUnavailable as exc:
+            logger.warning("an open stream's token could not be checked again: %s", exc)
+            return True
+
     async def aclose(self) -> None:
         await self.store.aclose()
 

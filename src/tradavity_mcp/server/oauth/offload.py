@@ -59,14 +59,14 @@ class AsyncOAuthStore:
     async def pending(self, request_id: str) -> Pending | None:
         return await self._run(self.sync.pending, request_id)
 
-    async def check_pending(self, request_id: str, checked: Checked) -> None:
-        await self._run(self.sync.check_pending, request_id, checked)
+    async def check_pending(self, request_id: str, checked: Checked) -> bool:
+        return await self._run(self.sync.check_pending, request_id, checked)
 
     async def checked(self, request_id: str) -> Checked | None:
         return await self._run(self.sync.checked, request_id)
 
-    async def take_pending(self, request_id: str) -> bool:
-        return await self._run(self.sync.take_pending, request_id)
+    async def take_pending(self, request_id: str, browser: str | None = None) -> bool:
+        return await self._run(self.sync.take_pending, request_id, browser)
 
     # grants and codes
 

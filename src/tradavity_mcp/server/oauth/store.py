@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS clients (
     client_id TEXT PRIMARY KEY, info TEXT NOT NULL, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS pending (
     id_hash TEXT PRIMARY KEY, client_id TEXT NOT NULL, info TEXT NOT NULL, expires REAL NOT NULL,
-    checked TEXT, key_sealed BLOB);
+    checked TEXT, key_sealed BLOB, browser TEXT);
 CREATE TABLE IF NOT EXISTS grants (
     id TEXT PRIMARY KEY, client_id TEXT NOT NULL, client_name TEXT NOT NULL,
     user_label TEXT NOT NULL, key_mac TEXT NOT NULL, key_sealed BLOB NOT NULL,
@@ -63,6 +63,10 @@ CREATE TABLE IF NOT EXISTS tokens (
     expires REAL NOT NULL, used REAL);
 CREATE INDEX IF NOT EXISTS tokens_grant ON tokens(grant_id);
 """
+
+#: Columns added since a table was first made: added to an older file when it is opened
+#: (PostgreSQL gets them from `migrations/`).
+_ADDED_COLUMNS = {"pending": ("browser TEXT",)}
 
 
 class OAuthStoreUnavailable(Exception):
@@ -92,6 +96,9 @@ class Checked:
     key_mac: str
     key_sealed: bytes
     scopes: list[str]
+    #: The browser it was typed in (an HMAC of its consent cookie): the only one that may
+    #: then allow or cancel the request. Empty for a grant made without the page (tests).
+    browser: str = ""
 
 
 @dataclass(frozen=True)
@@ -153,6 +160,11 @@ class OAuthStore:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for column in columns:
+                if column.split()[0] not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
         self._lock = threading.Lock()
         self.clock = clock
         self.access_ttl = access_ttl
@@ -229,21 +241,32 @@ class OAuthStore:
         )
         return Pending(**json.loads(row[0])) if row else None
 
-    def check_pending(self, request_id: str, checked: Checked) -> None:
-        """Remember the checked (sealed) key of a consent request until it is approved."""
+    def check_pending(self, request_id: str, checked: Checked) -> bool:
+        """Remember the checked (sealed) key of a consent request until it is approved,
+        and the browser it was typed in. The first browser to check a key keeps the
+        request: it may check another, but no other browser may replace it (False)."""
         info = {
             "user_label": checked.user_label,
             "key_mac": checked.key_mac,
             "scopes": checked.scopes,
         }
-        self._run(
-            "UPDATE pending SET checked = ?, key_sealed = ? WHERE id_hash = ?",
-            (json.dumps(info), checked.key_sealed, hash_token(request_id)),
+        done = self._run(
+            "UPDATE pending SET checked = ?, key_sealed = ?, browser = ? WHERE id_hash = ?"
+            " AND expires >= ? AND (browser IS NULL OR browser = ?)",
+            (
+                json.dumps(info),
+                checked.key_sealed,
+                checked.browser,
+                hash_token(request_id),
+                self.clock(),
+                checked.browser,
+            ),
         )
+        return done == 1
 
     def checked(self, request_id: str) -> Checked | None:
         row = self._one(
-            "SELECT checked, key_sealed FROM pending WHERE id_hash = ? AND expires >= ?",
+            "SELECT checked, key_sealed, browser FROM pending WHERE id_hash = ? AND expires >= ?",
             (hash_token(request_id), self.clock()),
         )
         if row is None or row[0] is None:
@@ -254,11 +277,17 @@ class OAuthStore:
             key_mac=info["key_mac"],
             key_sealed=bytes(row[1]),
             scopes=list(info["scopes"]),
+            browser=row[2] or "",
         )
 
-    def take_pending(self, request_id: str) -> bool:
-        """Consume a consent request (once: a second approval of it gets nothing)."""
-        return self._run("DELETE FROM pending WHERE id_hash = ?", (hash_token(request_id),)) == 1
+    def take_pending(self, request_id: str, browser: str | None = None) -> bool:
+        """Consume a consent request (once: a second approval of it gets nothing). With
+        `browser`, only if no key was checked for it yet or this browser checked it."""
+        sql = "DELETE FROM pending WHERE id_hash = ?"
+        args: tuple[str, ...] = (hash_token(request_id),)
+        if browser is not None:
+            sql, args = sql + " AND (browser IS NULL OR browser = ?)", (*args, browser)
+        return self._run(sql, args) == 1
 
     # grants and codes
 

@@ -7,6 +7,13 @@ event as `event: sync.status` with its sequence number as the SSE `id`, and a
 enough `replay`) misses nothing from the last 24 hours that this process (or Redis)
 holds; ids grow across restarts, and an id this history never gave out gets a
 `sync.reset` event before the latest events. Authentication is the same as for `/mcp`.
+
+A stream opened with a bearer that can end while the stream is open (an OAuth access
+token: its grant revoked, or the token expired) is checked again every
+`recheck_seconds`: once it no longer stands, the stream sends `: authorization ended`
+and closes, delivering nothing more. The client reconnects with a fresh token and
+`Last-Event-ID`, and misses nothing.
+>>>>>>> consent
 """
 
 from __future__ import annotations
@@ -25,13 +32,19 @@ from ..errors import UserError
 from ..workspace import Workspace
 from .monitor import SyncEvent
 
-__all__ = ["HEARTBEAT_SECONDS", "sync_stream_endpoint"]
+__all__ = ["HEARTBEAT_SECONDS", "RECHECK_SECONDS", "STILL_AUTHORIZED", "sync_stream_endpoint"]
 
 HEARTBEAT_SECONDS = 15.0
+RECHECK_SECONDS = 10.0
 DEFAULT_REPLAY = 20
 MAX_REPLAY = 200
 
 Authenticate = Callable[[Request], Awaitable[Workspace | Response]]
+
+#: Where, in a request's scope state, the HTTP guard leaves a check of a bearer that can
+#: end while a stream is open (`StillAuthorized`: False once it no longer stands).
+STILL_AUTHORIZED = "tradavity_mcp.still_authorized"
+StillAuthorized = Callable[[], Awaitable[bool]]
 
 
 #: Sent first when a Last-Event-ID is not one this history gave out: what it missed
@@ -59,9 +72,11 @@ def sync_stream_endpoint(
     heartbeat_seconds: float = HEARTBEAT_SECONDS,
     clock: Now = time.monotonic,
     poll_seconds: float = 1.0,
+    recheck_seconds: float = RECHECK_SECONDS,
 ) -> Callable[[Request], Awaitable[Response]]:
-    """The endpoint. `clock` decides when a heartbeat is due (tests pass one they move);
-    `poll_seconds` is how often it is consulted while the stream is idle."""
+    """The endpoint. `clock` decides when a heartbeat (and a check of the bearer) is due
+    (tests pass one they move); `poll_seconds` is how often it is consulted while the
+    stream is idle; `recheck_seconds` how often a bearer that can end is checked again."""
 
     async def endpoint(request: Request) -> Response:
         who = await authenticate(request)
@@ -73,6 +88,9 @@ def sync_stream_endpoint(
             return JSONResponse(
                 {"error": f"replay must be a whole number from 0 to {MAX_REPLAY}"}, status_code=400
             )
+        state = request.scope.get("state") or {}
+        still: StillAuthorized | None = state.get(STILL_AUTHORIZED)
+        recheck = _Recheck(still, recheck_seconds, clock) if still is not None else None
         last_id = request.headers.get("last-event-id", "")
         # Subscribe before reading the backlog, so nothing falls between the two.
         live = _Live()
@@ -92,12 +110,38 @@ def sync_stream_endpoint(
             live.close()
             raise
         return StreamingResponse(
-            _stream(live, unsubscribe, backlog, heartbeat_seconds, clock, poll_seconds, reset),
+            _stream(
+                live,
+                unsubscribe,
+                backlog,
+                heartbeat_seconds,
+                clock,
+                poll_seconds,
+                recheck,
+                reset=reset,
+            ),  # fmt: skip
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
     return endpoint
+
+
+class _Recheck:
+    """When the stream's bearer is checked again, and the check."""
+
+    def __init__(self, still: StillAuthorized, every: float, clock: Now) -> None:
+        self.still, self.every, self.clock = still, every, clock
+        self.due = clock() + every
+
+    async def ended(self) -> bool:
+        """True once the bearer no longer stands (checked when due, else False)."""
+        if self.clock() < self.due:
+            return False
+        if not await self.still():
+            return True
+        self.due = self.clock() + self.every
+        return False
 
 
 class _Live:
@@ -125,6 +169,8 @@ async def _stream(
     heartbeat_seconds: float,
     clock: Now,
     poll_seconds: float,
+    recheck: _Recheck | None,
+    *,
     reset: bool = False,
 ) -> AsyncIterator[str]:
     send, receive = live.send, live.receive
@@ -144,6 +190,10 @@ async def _stream(
                 with anyio.move_on_after(poll_seconds):
                     received = await receive.receive()
                 # Yield outside the cancel scope: a generator must not suspend inside one.
+                # The bearer is checked before anything more is sent.
+                if recheck is not None and await recheck.ended():
+                    yield ": authorization ended\n\n"
+                    return
                 if received is not None:
                     if received.seq > last_sent:
                         last_sent = received.seq
