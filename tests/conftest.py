@@ -46,6 +46,7 @@ LONG_FIRST = (
     "tests/drills/test_drills.py",  # 18
     "tests/replicas/",  # 17
     "tests/apps/",  # 12
+    "tests/server/oauth/test_bounds.py",  # 12
     "tests/test_cli.py",  # 9
     "tests/e2e/test_oauth_stream.py",  # 8 (waits for tokens to expire)
     "tests/drills/test_secrets_and_load.py",  # 5

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import logging
 import time
 from collections import OrderedDict, deque
@@ -49,14 +50,34 @@ __all__ = [
     "Recalled",
     "ServerTokenVerifier",
     "Workspaces",
+    "address_key",
     "unauthorized",
 ]
 
 logger = logging.getLogger("tradavity_mcp.hosted")
 
-#: The network address of the HTTP client being served (set by the HTTP app's guard),
-#: for the per-client limits on checking unknown keys.
+#: The HTTP client being served, as every per-client limit counts it (`address_key` of
+#: its network address; set by the HTTP app's guard): checking unknown keys here, and the
+#: OAuth server's limits.
 CLIENT_ADDRESS: ContextVar[str] = ContextVar("tradavity_client_address", default="unknown")
+
+
+def address_key(address: str) -> str:
+    """What the per-client limits count an address as: an IPv4 address as it is; an
+    IPv6 address by its /64, the block one subscriber or host is given (one machine can
+    use any of its 2**64 addresses, so counting each alone would let it through
+    unlimited); an IPv4-mapped IPv6 address as its IPv4. Anything else (no address
+    known) as given."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
 
 #: How long a verified key is trusted before `/me` is asked again.
 VERIFY_TTL_SECONDS = 300.0

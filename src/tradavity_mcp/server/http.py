@@ -25,7 +25,7 @@ from ..api.errors import TradavityError, Unauthorized
 from ..api.idempotency import principal_for_key
 from ..api.models import Me
 from ..settings import API_KEY_PATTERN
-from .auth import CLIENT_ADDRESS, PerUserVerifier, unauthorized
+from .auth import CLIENT_ADDRESS, PerUserVerifier, address_key, unauthorized
 from .oauth import (
     KeyCheck,
     KeyRefused,
@@ -117,7 +117,7 @@ class HttpGuard:
     """ASGI middleware in front of every route, present and future: the Host/Origin
     checks `/mcp` gets from the SDK, and the bearer check when the server authenticates
     (except `PUBLIC_PATHS`). It also records the client's address for the pre-auth
-    limits of `auth`.
+    limits of `auth` and `oauth` (an IPv6 client by its /64: `auth.address_key`).
 
     With `oauth`, its endpoints are answered without a bearer (and without the Origin
     check: browsers and connectors call them from elsewhere; the consent page checks
@@ -147,7 +147,7 @@ class HttpGuard:
             await self.app(scope, receive, send)
             return
         client = scope.get("client")
-        token = CLIENT_ADDRESS.set(str(client[0]) if client else "unknown")
+        token = CLIENT_ADDRESS.set(address_key(str(client[0])) if client else "unknown")
         try:
             # The token swap comes first: the bearer check below then sees a key.
             refusal = await self._swap_token(scope) if self.oauth is not None else None

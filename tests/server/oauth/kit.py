@@ -7,7 +7,7 @@ import base64
 import hashlib
 import secrets
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -66,20 +66,10 @@ class Served:
         return self.base + "/mcp"
 
 
-@contextmanager
-def oauth_server(
-    tmp_path: Path,
-    *,
-    state_dir: Path | None = None,
-    sandbox: Any = None,
-    **options: Any,
-) -> Iterator[Served]:
-    """A per-user server with its own authorization server, on a loopback port."""
-    state = state_dir or tmp_path / "state"
+def oauth_app(base: str, state: Path, sandbox: Any = None, **options: Any) -> Any:
+    """The HTTP app of a per-user server with its own authorization server at `base`."""
     app_sandbox = sandbox or create_app(SandboxConfig(db=":memory:"))
     settings = Settings.load(environ={}, base_url=SANDBOX_URL, state_dir=state, require_key=False)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     # A quick heartbeat: a reader of /sync/stream knows the replay is over at the first one.
     # An OAuth bearer's stream checks its token again as often.
     stream = StreamOptions(heartbeat_seconds=0.2, poll_seconds=0.05, recheck_seconds=0.2)
@@ -87,13 +77,30 @@ def oauth_server(
     server = build_server(
         settings, transport=SandboxTransport(app_sandbox), stdio=False, hosted=hosted
     )
-    app = build_http_app(
+    return build_http_app(
         server,
         kind="http",
         host="127.0.0.1",
         oauth=OAuthOptions(public_url=base, state_dir=state, loopback=True, **options),
     )
-    with serve_in_thread(app, port=port, path="", lifespan=True):
+
+
+@contextmanager
+def oauth_server(
+    tmp_path: Path,
+    *,
+    state_dir: Path | None = None,
+    sandbox: Any = None,
+    wrap: Callable[[Any], Any] | None = None,
+    **options: Any,
+) -> Iterator[Served]:
+    """A per-user server with its own authorization server, on a loopback port (its app
+    served inside `wrap`, when given)."""
+    state = state_dir or tmp_path / "state"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    app = oauth_app(base, state, sandbox, **options)
+    with serve_in_thread(wrap(app) if wrap else app, port=port, path="", lifespan=True):
         yield Served(base=base, state_dir=state)
 
 
@@ -183,7 +190,7 @@ async def register(
     return body
 
 
-def authorize_url(
+def authorize_params(
     served: Served,
     client_id: str,
     challenge: str,
@@ -191,8 +198,9 @@ def authorize_url(
     resource: str | None = None,
     state: str = "st",
     redirect: str = REDIRECT,
-) -> str:
-    params = {
+) -> dict[str, str]:
+    """An authorization request's parameters (its query, or its form when POSTed)."""
+    return {
         "response_type": "code",
         "client_id": client_id,
         "redirect_uri": redirect,
@@ -201,6 +209,10 @@ def authorize_url(
         "state": state,
         "resource": resource or served.resource,
     }
+
+
+def authorize_url(served: Served, client_id: str, challenge: str, **given: Any) -> str:
+    params = authorize_params(served, client_id, challenge, **given)
     return f"{served.base}/authorize?{urlencode(params)}"
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -12,7 +14,13 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from tradavity_mcp.sandbox import serve_in_thread
-from tradavity_mcp.server.oauth.clients import ClientDocuments, RateLimit, redirect_allowed
+from tradavity_mcp.server.auth import CLIENT_ADDRESS
+from tradavity_mcp.server.oauth.clients import (
+    DOCUMENT_TTL_SECONDS,
+    ClientDocuments,
+    RateLimit,
+    redirect_allowed,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -95,6 +103,8 @@ def doc_server() -> Iterator[str]:
                 "redirect_uris": ["https://a.example/cb"],
             },
             "/moved.json": lambda r: RedirectResponse("/good.json"),
+            # Any number of distinct documents, as a flood of client ids would name.
+            "/many/{n}.json": good,
         }
     )
     with serve_in_thread(app, path="") as base:
@@ -163,3 +173,118 @@ def test_rate_limit_per_address_and_in_all() -> None:
     assert not limit.allow("c"), "the total is spent"
     now[0] = 61.0
     assert limit.allow("a")
+
+
+#: IPv6 addresses carrying a private or loopback IPv4 address, which a connection to them
+#: may reach: IPv4-mapped (two spellings), NAT64 (RFC 6052), 6to4, IPv4-compatible,
+#: IPv4-translated, Teredo (client 127.0.0.1), NAT64 for local use (RFC 8215).
+EMBEDDED = (
+    "::ffff:127.0.0.1",
+    "::ffff:7f00:1",
+    "64:ff9b::7f00:1",
+    "64:ff9b::a9fe:a9fe",
+    "2002:7f00:1::1",
+    "2002:c0a8:0101::",
+    "::127.0.0.1",
+    "::ffff:0:a00:1",
+    "2001:0:4136:e378:8000:63bf:80ff:fffe",
+    "64:ff9b:1::5db8:d70e",
+)
+#: 127.0.0.1 and 10.0.0.1 as resolvers also read them: decimal, octal, hex, short.
+ODD_IPV4 = ("2130706433", "0177.0.0.1", "0x7f.0.0.1", "0x7f000001", "127.1", "012.1", "167772161")
+
+
+async def test_embedded_private_ipv4_forms_are_refused() -> None:
+    """As the client id's host, with the server's own resolver: no DNS is asked."""
+    docs = ClientDocuments()
+    for address in EMBEDDED:
+        client, why = await docs.lookup(f"https://[{address}]/client.json")
+        assert client is None, address
+        assert "non-public" in why, (address, why)
+    for host in ODD_IPV4:
+        client, why = await docs.lookup(f"https://{host}/client.json")
+        assert client is None, host
+        assert "spelled unusually" in why, (host, why)
+    assert docs.fetches == 0
+
+
+async def test_a_name_resolving_to_an_embedded_private_address_is_refused() -> None:
+    """The same forms as a name's DNS answer (an AAAA record may hold any of them)."""
+    answers = {f"n{i}.example": ["93.184.215.14", a] for i, a in enumerate(EMBEDDED)}
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return answers[host]
+
+    docs = ClientDocuments(resolve=resolve)
+    for host, (_, address) in answers.items():
+        client, why = await docs.lookup(f"https://{host}/client.json")
+        assert client is None, host
+        assert why == f"{host} resolves to a non-public address ({address})"
+    assert docs.fetches == 0
+
+
+async def test_slow_name_resolution_is_given_up() -> None:
+    resolving = []
+
+    async def resolve(host: str, port: int) -> list[str]:
+        resolving.append(host)
+        await anyio.sleep(3600)  # a resolver that never answers
+        return []
+
+    docs = ClientDocuments(resolve=resolve)
+    started = time.monotonic()
+    client, why = await docs.lookup("https://slow.example/client.json")
+    took = time.monotonic() - started
+    assert client is None
+    assert why == "slow.example did not resolve within 2 seconds"
+    assert resolving == ["slow.example"]
+    assert took < 30, "given up, not waited for"
+    assert docs.fetches == 0
+
+
+async def test_fetches_are_limited_per_address_and_in_all(doc_server: str) -> None:
+    now, budget_now = [0.0], [0.0]  # the cache's clock, the budget's
+    docs = ClientDocuments(
+        allow_loopback_http=True,
+        clock=lambda: now[0],
+        limit=RateLimit(per_address=3, total=5, window=60.0, clock=lambda: budget_now[0]),
+    )
+
+    async def lookup_from(address: str, n: int) -> tuple[bool, str]:
+        token = CLIENT_ADDRESS.set(address)
+        try:
+            client, why = await docs.lookup(f"{doc_server}/many/{n}.json")
+        finally:
+            CLIENT_ADDRESS.reset(token)
+        return client is not None, why
+
+    assert [await lookup_from("a", n) for n in range(3)] == [(True, "")] * 3
+    busy = await lookup_from("a", 3)
+    assert busy == (
+        False,
+        "too many client metadata documents were fetched in the last minute; try again in a minute",
+    )
+    assert [(await lookup_from("b", n))[0] for n in range(10, 13)] == [True, True, False]
+    assert docs.fetches == 5
+    # Cached documents cost nothing; once stale, over budget, they are used on.
+    assert (await lookup_from("c", 0))[0] is True
+    now[0] = DOCUMENT_TTL_SECONDS + 1
+    assert (await lookup_from("c", 1))[0] is True, "known: used on"
+    assert (await lookup_from("c", 20))[0] is False, "never fetched: refused"
+    assert docs.fetches == 5
+    # A refusal for the budget is not remembered: a minute later it is fetched.
+    budget_now[0] = 61.0
+    assert (await lookup_from("c", 20))[0] is True
+    assert docs.fetches == 6
+
+
+def test_rate_limit_outside_the_total_and_without_one() -> None:
+    limit = RateLimit(per_address=2, total=1, window=60.0, clock=lambda: 0.0)
+    assert limit.allow("a")
+    assert not limit.allow("b"), "the total is spent"
+    assert limit.allow("b", overall=False), "not held to the total"
+    assert limit.allow("b", overall=False)
+    assert not limit.allow("b", overall=False), "still held to its own"
+    endless = RateLimit(per_address=1, total=None, window=60.0, clock=lambda: 0.0)
+    assert [endless.allow(str(n)) for n in range(100)] == [True] * 100
+    assert not endless.allow("0")

@@ -9,10 +9,14 @@ new database, without paying for one per test.
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +24,31 @@ import psycopg
 import pytest
 from mcp.server.auth.provider import TokenError
 from mcp.shared.auth import OAuthClientInformationFull
+from psycopg import ClientCursor
 
+from tradavity_mcp.server.oauth.bounds import (
+    CODE_CHALLENGE_LENGTH,
+    MAX_CLIENT_NAME,
+    MAX_SCOPE,
+    MAX_STATE,
+    MAX_URL,
+)
 from tradavity_mcp.server.oauth.clients import ClientDocuments
 from tradavity_mcp.server.oauth.crypto import KeyBox
 from tradavity_mcp.server.oauth.offload import AsyncOAuthStore
 from tradavity_mcp.server.oauth.provider import TradavityProvider
-from tradavity_mcp.server.oauth.store import Checked, OAuthStore, OAuthStoreUnavailable, Pending
+from tradavity_mcp.server.oauth.store import (
+    _CLIENT,
+    _EVICT_PENDING,
+    _PROVEN,
+    _SWEEP_CLIENTS,
+    _SWEEP_PENDING,
+    CLIENT_UNUSED_SECONDS,
+    Checked,
+    OAuthStore,
+    OAuthStoreUnavailable,
+    Pending,
+)
 from tradavity_mcp.server.oauth.store_pg import SCHEMA, PgOAuthStore, oauth_migrations
 from tradavity_mcp.server.oauth.stores import open_oauth_store
 from tradavity_mcp.server.writes.store_pg import Connections, PgLedger, migrations
@@ -48,7 +71,8 @@ class Clock:
         return self.now
 
 
-Open = Callable[[Clock], OAuthStore]
+#: Opens a store on the test's store (a clock; store options, such as `max_pending`).
+Open = Callable[..., OAuthStore]
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +103,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Open]:
     if request.param == "postgresql":
         url = request.getfixturevalue("pg_url")
 
-    def open_one(clock: Clock) -> OAuthStore:
-        opened.append(open_oauth_store(store_url=url, state_dir=tmp_path, clock=clock))
+    def open_one(clock: Clock, **options: Any) -> OAuthStore:
+        opened.append(open_oauth_store(store_url=url, state_dir=tmp_path, clock=clock, **options))
         return opened[-1]
 
     yield open_one
@@ -316,6 +340,220 @@ def test_nothing_secret_is_stored_in_clear(store: Open) -> None:
     for secret in (KEY, KEY[5:], request_id, code, pair.access, pair.refresh, COOKIE):
         assert secret not in rows
     assert BOX.mac("key", KEY) in rows  # known by its HMAC only
+
+
+def _info(client_id: str) -> dict[str, Any]:
+    return {"client_id": client_id, "redirect_uris": ["https://claude.ai/api/mcp/auth_callback"]}
+
+
+def _client_ids(store: OAuthStore) -> set[str]:
+    return {row[0] for row in store._list("SELECT client_id FROM clients")}
+
+
+def test_a_registration_unused_for_a_day_disappears(store: Open) -> None:
+    clock = Clock()
+    a = store(clock)
+    for client_id in ("unused", "used", "ended"):
+        a.add_client(client_id, _info(client_id))
+    # "used" completes an authorization and holds tokens; "ended" does, then is revoked.
+    for client_id in ("used", "ended"):
+        found = a.code(a.add_grant(_pending(client_id), _checked()))
+        assert found is not None
+        a.issue(found.grant_id)
+        if client_id == "ended":
+            a.revoke(found.grant_id)
+    clock.now += CLIENT_UNUSED_SECONDS - 1
+    assert all(a.client(c) is not None for c in ("unused", "used", "ended")), "a day to use"
+    clock.now += 2
+    assert a.client("unused") is None
+    assert a.client("ended") is None
+    assert a.client("used") == _info("used")
+    # Gone from the store when another replica registers the next client.
+    b = store(clock)
+    b.add_client("next", _info("next"))
+    assert _client_ids(b) == {"used", "next"}
+    # Once its last refresh token expired unused, the used one goes too.
+    clock.now += a.refresh_ttl + 1
+    assert b.client("used") is None
+    b.add_client("later", _info("later"))
+    assert _client_ids(a) == {"later"}
+
+
+def test_an_address_is_proven_while_a_client_it_registered_holds_a_live_grant(
+    store: Open,
+) -> None:
+    clock = Clock()
+    a, b = store(clock), store(clock)
+    a.add_client("c1", _info("c1"), "mac-of-address-1")
+    b.add_client("c2", _info("c2"), "mac-of-address-2")
+    assert not b.proven("mac-of-address-1"), "registered, never authorized"
+    code = b.add_grant(_pending("c1"), _checked())
+    assert b.proven("mac-of-address-1")
+    assert not a.proven("mac-of-address-2")
+    found = a.code(code)
+    assert found is not None
+    a.revoke(found.grant_id)
+    assert not b.proven("mac-of-address-1"), "its grant ended"
+
+
+def test_consent_requests_past_the_bound_give_way_oldest_first(store: Open) -> None:
+    clock = Clock()
+    a, b = store(clock, max_pending=5), store(clock, max_pending=5)
+    requests = []
+    for n in range(8):
+        requests.append((a if n % 2 else b).add_pending(_pending()))
+        clock.now += 1
+        if n == 4:
+            # A user typed their key into the oldest: it is not given way.
+            a.check_pending(requests[0], _checked())
+    alive = [a.pending(r) is not None for r in requests]
+    assert alive == [True, False, False, True, True, True, True, True]
+    assert b.checked(requests[0]) is not None
+    waiting = b._list("SELECT id_hash FROM pending WHERE checked IS NULL")
+    assert len(waiting) == 5
+
+
+def _max_pending() -> Pending:
+    """A consent request as large as `bounds` lets through, of random (incompressible)
+    text."""
+
+    def text(length: int) -> str:
+        return secrets.token_urlsafe(length)[:length]
+
+    return Pending(
+        client_id=text(MAX_URL),
+        client_name=text(MAX_CLIENT_NAME),
+        redirect_uri="https://claude.ai/" + text(MAX_URL - 18),
+        redirect_explicit=True,
+        code_challenge=text(CODE_CHALLENGE_LENGTH),
+        state=text(MAX_STATE),
+        resource=RESOURCE,
+        scopes=[text(MAX_SCOPE)],
+    )
+
+
+def _flood_pending(a: OAuthStore, clock: Clock, every: Callable[[], object]) -> None:
+    """500 consent requests (five times the store's bound, 100), calling `every` after
+    each 250."""
+    for n in range(1, 501):
+        a.add_pending(_max_pending())
+        clock.now += 0.01
+        if n % 250 == 0:
+            every()
+
+
+#: Unbounded, each round's 500 requests would take about 2 MB more.
+MOST_BYTES = 100 * 8 * 1024 + 512 * 1024
+
+
+def test_sqlite_consent_requests_stay_within_their_bytes(tmp_path: Path) -> None:
+    clock = Clock()
+    a = OAuthStore(tmp_path / "oauth.sqlite3", clock=clock, max_pending=100)
+    try:
+        sizes = []
+        for _ in range(3):
+            _flood_pending(a, clock, lambda: None)
+            pages, size = a._one("PRAGMA page_count") or (0,), a._one("PRAGMA page_size") or (0,)
+            sizes.append(pages[0] * size[0])
+            assert a._one("SELECT count(*) FROM pending") == (100,)
+    finally:
+        a.close()
+    print("SQLite store after each round:", sizes)
+    assert max(sizes) < MOST_BYTES, sizes
+    assert sizes[2] <= sizes[0] + 64 * 1024, "the pages freed are used again"
+
+
+def test_postgresql_consent_requests_stay_within_their_bytes(pg_url: str) -> None:
+    """PostgreSQL uses a deleted row's space again once VACUUM has seen it: the table
+    holds its live rows and those deleted since. Autovacuum takes it up after a fixed
+    number of deleted rows (the table's settings), checking every minute."""
+    clock = Clock()
+    a = PgOAuthStore(pg_url, clock=clock, max_pending=100)
+    sizes = []
+    try:
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            (options,) = admin.execute(
+                "SELECT reloptions FROM pg_class WHERE oid = 'tradavity_oauth.pending'::regclass"
+            ).fetchone() or (None,)
+            assert "autovacuum_vacuum_scale_factor=0" in options
+            for _ in range(4):
+                _flood_pending(a, clock, lambda: admin.execute("VACUUM tradavity_oauth.pending"))
+                (size,) = admin.execute(
+                    "SELECT pg_total_relation_size('tradavity_oauth.pending')"
+                ).fetchone() or (0,)
+                sizes.append(int(size))
+                assert a._one("SELECT count(*) FROM pending") == (100,)
+    finally:
+        a.close()
+    print("PostgreSQL pending table after each round:", sizes)
+    # The live rows and those deleted between two vacuums (250 here), with indexes.
+    assert max(sizes) < (100 + 250) * 8 * 1024 + 512 * 1024, sizes
+    assert sizes[3] <= sizes[1] + 64 * 1024, "vacuumed space is used again"
+
+
+#: Each statement that keeps a bound, with arguments, and the index it must run on.
+_SWEEPS = (
+    (_SWEEP_PENDING, (0.0,), "pending_by_expiry"),
+    (_EVICT_PENDING, (5,), "pending_by_expiry"),
+    (_SWEEP_CLIENTS, (0.0, 0.0, 0.0, 0.0), "clients_by_created"),
+    (_SWEEP_CLIENTS, (0.0, 0.0, 0.0, 0.0), "grants_by_client"),
+    (_PROVEN, ("mac", 0.0, 0.0), "clients_by_origin"),
+    (_CLIENT, ("c1", 0.0, 0.0, 0.0), "grants_by_client"),
+    ("DELETE FROM codes WHERE expires < ?", (0.0,), "codes_by_expiry"),
+)
+
+
+def test_sqlite_sweeps_run_on_indexes(tmp_path: Path) -> None:
+    OAuthStore(tmp_path / "oauth.sqlite3").close()
+    with closing(sqlite3.connect(tmp_path / "oauth.sqlite3")) as db:
+        for sql, args, index in _SWEEPS:
+            plan = " | ".join(row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, args))
+            assert f"USING INDEX {index}" in plan or f"USING COVERING INDEX {index}" in plan, (
+                sql,
+                plan,
+            )
+            # An ordered walk of an index is fine; a walk of a table is not.
+            assert not re.search(r"SCAN (pending|clients|grants|codes)( \||$)", plan), plan
+
+
+def test_postgresql_sweeps_run_on_indexes(pg_url: str) -> None:
+    PgOAuthStore(pg_url).close()
+    with psycopg.connect(pg_url, cursor_factory=ClientCursor) as db, db.cursor() as cur:
+        cur.execute(f"SET search_path TO {SCHEMA}".encode())
+        # The tables are empty: only forbidding sequential scans shows which index a
+        # statement can run on.
+        cur.execute("SET enable_seqscan = off")
+        for sql, args, index in _SWEEPS:
+            cur.execute(("EXPLAIN " + sql.replace("?", "%s")).encode(), args)
+            plan = " | ".join(row[0] for row in cur.fetchall())
+            assert index in plan, (sql, plan)
+
+
+def test_an_older_sqlite_store_is_brought_up_to_date(tmp_path: Path) -> None:
+    """A store made before registrations were bounded: its clients table gains the new
+    column and every table its indexes, and what it held is still there."""
+    path = tmp_path / "oauth.sqlite3"
+    with closing(sqlite3.connect(path)) as db:
+        db.execute(
+            "CREATE TABLE clients (client_id TEXT PRIMARY KEY, info TEXT NOT NULL,"
+            " created REAL NOT NULL)"
+        )
+        db.execute("INSERT INTO clients VALUES ('old', ?, ?)", (json.dumps(_info("old")), 1.8e9))
+        db.commit()
+    clock = Clock()
+    for _ in range(2):  # and opening it again changes nothing more
+        a = OAuthStore(path, clock=clock)
+        try:
+            assert a.client("old") == _info("old")
+            assert not a.proven("mac")
+        finally:
+            a.close()
+    with closing(sqlite3.connect(path)) as db:
+        columns = [row[1] for row in db.execute("PRAGMA table_info(clients)")]
+        names = db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        indexes = {row[0] for row in names}
+    assert columns == ["client_id", "info", "created", "registered_from"]
+    assert {"pending_by_expiry", "clients_by_created", "clients_by_origin"} <= indexes
 
 
 async def test_a_code_presented_again_on_another_replica_revokes_its_grant(

@@ -3,9 +3,13 @@ https URL whose JSON lists the client's redirect URIs), and clients registered
 dynamically (RFC 7591), whose redirect URIs must be on an allow-list.
 
 Fetching a document is a request the server makes on a stranger's behalf, so it is
-bounded: https only, a public address only (the name is resolved once, every address
-checked, and the connection made to the checked address), no redirects, a short
-timeout, a size cap, and the answer cached either way.
+bounded: https only, a public address only (the name is resolved once, within a short
+time, every address checked, IPv4 addresses carried inside IPv6 ones too, and the
+connection made to the checked address; a host spelled as an IPv4 address in decimal,
+octal or hex is refused), no redirects, a short timeout, a size cap, a few fetches per
+client address and in all per minute (`fetch_limit`), and the answer cached either
+way. Past that budget a document fetched before is used on, however old, so a flood of
+new URLs does not lock out the clients already known.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import httpx2
 from mcp.shared.auth import OAuthClientInformationFull
 
 from ...settings import DEFAULT_REDIRECT_HOSTS
+from ..auth import CLIENT_ADDRESS
 
 __all__ = [
     "DEFAULT_REDIRECT_HOSTS",
@@ -33,6 +38,7 @@ __all__ = [
     "ClientDocuments",
     "RateLimit",
     "SharedLimits",
+    "fetch_limit",
     "is_client_document_url",
     "redirect_allowed",
 ]
@@ -43,7 +49,9 @@ _LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 #: Most bytes read of a client metadata document.
 MAX_DOCUMENT_BYTES = 5 * 1024
-#: How long fetching one may take.
+#: How long resolving its host may take...
+RESOLVE_TIMEOUT_SECONDS = 2.0
+#: ...and fetching it.
 FETCH_TIMEOUT_SECONDS = 5.0
 #: How long a fetched document is trusted, and a refused one refused.
 DOCUMENT_TTL_SECONDS = 600.0
@@ -69,17 +77,77 @@ def redirect_allowed(uri: str, hosts: tuple[str, ...]) -> bool:
     return parts.scheme == "https" and (parts.hostname or "").lower() in hosts
 
 
+#: IPv6 ranges whose last 32 bits are an IPv4 address packets to them may reach: NAT64's
+#: well-known prefix (RFC 6052), IPv4-translated (RFC 2765) and IPv4-compatible
+#: (deprecated, RFC 4291) addresses.
+_CARRY_LOW_IPV4 = tuple(
+    ipaddress.IPv6Network(n) for n in ("64:ff9b::/96", "::ffff:0:0:0/96", "::/96")
+)
+#: NAT64 for local use (RFC 8215): where the IPv4 address sits depends on the local
+#: prefix length, and it is never a public address.
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _reached(ip: IPAddress) -> list[IPAddress]:
+    """The addresses a connection to `ip` may reach: itself, and any IPv4 address it
+    carries (IPv4-mapped, NAT64, IPv4-compatible or -translated, 6to4, Teredo)."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return [ip]
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped]
+    reached: list[IPAddress] = [ip]
+    if int(ip) > 1 and any(ip in net for net in _CARRY_LOW_IPV4):  # not :: or ::1
+        reached.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    if ip.sixtofour is not None:
+        reached.append(ip.sixtofour)
+    if ip.teredo is not None:
+        reached.extend(ip.teredo)
+    return reached
+
+
 def _address_ok(raw: str, *, allow_loopback: bool) -> bool:
     ip = ipaddress.ip_address(raw.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip.is_loopback:
-        return allow_loopback
-    return ip.is_global and not ip.is_multicast
+    if isinstance(ip, ipaddress.IPv6Address) and ip in _NAT64_LOCAL:
+        return False
+    for one in _reached(ip):
+        if one.is_loopback:
+            if not allow_loopback:
+                return False
+        elif not one.is_global or one.is_multicast:
+            return False
+    return True
+
+
+def _odd_ipv4(host: str) -> bool:
+    """A host that is an IPv4 address in a spelling other than dotted decimal (decimal
+    `2130706433`, octal `0177.0.0.1`, hex `0x7f.1`, short `127.1`): resolvers read it as
+    an address, no real client's name looks like it."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return False
+    try:
+        socket.inet_aton(host)
+    except OSError:
+        return False
+    return True
+
+
+def fetch_limit() -> RateLimit:
+    """Client metadata documents fetched per client address, and in all, per minute."""
+    return RateLimit(per_address=10, total=60, window=60.0)
 
 
 class DocumentRefused(Exception):
     """A client metadata document that cannot be used; the message says why."""
+
+
+class _OverBudget(DocumentRefused):
+    """Too many documents fetched lately (not cached: the next minute may fetch it)."""
 
 
 @dataclass
@@ -89,11 +157,19 @@ class _Cached:
     reason: str = ""
 
 
+def _keep(cache: OrderedDict[str, _Cached], url: str, entry: _Cached) -> None:
+    cache[url] = entry
+    cache.move_to_end(url)
+    while len(cache) > MAX_CACHED:
+        cache.popitem(last=False)
+
+
 class ClientDocuments:
     """Client metadata documents, fetched under the limits above and cached.
 
     `allow_loopback_http` lets a document be served over http from a loopback address:
-    for tests and local development only (never set by the command line).
+    for tests and local development only (never set by the command line). `limit`: the
+    fetches per client address and in all (`fetch_limit`, or one shared by replicas).
     """
 
     def __init__(
@@ -102,11 +178,16 @@ class ClientDocuments:
         allow_loopback_http: bool = False,
         clock: Callable[[], float] = time.monotonic,
         resolve: Callable[[str, int], Any] | None = None,
+        limit: Admission | None = None,
     ) -> None:
         self.allow_loopback_http = allow_loopback_http
         self._clock = clock
         self._resolve = resolve or _resolve
+        self._limit = limit or fetch_limit()
+        # Usable documents and refused ones apart: URLs refused in numbers do not push
+        # out the documents of the clients in use.
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self._refused: OrderedDict[str, _Cached] = OrderedDict()
         #: Documents actually fetched (tests count them).
         self.fetches = 0
 
@@ -117,22 +198,27 @@ class ClientDocuments:
     async def lookup(self, url: str) -> tuple[OAuthClientInformationFull | None, str]:
         """The client a document describes, or None and why not."""
         now = self._clock()
-        hit = self._cache.get(url)
-        if hit is not None:
-            ttl = DOCUMENT_TTL_SECONDS if hit.client is not None else REFUSED_TTL_SECONDS
-            if now - hit.at < ttl:
-                return hit.client, hit.reason
+        known = self._cache.get(url)
+        if known is not None and now - known.at < DOCUMENT_TTL_SECONDS:
+            return known.client, ""
+        refused = self._refused.get(url)
+        if refused is not None and now - refused.at < REFUSED_TTL_SECONDS:
+            return None, refused.reason
         try:
             client = await self._fetch(url)
-            entry = _Cached(now, client)
+        except _OverBudget as exc:
+            if known is not None:
+                return known.client, ""
+            logger.info("client metadata document not fetched: %s", exc)
+            return None, str(exc)
         except DocumentRefused as exc:
             logger.info("client metadata document refused: %s", exc)
-            entry = _Cached(now, None, str(exc))
-        self._cache[url] = entry
-        self._cache.move_to_end(url)
-        while len(self._cache) > MAX_CACHED:
-            self._cache.popitem(last=False)
-        return entry.client, entry.reason
+            self._cache.pop(url, None)
+            _keep(self._refused, url, _Cached(now, None, str(exc)))
+            return None, str(exc)
+        self._refused.pop(url, None)
+        _keep(self._cache, url, _Cached(now, client))
+        return client, ""
 
     async def _fetch(self, url: str) -> OAuthClientInformationFull:
         parts = urlsplit(url)
@@ -144,16 +230,31 @@ class ClientDocuments:
             raise DocumentRefused("the client id is not a plain URL")
         if parts.path in {"", "/"}:
             raise DocumentRefused("the client id URL must have a path")
+        if _odd_ipv4(host):
+            raise DocumentRefused(
+                f"the client id's host {host} is an IPv4 address spelled unusually; "
+                "only names and dotted-decimal addresses are accepted"
+            )
+        if not await self._limit.admit(CLIENT_ADDRESS.get()):
+            raise _OverBudget(
+                "too many client metadata documents were fetched in the last minute; "
+                "try again in a minute"
+            )
         port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
-            addresses = await self._resolve(host, port)
+            with anyio.fail_after(RESOLVE_TIMEOUT_SECONDS):
+                addresses = await self._resolve(host, port)
+        except TimeoutError as exc:
+            raise DocumentRefused(
+                f"{host} did not resolve within {RESOLVE_TIMEOUT_SECONDS:g} seconds"
+            ) from exc
         except OSError as exc:
             raise DocumentRefused(f"{host} does not resolve") from exc
         if not addresses:
             raise DocumentRefused(f"{host} does not resolve")
         for address in addresses:
             if not _address_ok(address, allow_loopback=loopback_http):
-                raise DocumentRefused(f"{host} resolves to a non-public address")
+                raise DocumentRefused(f"{host} resolves to a non-public address ({address})")
         pinned = addresses[0]
         literal = f"[{pinned}]" if ":" in pinned else pinned
         netloc = f"{literal}:{parts.port}" if parts.port else literal
@@ -232,9 +333,11 @@ async def _resolve(host: str, port: int) -> list[str]:
 
 
 class Admission(Protocol):
-    """A rate limit as the endpoints ask it: may one more event from `address` go ahead?"""
+    """A rate limit as the endpoints ask it: may one more event from `address` go ahead?
+    `overall=False`: the event neither counts toward the limit's total nor is refused by
+    it (a client address this server already trusts), only by the address's own."""
 
-    async def admit(self, address: str) -> bool: ...
+    async def admit(self, address: str, *, overall: bool = True) -> bool: ...
 
 
 #: Makes a limit shared by replicas (`--redis`) from its name and this replica's own
@@ -244,30 +347,33 @@ SharedLimits = Callable[[str, "RateLimit"], Admission]
 
 @dataclass
 class RateLimit:
-    """At most `per_address` events per client address, and `total` in all, per window,
-    in this process."""
+    """At most `per_address` events per client address (`auth.address_key`: an IPv6
+    client by its /64), and `total` in all (None: no total), per window, in this
+    process."""
 
     per_address: int
-    total: int
+    total: int | None
     window: float = 3600.0
     clock: Callable[[], float] = time.monotonic
     _by_address: OrderedDict[str, deque[float]] = field(default_factory=OrderedDict)
     _all: deque[float] = field(default_factory=deque)
 
-    def allow(self, address: str) -> bool:
+    def allow(self, address: str, *, overall: bool = True) -> bool:
         now = self.clock()
         seen = self._by_address.setdefault(address, deque())
         self._by_address.move_to_end(address)
         for times in (seen, self._all):
             while times and now - times[0] >= self.window:
                 times.popleft()
-        if len(seen) >= self.per_address or len(self._all) >= self.total:
+        counted = overall and self.total is not None
+        if len(seen) >= self.per_address or (counted and len(self._all) >= (self.total or 0)):
             return False
         seen.append(now)
-        self._all.append(now)
+        if counted:
+            self._all.append(now)
         while len(self._by_address) > 4096:
             self._by_address.popitem(last=False)
         return True
 
-    async def admit(self, address: str) -> bool:
-        return self.allow(address)
+    async def admit(self, address: str, *, overall: bool = True) -> bool:
+        return self.allow(address, overall=overall)

@@ -3,7 +3,9 @@
 
 The SDK's handlers do the protocol (parameter parsing, PKCE, redirect URI checks,
 client authentication, error shapes); `TradavityProvider` decides, `Consent` asks the
-user.
+user. In front of `/authorize` and `/register`, what a stranger may send is limited
+here: a rate per client address (an IPv6 client by its /64), a small request body, and
+the size of what would be stored (`bounds`).
 """
 
 from __future__ import annotations
@@ -32,12 +34,13 @@ from starlette.types import ASGIApp
 from ...settings import ConfigError
 from ..auth import CLIENT_ADDRESS
 from ..writes.stores import is_postgres_url
-from .clients import DEFAULT_REDIRECT_HOSTS, ClientDocuments, RateLimit, SharedLimits
+from .bounds import authorize_refusal, registration_problem
+from .clients import DEFAULT_REDIRECT_HOSTS, ClientDocuments, RateLimit, SharedLimits, fetch_limit
 from .consent import CONSENT_PATH, Consent, KeyCheck, consent_limit
 from .crypto import load_secret
 from .offload import AsyncOAuthStore
 from .provider import Resolved, TradavityProvider
-from .store import OAuthStoreUnavailable
+from .store import MAX_PENDING, OAuthStoreUnavailable
 from .stores import STORE_FILE, open_oauth_store
 
 __all__ = [
@@ -66,9 +69,15 @@ class OAuthOptions:
     redirect_hosts: tuple[str, ...] = DEFAULT_REDIRECT_HOSTS
     #: Accept client metadata documents served over http from loopback (tests only).
     allow_loopback_documents: bool = False
-    #: Dynamic registrations per client address, and in all, per hour.
+    #: Dynamic registrations per client address, per hour; and in all, per hour, from
+    #: addresses none of whose registered clients completed an authorization still live
+    #: (a flood from new addresses cannot lock out a connector already in use).
     registrations_per_address: int = 10
     registrations_total: int = 200
+    #: `/authorize` requests per client address, per minute.
+    authorizations_per_address: int = 20
+    #: Consent requests waiting for a key, at most (the oldest give way past it).
+    max_pending: int = MAX_PENDING
     access_ttl: float = 3600.0
     refresh_ttl: float = 30 * 86400.0
     store_path: Path | None = field(default=None)
@@ -83,8 +92,23 @@ def _cors(app: ASGIApp, methods: list[str]) -> ASGIApp:
     )
 
 
-def _limited(app: ASGIApp) -> ASGIApp:
-    return RequestBodyLimitMiddleware(app, DEFAULT_MAX_REQUEST_BODY_SIZE)
+def _limited(app: ASGIApp, most: int = DEFAULT_MAX_REQUEST_BODY_SIZE) -> ASGIApp:
+    return RequestBodyLimitMiddleware(app, most)
+
+
+#: The most a stranger's `/authorize` or `/register` body may be, read before `bounds`
+#: says what in it is too long (far more than any honest one: `bounds` keeps less).
+SMALL_BODY = 256 * 1024
+
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _error(status: int, error: str, description: str, **headers: str) -> Response:
+    return JSONResponse(
+        {"error": error, "error_description": description},
+        status_code=status,
+        headers={**_NO_STORE, **headers},
+    )
 
 
 #: The answer while the store cannot be reached: try again, do not start over.
@@ -174,6 +198,7 @@ class OAuthServer:
             store_path=options.store_path,
             access_ttl=options.access_ttl,
             refresh_ttl=options.refresh_ttl,
+            max_pending=options.max_pending,
         )
         self.store = AsyncOAuthStore(store)
         if not store.check_secret(self.box.mac("store secret check")):
@@ -184,7 +209,11 @@ class OAuthServer:
                 "one. To change it on purpose, end every grant first (`tradavity-mcp "
                 "grants revoke-all`); users then connect again."
             )
-        self.documents = ClientDocuments(allow_loopback_http=options.allow_loopback_documents)
+        fetches = fetch_limit()
+        self.documents = ClientDocuments(
+            allow_loopback_http=options.allow_loopback_documents,
+            limit=limits("documents", fetches) if limits else fetches,
+        )
         self.provider = TradavityProvider(
             self.store,
             self.box,
@@ -197,6 +226,10 @@ class OAuthServer:
             per_address=options.registrations_per_address, total=options.registrations_total
         )
         self.registrations = limits("register", registrations) if limits else registrations
+        requests = RateLimit(
+            per_address=options.authorizations_per_address, total=None, window=60.0
+        )
+        self.authorizations = limits("authorize", requests) if limits else requests
         tried = consent_limit()
         self.consent = Consent(
             self.store,
@@ -237,23 +270,47 @@ class OAuthServer:
             self.provider, options=ClientRegistrationOptions(enabled=True)
         )
 
-        async def register(request: Request) -> Response:
-            if not await self.registrations.admit(CLIENT_ADDRESS.get()):
-                return JSONResponse(
-                    {
-                        "error": "too_many_requests",
-                        "error_description": "too many registrations; try later",
-                    },
-                    status_code=429,
-                    headers={"Retry-After": "3600"},
+        authorization = AuthorizationHandler(self.provider)
+
+        async def authorize(request: Request) -> Response:
+            # Refused here are never redirected: nothing about the client is checked yet.
+            if not await self.authorizations.admit(CLIENT_ADDRESS.get()):
+                return _error(
+                    429,
+                    "temporarily_unavailable",
+                    "too many authorization requests from this address; try again in a minute",
+                    **{"Retry-After": "60"},
                 )
-            return await registration.handle(request)
+            params = request.query_params if request.method == "GET" else await request.form()
+            problem = authorize_refusal(params)
+            if problem is not None:
+                return _error(400, "invalid_request", problem)
+            return await authorization.handle(request)  # the same request: its form is read
+
+        async def register(request: Request) -> Response:
+            address = CLIENT_ADDRESS.get()
+            proven = await self.provider.proven(address)
+            if not await self.registrations.admit(address, overall=not proven):
+                return _error(
+                    429,
+                    "too_many_requests",
+                    "too many registrations from this address, or from new addresses in all, "
+                    "in the last hour; try later",
+                    **{"Retry-After": "3600"},
+                )
+            problem = registration_problem(await request.body())
+            if problem is not None:
+                return _error(400, "invalid_client_metadata", problem)
+            return await registration.handle(request)  # the same request: its body is read
 
         async def revoke(request: Request) -> Response:
             return await self._revoke(authenticator, request)
 
-        def post(handler: Callable[[Request], Awaitable[Response]]) -> ASGIApp:
-            return _cors(_limited(_store_guarded(handler)), ["POST", "OPTIONS"])
+        def post(
+            handler: Callable[[Request], Awaitable[Response]],
+            most: int = DEFAULT_MAX_REQUEST_BODY_SIZE,
+        ) -> ASGIApp:
+            return _cors(_limited(_store_guarded(handler), most), ["POST", "OPTIONS"])
 
         metadata = MetadataHandler(self.metadata()).handle
         return [
@@ -265,7 +322,7 @@ class OAuthServer:
             *resource_metadata_routes(self.issuer, self.issuer),
             Route(
                 "/authorize",
-                endpoint=_limited(_store_guarded(AuthorizationHandler(self.provider).handle)),
+                endpoint=_limited(_store_guarded(authorize), SMALL_BODY),
                 methods=["GET", "POST"],
             ),
             Route(
@@ -278,7 +335,7 @@ class OAuthServer:
                 endpoint=post(TokenHandler(self.provider, authenticator).handle),
                 methods=["POST", "OPTIONS"],
             ),
-            Route("/register", endpoint=post(register), methods=["POST", "OPTIONS"]),
+            Route("/register", endpoint=post(register, SMALL_BODY), methods=["POST", "OPTIONS"]),
             Route("/revoke", endpoint=post(revoke), methods=["POST", "OPTIONS"]),
         ]
 

@@ -45,11 +45,16 @@ class AsyncOAuthStore:
 
     # clients
 
-    async def add_client(self, client_id: str, info: dict[str, Any]) -> None:
-        await self._run(self.sync.add_client, client_id, info)
+    async def add_client(
+        self, client_id: str, info: dict[str, Any], registered_from: str | None = None
+    ) -> None:
+        await self._run(self.sync.add_client, client_id, info, registered_from)
 
     async def client(self, client_id: str) -> dict[str, Any] | None:
         return await self._run(self.sync.client, client_id)
+
+    async def proven(self, registered_from: str) -> bool:
+        return await self._run(self.sync.proven, registered_from)
 
     # consent requests
 

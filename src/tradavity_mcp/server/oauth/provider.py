@@ -24,6 +24,8 @@ from mcp.server.auth.provider import (
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 from pydantic import AnyUrl
 
+from ..auth import CLIENT_ADDRESS
+from .bounds import KEPT_FIELDS, MAX_CLIENT_NAME, challenge_problem, scope_problem
 from .clients import ClientDocuments, is_client_document_url, redirect_allowed
 from .crypto import KeyBox
 from .offload import AsyncOAuthStore
@@ -36,6 +38,14 @@ logger = logging.getLogger("tradavity_mcp.oauth")
 
 def same_resource(a: str, b: str) -> bool:
     return a.rstrip("/") == b.rstrip("/")
+
+
+#: What a registration is kept with beside `bounds.KEPT_FIELDS`: what the server issues.
+_ISSUED = frozenset(
+    {"client_id", "client_secret", "client_id_issued_at", "client_secret_expires_at"}
+)
+#: The grant types this server supports; a registration keeps only these of its own.
+_GRANT_TYPES = ("authorization_code", "refresh_token")
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,15 @@ class TradavityProvider:
         info = await self.store.client(client_id)
         return OAuthClientInformationFull.model_validate(info) if info else None
 
+    def _origin(self, address: str) -> str:
+        """A client address as the store keeps it: a MAC, never the address."""
+        return self.box.mac("registering address", address)
+
+    async def proven(self, address: str) -> bool:
+        """Whether a client registered from `address` completed an authorization still
+        live (registrations from there are then not held to the total)."""
+        return await self.store.proven(self._origin(address))
+
     async def register_client(self, client_info: OAuthClientInformationFull) -> None:
         uris = [str(u) for u in client_info.redirect_uris or []]
         refused = [u for u in uris if not redirect_allowed(u, self.redirect_hosts)]
@@ -88,7 +107,18 @@ class TradavityProvider:
                 + ", ".join(self.redirect_hosts)
                 + ") or http on loopback",
             )
-        await self.store.add_client(client_info.client_id, client_info.model_dump(mode="json"))
+        # Only what this server uses is kept (`bounds`), dropped from this very record:
+        # the SDK's handler answers with it, so the response says what was registered.
+        for name in type(client_info).model_fields:
+            if name not in KEPT_FIELDS and name not in _ISSUED:
+                setattr(client_info, name, None)
+        client_info.grant_types = [g for g in client_info.grant_types if g in _GRANT_TYPES]
+        client_info.response_types = ["code"]
+        await self.store.add_client(
+            client_info.client_id,
+            client_info.model_dump(mode="json", exclude_none=True),
+            self._origin(CLIENT_ADDRESS.get()),
+        )
 
     # authorization
 
@@ -98,10 +128,18 @@ class TradavityProvider:
         resource = params.resource or self.resource
         if not same_resource(resource, self.resource):
             raise AuthorizeError("invalid_target", f"this server grants access to {self.resource}")
+        # (`client_id`, `redirect_uri` and `state` were bounded before: `endpoints`.)
+        problem = scope_problem(params.scopes)
+        if problem is not None:
+            raise AuthorizeError("invalid_scope", problem)
+        problem = challenge_problem(params.code_challenge)
+        if problem is not None:
+            raise AuthorizeError("invalid_request", problem)
         request_id = await self.store.add_pending(
             Pending(
                 client_id=client.client_id,
-                client_name=client.client_name or client.client_id,
+                # A client registered before names were bounded may have a longer one.
+                client_name=(client.client_name or client.client_id)[:MAX_CLIENT_NAME],
                 redirect_uri=str(params.redirect_uri),
                 redirect_explicit=params.redirect_uri_provided_explicitly,
                 code_challenge=params.code_challenge,

@@ -10,6 +10,13 @@ The rules are SQL both stores run alike. What must happen once (a consent approv
 code redeemed, a refresh token rotated) is one conditional statement whose row count
 says who won; what spans several statements (a grant and its code, a revocation) is one
 transaction (`_tx`).
+
+What strangers can make it keep is bounded (each value by `bounds`, the number of rows
+here): consent requests expire after ten minutes, and past `max_pending` waiting for a
+key the oldest of them give way to new ones (those where a user's key was checked are
+kept); a registered client is forgotten a day after registration unless it completed
+an authorization, and once none of its grants is live (`_IN_USE`). Each sweep runs on
+an index, inside the insert that makes room.
 """
 
 from __future__ import annotations
@@ -46,7 +53,8 @@ Run = Callable[[str, tuple[Any, ...]], int]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS clients (
-    client_id TEXT PRIMARY KEY, info TEXT NOT NULL, created REAL NOT NULL);
+    client_id TEXT PRIMARY KEY, info TEXT NOT NULL, created REAL NOT NULL,
+    registered_from TEXT);
 CREATE TABLE IF NOT EXISTS pending (
     id_hash TEXT PRIMARY KEY, client_id TEXT NOT NULL, info TEXT NOT NULL, expires REAL NOT NULL,
     checked TEXT, key_sealed BLOB, browser TEXT);
@@ -61,12 +69,54 @@ CREATE TABLE IF NOT EXISTS codes (
 CREATE TABLE IF NOT EXISTS tokens (
     hash TEXT PRIMARY KEY, grant_id TEXT NOT NULL, kind TEXT NOT NULL,
     expires REAL NOT NULL, used REAL);
-CREATE INDEX IF NOT EXISTS tokens_grant ON tokens(grant_id);
 """
 
-#: Columns added since a table was first made: added to an older file when it is opened
-#: (PostgreSQL gets them from `migrations/`).
-_ADDED_COLUMNS = {"pending": ("browser TEXT",)}
+#: Columns added to a table since it was first shipped, (table, column, type): a store
+#: file made before gets them when it is opened. (PostgreSQL: `migrations/`.)
+_ADDED_COLUMNS = (("clients", "registered_from", "TEXT"), ("pending", "browser", "TEXT"))
+
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS tokens_grant ON tokens(grant_id);
+CREATE INDEX IF NOT EXISTS pending_by_expiry ON pending(expires);
+CREATE INDEX IF NOT EXISTS codes_by_expiry ON codes(expires);
+CREATE INDEX IF NOT EXISTS clients_by_created ON clients(created);
+CREATE INDEX IF NOT EXISTS clients_by_origin ON clients(registered_from);
+CREATE INDEX IF NOT EXISTS grants_by_client ON grants(client_id);
+"""
+
+#: How long a registered client that never completed an authorization is kept.
+CLIENT_UNUSED_SECONDS = 86400.0
+#: Consent requests waiting for a key, at most (`OAuthStore(max_pending=)`).
+MAX_PENDING = 1000
+
+#: A client that completed an authorization still in use: one of its grants is not
+#: revoked, and is younger than a day (its code may yet be redeemed) or holds a token
+#: not yet expired. Arguments: the day's cutoff, now.
+_LIVE_GRANT = (
+    "EXISTS (SELECT 1 FROM grants g WHERE g.client_id = clients.client_id"
+    " AND g.revoked IS NULL AND (g.created >= ? OR EXISTS (SELECT 1 FROM tokens t"
+    " WHERE t.grant_id = g.id AND t.expires >= ?)))"
+)
+#: A client kept: registered less than a day ago, or with a live grant. Arguments: the
+#: day's cutoff, the day's cutoff, now.
+_IN_USE = f"(clients.created >= ? OR {_LIVE_GRANT})"
+
+# The statements that keep the bounds, each on an index (tests read their plans).
+#: Clients no longer in use. Arguments: the day's cutoff, then `_IN_USE`'s.
+_SWEEP_CLIENTS = f"DELETE FROM clients WHERE created < ? AND NOT {_IN_USE}"  # noqa: S608
+#: A client still in use. Arguments: its id, then `_IN_USE`'s.
+_CLIENT = f"SELECT info FROM clients WHERE client_id = ? AND {_IN_USE}"  # noqa: S608
+#: Whether an address (its MAC) registered a client with a live grant. Arguments: the
+#: MAC, then `_LIVE_GRANT`'s.
+_PROVEN = f"SELECT 1 FROM clients WHERE registered_from = ? AND {_LIVE_GRANT}"  # noqa: S608
+#: Consent requests expired. Argument: now.
+_SWEEP_PENDING = "DELETE FROM pending WHERE expires < ?"
+#: Past the bound of consent requests waiting for a key, the oldest (nothing when fewer:
+#: the subquery is NULL). Argument: the bound less one.
+_EVICT_PENDING = (
+    "DELETE FROM pending WHERE checked IS NULL AND expires < (SELECT expires FROM pending"
+    " WHERE checked IS NULL ORDER BY expires DESC LIMIT 1 OFFSET ?)"
+)
 
 
 class OAuthStoreUnavailable(Exception):
@@ -149,6 +199,7 @@ class OAuthStore:
         refresh_ttl: float = 30 * 86400.0,
         code_ttl: float = 120.0,
         pending_ttl: float = 600.0,
+        max_pending: int = MAX_PENDING,
     ) -> None:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -160,17 +211,28 @@ class OAuthStore:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
-        for table, columns in _ADDED_COLUMNS.items():
-            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-            for column in columns:
-                if column.split()[0] not in have:
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+        self._add_columns()
+        self._db.executescript(_INDEXES)
         self._lock = threading.Lock()
         self.clock = clock
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
         self.code_ttl = code_ttl
         self.pending_ttl = pending_ttl
+        self.max_pending = max_pending
+
+    def _add_columns(self) -> None:
+        """Bring a store file made by an earlier version up to `_ADDED_COLUMNS`."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for table, column, kind in _ADDED_COLUMNS:
+                have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
@@ -206,15 +268,35 @@ class OAuthStore:
 
     # clients registered dynamically (metadata-document clients are fetched, not stored)
 
-    def add_client(self, client_id: str, info: dict[str, Any]) -> None:
-        self._run(
-            "INSERT INTO clients (client_id, info, created) VALUES (?, ?, ?)",
-            (client_id, json.dumps(info), self.clock()),
-        )
+    def add_client(
+        self, client_id: str, info: dict[str, Any], registered_from: str | None = None
+    ) -> None:
+        """Register a client; `registered_from`: the registering address, as a one-way
+        MAC (see `proven`). Clients no longer in use are forgotten meanwhile."""
+        now = self.clock()
+        cutoff = now - CLIENT_UNUSED_SECONDS
+        with self._tx() as run:
+            run(_SWEEP_CLIENTS, (cutoff, cutoff, cutoff, now))
+            run(
+                "INSERT INTO clients (client_id, info, created, registered_from)"
+                " VALUES (?, ?, ?, ?)",
+                (client_id, json.dumps(info), now, registered_from),
+            )
 
     def client(self, client_id: str) -> dict[str, Any] | None:
-        row = self._one("SELECT info FROM clients WHERE client_id = ?", (client_id,))
+        """A registered client still in use (one not yet swept is not either)."""
+        now = self.clock()
+        cutoff = now - CLIENT_UNUSED_SECONDS
+        row = self._one(_CLIENT, (client_id, cutoff, cutoff, now))
         return json.loads(row[0]) if row else None
+
+    def proven(self, registered_from: str) -> bool:
+        """Whether a client registered from this address (its MAC) completed an
+        authorization that is still live: then more registrations from there are not
+        held to the registrations' total."""
+        now = self.clock()
+        row = self._one(_PROVEN, (registered_from, now - CLIENT_UNUSED_SECONDS, now))
+        return row is not None
 
     # consent requests
 
@@ -222,7 +304,7 @@ class OAuthStore:
         request_id = new_token()
         now = self.clock()
         with self._tx() as run:
-            run("DELETE FROM pending WHERE expires < ?", (now,))
+            run(_SWEEP_PENDING, (now,))
             run(
                 "INSERT INTO pending (id_hash, client_id, info, expires) VALUES (?, ?, ?, ?)",
                 (
@@ -232,6 +314,7 @@ class OAuthStore:
                     now + self.pending_ttl,
                 ),
             )
+            run(_EVICT_PENDING, (self.max_pending - 1,))
         return request_id
 
     def pending(self, request_id: str) -> Pending | None:

@@ -32,7 +32,7 @@ import psycopg
 from psycopg.rows import tuple_row
 
 from ..writes.store_pg import Connections, migrate, migrations, redact_url, store_problem
-from .store import OAuthStore, OAuthStoreUnavailable, Run
+from .store import MAX_PENDING, OAuthStore, OAuthStoreUnavailable, Run
 
 __all__ = ["SCHEMA", "PgOAuthStore", "oauth_migrations"]
 
@@ -62,6 +62,7 @@ class PgOAuthStore(OAuthStore):
         refresh_ttl: float = 30 * 86400.0,
         code_ttl: float = 120.0,
         pending_ttl: float = 600.0,
+        max_pending: int = MAX_PENDING,
         connect_timeout: float = 5.0,
     ) -> None:
         self._url = url
@@ -72,6 +73,7 @@ class PgOAuthStore(OAuthStore):
         self.refresh_ttl = refresh_ttl
         self.code_ttl = code_ttl
         self.pending_ttl = pending_ttl
+        self.max_pending = max_pending
         # The first connection says plainly what is wrong and applies the migrations.
         with self._failures(), self._connect() as conn:
             migrate(conn, __package__, SCHEMA)

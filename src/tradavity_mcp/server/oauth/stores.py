@@ -30,12 +30,13 @@ def open_oauth_store(
     state_dir: Path,
     store_path: Path | None = None,
     clock: Callable[[], float] = time.time,
-    **ttls: Any,
+    **options: Any,
 ) -> OAuthStore:
     """The OAuth store: on PostgreSQL with `--store` (a postgresql:// URL), else SQLite
-    (`store_path`, by default `oauth.sqlite3` in the state directory)."""
+    (`store_path`, by default `oauth.sqlite3` in the state directory). `options`: its
+    lifetimes and bounds (`access_ttl`, `max_pending`, ...)."""
     if store_url is not None and is_postgres_url(store_url):
         from .store_pg import PgOAuthStore  # noqa: PLC0415 (the driver only when used)
 
-        return PgOAuthStore(store_url, clock=clock, **ttls)
-    return OAuthStore(sqlite_path(state_dir, store_path), clock=clock, **ttls)
+        return PgOAuthStore(store_url, clock=clock, **options)
+    return OAuthStore(sqlite_path(state_dir, store_path), clock=clock, **options)

@@ -1,13 +1,15 @@
 """The OAuth server's rate limits as one for every replica, through Redis (`--redis`).
 
 `--auth oauth` limits dynamic client registrations (per client address and in all, per
-hour) and the keys tried on the consent page (per address, per minute: each is a `/me`
+hour), authorization requests and client metadata documents fetched (per address, per
+minute) and the keys tried on the consent page (per address, per minute: each is a `/me`
 request to Tradavity). Kept in each process, N replicas behind a load balancer would let
 N times as much through. Here each limit is a sliding log in Redis: a sorted set of
 admission times per address and one for all, on Redis's own clock (so the replicas'
 clocks do not matter). One Lua script drops what is older than the window, and admits
 only if both counts are under their limits, recording the admission in both: two
-replicas never both get the last place.
+replicas never both get the last place. (An admission outside the total, `overall=False`,
+is checked and recorded in the address's log only.)
 
 Addresses are kept as a one-way digest. Redis away: each replica admits by its own limit
 (as without `--redis`, the budget once per replica) and says so once on stderr.
@@ -31,22 +33,28 @@ __all__ = ["RedisRateLimit", "redis_limits"]
 
 _FALLBACK = "each replica applies the OAuth rate limits on its own"
 
-# KEYS: the address's log, the total's log. ARGV: window (ms), per address, total, member.
-# Returns 1 when admitted (and recorded in both logs), else 0.
+# KEYS: the address's log, the total's log. ARGV: window (ms), per address, total (empty:
+# the total is not asked), member. Returns 1 when admitted (and recorded in the logs
+# asked), else 0.
 _ADMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window = tonumber(ARGV[1])
+local total = tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2])
-    or redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
   return 0
 end
+if total then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
+  if redis.call('ZCARD', KEYS[2]) >= total then
+    return 0
+  end
+  redis.call('ZADD', KEYS[2], now, ARGV[4])
+  redis.call('PEXPIRE', KEYS[2], window)
+end
 redis.call('ZADD', KEYS[1], now, ARGV[4])
-redis.call('ZADD', KEYS[2], now, ARGV[4])
 redis.call('PEXPIRE', KEYS[1], window)
-redis.call('PEXPIRE', KEYS[2], window)
 return 1
 """
 
@@ -60,14 +68,15 @@ class RedisRateLimit:
         self._local = local
         self._outage = outage
 
-    async def admit(self, address: str) -> bool:
+    async def admit(self, address: str, *, overall: bool = True) -> bool:
         if not self._outage.down:
             digest = hashlib.sha256(address.encode()).hexdigest()[:32]
             keys = [f"{self._key}:{digest}", f"{self._key}:all"]
+            total = self._local.total if overall else None
             args: list[int | str] = [
                 round(self._local.window * 1000),
                 self._local.per_address,
-                self._local.total,
+                "" if total is None else total,
                 uuid.uuid4().hex,
             ]
             try:
@@ -77,7 +86,7 @@ class RedisRateLimit:
             else:
                 self._outage.answered()
                 return bool(admitted)
-        return self._local.allow(address)
+        return self._local.allow(address, overall=overall)
 
 
 def redis_limits(redis: Redis, url: str) -> SharedLimits:

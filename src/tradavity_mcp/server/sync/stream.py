@@ -119,7 +119,7 @@ def sync_stream_endpoint(
                 poll_seconds,
                 recheck,
                 reset=reset,
-            ),  # fmt: skip
+            ),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
