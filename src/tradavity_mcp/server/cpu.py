@@ -9,7 +9,8 @@ loop keeps serving while it computes.
   work, not anyio's default one (shared with file reads and store probes): a flood of
   pictures waits for these few threads and cannot take every thread of the process.
 * **Time.** Each run has a budget in seconds, counted from the call (waiting for a
-  thread included). Past it the caller gets `TooSlow`, a `UserError` in plain words.
+  thread included). Past it the caller gets `TooSlow`, a `UserError` in plain words,
+  never a result that came later.
   A thread cannot be killed, so the work is handed a `Deadline` and calls
   `Deadline.check` between its steps (a picture: between months and between
   attempts); a started thread is awaited until it stops at its next check, so it never
@@ -88,9 +89,10 @@ async def run(work: Callable[[Deadline], T], *, seconds: float, what: str, advic
     (waiting for a thread included); `TooSlow` past them. `what` names the work in the
     refusal ("The calendar picture"); `advice` says what to do instead."""
     deadline = Deadline(time.monotonic() + seconds, what, seconds, advice)
-    with anyio.move_on_after(seconds) as scope:
+    with anyio.move_on_after(seconds):
         # A started thread is waited for (it stops itself at its next check); a call
         # still waiting for a token is given up at once.
-        return await anyio.to_thread.run_sync(work, deadline, limiter=limiter())
-    assert scope.cancelled_caught
+        result = await anyio.to_thread.run_sync(work, deadline, limiter=limiter())
+        deadline.check()  # an answer later than the budget is not given either
+        return result
     raise TooSlow(what, seconds, advice)
