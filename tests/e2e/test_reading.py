@@ -252,7 +252,9 @@ async def test_calendar_image_of_36_months_draws_every_month(env: Env) -> None:
     ]
     days = {date.fromisoformat(d["date"]): float(d["net_pnl"]) for d in api_days}
     async with Client(env.server()) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
         result = await client.call_tool("get_calendar", {**args, "format": "image"})
+    assert f"at most {MAX_MONTHS} months drawn" in str(tools["get_calendar"].description)
     shown = data_of(result)
     months = [_month_start(i) for i in range(end - MAX_MONTHS + 1, end + 1)]
     assert [m["month"] for m in shown["months"]] == [f"{m:%Y-%m}" for m in months]

@@ -7,8 +7,8 @@ it drew (label, net P&L, position) and `cell_box` where each day is, so tests ca
 each day's colour against the numbers it was drawn from. Long ranges draw smaller cells
 (`cell`), without amounts, so the picture stays within the result budget.
 
-A picture holds at most `MAX_MONTHS` months (`window` picks them: the latest of the
-range with trades); the caller summarises the rest in words (`not_drawn`). `fitting`
+A picture holds at most `MAX_MONTHS` months (`window` picks them: those ending with the
+range's last month with trades); the caller sums the rest by year (`not_drawn`). `fitting`
 draws it once, at the largest cell size whose estimated PNG (`estimate`, measured on
 months traded every day) fits the bytes it may take, and smaller only when the estimate
 was short. Drawing checks a deadline (`check`) between months and before encoding, so

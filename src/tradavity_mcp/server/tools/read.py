@@ -172,7 +172,7 @@ async def get_calendar(
     ] = "json",
 ) -> CallToolResult:
     """Daily P&L in the user's timezone (default: this month), as data or a picture (at
-    most 36 months drawn, the latest with trades; the rest summed in words)."""
+    most 36 months drawn, up to the last with trades; the rest summed in words)."""
     with reported():
         data = await read.calendar(
             current_workspace(),

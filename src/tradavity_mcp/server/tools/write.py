@@ -37,10 +37,10 @@ from ..results import (
     TradeSummary,
 )
 from ..workspace import current_workspace
+from ..writes import table
 from ..writes.args import WriteArgs, strict_value
 from ..writes.call import resolve_call_id
 from ..writes.journal import RunEnv
-from ..writes import table
 from ..writes.table import WriteSpec, invoke
 
 __all__ = ["PRESENTATION", "ToolEnv", "adapter"]
