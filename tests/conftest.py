@@ -51,6 +51,7 @@ LONG_FIRST = (
     "tests/e2e/test_oauth_stream.py",  # 8 (waits for tokens to expire)
     "tests/drills/test_secrets_and_load.py",  # 5
     "tests/server/writes/test_ledger_backends.py",  # 5
+    "tests/server/test_calendar_png.py",  # 5 (every cell size drawn at its most months)
     "tests/server/oauth/test_replicas_pg.py",  # 5
     "tests/e2e/test_journaling.py",  # 4
     "tests/e2e/test_hardening.py",  # 4

@@ -4,7 +4,9 @@ sync notifications, a flood of junk bearer keys, and loose tool arguments."""
 
 from __future__ import annotations
 
+import base64
 import errno
+import io
 import os
 import threading
 import time
@@ -19,6 +21,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import ResourceUpdatedNotification
+from PIL import Image
 from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route
@@ -35,9 +38,11 @@ from tradavity_mcp.sandbox import (
 from tradavity_mcp.server import HostedOptions, build_http_app, build_server, files
 from tradavity_mcp.server.errors import UserError
 from tradavity_mcp.server.sync.notifier import SYNC_URIS
+from tradavity_mcp.server.tools.write import LONG_ARGUMENT
+from tradavity_mcp.server.writes import table
 from tradavity_mcp.settings import Settings
 
-from ..kit import NOW, TLS, data_of, http_transport, png_bytes, text_of
+from ..kit import NOW, TLS, data_of, http_transport, png_bytes, sandbox_writes, text_of
 from .conftest import Env
 
 pytestmark = pytest.mark.anyio
@@ -163,6 +168,39 @@ async def test_a_read_that_hangs_is_given_up_off_the_event_loop(
         release.set()
     assert time.monotonic() - started < 3.0  # given up at its limit, not left hanging
     assert ticks >= 10  # the loop kept running while the read was stuck
+
+
+async def test_a_file_prepared_off_the_loop_past_its_time_writes_nothing(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A screenshot sent as data is checked and digested in a worker thread
+    (`cpu.run`); past its time the call is refused in words, before anything is sent."""
+    noise = Image.frombytes("RGB", (200, 200), os.urandom(200 * 200 * 3))
+    out = io.BytesIO()
+    noise.save(out, format="PNG")
+    data = base64.b64encode(out.getvalue()).decode()
+    assert len(data) > LONG_ARGUMENT  # long enough to be checked off the loop
+    async with Client(env.server()) as client:
+        account = await _account(client)
+        number = data_of(await client.call_tool("create_trade", _trade(account)))["trade_number"]
+        writes = sandbox_writes(env.app)
+        monkeypatch.setattr(table, "FILE_SECONDS", 0)
+        attach = {"trade_number": number, "data": data, "filename": "noise.png"}
+        refused = await client.call_tool("attach_screenshot", attach)
+        assert refused.is_error
+        assert text_of(refused).endswith(
+            "Checking the file was stopped: it took longer than 0 s (the server may be "
+            "busy with other work). Nothing was written; call again shortly."
+        )
+        journal = {"trade": _trade(account), "screenshot": {"data": data, "filename": "n.png"}}
+        refused = await client.call_tool("journal_trade", journal)
+        assert refused.is_error
+        assert "Preparing the file was stopped: it took longer than 0 s" in text_of(refused)
+        assert sandbox_writes(env.app) == writes  # nothing sent
+        monkeypatch.undo()
+        attached = data_of(await client.call_tool("attach_screenshot", attach))
+        assert attached["outcome"] == "done"
+        assert sandbox_writes(env.app) == writes + 1
 
 
 # --- every HTTP route behind the Host/Origin and bearer checks ---------------------------

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.sse import sse_client
+from mcp.types import CallToolResult, ImageContent
 from pydantic import SecretStr
 
 from tradavity_mcp.sandbox import (
@@ -165,3 +167,70 @@ async def test_per_user_isolation_with_two_users_journaling_at_once(per_user: st
         other = await client.call_tool("get_trade", {"trade_number": demo["trade"]["trade_number"]})
         assert other.is_error or data_of(other)["net_pnl"] != 111.11
         assert DEMO_KEY not in text_of(other)
+
+
+async def test_a_long_calendar_picture_stalls_no_one(per_user: str) -> None:
+    """Issue #31: one user's 27-year calendar picture held the event loop for 26 s. Now,
+    while one user draws it (twice at once: both drawing threads busy), /healthz
+    and another user's find_trades answer within a second, and each picture answers (or
+    is refused in words) within 10 s."""
+    args = {"from_date": "2000-01-01", "to_date": "2026-12-31", "format": "image"}
+    pictures: list[tuple[float, CallToolResult]] = []
+    waits: dict[str, list[float]] = {"healthz": [], "find_trades": []}
+    during: dict[str, int] = {"healthz": 0, "find_trades": 0}
+
+    async with (
+        Client(_http(per_user, DEMO_KEY)) as drawer,
+        Client(_http(per_user, SECOND_PRO_KEY)) as other,
+        httpx2.AsyncClient(verify=TLS) as http,
+    ):
+        theirs = data_of(await other.call_tool("find_trades", {"limit": 20}))["count"]
+        assert theirs > 0
+        pending = 2
+
+        async def draw() -> None:
+            nonlocal pending
+            began = time.monotonic()
+            result = await drawer.call_tool("get_calendar", args)
+            pictures.append((time.monotonic() - began, result))
+            pending -= 1
+
+        async def probe(name: str, call: Callable[[], Awaitable[Any]]) -> None:
+            while pending:
+                began = time.monotonic()
+                await call()
+                waits[name].append(time.monotonic() - began)
+                during[name] += bool(pending)
+                await anyio.sleep(0.02)
+
+        async def health() -> None:
+            assert (await http.get(f"{per_user}/healthz")).json()["ok"] is True
+
+        async def trades() -> None:
+            page = data_of(await other.call_tool("find_trades", {"limit": 20}))
+            assert page["count"] == theirs
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(pending):
+                tg.start_soon(draw)
+            tg.start_soon(probe, "healthz", health)
+            tg.start_soon(probe, "find_trades", trades)
+    print(
+        "pictures (s):", [round(s, 2) for s, _ in pictures],
+        "| healthz max (s):", round(max(waits["healthz"]), 3), f"of {len(waits['healthz'])}",
+        "| find_trades max (s):", round(max(waits["find_trades"]), 3),
+        f"of {len(waits['find_trades'])}",
+    )  # fmt: skip
+    assert during["healthz"] >= 3
+    assert during["find_trades"] >= 1
+    assert max(waits["healthz"]) < 1.0, waits["healthz"]
+    assert max(waits["find_trades"]) < 1.0, waits["find_trades"]
+    for seconds, result in pictures:
+        assert seconds < 10.0
+        if result.is_error:
+            assert "The calendar picture was stopped" in text_of(result)
+        else:
+            shown = data_of(result)
+            assert len(shown["months"]) == 36
+            assert any(isinstance(c, ImageContent) for c in result.content)
+    assert sum(not r.is_error for _, r in pictures) >= 1

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import base64
+import calendar
 import io
 import json
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -20,9 +21,18 @@ from mcp.types import (
 from PIL import Image
 
 from tradavity_mcp.sandbox import READONLY_KEY
-from tradavity_mcp.server.calendar_png import OUTSIDE, cell_box, day_colour
+from tradavity_mcp.server.calendar_png import (
+    CELLS,
+    MAX_MONTHS,
+    OUTSIDE,
+    cell_box,
+    day_colour,
+    panel_size,
+)
+from tradavity_mcp.server.read import RESULT_BUDGET
+from tradavity_mcp.server.tools import read as read_tools
 
-from ..kit import data_of, text_of
+from ..kit import NOW, data_of, plain_trade, text_of
 from .conftest import Env
 
 pytestmark = pytest.mark.anyio
@@ -159,8 +169,6 @@ async def test_calendar_image_cells_match_the_data(client: Client, env: Env) -> 
     first = date.fromisoformat(data["range"]["from"])
     last = date.fromisoformat(data["range"]["to"])
     scale = max((abs(v) for v in days.values()), default=0.0)
-    import calendar
-
     for day in range(1, calendar.monthrange(first.year, first.month)[1] + 1):
         left, top, right, bottom = cell_box(first.year, first.month, day)
         x, y = (left + right) // 2 + 20, (top + bottom) // 2 - 8
@@ -195,6 +203,118 @@ async def test_calendar_image_shows_every_month_of_the_range(client: Client) -> 
     png = base64.b64decode(next(c for c in result.content if isinstance(c, ImageContent)).data)
     width, height = Image.open(io.BytesIO(png)).size
     assert height > width  # two month panels, one above the other
+
+
+def _month_start(index: int) -> date:
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def _month_end(index: int) -> date:
+    return _month_start(index + 1) - timedelta(days=1)
+
+
+def _cell_of(width: int, columns: int) -> int:
+    """The cell size a picture of `columns` month panels was drawn at."""
+    return next(cell for cell, _ in CELLS if panel_size(cell)[0] * columns == width)
+
+
+def _check_panels(png: bytes, months: list[date], days: dict[date, float]) -> int:
+    """Every day of every month panel has the colour of its P&L (on the scale of `days`);
+    the picture is exactly as large as its panels. Returns the cell size."""
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    columns = 4
+    cell = _cell_of(image.width, columns)
+    panel_w, panel_h = panel_size(cell)
+    assert image.size == (columns * panel_w, -(-len(months) // columns) * panel_h)
+    scale = max((abs(v) for v in days.values()), default=0.0)
+    for i, first in enumerate(months):
+        origin = ((i % columns) * panel_w, (i // columns) * panel_h)
+        for day in range(1, calendar.monthrange(first.year, first.month)[1] + 1):
+            left, top, right, bottom = cell_box(
+                first.year, first.month, day, cell=cell, origin=origin
+            )
+            pixel = image.getpixel(((left + right) // 2, (top + bottom) // 2))
+            assert isinstance(pixel, tuple)
+            when = first.replace(day=day)
+            assert pixel[:3] == day_colour(days.get(when), scale), when
+    return cell
+
+
+async def test_calendar_image_of_36_months_draws_every_month(env: Env) -> None:
+    """The bound itself: 36 months, every day of each drawn in its colour, every month
+    in the words, nothing said to be left out."""
+    today = date.fromtimestamp(NOW)
+    end = today.year * 12 + today.month - 1
+    first, last = _month_start(end - MAX_MONTHS + 1), _month_end(end)
+    args = {"from_date": first.isoformat(), "to_date": last.isoformat()}
+    api_days = (await env.api.calendar(**{"from": args["from_date"], "to": args["to_date"]}))[
+        "days"
+    ]
+    days = {date.fromisoformat(d["date"]): float(d["net_pnl"]) for d in api_days}
+    async with Client(env.server()) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        result = await client.call_tool("get_calendar", {**args, "format": "image"})
+    assert f"at most {MAX_MONTHS} months drawn" in str(tools["get_calendar"].description)
+    shown = data_of(result)
+    months = [_month_start(i) for i in range(end - MAX_MONTHS + 1, end + 1)]
+    assert [m["month"] for m in shown["months"]] == [f"{m:%Y-%m}" for m in months]
+    assert "not_drawn" not in shown
+    assert shown["net_pnl"] == round(sum(days.values()), 2)
+    text = text_of(result)
+    assert all(f"{m:%B %Y} net " in text for m in months)
+    assert "at most" not in text
+    png = base64.b64decode(next(c for c in result.content if isinstance(c, ImageContent)).data)
+    assert _check_panels(png, months, days) == 18
+    assert len(result.model_dump_json(by_alias=True, exclude_none=True)) <= RESULT_BUDGET
+
+
+async def test_calendar_image_past_36_months_says_what_it_drew(env: Env) -> None:
+    """2000 to this year: the 36 latest months with trades are drawn, and the words say
+    so and sum every earlier year, old trades included, to the range's total."""
+    today = date.fromtimestamp(NOW)
+    args = {"from_date": "2000-01-01", "to_date": f"{today.year}-12-31"}
+    async with Client(env.server()) as client:
+        for when, pnl in (("2001-03-05T10:00", 100.25), ("2010-02-02T10:00", -40.0)):
+            made = await client.call_tool("create_trade", {**plain_trade(pnl), "trade_date": when})
+            assert not made.is_error, text_of(made)
+        result = await client.call_tool("get_calendar", {**args, "format": "image"})
+    api = await env.api.calendar(**{"from": args["from_date"], "to": args["to_date"]})
+    days = {date.fromisoformat(d["date"]): float(d["net_pnl"]) for d in api["days"]}
+    latest = max(days)
+    end = latest.year * 12 + latest.month - 1
+    months = [_month_start(i) for i in range(end - MAX_MONTHS + 1, end + 1)]
+    shown = data_of(result)
+    assert shown["drawn"] == {"from": months[0].isoformat(), "to": _month_end(end).isoformat()}
+    assert [m["month"] for m in shown["months"]] == [f"{m:%Y-%m}" for m in months]
+    rest = shown["not_drawn"]
+    assert rest[0]["from"] == "2000-01-01"
+    assert {"from": "2001-01-01", "to": "2001-12-31", "net_pnl": 100.25, "traded_days": 1} in rest
+    assert {"from": "2010-01-01", "to": "2010-12-31", "net_pnl": -40.0, "traded_days": 1} in rest
+    # The words and the numbers cover the whole range once: drawn months + the rest.
+    assert shown["net_pnl"] == round(sum(days.values()), 2)
+    summed = sum(m["net_pnl"] for m in shown["months"]) + sum(p["net_pnl"] for p in rest)
+    assert round(summed, 2) == shown["net_pnl"]
+    assert sum(p["traded_days"] for p in rest) == sum(1 for d in days if d < months[0])
+    text = text_of(result)
+    assert f"at most {MAX_MONTHS} months" in text
+    assert f"it shows {months[0]:%b %-d, %Y} - {_month_end(end):%b %-d, %Y}" in text
+    assert "Jan 1, 2001 - Dec 31, 2001: net +100.25 on 1 traded day;" in text
+    assert "Jan 1, 2002 - Dec 31, 2009: no trades" in text
+    png = base64.b64decode(next(c for c in result.content if isinstance(c, ImageContent)).data)
+    drawn_days = {d: v for d, v in days.items() if d >= months[0]}
+    _check_panels(png, months, drawn_days)
+    assert len(result.model_dump_json(by_alias=True, exclude_none=True)) <= RESULT_BUDGET
+
+
+async def test_calendar_image_past_its_time_is_refused_in_words(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(read_tools, "PICTURE_SECONDS", 0)
+    async with Client(env.server()) as client:
+        result = await client.call_tool("get_calendar", {"range": "ytd", "format": "image"})
+    assert result.is_error
+    assert "The calendar picture was stopped: it took longer than 0 s" in text_of(result)
+    assert "format json" in text_of(result)
 
 
 async def test_prompts_render_with_arguments(client: Client) -> None:

@@ -16,10 +16,12 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
+from functools import partial
 from typing import Any, Literal, TypeVar, get_args
 
 from ..api.errors import NotFound, ValidationFailed
 from ..api.models import Protocol
+from . import cpu
 from .errors import UserError
 from .workspace import Workspace
 
@@ -61,6 +63,8 @@ DATA_BUDGET = 12_000
 TRADE_ROWS_CAP = 80
 #: Stats by symbol or strategy: this many rows (the most traded), then one for the rest.
 TOP_ROWS = 20
+#: Seconds grouping a long calendar may take, waiting for a thread included (`cpu.run`).
+SHAPING_SECONDS = 10.0
 
 Range = Literal["today", "yesterday", "7d", "30d", "90d", "mtd", "ytd", "all"]
 StatsKind = Literal["summary", "by-symbol", "by-strategy"]
@@ -273,6 +277,16 @@ async def calendar(
         **_filters(account_id=await ws.ref.account_filter(account)),
     }
     data = await _api(ws.api.calendar(**params), subject="calendar")
+    # Thousands of days take a tenth of a second to group and measure: off the loop.
+    return await cpu.run(
+        partial(_bounded_calendar, data, budget),
+        seconds=SHAPING_SECONDS,
+        what="Reading the calendar",
+        advice="Ask again shortly, or for a shorter range.",
+    )
+
+
+def _bounded_calendar(data: Any, budget: int | None, deadline: cpu.Deadline) -> dict[str, Any]:
     result: dict[str, Any] = compact(data)
     return result if budget is None else fit(shape_calendar(result, budget), budget)
 

@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import base64
 from datetime import date
-from typing import Annotated, Any, Literal
+from functools import partial
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from mcp.types import CallToolResult, ImageContent, TextContent
 from pydantic import BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
 from ...api.models import AnyCase, Direction, Grade
-from .. import read
+from .. import cpu, read
+from ..cpu import Deadline
 from ..errors import reported
 from ..read import LookupName, Outcome, Range, StatsKind
 from ..workspace import current_workspace
+
+if TYPE_CHECKING:
+    from ..calendar_png import Period
 
 __all__ = ["NoBool", "Whole", "find_trades", "get_calendar", "get_stats", "get_trade", "lookup"]
 
@@ -166,7 +171,8 @@ async def get_calendar(
         Field(description="image: a month heatmap (PNG)"),
     ] = "json",
 ) -> CallToolResult:
-    """Daily P&L in the user's timezone (default: this month), as data or a picture."""
+    """Daily P&L in the user's timezone (default: this month), as data or a picture (at
+    most 36 months drawn, up to the last with trades; the rest summed in words)."""
     with reported():
         data = await read.calendar(
             current_workspace(),
@@ -176,8 +182,13 @@ async def get_calendar(
             account=account,
             budget=None if format == "image" else read.DATA_BUDGET,
         )
-    if format == "image":
-        return _calendar_image(data)
+        if format == "image":
+            return await cpu.run(
+                partial(_calendar_image, data),
+                seconds=PICTURE_SECONDS,
+                what="The calendar picture",
+                advice="Ask again shortly, or for a shorter range, or with format json.",
+            )
     return _result(data)
 
 
@@ -213,14 +224,16 @@ def _trades_text(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-#: Cell sizes (px) tried for the calendar picture, largest first: the first whose PNG
-#: fits the result budget is sent (a long range gets small cells, not fewer months).
-PICTURE_CELLS = (96, 48, 28, 18, 12)
+#: Seconds the calendar picture may take, waiting for a drawing thread included; past
+#: them it is refused in words (`cpu.TooSlow`).
+PICTURE_SECONDS = 5.0
 
 
-def _calendar_image(data: dict[str, Any]) -> CallToolResult:
+def _calendar_image(data: dict[str, Any], deadline: Deadline) -> CallToolResult:
+    """The picture and its words (run in a worker thread, by `cpu.run`): at most
+    `MAX_MONTHS` months drawn; the rest of a longer range summed by year in the text."""
     # Pillow loads only when a picture is drawn.
-    from ..calendar_png import render_range  # noqa: PLC0415
+    from ..calendar_png import fitting, month_totals, not_drawn, window  # noqa: PLC0415
 
     days: dict[date, float] = {}
     for row in data.get("days", []):
@@ -229,27 +242,80 @@ def _calendar_image(data: dict[str, Any]) -> CallToolResult:
         except (KeyError, ValueError, TypeError):
             continue
     first, last = _picture_range(data, days)
-    for cell in PICTURE_CELLS:
-        png, panels = render_range(first, last, days, cell=cell)
-        encoded = base64.b64encode(png).decode()
-        if len(encoded) + 2_000 <= read.RESULT_BUDGET:
-            break
-    total = round(sum(p.net_pnl for p in panels), 2)
-    span = f"{first:%b %-d, %Y} - {last:%b %-d, %Y}"
-    months = "; ".join(f"{p.label} net {p.net_pnl:+,.2f}" for p in panels)
-    text = f"P&L calendar {span}: net {total:+,.2f} ({months})."
+    drawn = window(first, last, days)
+    months = month_totals(*drawn, days)
+    total = round(sum(v for d, v in days.items() if first <= d <= last), 2)
+    listed = "; ".join(f"{date(y, m, 1):%B %Y} net {net:+,.2f}" for (y, m), net in months.items())
+    structured: dict[str, Any] = {
+        "from": first.isoformat(),
+        "to": last.isoformat(),
+        "net_pnl": total,
+        "months": [{"month": f"{y}-{m:02d}", "net_pnl": net} for (y, m), net in months.items()],
+    }
+    head = f"P&L calendar {_span(first, last)}: net {total:+,.2f}"
+    text = f"{head} ({listed})."
+    if drawn != (first, last):
+        traded = any(drawn[0] <= d <= drawn[1] for d in days)
+        rest = _not_drawn(structured, drawn, not_drawn(first, last, drawn, days), traded)
+        text = f"{head}. {structured['note']} Drawn: {listed}. Not drawn: {rest}."
+    deadline.check()
+    # The picture may take what the words leave of the budget (base64: 4 characters
+    # for every 3 bytes).
+    room = read.RESULT_BUDGET - _sent_size(_picture_result("", text, structured))
+    picture = fitting(*drawn, days, max_bytes=room // 4 * 3, check=deadline.check)
+    if picture is None:  # not seen: `CELLS` estimates leave room at the smallest size
+        structured["note"] = "The picture would be too large to send; its numbers follow."
+        return CallToolResult(
+            content=[TextContent(type="text", text=f"{structured['note']} {text}")],
+            structured_content=structured,
+        )
+    return _picture_result(base64.b64encode(picture[0]).decode(), text, structured)
+
+
+def _not_drawn(
+    structured: dict[str, Any], drawn: tuple[date, date], rest: list[Period], traded: bool
+) -> str:
+    """For a picture that draws part of its range: what it shows (a `note`) and the rest
+    by year (`not_drawn`), added to `structured`; the rest in words."""
+    from ..calendar_png import MAX_MONTHS  # noqa: PLC0415
+
+    which = "up to the last month with trades" if traded else "the range's last months"
+    structured["drawn"] = {"from": drawn[0].isoformat(), "to": drawn[1].isoformat()}
+    structured["not_drawn"] = [
+        {
+            "from": p.first.isoformat(),
+            "to": p.last.isoformat(),
+            "net_pnl": p.net_pnl,
+            "traded_days": p.traded_days,
+        }
+        for p in rest
+    ]
+    structured["note"] = (
+        f"The picture draws at most {MAX_MONTHS} months: it shows {_span(*drawn)} "
+        f"({which}); the rest of the range is summed by year in the text."
+    )
+    return "; ".join(f"{_span(p.first, p.last)}: {_period(p)}" for p in rest)
+
+
+def _period(p: Period) -> str:
+    if not p.traded_days:
+        return "no trades"
+    days = "1 traded day" if p.traded_days == 1 else f"{p.traded_days} traded days"
+    return f"net {p.net_pnl:+,.2f} on {days}"
+
+
+def _picture_result(encoded: str, text: str, structured: dict[str, Any]) -> CallToolResult:
     return CallToolResult(
         content=[
             ImageContent(type="image", data=encoded, mime_type="image/png"),
             TextContent(type="text", text=text),
         ],
-        structured_content={
-            "from": first.isoformat(),
-            "to": last.isoformat(),
-            "net_pnl": total,
-            "months": [{"month": f"{p.year}-{p.month:02d}", "net_pnl": p.net_pnl} for p in panels],
-        },
+        structured_content=structured,
     )
+
+
+def _span(first: date, last: date) -> str:
+    return f"{first:%b %-d, %Y} - {last:%b %-d, %Y}"
 
 
 def _picture_range(data: dict[str, Any], days: dict[date, float]) -> tuple[date, date]:

@@ -23,6 +23,7 @@ from mcp.types import CallToolResult, ListRootsResult, TextContent
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 
 from ...api.models import plain_validation_message
+from .. import cpu
 from ..errors import reported
 from ..files import dirs_from_roots
 from ..results import (
@@ -36,6 +37,7 @@ from ..results import (
     TradeSummary,
 )
 from ..workspace import current_workspace
+from ..writes import table
 from ..writes.args import WriteArgs, strict_value
 from ..writes.call import resolve_call_id
 from ..writes.journal import RunEnv
@@ -356,6 +358,23 @@ def _parse(spec: WriteSpec, arguments: dict[str, Any]) -> WriteArgs:
         raise ToolError(f"invalid arguments: {plain_validation_message(exc)}") from None
 
 
+#: An argument longer than this (a screenshot's base64) is checked off the event loop:
+#: decoding, checking and encoding 3 MB again takes ~40 ms of CPU.
+LONG_ARGUMENT = 64 * 1024
+
+
+async def _parsed(spec: WriteSpec, arguments: dict[str, Any]) -> WriteArgs:
+    """`_parse`, in a worker thread (`cpu.run`) when an argument is long."""
+    if not any(isinstance(v, str) and len(v) > LONG_ARGUMENT for v in arguments.values()):
+        return _parse(spec, arguments)
+    return await cpu.run(
+        lambda _: _parse(spec, arguments),
+        seconds=table.FILE_SECONDS,
+        what="Checking the file",
+        advice="Nothing was written; call again shortly.",
+    )
+
+
 def adapter(spec: WriteSpec, env: ToolEnv, description: str) -> Callable[..., Any]:
     """A tool function whose signature is the argument model's fields."""
     look = PRESENTATION[spec.name]
@@ -368,7 +387,8 @@ def adapter(spec: WriteSpec, env: ToolEnv, description: str) -> Callable[..., An
                 f"the user did not confirm archiving trade #{given.get('trade_number')}; "
                 "nothing changed"
             )
-        args = _parse(spec, {k: v for k, v in given.items() if v is not None})
+        with reported():  # a file checked off the loop may be refused past its time
+            args = await _parsed(spec, {k: v for k, v in given.items() if v is not None})
         request = ctx.request_context
         identity = resolve_call_id(request.meta, request.params)
         run_env = RunEnv(allowed_dirs=_allowed_dirs(env, roots), progress=_progress(ctx))

@@ -29,6 +29,7 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Literal, TypeVar
 
 import anyio
@@ -168,8 +169,10 @@ class WriteCall:
     def _id(self) -> tuple[str, str, str]:
         return (self.principal, self.tool, self.call_id.value)
 
-    @property
+    @cached_property
     def args_digest(self) -> str:
+        """The arguments' digest (computed once: with a screenshot's base64 in them it
+        takes tens of ms, so `table` computes it off the event loop)."""
         return digest_arguments(self.arguments)
 
     def _draft(self) -> CallDraft:

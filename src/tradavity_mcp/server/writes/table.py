@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .. import cpu
 from ..workspace import Workspace
 from . import journal
 from .args import (
@@ -22,6 +23,7 @@ from .args import (
     CreateTradeArgs,
     JournalTradeArgs,
     RecordProtocolResponseArgs,
+    ScreenshotPart,
     TagTradeArgs,
     TriggerSyncArgs,
     UpdateTradeArgs,
@@ -30,7 +32,7 @@ from .args import (
 from .call import CallId, WriteCall
 from .journal import RunEnv
 
-__all__ = ["WRITES", "RunEnv", "WriteSpec", "invoke", "resume_pending"]
+__all__ = ["FILE_SECONDS", "WRITES", "RunEnv", "WriteSpec", "invoke", "resume_pending"]
 
 logger = logging.getLogger("tradavity_mcp.writes")
 
@@ -82,6 +84,31 @@ WRITES: dict[str, WriteSpec] = {
 }
 
 
+#: Seconds the CPU-heavy part of a call that carries a file may take, waiting for a
+#: thread included (`cpu.run`); past them it is refused before anything is written.
+FILE_SECONDS = 10.0
+
+
+async def _built(ws: Workspace, tool: str, args: WriteArgs, call_id: CallId) -> WriteCall:
+    """`_call`, in a worker thread when the call carries a file's bytes: the file decoded
+    twice and digested, and the arguments' digest, take ~70 ms of CPU for 3 MB."""
+    shot = args.screenshot if isinstance(args, JournalTradeArgs) else args
+    if not (isinstance(shot, ScreenshotPart) and shot.data is not None):
+        return _call(ws, tool, args, call_id)
+
+    def build(deadline: cpu.Deadline) -> WriteCall:
+        call = _call(ws, tool, args, call_id)
+        call.args_digest  # noqa: B018 (computed here, off the loop, and kept for the claim)
+        return call
+
+    return await cpu.run(
+        build,
+        seconds=FILE_SECONDS,
+        what="Preparing the file",
+        advice="Nothing was written; call again shortly.",
+    )
+
+
 def _call(ws: Workspace, tool: str, args: WriteArgs, call_id: CallId) -> WriteCall:
     recorded, blobs = args.recorded()
     return WriteCall(
@@ -112,7 +139,7 @@ async def invoke(
 ) -> tuple[str, dict[str, Any], WriteCall]:
     """Run one live tool call. Without an identity the call is named afresh: a
     state-setting tool applies, a creating tool is checked for an identical twin."""
-    call = _call(ws, spec.name, args, identity or CallId(f"none:{uuid.uuid4().hex}", "none"))
+    call = await _built(ws, spec.name, args, identity or CallId(f"none:{uuid.uuid4().hex}", "none"))
     if call.target is not None:
         # Changes to one thing land in the order they were asked for: an earlier change
         # still unfinished goes first, so it cannot land after this one.
@@ -136,7 +163,7 @@ async def _resume_one(
     blobs = await ws.ledger.blobs(ws.principal, tool, call_id)
     args = spec.args.from_record(record.arguments, blobs)
     source: Any = id_source
-    call = _call(ws, tool, args, CallId(call_id, source))
+    call = await _built(ws, tool, args, CallId(call_id, source))
     outcome, _ = await call.run(lambda c: spec.body(ws, c, args, env))
     return outcome
 
