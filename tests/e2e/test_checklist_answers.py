@@ -46,9 +46,7 @@ def _journal(account: str, answers: dict[str, Any], pnl: float = 48.0) -> dict[s
 
 async def _responses(env: Env, checklist: dict[str, Any], number: int) -> list[dict[str, Any]]:
     """Every response (drafts too) to the checklist on the trade, as Tradavity has them."""
-    return await env.api.list_protocol_responses(
-        checklist["id"], trade_number=number, status="all"
-    )
+    return await env.api.list_protocol_responses(checklist["id"], trade_number=number, status="all")
 
 
 async def _answers(env: Env, checklist: dict[str, Any], response_id: int) -> dict[str, Any]:
@@ -63,9 +61,7 @@ async def _mnq_trades(env: Env, pnl: float) -> list[int]:
     return sorted(r.trade_number for r in rows if r.net_pnl == pnl)
 
 
-async def test_all_yes_keeps_the_answers_and_names_what_to_ask(
-    client: Client, env: Env
-) -> None:
+async def test_all_yes_keeps_the_answers_and_names_what_to_ask(client: Client, env: Env) -> None:
     account, checklist = await _setup(client)
     result = await client.call_tool("journal_trade", _journal(account, {"*": "yes"}))
     assert not result.is_error, text_of(result)
@@ -161,9 +157,12 @@ async def test_a_later_all_yes_never_overwrites_an_explicit_no(client: Client, e
     finish = data_of(
         await client.call_tool(
             "record_protocol_response",
-            {"protocol": "Pre-Trade Checklist", "trade_number": number,
-             "answers": {"*": "yes", "Conviction": 2}},
-        )  # fmt: skip
+            {
+                "protocol": "Pre-Trade Checklist",
+                "trade_number": number,
+                "answers": {"*": "yes", "Conviction": 2},
+            },
+        )
     )
     assert finish["status"] == "completed"
     answers = await _answers(env, checklist, finish["response_id"])
@@ -233,9 +232,7 @@ async def test_finishing_is_exactly_once_when_its_answer_is_lost(env: Env, attem
         if attempts == 1:
             assert data["outcome"] == "pending"
             assert "do not call again" in data["note"]
-            data = data_of(
-                await client.call_tool("record_protocol_response", args, meta=call_meta)
-            )
+            data = data_of(await client.call_tool("record_protocol_response", args, meta=call_meta))
         assert env.sandbox.counters["replays"] >= 1
         assert data["outcome"] == "done"
         assert data["status"] == "completed"
