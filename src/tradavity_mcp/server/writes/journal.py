@@ -37,6 +37,7 @@ from ...api.uploads import MAX_SCREENSHOT_BYTES, prepare_upload
 from ..answers import answer_values, build_item_values, to_answer
 from ..errors import StepFailed, UserError, describe_error, one_error
 from ..files import read_confined_async
+from ..lookalike import misread
 from ..results import TradeSummary
 from ..sync.trigger import Progress, trigger_sync
 from ..workspace import Workspace
@@ -253,6 +254,10 @@ async def _ensure_tags(
         raise UserError(f"no tag has id {', '.join(numeric)}; pass tag names or existing ids")
     if not create_missing:
         raise ws.ref.unknown_tags_error(unknown, await ws.ref.tags())
+    known = [t.name for t in await ws.ref.tags()]
+    refused = [f"{n!r} is refused: {why}" for n in unknown if (why := misread(n, known))]
+    if refused:
+        raise UserError("tags not created: " + ". ".join(refused) + ".")
     category_id = await _tag_category(ws, call, category)
     created: list[str] = []
     for name in unknown:
