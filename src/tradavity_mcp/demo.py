@@ -2,9 +2,14 @@
 
 It starts the sandbox on loopback, launches the server as a real stdio subprocess,
 connects a real MCP client, journals a voice-note trade end to end (tags, chart,
-checklist), triggers a broker sync, and prints the trade, the week's figures and the
-month day by day: plain aligned text, times in the trader's timezone, and figures that
-say what they count.
+checklist), triggers a broker sync, and prints the trade and the week's figures, then
+the same days one by one: plain aligned text, times in the trader's timezone, and figures
+that say what they count ("trades" are rows, copies included; "decisions" count a copied
+trade once).
+
+The assistant answers only what the trader said. "Checklist was all yes" answers the
+checklist's yes/no items; the result names the items that took something else, the
+assistant asks, and the trader's reply finishes the same checklist.
 """
 
 from __future__ import annotations
@@ -28,12 +33,16 @@ from PIL import Image, ImageDraw
 
 from .sandbox import DEMO_KEY, SandboxConfig, create_app, serve_in_thread
 
-__all__ = ["VOICE_NOTE", "run_demo"]
+__all__ = ["TRADER_REPLY", "VOICE_NOTE", "run_demo"]
 
 VOICE_NOTE = (
     "Long 2 MNQ at 9:31 on the open, out at plus 48 net. Felt rushed. "
     "Tag it breakout and FOMO, here's the chart, checklist was all yes."
 )
+#: The trader's reply when the assistant asks for what "all yes" cannot answer, and how
+#: the assistant reads it (the checklist's items by label).
+TRADER_REPLY = "Bias was long, conviction 4."
+REPLY_ANSWERS: dict[str, Any] = {"Bias": "long", "Conviction": 4}
 
 
 class _Progress:
@@ -51,6 +60,12 @@ class _Progress:
     def done(self, text: str) -> None:
         ms = (time.perf_counter() - self.started) * 1000
         self.out.write(f"  {text:<{self.WIDTH}} {ms:>6.0f} ms\n")
+        self.out.flush()
+        self.started = time.perf_counter()
+
+    def said(self, text: str) -> None:
+        """A line of the conversation (no request, so no time)."""
+        self.out.write(f"  {text}\n")
         self.out.flush()
         self.started = time.perf_counter()
 
@@ -83,20 +98,6 @@ def _data(result: CallToolResult) -> dict[str, Any]:
     if result.is_error:
         raise RuntimeError(_text(result))
     return dict(result.structured_content or {})
-
-
-def _answer(item: dict[str, Any]) -> Any:
-    """What a trader who says "all yes" means for each kind of checklist item."""
-    kind = item.get("type")
-    if kind in {"checkbox", "yes_no_na"}:
-        return "yes"
-    if kind == "rating":
-        return 4
-    if kind == "number":
-        return 1
-    if kind == "select":
-        return (item.get("options") or ["n/a"])[0]
-    return "Followed the plan."
 
 
 def _zone(name: str) -> tzinfo:
@@ -155,8 +156,7 @@ async def _run(out: TextIO) -> int:
                 done = await _journal_the_note(client, progress, chart)
 
     _write_trade(out, done.trade, done.zone, done.zone_name)
-    _write_week(out, done.stats)
-    _write_month(out, done.calendar)
+    _write_week(out, done.stats, done.calendar)
     again = "each part written once" if done.outcome == "done" else "see above"
     out.write(f"\nJournaled trade #{done.number} ({again}). Try it with your own assistant:\n")
     out.write("  tradavity-mcp config claude-desktop --sandbox\n")
@@ -196,18 +196,44 @@ async def _journal_the_note(client: Client, progress: _Progress, chart: Path) ->
     progress.done(f"{trader}, {zone_name}; journaling on {account}")
 
     checklist = _data(await client.call_tool("lookup", {"name": "protocols", "query": "pre_trade"}))
-    answers = {str(i["label"]): _answer(i) for i in checklist.get("items", [])}
-    progress.done(
-        f"read the checklist {checklist.get('name')!r}: {_plural(len(answers), 'item')}, all yes"
-    )
+    items = checklist.get("items", [])
+    yes_no = [i for i in items if i.get("type") in {"checkbox", "yes_no_na"}]
+    progress.done(f"read the checklist: {_plural(len(items), 'item')}, {len(yes_no)} yes/no")
 
+    # "Checklist was all yes": that, and nothing the trader did not say.
     journaled = _data(
-        await client.call_tool("journal_trade", _journal_arguments(account, zone, chart, answers))
+        await client.call_tool(
+            "journal_trade", _journal_arguments(account, zone, chart, {"*": "yes"})
+        )
     )
     number = journaled.get("trade_number")
     steps = journaled.get("steps") or {}
-    written = [name for name, state in steps.items() if state == "done"]
-    progress.done(f"journaled trade #{number}: {', '.join(written)}")
+    parts = [
+        "checklist draft" if str(state).startswith("draft") else name
+        for name, state in steps.items()
+        if state == "done" or str(state).startswith("draft")
+    ]
+    progress.done(f"journaled trade #{number}: {', '.join(parts)}")
+
+    outcome = journaled.get("outcome")
+    to_answer = [str(x) for x in journaled.get("to_answer") or []]
+    if to_answer:
+        for item in to_answer:
+            progress.said(f"asked the trader for {item}")
+        progress.said(f'the trader: "{TRADER_REPLY}"')
+        asked = {item.split(":", 1)[0] for item in to_answer}
+        answers = {k: v for k, v in REPLY_ANSWERS.items() if k in asked}
+        finished = _data(
+            await client.call_tool(
+                "record_protocol_response",
+                {"protocol": "pre_trade", "trade_number": number, "answers": answers},
+            )
+        )
+        said = ", ".join(f"{k} {v}" for k, v in answers.items())
+        done = finished.get("status") == "completed"
+        progress.done(f"{'completed' if done else 'still a draft:'} the same checklist: {said}")
+        if finished.get("outcome") != "done":
+            outcome = finished.get("outcome")
 
     synced = await client.call_tool("trigger_sync", {"wait": True})
     _data(synced)
@@ -216,9 +242,9 @@ async def _journal_the_note(client: Client, progress: _Progress, chart: Path) ->
 
     trade = _data(await client.call_tool("get_trade", {"trade_number": number}))
     stats = _data(await client.call_tool("get_stats", {"range": "7d"}))
-    calendar = _data(await client.call_tool("get_calendar", {"range": "mtd"}))
-    progress.done("read back the trade, the week and the month")
-    return _Journaled(number, journaled.get("outcome"), trade, stats, calendar, zone, zone_name)
+    calendar = _data(await client.call_tool("get_calendar", {"range": "7d"}))
+    progress.done("read back the trade and the last 7 days")
+    return _Journaled(number, outcome, trade, stats, calendar, zone, zone_name)
 
 
 def _journal_arguments(
@@ -268,12 +294,18 @@ def _write_trade(out: TextIO, trade: dict[str, Any], zone: tzinfo, zone_name: st
     )
     for response in trade.get("protocol_responses") or []:
         pct = float(response.get("completion_pct") or 0)
-        rows.append(("checklist", f"{response.get('protocol_name')}, {pct:.0f} % answered"))
+        rows.append((
+            "checklist",
+            f"{response.get('protocol_name')}, {response.get('status')}, "
+            f"{pct:.0f} % of its items answered",
+        ))  # fmt: skip
     for label, value in rows:
         out.write(f"  {label:<12} {value}\n")
 
 
-def _write_week(out: TextIO, stats: dict[str, Any]) -> None:
+def _write_week(out: TextIO, stats: dict[str, Any], calendar: dict[str, Any]) -> None:
+    """The week's figures, then the same days one by one: the same net P&L and the same
+    decisions, so the two reconcile."""
     totals = stats.get("totals") or {}
     decisions = stats.get("decisions") or {}
     period = stats.get("range") or {}
@@ -305,24 +337,30 @@ def _write_week(out: TextIO, stats: dict[str, Any]) -> None:
         f"  {'expectancy':<12} {_money(decisions.get('expectancy'))} per decision; profit "
         f"factor {float(decisions.get('profit_factor') or 0):.2f} ($ won per $ lost)\n"
     )
+    _write_days(out, calendar)
 
 
-def _write_month(out: TextIO, calendar: dict[str, Any]) -> None:
+def _write_days(out: TextIO, calendar: dict[str, Any]) -> None:
+    """The days of the calendar, one aligned line each, and their sum."""
     days = [d for d in calendar.get("days") or [] if isinstance(d, dict)]
     if not days:
         return
-    first = date.fromisoformat(str(days[0]["date"]))
-    out.write(f"\n{first:%B %Y}, day by day\n")
+    out.write("\n  Day by day\n")
     biggest = max(abs(float(d.get("net_pnl") or 0)) for d in days) or 1.0
     total = 0.0
+    decided = 0
     for day in days:
         pnl = float(day.get("net_pnl") or 0)
         total += pnl
+        count = int(day.get("decisions") or 0)
+        decided += count
         on = date.fromisoformat(str(day["date"]))
         bar = ("+" if pnl >= 0 else "-") * max(1, round(abs(pnl) / biggest * 24))
-        trades = _plural(int(day.get("trade_count") or 0), "trade")
-        out.write(f"  {on:%a %d}  {_money(pnl):>11}  {trades:<9}  {bar}\n")
-    out.write(f"  {'month':<6}  {_money(total):>11}  over {_plural(len(days), 'trading day')}\n")
+        out.write(f"  {on:%a %d}  {_money(pnl):>11}  {_plural(count, 'decision'):<12}  {bar}\n")
+    out.write(
+        f"  {'7 days':<6}  {_money(total):>11}  {_plural(decided, 'decision')} over "
+        f"{_plural(len(days), 'trading day')}\n"
+    )
 
 
 def run_demo(out: TextIO = sys.stdout) -> int:

@@ -70,6 +70,45 @@ async def test_a_click_on_a_day_lists_its_trades_through_the_host(host: Host) ->
     await host.screenshot("calendar-day")
 
 
+async def test_counts_say_decisions_and_copies_are_marked(host: Host) -> None:
+    """The calendar counts decisions (a copied trade once) and says so; the day's list
+    counts trades (rows) and marks each copy."""
+    copies = data_of(
+        await host.client.call_tool(
+            "find_trades", {"from_date": "2026-10-01", "to_date": "2026-11-20", "is_copy": True}
+        )
+    )["trades"]
+    assert copies, "the seeded journal has copy trades"
+    day = str(copies[0]["trade_date"])[:10]
+    result = await host.open("get_calendar", {"from_date": day, "to_date": day})
+    data = data_of(result)
+    [row] = data["days"]
+    assert "trade_count" not in row
+    assert "total_trades" not in data["summary"]
+    view = host.view()
+    await view.get_by_test_id("total").wait_for()
+    head = await view.locator("header").inner_text()
+    decisions = data["summary"]["decisions"]
+    assert f"{decisions} decision" in head
+    assert " trades" not in head
+    button = view.locator(f"button[data-date='{day}']")
+    assert f"{row['decisions']} decision" in (await button.get_attribute("aria-label") or "")
+    await button.click()
+    rows = view.get_by_test_id("day-trades").locator("li")
+    await rows.first.wait_for()
+    trades = data_of(
+        await host.client.call_tool("find_trades", {"from_date": day, "to_date": day, "limit": 50})
+    )["trades"]
+    # More trades listed than decisions counted: the copies, each marked.
+    assert len(trades) > row["decisions"]
+    listed = await rows.all_inner_texts()
+    for text, trade in zip(listed, trades, strict=True):
+        assert text.rstrip().endswith("copy") == bool(trade.get("is_copy")), text
+    assert await view.locator("[data-mark='copy']").count() == sum(
+        1 for t in trades if t.get("is_copy")
+    )
+
+
 @pytest.mark.parametrize("world", [330], indirect=True)
 async def test_a_range_too_long_to_send_day_by_day_still_gets_every_month(host: Host) -> None:
     result = await host.open("get_calendar", {"range": "ytd"})

@@ -97,3 +97,27 @@ async def test_the_form_shows_the_draft_and_writes_the_trade_exactly_once(
     ids = {c["meta"]["com.tradavity/callId"] for c in calls if c["name"] == "journal_trade"}
     assert ids == {data_of(result)["call_id"]}
     assert len([c for c in calls if c["name"] == "journal_trade"]) == 2
+
+
+async def test_the_fields_the_form_does_not_edit_show_their_values(host: Host) -> None:
+    trade = {
+        **DRAFT["trade"],
+        "confidence_level": 7,
+        "asset_config": {"lot_type": "mini", "pip_value": 1},
+        "mistakes_made": "chased the open",
+    }
+    await host.open("review_trade", {**DRAFT, "trade": trade})
+    view = host.view()
+    more = view.locator("details")
+    await more.wait_for()
+    assert await more.locator("summary").inner_text() == "4 more fields, kept as given"
+    await more.locator("summary").click()
+    names = await more.locator("dt").all_inner_texts()
+    values = await more.locator("dd").all_inner_texts()
+    assert dict(zip(names, values, strict=True)) == {
+        "emotional state": "Rushed",
+        "confidence level": "7",
+        "asset config": '{"lot_type":"mini","pip_value":1}',
+        "mistakes made": "chased the open",
+    }
+    assert "[object" not in await view.locator("body").inner_text()

@@ -480,3 +480,46 @@ async def test_screenshot_paths_allowed_by_the_clients_roots(env: Env, tmp_path:
         )
         assert refused.is_error
         assert "outside the allowed directories" in text_of(refused)
+
+
+async def test_look_alike_tag_names_are_refused_not_created(client: Client, env: Env) -> None:
+    """'FOMO' with a Cyrillic O or a zero-width joiner is not created beside the real
+    FOMO: refused, naming the characters and the tag it imitates. A plain new name is."""
+    account = await _account(client)
+    number = data_of(await client.call_tool("create_trade", _trade(account)))["trade_number"]
+    before = sorted(t.name for t in await env.api.list_tags())
+    assert "FOMO" in before
+    for fake, needle in (
+        ("F\u041eMO", "U+041E CYRILLIC CAPITAL LETTER O, drawn like Latin 'O'"),
+        ("FO\u200dMO", "U+200D ZERO WIDTH JOINER"),
+    ):
+        refused = await client.call_tool(
+            "tag_trade", {"trade_number": number, "tags": [fake], "create_missing": True}
+        )
+        assert refused.is_error
+        assert needle in text_of(refused)
+        assert "the existing 'FOMO': use that one" in text_of(refused)
+        journaled = data_of(
+            await client.call_tool(
+                "journal_trade",
+                {
+                    "trade": _trade(account, net_pnl=-3.25),
+                    "tags": [fake],
+                    "create_missing_tags": True,
+                },
+            )
+        )
+        assert journaled["outcome"] == "partial"
+        assert journaled["steps"]["tags"].startswith("failed: tags not created:")
+        assert needle in journaled["steps"]["tags"]
+        # Without create_missing, the unknown-tag error says the same.
+        unknown = await client.call_tool("tag_trade", {"trade_number": number, "tags": [fake]})
+        assert needle in text_of(unknown)
+    assert sorted(t.name for t in await env.api.list_tags()) == before
+    made = data_of(
+        await client.call_tool(
+            "tag_trade",
+            {"trade_number": number, "tags": ["Opening Drive"], "create_missing": True},
+        )
+    )
+    assert made["created"] == ["Opening Drive"]

@@ -144,11 +144,12 @@ async def test_a_long_calendar_is_grouped_and_says_so(journal: Journal) -> None:
     assert "grouped by" in data["note"]
     assert str(len(want["days"])) in data["note"]
     # The groups add up to the API's days, and to its summary.
-    assert sum(r["trade_count"] for r in rows) == sum(d["trade_count"] for d in want["days"])
+    # Counted in decisions (the API's "trade_count"), and named so.
+    assert sum(r["decisions"] for r in rows) == sum(d["trade_count"] for d in want["days"])
     assert sum(r["traded_days"] for r in rows) == len(want["days"])
     total = sum(r["net_pnl"] for r in rows)
     assert abs(total - want["summary"]["total_net_pnl"]) < 0.05
-    assert data["summary"]["total_trades"] == want["summary"]["total_trades"]
+    assert data["summary"]["decisions"] == want["summary"]["total_trades"]
     # A short range is still day by day, as the API sends it.
     week = data_of(await journal.client.call_tool("get_calendar", {"range": "7d"}))
     assert "grouped_by" not in week

@@ -6,6 +6,7 @@ import argparse
 import subprocess
 import sys
 from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +16,21 @@ import pytest
 from mcp import Client
 
 from tradavity_mcp import settings
-from tradavity_mcp.sandbox import DEMO_KEY, ManualClock, SandboxConfig, _cli, create_app
+from tradavity_mcp.api.client import TradavityClient
+from tradavity_mcp.sandbox import (
+    DEMO_KEY,
+    ManualClock,
+    SandboxConfig,
+    SandboxTransport,
+    _cli,
+    create_app,
+)
 from tradavity_mcp.sandbox._seed import DEFAULT_DEMO_DAYS, MAX_DEMO_DAYS, _build
 from tradavity_mcp.sandbox._store import Store
 from tradavity_mcp.server import build_server
 from tradavity_mcp.settings import ConfigError, Settings
 
-from ..kit import TLS
+from ..kit import SANDBOX_URL, TLS
 
 LAUNCH = (
     "import argparse, sys\n"
@@ -56,6 +65,47 @@ def test_a_two_year_journal_is_longer_and_wider() -> None:
     assert len({t["symbol"] for t in trades}) >= 30
     # The other users' journals are not stretched.
     assert len(app.state.sandbox.store.all("trade", 2)) == 12
+
+
+def _cents(value: Any) -> int:
+    return int((Decimal(str(value)) * 100).to_integral_value())
+
+
+def test_every_seeded_trade_adds_up_to_the_cent() -> None:
+    """Gross - fees = net on every trade of a two-year journal, copies included (a copy's
+    gross, fees and net scale with its size), and the stats' totals reconcile."""
+    app = create_app(SandboxConfig(clock=ManualClock(START), demo_days=730))
+    store = app.state.sandbox.store
+    trades = [t for uid in (1, 2, 3) for t in store.all("trade", uid)]
+    wrong = [
+        (t["trade_number"], t["gross_pnl"], t["fees"], t["net_pnl"])
+        for t in trades
+        if _cents(t["gross_pnl"]) - _cents(t["fees"]) != _cents(t["net_pnl"])
+    ]
+    assert not wrong, wrong[:5]
+    by_id = {t["trade_id"]: t for t in trades}
+    copies = [t for t in trades if t.get("is_copy")]
+    assert len(copies) >= 50
+    for copy in copies:
+        source = by_id[copy["source_trade_id"]]
+        scale = Decimal(str(copy["quantity"])) / Decimal(str(source["quantity"]))
+        for name in ("gross_pnl", "fees"):
+            want = (Decimal(str(source[name])) * scale).quantize(Decimal("0.01"))
+            assert abs(_cents(copy[name]) - _cents(want)) <= 1, (name, copy, source)
+        assert sum(e["quantity"] for e in copy["executions"]) == 2 * copy["quantity"]
+
+    async def totals() -> dict[str, Any]:
+        async with TradavityClient(
+            DEMO_KEY, base_url=SANDBOX_URL, transport=SandboxTransport(app)
+        ) as api:
+            summary: dict[str, Any] = await api.stats("summary", range="all")
+        return dict(summary["totals"])
+
+    sums = anyio.run(totals)
+    assert sums["trade_rows"] == len(store.all("trade", 1))
+    assert _cents(sums["total_gross_pnl"]) - _cents(sums["total_fees"]) == _cents(
+        sums["total_net_pnl"]
+    )
 
 
 def test_a_journal_seeded_again_at_the_same_moment_is_a_copy_of_the_first(

@@ -1,5 +1,6 @@
 // P&L calendar (get_calendar): one grid per month of the range, days coloured by net P&L
-// (the breakeven window is flat), week and month totals; a day lists its trades.
+// (the breakeven window is flat), week and month totals; a day lists its trades (copies
+// and archived trades marked). Its counts are decisions: a trade copied to other accounts once.
 import { connect } from "../shared/bridge.js";
 import {
   applyTheme, fill, formats, h, isNum, localeOf, preferences, show, structured, textOf, tone,
@@ -63,7 +64,7 @@ async function render(result) {
       h("p", { class: "total" }, "Net ",
         h("strong", { class: `num ${tone(total, breakeven)}`, "data-testid": "total", "data-value": total }, f.money(total)),
         h("span", { class: "muted" },
-          ` · ${f.count(summary.traded_days ?? days.size)} traded days · ${f.count(summary.total_trades)} trades`)),
+          ` · ${f.count(summary.traded_days ?? days.size)} traded days · ${plural(summary.decisions, "decision", f)}`)),
       data.note ? h("p", { class: "muted" }, data.note) : null),
     h("div", { class: "months" }, months),
     detail,
@@ -156,7 +157,7 @@ function dayCell(day, key, row, inRange, { breakeven, peak, f, detail }) {
   if (!row) return h("td", { class: "empty" }, h("span", { class: "date" }, n));
   const kind = tone(row.net_pnl, breakeven);
   const strength = kind === "flat" ? 0 : 0.14 + 0.4 * Math.min(1, Math.abs(row.net_pnl) / peak);
-  const label = `${day.toLocaleDateString(f.locale, { timeZone: "UTC", dateStyle: "full" })}: ${f.money(row.net_pnl)}, ${row.trade_count} trades`;
+  const label = `${day.toLocaleDateString(f.locale, { timeZone: "UTC", dateStyle: "full" })}: ${f.money(row.net_pnl)}, ${plural(row.decisions, "decision", f)}`;
   return h("td", { class: `traded ${kind}`, style: `--a:${strength.toFixed(2)}` },
     h("button", {
       type: "button", class: "daybtn", "data-date": key, "aria-label": label,
@@ -164,7 +165,7 @@ function dayCell(day, key, row, inRange, { breakeven, peak, f, detail }) {
     },
       h("span", { class: "date" }, n),
       h("span", { class: "num pnl", "data-value": row.net_pnl, title: f.money(row.net_pnl) }, f.short(row.net_pnl)),
-      h("span", { class: "count" }, `${row.trade_count}×`)));
+      h("span", { class: "count", title: plural(row.decisions, "decision", f) }, `${row.decisions}×`)));
 }
 
 async function openDay(key, day, row, { f, breakeven, detail }) {
@@ -193,10 +194,15 @@ async function openDay(key, day, row, { f, breakeven, detail }) {
           h("span", {}, `${t.symbol} ${t.direction}`), " ",
           h("span", { class: `num ${tone(t.net_pnl, breakeven)}` }, f.money(t.net_pnl)),
           t.account ? h("span", { class: "muted" }, ` · ${t.account}`) : null,
-          t.strategy ? h("span", { class: "muted" }, ` · ${t.strategy}`) : null))),
+          t.strategy ? h("span", { class: "muted" }, ` · ${t.strategy}`) : null,
+          t.is_copy ? h("span", { class: "tag", "data-mark": "copy" }, "copy") : null,
+          t.archived ? h("span", { class: "tag", "data-mark": "archived" }, "archived") : null))),
     data.next_cursor ? h("p", { class: "muted" }, "More trades on this day: ask for them in the chat.") : null,
   );
   detail.scrollIntoView?.({ block: "nearest" });
 }
 
 const round = (v) => Math.round(v * 100) / 100;
+
+/** "1 decision", "3 decisions": the calendar counts decisions (a copied trade once). */
+const plural = (n, word, f) => `${f.count(n)} ${n === 1 ? word : `${word}s`}`;

@@ -102,7 +102,8 @@ function bars(title, key, rows, f, breakeven) {
         h("span", { class: "track", "aria-hidden": "true" },
           h("span", { class: `bar ${kind}`, style: value >= 0 ? `left:50%;width:${width}%` : `left:${50 - width}%;width:${width}%` })),
         h("span", { class: `num ${kind}`, "data-value": value }, f.money(value)),
-        h("span", { class: "muted num" }, `${f.count(row.count)} · ${f.percent(row.win_rate_pct)}`));
+        h("span", { class: "muted num", title: `${f.count(row.count)} decisions (copies once), ${f.percent(row.win_rate_pct)} won` },
+          `${f.count(row.count)} · ${f.percent(row.win_rate_pct)}`));
     })));
 }
 

@@ -91,7 +91,8 @@ export async function preferences(bridge, fallbackTimezone) {
 
 /**
  * Make an element: h("div", {class: "x", onclick: fn}, child, "text", ...).
- * Attributes named on* become listeners; null/false children are skipped.
+ * Attributes named on* become listeners; null/false children are skipped; nested lists of
+ * children (a list of [dt, dd] pairs) are flattened, however deep.
  */
 export function h(tag, attrs, ...children) {
   const svg = SVG_TAGS.has(tag);
@@ -101,7 +102,7 @@ export function h(tag, attrs, ...children) {
     if (key.startsWith("on") && typeof value === "function") el.addEventListener(key.slice(2), value);
     else el.setAttribute(key, value === true ? "" : String(value));
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     el.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -119,7 +120,7 @@ export function show(...children) {
 
 /** Replace an element's children (null and false children are skipped). */
 export function fill(el, ...children) {
-  el.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+  el.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
 }
 
 /** Apply the host's theme (light/dark) to the page. */

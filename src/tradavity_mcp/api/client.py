@@ -49,6 +49,7 @@ from .models import (
     Me,
     Protocol,
     ProtocolResponseCreate,
+    ProtocolResponsePatch,
     Screenshot,
     Strategy,
     SyncResult,
@@ -700,6 +701,32 @@ class TradavityClient:
         resp = await self.request(
             "POST",
             f"/protocols/{protocol_id}/responses",
+            json=payload,
+            idempotency_key=idempotency_key,
+        )
+        out = _unwrap(resp.data, "response")
+        return out if isinstance(out, dict) else {}
+
+    async def get_protocol_response(self, protocol_id: int, response_id: int) -> dict[str, Any]:
+        """One response with its per-item `answers` (item_id, item_type, value)."""
+        data = (await self.request("GET", f"/protocols/{protocol_id}/responses/{response_id}")).data
+        out = _unwrap(data, "response")
+        return out if isinstance(out, dict) else {}
+
+    async def update_protocol_response(
+        self,
+        protocol_id: int,
+        response_id: int,
+        body: ProtocolResponsePatch | Mapping[str, Any],
+        *,
+        idempotency_key: str,
+    ) -> dict[str, Any]:
+        """Change a response (its answers replaced as a whole, its status); the response
+        as re-read."""
+        payload = _validate(ProtocolResponsePatch, body).to_json()
+        resp = await self.request(
+            "PATCH",
+            f"/protocols/{protocol_id}/responses/{response_id}",
             json=payload,
             idempotency_key=idempotency_key,
         )

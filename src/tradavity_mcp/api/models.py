@@ -61,6 +61,7 @@ __all__ = [
     "Protocol",
     "ProtocolItem",
     "ProtocolResponseCreate",
+    "ProtocolResponsePatch",
     "ProtocolSection",
     "ProtocolType",
     "RequestBody",
@@ -681,6 +682,13 @@ def _item_value(value: object) -> object:
 ItemValue = Annotated[str | int | float, BeforeValidator(_item_value)]
 
 
+def _numeric_item_ids(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    bad = [k for k in value or {} if not k.isdigit()]
+    if bad:
+        raise ValueError(f"keys must be numeric item ids, got {bad[:5]}")
+    return value
+
+
 class ProtocolResponseCreate(RequestBody):
     """Body of `POST /protocols/{id}/responses`. Per-item checks need the protocol's
     items, so they live with the tool; here we check the shape."""
@@ -689,13 +697,17 @@ class ProtocolResponseCreate(RequestBody):
     trade_number: StrictId | None = None
     status: Annotated[Literal["completed", "draft"], AnyCase] | None = None
 
-    @field_validator("item_values")
-    @classmethod
-    def _item_ids(cls, value: dict[str, ItemValue]) -> dict[str, ItemValue]:
-        bad = [k for k in value if not k.isdigit()]
-        if bad:
-            raise ValueError(f"keys must be numeric item ids, got {bad[:5]}")
-        return value
+    _item_ids = field_validator("item_values")(_numeric_item_ids)
+
+
+class ProtocolResponsePatch(RequestBody):
+    """Body of `PATCH /protocols/{id}/responses/{response_id}`: `item_values` replaces the
+    whole answer set, so a caller sends the earlier answers with the new ones."""
+
+    item_values: dict[str, ItemValue] | None = None
+    status: Annotated[Literal["completed", "draft"], AnyCase] | None = None
+
+    _item_ids = field_validator("item_values")(_numeric_item_ids)
 
 
 # --- responses (tolerant) ----------------------------------------------------------------

@@ -487,15 +487,23 @@ class _Seeder:
             tags = self.rng.sample(tag_ids, self.rng.choice([0, 1, 1, 2])) if tag_ids else []
             trade = store_trade(self.s, uid, body, self.now, tag_ids=tags, executions=executions)
             if copies and account == copies[0] and self.rng.random() < 0.25:
+                # The copy group trades half the size on the second account (at least one
+                # contract): its gross, fees and net scale together, so gross - fees = net
+                # on the copy as on its source.
+                copy_qty = max(1, qty // 2)
+                scale = copy_qty / qty
+                copy_fees = round(fees * scale, 2)
+                copy_gross = round((net + fees) * scale, 2)
                 copy = dict(
                     body,
                     account_id=copies[1],
-                    net_pnl=round(net * 0.5, 2),
-                    quantity=max(1, qty // 2),
+                    quantity=copy_qty,
+                    fees=copy_fees,
+                    gross_pnl=copy_gross,
+                    net_pnl=round(copy_gross - copy_fees, 2),
                 )
-                store_trade(
-                    self.s, uid, copy, self.now, tag_ids=[], executions=executions, source=trade
-                )
+                fills = [{**fill, "quantity": copy_qty} for fill in executions]
+                store_trade(self.s, uid, copy, self.now, tag_ids=[], executions=fills, source=trade)
 
 
 #: Journals seeded in this process at a moment that stands still (`remember`), by (now,

@@ -8,7 +8,7 @@ reported at once, naming the item and what it accepts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -18,11 +18,13 @@ from ..api.models import MAX_NUMBER, Protocol, ProtocolItem, check_text
 from .errors import UserError
 from .refdata import close_matches, one_of
 
-__all__ = ["ALL_YES_KEY", "build_item_values"]
+__all__ = ["ALL_YES_KEY", "STAR_TYPES", "answer_values", "build_item_values", "to_answer"]
 
 #: An answer under this key fills every checkbox and yes/no item not answered otherwise
 #: ("the checklist was all yes").
 ALL_YES_KEY = "*"
+#: The item types `*` answers; a select, rating, number or text item needs its own answer.
+STAR_TYPES = frozenset({"checkbox", "yes_no_na"})
 
 _TRUE = {"1", "true", "yes", "y", "checked", "done", "x", "on"}
 _FALSE = {"0", "false", "no", "n", "unchecked", "off", ""}
@@ -92,10 +94,18 @@ def _coerce(item: ProtocolItem, value: Any) -> str | int:
     raise ValueError(f"has an item type this server does not know ({kind})")
 
 
-def build_item_values(
-    protocol: Protocol, answers: Mapping[str, Any], *, completed: bool
-) -> dict[str, str | int]:
-    """Map answers onto the protocol's items; raise one `UserError` listing every problem."""
+def answer_values(
+    protocol: Protocol,
+    answers: Mapping[str, Any],
+    *,
+    kept: Mapping[str, str | int] | None = None,
+) -> tuple[dict[str, str | int], list[ProtocolItem]]:
+    """The item values `answers` give on top of `kept` (a response's earlier values), and
+    the required items still without one. One `UserError` lists every bad answer.
+
+    `*` fills the checkbox and yes/no items answered neither here nor in `kept`: a later
+    "all yes" never overwrites an explicit earlier "no".
+    """
     items = protocol.items
     by_id = {str(i.item_id): i for i in items}
     by_label = {i.label.strip().casefold(): i for i in items}
@@ -120,28 +130,64 @@ def build_item_values(
         except ValueError as exc:
             problems.append(f"'{item.label}' ({item.item_type}) {exc}; got {value!r}")
 
+    earlier = {k: v for k, v in (kept or {}).items() if k in by_id}
     if fill_all is not None:
         for item in items:
-            if item.item_type in {"checkbox", "yes_no_na"} and str(item.item_id) not in values:
+            key = str(item.item_id)
+            if item.item_type in STAR_TYPES and key not in values and key not in earlier:
                 try:
-                    values[str(item.item_id)] = _coerce(item, fill_all)
+                    values[key] = _coerce(item, fill_all)
                 except ValueError as exc:
                     problems.append(f"'*' for '{item.label}' ({item.item_type}) {exc}")
-
-    if completed:
-        missing = [i for i in items if i.required and str(i.item_id) not in values]
-        if missing:
-            listed = ", ".join(f"'{i.label}' ({i.item_type})" for i in missing)
-            problems.append(
-                f"a completed response needs every required item; missing: {listed} "
-                "(or pass status='draft')"
-            )
     if problems:
         labels = "; ".join(f"'{i.label}' ({_accepts(i)})" for i in items)
         raise UserError(
             "checklist answers need fixing: " + "; ".join(problems) + f". Items: {labels}"
         )
+    merged = {**earlier, **values}
+    missing = [i for i in items if i.required and str(i.item_id) not in merged]
+    return merged, missing
+
+
+def build_item_values(
+    protocol: Protocol, answers: Mapping[str, Any], *, completed: bool
+) -> dict[str, str | int]:
+    """Map answers onto the protocol's items; raise one `UserError` listing every problem
+    (for a completed response, also every required item left unanswered)."""
+    values, missing = answer_values(protocol, answers)
+    if completed and missing:
+        listed = ", ".join(f"'{i.label}' ({i.item_type})" for i in missing)
+        labels = "; ".join(f"'{i.label}' ({_accepts(i)})" for i in protocol.items)
+        raise UserError(
+            "checklist answers need fixing: a completed response needs every required item; "
+            f"missing: {listed} (or pass status='draft'). Items: {labels}"
+        )
     return values
+
+
+def to_answer(items: Sequence[ProtocolItem]) -> list[str]:
+    """What each item takes, in words a trader can be asked in:
+    ["Bias: long, short or neutral", "Conviction: 1-5"]."""
+    return [f"{i.label}: {_takes(i)}" for i in items]
+
+
+def _takes(item: ProtocolItem) -> str:
+    if item.item_type == "select":
+        options = list(item.options or [])
+        if len(options) > 1:
+            return ", ".join(options[:-1]) + " or " + options[-1]
+        return options[0] if options else "one of its options"
+    return _TAKES.get(item.item_type, item.item_type)
+
+
+#: What an item of each type takes, said to the trader (select: its options).
+_TAKES = {
+    "checkbox": "yes or no (done or not)",
+    "yes_no_na": "yes, no or na",
+    "rating": "1-5",
+    "number": "a number",
+    "text": "a few words",
+}
 
 
 def _accepts(item: ProtocolItem) -> str:

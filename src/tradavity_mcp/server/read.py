@@ -167,6 +167,8 @@ async def find_trades(
     while True:
         page = await _api(ws.api.list_trades(limit=take, cursor=cursor, **params), subject=subject)
         rows = [_row(row.model_dump(mode="json")) for row in page.items]
+        if params.get("include_archived"):
+            await _mark_archived(ws, rows, params)
         out: dict[str, Any] = {"trades": rows, "count": len(rows)}
         if page.has_more and page.next_cursor:
             out["next_cursor"] = page.next_cursor
@@ -186,6 +188,34 @@ async def find_trades(
             else:
                 hi = mid - 1
         take = lo
+
+
+#: Filters the look for a page's active trades does not take from the page's own.
+_SPAN_FILTERS = frozenset({"include_archived", "from", "to", "range", "cursor", "limit"})
+
+
+async def _mark_archived(ws: Workspace, rows: list[dict[str, Any]], params: dict[str, Any]) -> None:
+    """Mark the archived rows of a page listed with `include_archived` (the API's rows do
+    not say): the same filters without archived trades, over the page's days (a day's
+    margin for time zones), name the active ones; the others are archived."""
+    days = sorted(str(r["trade_date"])[:10] for r in rows if r.get("trade_date"))
+    if not days:
+        return
+    try:
+        first = date.fromisoformat(days[0]) - timedelta(days=1)
+        last = date.fromisoformat(days[-1]) + timedelta(days=1)
+    except ValueError:
+        return
+    same = {k: v for k, v in params.items() if k not in _SPAN_FILTERS}
+    active = {
+        row.trade_number
+        async for row in ws.api.iter_trades(
+            **same, **{"from": first.isoformat()}, to=last.isoformat(), limit=200
+        )
+    }
+    for row in rows:
+        if row.get("trade_date") and row.get("trade_number") not in active:
+            row["archived"] = True
 
 
 async def get_trade(ws: Workspace, trade_number: int) -> dict[str, Any]:
@@ -287,8 +317,35 @@ async def calendar(
 
 
 def _bounded_calendar(data: Any, budget: int | None, deadline: cpu.Deadline) -> dict[str, Any]:
-    result: dict[str, Any] = compact(data)
+    result: dict[str, Any] = _in_our_words(compact(data))
     return result if budget is None else fit(shape_calendar(result, budget), budget)
+
+
+#: The calendar counts decisions (a decision copied to other accounts once), and the API
+#: names those counts "trades". Everything we send says "trades" for rows (copies
+#: included, as get_stats' `trade_rows`) and "decisions" for copies counted once.
+_CALENDAR_WORDS = {
+    "trade_count": "decisions",
+    "winning_trades": "winning_decisions",
+    "losing_trades": "losing_decisions",
+    "total_trades": "decisions",
+}
+
+
+def _in_our_words(calendar: dict[str, Any]) -> dict[str, Any]:
+    """The API's calendar with its decision counts named as decisions."""
+
+    def renamed(row: Any) -> Any:
+        if not isinstance(row, dict):
+            return row
+        return {_CALENDAR_WORDS.get(k, k): v for k, v in row.items()}
+
+    out = dict(calendar)
+    if isinstance(out.get("days"), list):
+        out["days"] = [renamed(d) for d in out["days"]]
+    if isinstance(out.get("summary"), dict):
+        out["summary"] = renamed(out["summary"])
+    return out
 
 
 async def lookup(ws: Workspace, name: str, query: str | None = None) -> Any:
@@ -408,7 +465,7 @@ _LIST_ROWS: dict[str, Callable[[Workspace], Awaitable[list[dict[str, Any]]]]] = 
 
 # --- bounding ------------------------------------------------------------------------------
 
-_DAY_SUMS = ("net_pnl", "trade_count", "winning_trades", "losing_trades")
+_DAY_SUMS = ("net_pnl", "decisions", "winning_decisions", "losing_decisions")
 
 
 def shape_calendar(data: dict[str, Any], budget: int) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from ..api.client import TradavityClient
 from ..api.errors import TradavityError
 from ..api.models import Account, AutosyncConnection, Me, Protocol, Strategy, Tag, TagCategory
 from .errors import UserError
+from .lookalike import misread
 
 __all__ = ["RefData", "close_matches", "one_of"]
 
@@ -251,8 +252,12 @@ class RefData:
         names = [t.name for t in tags]
         parts = []
         for word in unknown:
+            why = misread(word, names)
             near = close_matches(word, names)
-            parts.append(f"{word!r}" + (f" (did you mean {one_of(near)}?)" if near else ""))
+            if why is not None:
+                parts.append(f"{word!r} ({why})")
+            else:
+                parts.append(f"{word!r}" + (f" (did you mean {one_of(near)}?)" if near else ""))
         return UserError(
             f"unknown tag{'s' if len(unknown) > 1 else ''}: {', '.join(parts)}. "
             "Pass create_missing=true to create them, or use existing tags: "

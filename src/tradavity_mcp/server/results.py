@@ -94,6 +94,9 @@ class ProtocolResult(WriteResult):
     status: str | None = None
     trade_number: int | None = None
     answered: int = 0
+    #: Required items still without an answer (the response was kept as a draft), each
+    #: "Label: what it takes".
+    to_answer: list[str] | None = None
 
 
 class SyncRunResult(_Result):
@@ -117,5 +120,7 @@ class ArchiveResult(WriteResult):
 
 
 class JournalResult(TradeResult):
-    #: step -> "done" | "failed: <why>"
+    #: step -> "done" | "done (earlier)" | "failed: <why>" | "draft: <what is missing>"
     steps: dict[str, str] = {}
+    #: The checklist's required items still without an answer, as in ProtocolResult.
+    to_answer: list[str] | None = None

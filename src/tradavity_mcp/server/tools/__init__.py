@@ -74,9 +74,9 @@ TOOLS: tuple[Tool, ...] = (
     _journaling(
         "journal_trade",
         "Journal trade (all-in-one)",
-        "Journal a trade with its tags, fills, chart screenshot and checklist in one call. "
-        "Each part is written once; calling again with the same trade and corrected parts "
-        "finishes what is missing. Reports each step's outcome.",
+        "Journal a trade with its tags, fills, chart screenshot and checklist in one call; "
+        "each part written once and reported. The same trade again with corrected parts "
+        "finishes what is missing. Never invent checklist answers: the result names any to ask.",
     ),
     _journaling("tag_trade", "Tag trade", "Add, remove or replace tags on a trade."),
     _journaling(
@@ -87,7 +87,8 @@ TOOLS: tuple[Tool, ...] = (
     _journaling(
         "record_protocol_response",
         "Record checklist answers",
-        "Record a protocol (checklist/review) response, optionally linked to a trade.",
+        "Record a protocol (checklist/review) response, optionally linked to a trade (whose "
+        "response it completes, never doubles).",
     ),
     _journaling(
         "trigger_sync",

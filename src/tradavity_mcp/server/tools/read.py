@@ -217,11 +217,18 @@ def _trades_text(data: dict[str, Any]) -> str:
             f"#{r.get('trade_number')} {str(r.get('trade_date', ''))[:16]} {r.get('symbol')} "
             f"{r.get('direction')} {pnl_text} {r.get('account') or ''} {extra}".rstrip()
         )
+        lines[-1] += _marks(r)
     if data.get("note"):
         lines.append(f"({data['note']})")
     if data.get("next_cursor"):
         lines.append(f"(more: cursor={data['next_cursor']})")
     return "\n".join(lines)
+
+
+def _marks(row: dict[str, Any]) -> str:
+    """A copy and an archived trade say so in a list: " (copy)", " (archived)"."""
+    marks = [word for key, word in (("is_copy", "copy"), ("archived", "archived")) if row.get(key)]
+    return f" ({', '.join(marks)})" if marks else ""
 
 
 #: Seconds the calendar picture may take, waiting for a drawing thread included; past

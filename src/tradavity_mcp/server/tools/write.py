@@ -120,11 +120,24 @@ def _render_create(outcome: str, data: dict[str, Any], args: Any) -> CallToolRes
     return _text_result(_trade_result(outcome, data, note), text, note)
 
 
+def _ask_then_finish(number: int | None, protocol: str, to_answer: list[str]) -> str:
+    """What to do about a checklist kept as a draft: ask, then finish that response."""
+    on = f" on trade #{number}" if number else ""
+    return (
+        f"The checklist '{protocol}' is saved{on} as a draft with every answer given. "
+        f"Ask the trader for: {'; '.join(to_answer)}. Then call record_protocol_response "
+        f"with trade_number {number}, protocol '{protocol}' and just those answers: they "
+        "complete this same response (one per trade); nothing else is written."
+    )
+
+
 def _render_journal(outcome: str, data: dict[str, Any], args: Any) -> CallToolResult:
     steps: dict[str, str] = data.get("steps", {})
     failed = [s for s, v in steps.items() if v.startswith("failed")]
     final = "partial" if failed and outcome == "done" else outcome
     summary = _summary(data)
+    waiting: dict[str, Any] = data.get("checklist") or {}
+    to_answer = [str(x) for x in waiting.get("to_answer") or []]
     notes = [_note(outcome, data, "trade")]
     if summary and any(v == "done (earlier)" for v in steps.values()) and outcome == "done":
         notes.append(
@@ -138,11 +151,15 @@ def _render_journal(outcome: str, data: dict[str, Any], args: Any) -> CallToolRe
             "trade and the corrected parts to finish it (nothing is written twice), or use "
             "tag_trade, attach_screenshot or record_protocol_response on that trade number."
         )
+    if to_answer and summary:
+        protocol = str(waiting.get("protocol") or "pre_trade")
+        notes.append(_ask_then_finish(summary.trade_number, protocol, to_answer))
     note = " ".join(n for n in notes if n) or None
     result = JournalResult(
         outcome=final,
         steps=steps,
         note=note,
+        to_answer=to_answer or None,
         **(summary.model_dump() if summary else {}),
     )
     lines = [f"Trade {summary.line()}." if summary else "Trade not confirmed yet."]
@@ -191,19 +208,26 @@ def _render_screenshot(outcome: str, data: dict[str, Any], args: Any) -> CallToo
 
 
 def _render_protocol(outcome: str, data: dict[str, Any], args: Any) -> CallToolResult:
-    note = _note(outcome, data, "checklist response")
+    to_answer = [str(x) for x in data.get("to_answer") or []]
+    notes = [_note(outcome, data, "checklist response")]
+    protocol = str(data.get("protocol", args.protocol))
+    if to_answer:
+        notes.append(_ask_then_finish(args.trade_number, protocol, to_answer))
+    note = " ".join(n for n in notes if n) or None
     result = ProtocolResult(
         outcome=outcome,
-        protocol=str(data.get("protocol", args.protocol)),
+        protocol=protocol,
         response_id=data.get("response_id"),
         status=data.get("status"),
         trade_number=args.trade_number,
         answered=int(data.get("answered", 0)),
+        to_answer=to_answer or None,
         note=note,
     )
     link = f" for trade #{args.trade_number}" if args.trade_number else ""
+    verb = "Updated" if data.get("updated") else "Recorded"
     text = (
-        f"Recorded '{result.protocol}' ({result.status}, {result.answered} answers){link}."
+        f"{verb} '{result.protocol}' ({result.status}, {result.answered} answers){link}."
         if result.response_id
         else f"'{result.protocol}' response{link} not confirmed yet."
     )

@@ -278,6 +278,13 @@ class ScreenshotPart(WriteArgs):
         return out, {digest: raw}
 
 
+#: How each checklist item type is answered.
+ANSWERS_DESCRIPTION = (
+    "Item label or id -> answer: checkbox true/false; yes_no_na yes/no/na; select an "
+    "option; rating 1-5; number; text. '*' = all checkbox and yes/no items"
+)
+
+
 class ChecklistPart(WriteArgs):
     protocol: Annotated[str | int, Field(description="Protocol id, name or type")]
     answers: dict[str, Any]
@@ -365,13 +372,7 @@ class RecordProtocolResponseArgs(WriteArgs):
     protocol: Annotated[
         str | int, Field(description="Protocol id, name or type (pre_trade, end_of_day, ...)")
     ]
-    answers: Annotated[
-        dict[str, Any],
-        Field(
-            description="Item label or id -> answer (true/false, yes/no/na, 1-5, number, "
-            "option, text); '*' answers every yes/no item"
-        ),
-    ]
+    answers: Annotated[dict[str, Any], Field(description=ANSWERS_DESCRIPTION)]
     trade_number: Annotated[int | None, Field(ge=1, description="Link to this trade")] = None
     status: Literal["completed", "draft"] = "completed"
     allow_duplicate: Annotated[

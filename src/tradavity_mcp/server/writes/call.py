@@ -450,9 +450,11 @@ class WriteCall:
         return "done", result
 
     async def _finish_done(self, result: dict[str, Any]) -> None:
+        # Recorded "partial" (so a journal_trade of the same trade carries on from it):
+        # a part failed, or its checklist is a draft waiting for the trader's answers.
         steps = result.get("steps")
         partial = isinstance(steps, dict) and any(
-            str(v).startswith("failed") for v in steps.values()
+            str(v).startswith(("failed", "draft")) for v in steps.values()
         )
         await self.ledger.finish_call(
             *self._id,

@@ -34,9 +34,10 @@ from ...api.models import (
     plain_validation_message,
 )
 from ...api.uploads import MAX_SCREENSHOT_BYTES, prepare_upload
-from ..answers import build_item_values
+from ..answers import answer_values, build_item_values, to_answer
 from ..errors import StepFailed, UserError, describe_error, one_error
 from ..files import read_confined_async
+from ..lookalike import misread
 from ..results import TradeSummary
 from ..sync.trigger import Progress, trigger_sync
 from ..workspace import Workspace
@@ -53,6 +54,7 @@ from .args import (
     UpdateTradeArgs,
 )
 from .call import Pending, WriteCall
+from .ledger import digest_arguments
 
 __all__ = [
     "RunEnv",
@@ -252,6 +254,10 @@ async def _ensure_tags(
         raise UserError(f"no tag has id {', '.join(numeric)}; pass tag names or existing ids")
     if not create_missing:
         raise ws.ref.unknown_tags_error(unknown, await ws.ref.tags())
+    known = [t.name for t in await ws.ref.tags()]
+    refused = [f"{n!r} is refused: {why}" for n in unknown if (why := misread(n, known))]
+    if refused:
+        raise UserError("tags not created: " + ". ".join(refused) + ".")
     category_id = await _tag_category(ws, call, category)
     created: list[str] = []
     for name in unknown:
@@ -498,6 +504,31 @@ async def attach_screenshot(
 # --- checklists --------------------------------------------------------------------------
 
 
+#: The journal_trade step that records its checklist (later answers: this, ":" and a digest).
+CHECKLIST_STEP = "protocol_response"
+
+
+async def _response_on_trade(
+    ws: Workspace, protocol_id: int, trade_number: int
+) -> dict[str, Any] | None:
+    """The response to this protocol a trade already has (one per trade and protocol):
+    a draft waiting for answers first, else the newest; None if it has none."""
+    rows = await ws.api.list_protocol_responses(
+        protocol_id, trade_number=trade_number, status="all"
+    )
+    rows.sort(key=lambda r: (r.get("status") == "draft", r.get("response_id") or 0))
+    return rows[-1] if rows else None
+
+
+def _answers_of(response: Mapping[str, Any]) -> dict[str, Any]:
+    """A recorded response's answers by item id, as the API stores them."""
+    return {
+        str(a["item_id"]): a["value"]
+        for a in response.get("answers") or []
+        if isinstance(a, dict) and a.get("item_id") is not None and a.get("value") is not None
+    }
+
+
 async def _response_step(
     ws: Workspace,
     call: WriteCall,
@@ -506,48 +537,115 @@ async def _response_step(
     *,
     trade_number: int | None,
     status: str,
+    step: str = CHECKLIST_STEP,
+    response_id: int | None = None,
+    look_on_trade: bool = False,
 ) -> dict[str, Any]:
-    names: dict[str, Any] = {}
+    """Record checklist answers once: a new response, or, when the trade already has one
+    to this protocol (`response_id`, or found with `look_on_trade`), that response with
+    the new answers over its earlier ones (one response per trade and protocol).
+
+    A response that should be completed but lacks required answers is kept as a draft
+    when it belongs to a trade: what the trader said is saved, and `to_answer` names
+    each item still to ask for and what it takes.
+    """
 
     async def build() -> dict[str, Any]:
         proto = await ws.ref.protocol_by_ref(protocol)
-        values = build_item_values(proto, answers, completed=status == "completed")
-        body: dict[str, Any] = {"item_values": values, "status": status}
-        if trade_number is not None:
-            body["trade_number"] = trade_number
-        return {"protocol_id": proto.protocol_id, "protocol": proto.name, "body": body}
-
-    async def send(key: str, request: dict[str, Any]) -> dict[str, Any]:
-        data = await ws.api.record_protocol_response(
-            request["protocol_id"], request["body"], idempotency_key=key
+        existing = response_id
+        if existing is None and look_on_trade and trade_number is not None:
+            row = await _response_on_trade(ws, proto.protocol_id, trade_number)
+            existing = int(row["response_id"]) if row and row.get("response_id") else None
+        kept = (
+            _answers_of(await ws.api.get_protocol_response(proto.protocol_id, existing))
+            if existing is not None
+            else {}
         )
-        names["protocol"] = request["protocol"]
-        return {
-            "response_id": data.get("response_id"),
-            "status": data.get("status", status),
+        if trade_number is None and existing is None:
+            values = build_item_values(proto, answers, completed=status == "completed")
+            missing: list[Any] = []
+        else:
+            values, missing = answer_values(proto, answers, kept=kept)
+        saved = "draft" if missing and status == "completed" else status
+        request: dict[str, Any] = {
+            "protocol_id": proto.protocol_id,
+            "protocol": proto.name,
+            "body": {"item_values": values, "status": saved},
+            "answers": answers_digest(answers),
+        }
+        if saved != status:
+            request["to_answer"] = to_answer(missing)
+        if existing is not None:
+            request["response_id"] = existing
+        elif trade_number is not None:
+            request["body"]["trade_number"] = trade_number
+        return request
+
+    def result(data: Mapping[str, Any], request: Mapping[str, Any]) -> dict[str, Any]:
+        out = {
+            "response_id": data.get("response_id", request.get("response_id")),
+            "status": data.get("status", request["body"]["status"]),
             "protocol": request["protocol"],
             "answered": len(request["body"]["item_values"]),
+            "answers": request.get("answers"),
         }
+        if request.get("to_answer"):
+            out["to_answer"] = list(request["to_answer"])
+        if request.get("response_id") is not None:
+            out["updated"] = True
+        return out
+
+    async def send(key: str, request: dict[str, Any]) -> dict[str, Any]:
+        if request.get("response_id") is not None:
+            data = await ws.api.update_protocol_response(
+                request["protocol_id"], request["response_id"], request["body"],
+                idempotency_key=key,
+            )  # fmt: skip
+        else:
+            data = await ws.api.record_protocol_response(
+                request["protocol_id"], request["body"], idempotency_key=key
+            )
+        return result(data, request)
 
     async def find(request: dict[str, Any]) -> dict[str, Any] | None:
+        wanted = request["body"]
+        if request.get("response_id") is not None:
+            # A change of answers is looked for as its effect: the response as asked.
+            data = await ws.api.get_protocol_response(
+                request["protocol_id"], request["response_id"]
+            )
+            same = {k: str(v) for k, v in _answers_of(data).items()} == {
+                k: str(v) for k, v in wanted["item_values"].items()
+            }
+            return (
+                result(data, request) if same and data.get("status") == wanted["status"] else None
+            )
         if trade_number is None:
             return None  # a response linked to no trade cannot be told apart: say so
         rows = await ws.api.list_protocol_responses(
-            request["protocol_id"], trade_number=trade_number
+            request["protocol_id"], trade_number=trade_number, status="all"
         )
-        if not rows:
-            return None
-        return {
-            "response_id": rows[0].get("response_id"),
-            "status": rows[0].get("status", status),
-            "protocol": request["protocol"],
-            "answered": len(request["body"]["item_values"]),
-        }
+        rows = [r for r in rows if r.get("status", wanted["status"]) == wanted["status"]]
+        return result(rows[0], request) if rows else None
 
-    result: dict[str, Any] = await call.write(
-        "protocol_response", send, build=build, find=find if trade_number else None
+    answered: dict[str, Any] = await call.write(
+        step, send, build=build, find=find if trade_number else None
     )
-    return {"trade_number": trade_number, **result}
+    return {"trade_number": trade_number, **answered}
+
+
+def answers_digest(answers: Mapping[str, Any]) -> str:
+    """Names a set of checklist answers (a journal_trade's later answers get a step of
+    their own, so one set is written once)."""
+    return digest_arguments(dict(answers))[:16]
+
+
+def waiting_for(result: Mapping[str, Any]) -> str:
+    """A checklist kept as a draft, as its journal_trade step reports it."""
+    kept = int(result.get("answered", 0))
+    return f"draft: {kept} answer{'s' if kept != 1 else ''} kept; still to answer: " + "; ".join(
+        result.get("to_answer") or []
+    )
 
 
 async def record_protocol_response(
@@ -561,6 +659,7 @@ async def record_protocol_response(
             args.answers,
             trade_number=args.trade_number,
             status=args.status,
+            look_on_trade=args.trade_number is not None,
         )
     except StepFailed as exc:
         raise _step_failed(exc, f"protocol '{args.protocol}'") from None
@@ -631,14 +730,15 @@ async def journal_trade(
         raise UserError("the trade was not created: " + describe_error(exc)) from None
     summary = created["summary"]
     number = int(summary["trade_number"])
-    parts = _parts(ws, call, args, env, number)
+    waiting: dict[str, Any] = {}
+    parts = _parts(ws, call, args, env, number, earlier, waiting)
     outcomes: dict[str, str] = {}
     unknown: list[BaseException] = []
 
-    async def run(part: str, step: str, work: Callable[[], Awaitable[Any]]) -> None:
+    async def run(part: str, step: str, work: Callable[[], Awaitable[str | None]]) -> None:
         try:
-            await work()
-            outcomes[part] = "done (earlier)" if step in earlier else "done"
+            said = await work()
+            outcomes[part] = said or ("done (earlier)" if step in earlier else "done")
         except (StepFailed, UserError) as exc:
             outcomes[part] = "failed: " + describe_error(exc, subject=f"trade #{number}")
         except (Pending, APIConnectionError) as exc:
@@ -651,14 +751,28 @@ async def journal_trade(
         raise unknown[0]
     steps = {"create": "done (earlier)" if "create" in earlier else "done"}
     steps.update({part: outcomes[part] for part, _, _ in parts})
-    return {"trade": summary, "steps": steps}
+    out: dict[str, Any] = {"trade": summary, "steps": steps}
+    if waiting:
+        out["checklist"] = waiting
+    return out
+
+
+Work = Callable[[], Awaitable[str | None]]
 
 
 def _parts(
-    ws: Workspace, call: WriteCall, args: JournalTradeArgs, env: RunEnv, number: int
-) -> list[tuple[str, str, Callable[[], Awaitable[Any]]]]:
-    """The extras of a journal_trade, in report order: (part, step name, work)."""
-    parts: list[tuple[str, str, Callable[[], Awaitable[Any]]]] = []
+    ws: Workspace,
+    call: WriteCall,
+    args: JournalTradeArgs,
+    env: RunEnv,
+    number: int,
+    earlier: set[str],
+    waiting: dict[str, Any],
+) -> list[tuple[str, str, Work]]:
+    """The extras of a journal_trade, in report order: (part, step name, work). A work
+    returns its part's state when that is not plain "done"; a checklist that waits for
+    answers fills `waiting` (protocol, response, items to ask for)."""
+    parts: list[tuple[str, str, Work]] = []
     if args.executions:
         executions = dict(args.executions)
 
@@ -678,32 +792,50 @@ def _parts(
         parts.append(("executions", "executions", put_fills))
     if args.tags:
         tags = args.tags
-        # The trade was just created, so it has no tags: `replace` writes the set without
-        # first reading the (empty) current one.
-        parts.append((
-            "tags",
-            "tags",
-            lambda: _set_tags(
+
+        async def put_tags() -> None:
+            # The trade was just created, so it has no tags: `replace` writes the set
+            # without first reading the (empty) current one.
+            await _set_tags(
                 ws, call, number, tags, mode="replace",
                 create_missing=args.create_missing_tags, category=None,
-            ),
-        ))  # fmt: skip
+            )  # fmt: skip
+
+        parts.append(("tags", "tags", put_tags))
     if args.screenshot is not None:
         shot = args.screenshot
-        parts.append((
-            "screenshot",
-            "screenshot",
-            lambda: _screenshot_step(ws, call, number, shot, env.allowed_dirs),
-        ))  # fmt: skip
+
+        async def put_screenshot() -> None:
+            await _screenshot_step(ws, call, number, shot, env.allowed_dirs)
+
+        parts.append(("screenshot", "screenshot", put_screenshot))
     if args.checklist is not None:
         check = args.checklist
-        parts.append((
-            "checklist",
-            "protocol_response",
-            lambda: _response_step(
+
+        async def put_checklist() -> str | None:
+            step = CHECKLIST_STEP
+            result = await _response_step(
                 ws, call, check.protocol, check.answers, trade_number=number, status=check.status
-            ),
-        ))  # fmt: skip
+            )
+            later = answers_digest(check.answers)
+            if step in earlier and result.get("to_answer") and result.get("answers") != later:
+                # An earlier call left this checklist waiting for answers, and these are
+                # new: they finish that same response (a step of their own, once).
+                step = f"{CHECKLIST_STEP}:{later}"
+                result = await _response_step(
+                    ws, call, check.protocol, check.answers, trade_number=number,
+                    status=check.status, step=step, response_id=result.get("response_id"),
+                )  # fmt: skip
+            if result.get("to_answer"):
+                waiting.update(
+                    protocol=result.get("protocol"),
+                    response_id=result.get("response_id"),
+                    to_answer=result["to_answer"],
+                )
+                return waiting_for(result)
+            return "done (earlier)" if step in earlier else "done"
+
+        parts.append(("checklist", CHECKLIST_STEP, put_checklist))
     return parts
 
 
