@@ -24,7 +24,7 @@ from ..api.errors import TradavityError, Unauthorized
 from ..api.idempotency import principal_for_key
 from ..api.models import Me
 from ..settings import API_KEY_PATTERN
-from .auth import CLIENT_ADDRESS, PerUserVerifier, unauthorized
+from .auth import CLIENT_ADDRESS, GRANTED, PerUserVerifier, granted, unauthorized
 from .oauth import (
     KeyCheck,
     KeyRefused,
@@ -115,13 +115,14 @@ class HttpGuard:
     """ASGI middleware in front of every route, present and future: the Host/Origin
     checks `/mcp` gets from the SDK, and the bearer check when the server authenticates
     (except `PUBLIC_PATHS`). It also records the client's address for the pre-auth
-    limits of `auth`.
+    limits of `auth` (the peer's, or with `--trusted-proxy` the address uvicorn took
+    from a trusted balancer's `X-Forwarded-For`).
 
     With `oauth`, its endpoints are answered without a bearer (and without the Origin
     check: browsers and connectors call them from elsewhere; the consent page checks
     its own), and an access token it issued is swapped, inside this process, for the
-    key it stands for before the request goes on; a Tradavity key sent as the bearer
-    goes on as it is."""
+    key it stands for before the request goes on (`auth.GRANTED` says the grant vouches
+    for that key); a Tradavity key sent as the bearer goes on as it is."""
 
     def __init__(
         self,
@@ -146,6 +147,7 @@ class HttpGuard:
             return
         client = scope.get("client")
         token = CLIENT_ADDRESS.set(str(client[0]) if client else "unknown")
+        vouched = GRANTED.set(None)
         try:
             # The token swap comes first: the bearer check below then sees a key.
             refusal = await self._swap_token(scope) if self.oauth is not None else None
@@ -158,6 +160,7 @@ class HttpGuard:
             else:
                 await refusal(scope, receive, send)
         finally:
+            GRANTED.reset(vouched)
             CLIENT_ADDRESS.reset(token)
 
     def _is_oauth_path(self, path: str) -> bool:
@@ -186,6 +189,8 @@ class HttpGuard:
                 return unauthorized(self.public_url)
             headers[i] = (b"authorization", f"Bearer {resolved.key}".encode("latin-1"))
             scope["headers"] = headers
+            # The grant vouches for its key: checking it spends no refusal budget.
+            GRANTED.set(granted(resolved.key, resolved.scopes))
             return None
         return None
 

@@ -72,13 +72,15 @@ def oauth_server(
     *,
     state_dir: Path | None = None,
     sandbox: Any = None,
+    port: int | None = None,
     **options: Any,
 ) -> Iterator[Served]:
-    """A per-user server with its own authorization server, on a loopback port."""
+    """A per-user server with its own authorization server, on a loopback port (`port`:
+    the one a server before it used, to restart it where its tokens were issued)."""
     state = state_dir or tmp_path / "state"
     app_sandbox = sandbox or create_app(SandboxConfig(db=":memory:"))
     settings = Settings.load(environ={}, base_url=SANDBOX_URL, state_dir=state, require_key=False)
-    port = free_port()
+    port = port or free_port()
     base = f"http://127.0.0.1:{port}"
     # A quick heartbeat: a reader of /sync/stream knows the replay is over at the first one.
     stream = StreamOptions(heartbeat_seconds=0.2, poll_seconds=0.05)

@@ -40,10 +40,12 @@ def same_resource(a: str, b: str) -> bool:
 
 @dataclass(frozen=True)
 class Resolved:
-    """What an access token stands for: a grant, and the key it unlocks."""
+    """What an access token stands for: a grant, the key it unlocks, and the scopes
+    Tradavity gave that key when the user consented."""
 
     grant_id: str
     key: str
+    scopes: tuple[str, ...] = ()
 
 
 class TradavityProvider:
@@ -243,4 +245,4 @@ class TradavityProvider:
         if key is None:
             return None
         await self.store.touch(grant.id)
-        return Resolved(grant_id=grant.id, key=key)
+        return Resolved(grant_id=grant.id, key=key, scopes=grant.scopes)
