@@ -646,3 +646,56 @@ async def test_after_a_restart_a_granted_key_the_api_cannot_check_stands_on_its_
             async with Client(http_transport(again.base, access)) as client:
                 me = data_of(await client.call_tool("lookup", {"name": "me"}))
                 assert me["user"]["name"] == "Dana Demo"
+
+
+async def _consent_page(http: httpx2.AsyncClient, served: Served, client_id: str) -> dict[str, str]:
+    """A new sign-in: /authorize, then the consent page's hidden fields."""
+    start = await http.get(authorize_url(served, client_id, pkce()[1]))
+    page = await http.get(start.headers["location"])
+    assert page.status_code == 200, page.text
+    return forms(page.text).hidden
+
+
+async def _try_key(
+    http: httpx2.AsyncClient, served: Served, hidden: dict[str, str], key: str
+) -> httpx2.Response:
+    return await http.post(
+        served.base + "/consent", data={**hidden, "api_key": key, "action": "check"}
+    )
+
+
+async def test_wrong_keys_on_the_consent_page_end_one_sign_in_not_the_address(
+    served: Served,
+) -> None:
+    """From one address (127.0.0.1): five wrong keys end that sign-in only; a right key
+    counts for nothing, so sign-ins after many typos go through; only key stuffing (30
+    wrong keys within the minute) stops the address."""
+    async with httpx2.AsyncClient(timeout=30, verify=TLS) as http:
+        client_id = (await register(http, served.base))["client_id"]
+        typos = await _consent_page(http, served, client_id)
+        for _ in range(5):
+            assert (await _try_key(http, served, typos, junk_key())).status_code == 401
+        over = await _try_key(http, served, typos, DEMO_KEY)
+        assert over.status_code == 429
+        assert any("this sign-in" in e for e in forms(over.text).errors)
+        # Ten more wrong keys on two more sign-ins: fifteen from this address in all.
+        for _ in range(2):
+            hidden = await _consent_page(http, served, client_id)
+            for _ in range(5):
+                assert (await _try_key(http, served, hidden, junk_key())).status_code == 401
+        # Right keys, on twelve sign-ins: each accepted, none counted.
+        for _ in range(12):
+            hidden = await _consent_page(http, served, client_id)
+            checked = await _try_key(http, served, hidden, DEMO_KEY)
+            assert checked.status_code == 200, checked.text
+            assert ("action", "approve") in forms(checked.text).buttons
+        # Key stuffing: three more sign-ins' worth of wrong keys make thirty; the next
+        # check from this address waits for the minute to pass.
+        for _ in range(3):
+            hidden = await _consent_page(http, served, client_id)
+            for _ in range(5):
+                assert (await _try_key(http, served, hidden, junk_key())).status_code == 401
+        hidden = await _consent_page(http, served, client_id)
+        stopped = await _try_key(http, served, hidden, DEMO_KEY)
+        assert stopped.status_code == 429
+        assert any("your network" in e for e in forms(stopped.text).errors)

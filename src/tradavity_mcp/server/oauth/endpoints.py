@@ -33,7 +33,7 @@ from ...settings import ConfigError
 from ..auth import CLIENT_ADDRESS
 from ..writes.stores import is_postgres_url
 from .clients import DEFAULT_REDIRECT_HOSTS, ClientDocuments, RateLimit, SharedLimits
-from .consent import CONSENT_PATH, Consent, KeyCheck, consent_limit
+from .consent import CONSENT_PATH, Consent, KeyCheck, consent_limit, request_limit
 from .crypto import load_secret
 from .offload import AsyncOAuthStore
 from .provider import Resolved, TradavityProvider
@@ -197,13 +197,14 @@ class OAuthServer:
             per_address=options.registrations_per_address, total=options.registrations_total
         )
         self.registrations = limits("register", registrations) if limits else registrations
-        tried = consent_limit()
+        tried, per_request = consent_limit(), request_limit()
         self.consent = Consent(
             self.store,
             self.box,
             check_key,
             self.issuer,
             limit=limits("consent", tried) if limits else tried,
+            request_limit=limits("consent-request", per_request) if limits else per_request,
         )
         #: Paths answered without a bearer (the OAuth endpoints and discovery).
         self.paths = frozenset(
