@@ -33,7 +33,7 @@ __all__ = ["RedisRateLimit", "redis_limits"]
 
 _FALLBACK = "each replica applies the OAuth rate limits on its own"
 
-# KEYS: the address's log, the total's log. ARGV: window (ms), per address, total (-1:
+# KEYS: the address's log, the total's log. ARGV: window (ms), per address, total (empty:
 # none), member. Returns 1 when admitted (and recorded in the logs), else 0.
 _ADMIT = """
 local t = redis.call('TIME')
@@ -44,7 +44,7 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
   return 0
 end
-if total >= 0 then
+if total then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
   if redis.call('ZCARD', KEYS[2]) >= total then
     return 0
@@ -77,7 +77,7 @@ class RedisRateLimit:
             args: list[int | str] = [
                 round(self._local.window * 1000),
                 self._local.per_address,
-                -1 if total is None else total,
+                "" if total is None else total,
                 ticket or uuid.uuid4().hex,
             ]
             try:
