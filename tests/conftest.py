@@ -45,6 +45,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 LONG_FIRST = (
     "tests/drills/test_drills.py",  # 18
     "tests/replicas/",  # 17
+    "tests/e2e/test_client_address.py",  # 14 (two server processes, budgets refilling)
     "tests/apps/",  # 12
     "tests/server/oauth/test_bounds.py",  # 12
     "tests/test_cli.py",  # 9

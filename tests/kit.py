@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -99,6 +100,18 @@ def plain_trade(pnl: float) -> dict[str, Any]:
 def sandbox_writes(app: Any) -> int:
     """How many writes (any non-GET request) a sandbox app has received."""
     return sum(1 for r in app.state.sandbox.request_log if r.method != "GET")
+
+
+def me_checks(app: Any, status: int) -> int:
+    """How many `/me` requests a sandbox app answered with `status` (key checks: 200 a
+    key accepted, 401 one refused, 429 the pre-auth limit)."""
+    log = app.state.sandbox.request_log
+    return sum(1 for r in log if r.path.endswith("/me") and r.status == status)
+
+
+def junk_key() -> str:
+    """A key of the right shape that the sandbox never issued (what scanners send)."""
+    return "tvty_" + secrets.token_hex(24)
 
 
 #: Debian's chromium, as Playwright drives it here (never `playwright install`).

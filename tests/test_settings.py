@@ -93,3 +93,25 @@ def test_redis_url_from_flag_or_environment_and_a_clear_line_otherwise() -> None
         Settings.load(environ={**env, "TRADAVITY_REDIS_URL": "http://cache:6379"})
     assert "TRADAVITY_REDIS_URL (--redis)" in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_trusted_proxies_from_flag_or_environment_and_a_clear_line_otherwise() -> None:
+    env = {"TRADAVITY_API_KEY": KEY}
+    assert Settings.load(environ=env).trusted_proxies == ()  # nobody, loopback included
+    listed = {**env, "TRADAVITY_MCP_TRUSTED_PROXIES": " 10.0.0.5, 10.1.0.0/16,::1 ,"}
+    assert Settings.load(environ=listed).trusted_proxies == ("10.0.0.5", "10.1.0.0/16", "::1")
+    flags = Settings.load(environ=listed, trusted_proxies=["127.0.0.1", "fd00::/8,127.0.0.1"])
+    assert flags.trusted_proxies == ("127.0.0.1", "fd00::/8")
+    with pytest.raises(ConfigError) as info:
+        Settings.load(environ={**env, "TRADAVITY_MCP_TRUSTED_PROXIES": "balancer.internal"})
+    assert str(info.value) == (
+        "TRADAVITY_MCP_TRUSTED_PROXIES takes IP addresses or networks of your load "
+        "balancers, separated by commas (e.g. 10.0.0.5 or 10.0.0.0/24); "
+        "'balancer.internal' is not one"
+    )
+    with pytest.raises(ConfigError) as info:
+        Settings.load(environ=env, trusted_proxies=["10.0.0.7/24"])
+    assert str(info.value) == (
+        "--trusted-proxy: '10.0.0.7/24' is an address inside a network, not the network; "
+        "write 10.0.0.0/24 (or the address alone)"
+    )

@@ -188,6 +188,16 @@ def _add_http_options(parser: argparse.ArgumentParser) -> None:
         help="Origin to accept, e.g. https://agent.example.com (repeatable)",
     )
     parser.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="a load balancer's address or network, e.g. 10.0.0.5 or 10.0.0.0/24, whose "
+        "X-Forwarded-For names the client (repeatable; env TRADAVITY_MCP_TRUSTED_PROXIES, "
+        "comma-separated). The per-client limits then see each client's own address; "
+        "without it no peer is trusted, loopback included",
+    )
+    parser.add_argument(
         "--public-url",
         help="URL clients use to reach this server (the OAuth resource and, with --auth "
         "oauth, the authorization server)",
@@ -327,6 +337,7 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             **_journal(args),
             allowed_dirs=args.allowed_dirs,
             output_schemas=args.output_schemas,
+            trusted_proxies=args.trusted_proxy,
             require_key=args.auth not in {"per-user", "oauth"},
         )
         token = _shared_token() if args.auth == "token" else None
@@ -475,7 +486,15 @@ def _serve_http(server: TradavityServer, args: argparse.Namespace) -> int:
     print(
         f"tradavity-mcp on http://{bracketed(args.host)}:{port}{path}", file=sys.stderr, flush=True
     )
-    config = uvicorn.Config(app, log_level=args.log_level.lower())
+    # The client's address comes from X-Forwarded-For only when a trusted balancer sent it
+    # (uvicorn would otherwise trust any loopback peer, or FORWARDED_ALLOW_IPS).
+    trusted = list(settings.trusted_proxies)
+    config = uvicorn.Config(
+        app,
+        log_level=args.log_level.lower(),
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or None,
+    )
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:

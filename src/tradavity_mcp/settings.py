@@ -7,6 +7,7 @@ set and the expected shape, never the value that was given.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -44,6 +45,7 @@ _ENV_REDIS_URL = "TRADAVITY_REDIS_URL"
 _ENV_LEDGER_RETENTION = "TRADAVITY_LEDGER_RETENTION_DAYS"
 _ENV_SECRET_KEY = "TRADAVITY_MCP_SECRET_KEY"  # noqa: S105 (a variable name)
 _ENV_REDIRECT_HOSTS = "TRADAVITY_MCP_OAUTH_REDIRECT_HOSTS"
+_ENV_TRUSTED_PROXIES = "TRADAVITY_MCP_TRUSTED_PROXIES"
 #: The shortest server secret accepted.
 _MIN_SECRET_CHARS = 32
 #: Hosts whose https redirect URIs `--auth oauth` accepts from dynamic client
@@ -142,6 +144,10 @@ class Settings:
     #: bus, sync runs and events, the `/me` cache, one rate window per API key). None:
     #: all of it in this process.
     redis_url: str | None = None
+    #: `--trusted-proxy`: the load balancers (addresses or networks) whose
+    #: `X-Forwarded-For` names the client. None: no peer is trusted, loopback included,
+    #: and the peer's own address is the client's.
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def sandbox_path(self) -> str:
@@ -167,6 +173,7 @@ class Settings:
         output_schemas: bool | None = None,
         store_url: str | None = None,
         redis_url: str | None = None,
+        trusted_proxies: list[str] | None = None,
         require_key: bool = True,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
@@ -210,6 +217,12 @@ class Settings:
             oauth_redirect_hosts=_hosts(env.get(_ENV_REDIRECT_HOSTS)),
             store_url=_store_url(store_url or env.get(_ENV_STORE_URL)),
             redis_url=_redis_url(redis_url or env.get(_ENV_REDIS_URL)),
+            trusted_proxies=_proxies(
+                trusted_proxies
+                if trusted_proxies
+                else (env.get(_ENV_TRUSTED_PROXIES) or "").split(","),
+                "--trusted-proxy" if trusted_proxies else _ENV_TRUSTED_PROXIES,
+            ),
         )
 
 
@@ -288,3 +301,35 @@ def _hosts(raw: str | None) -> tuple[str, ...]:
                 f"(e.g. claude.ai,chatgpt.com); {host!r} is not one"
             )
     return hosts
+
+
+def _proxies(raw: list[str], source: str) -> tuple[str, ...]:
+    """Addresses or networks (CIDR) of trusted load balancers, each checked, in the form
+    uvicorn's `forwarded_allow_ips` takes."""
+    out: list[str] = []
+    for item in (part.strip() for entry in raw for part in entry.split(",")):
+        if not item:
+            continue
+        try:
+            network = ipaddress.ip_network(item, strict=True)
+        except ValueError:
+            loose = _loose_network(item)
+            if loose is not None:
+                raise ConfigError(
+                    f"{source}: {item!r} is an address inside a network, not the network; "
+                    f"write {loose} (or the address alone)"
+                ) from None
+            raise ConfigError(
+                f"{source} takes IP addresses or networks of your load balancers, separated "
+                f"by commas (e.g. 10.0.0.5 or 10.0.0.0/24); {item!r} is not one"
+            ) from None
+        out.append(str(network.network_address) if "/" not in item else str(network))
+    return tuple(dict.fromkeys(out))
+
+
+def _loose_network(item: str) -> str | None:
+    """`10.0.0.7/24` as the network it lies in, or None when it is no network at all."""
+    try:
+        return str(ipaddress.ip_network(item, strict=False))
+    except ValueError:
+        return None

@@ -36,13 +36,25 @@ from tradavity_mcp.sandbox import (
     serve_in_thread,
 )
 from tradavity_mcp.server import HostedOptions, build_http_app, build_server, files
+from tradavity_mcp.server.auth import BUDGET_WAIT_SECONDS, CHECK_TIMEOUT_SECONDS
 from tradavity_mcp.server.errors import UserError
 from tradavity_mcp.server.sync.notifier import SYNC_URIS
 from tradavity_mcp.server.tools.write import LONG_ARGUMENT
 from tradavity_mcp.server.writes import table
 from tradavity_mcp.settings import Settings
 
-from ..kit import NOW, TLS, data_of, http_transport, png_bytes, sandbox_writes, text_of
+from ..kit import (
+    NOW,
+    TLS,
+    data_of,
+    http_transport,
+    junk_key,
+    me_checks,
+    png_bytes,
+    sandbox_writes,
+    text_of,
+)
+from ..server.oauth.kit import initialize
 from .conftest import Env
 
 pytestmark = pytest.mark.anyio
@@ -403,7 +415,8 @@ async def test_another_users_sync_notifies_nobody_else(tmp_path: Path, era: str)
 # --- junk bearer keys cannot hold the server up ------------------------------------------
 
 
-async def test_junk_bearers_do_not_delay_a_real_users_first_call(tmp_path: Path) -> None:
+def _per_user(tmp_path: Path) -> tuple[Starlette, Starlette]:
+    """A per-user server over HTTP on loopback, and the sandbox behind it."""
     settings = Settings.load(
         environ={},
         base_url="http://sandbox.local/api/v1",
@@ -413,8 +426,12 @@ async def test_junk_bearers_do_not_delay_a_real_users_first_call(tmp_path: Path)
     sandbox = create_app(SandboxConfig(db=":memory:"))
     hosted = HostedOptions(auth="per-user", public_url="http://127.0.0.1")
     server = build_server(settings, transport=SandboxTransport(sandbox), stdio=False, hosted=hosted)
-    app = build_http_app(server, kind="http", host="127.0.0.1")
-    junk = ["tvty_" + os.urandom(24).hex() for _ in range(200)]
+    return build_http_app(server, kind="http", host="127.0.0.1"), sandbox
+
+
+async def test_junk_bearers_do_not_delay_a_real_users_first_call(tmp_path: Path) -> None:
+    app, sandbox = _per_user(tmp_path)
+    junk = [junk_key() for _ in range(200)]
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
     accept = {"Accept": "application/json, text/event-stream"}
     answered: list[tuple[int, float]] = []
@@ -466,7 +483,10 @@ async def test_junk_bearers_do_not_delay_a_real_users_first_call(tmp_path: Path)
     print(f"real user's first call {took[0]:.3f} s; slowest junk 401 {slowest:.3f} s")
     assert len(answered) == 200
     assert {status for status, _ in answered} == {401}
-    assert slowest < 5.0  # none held open
+    # None held open: one junk key of the address waits for its budget's next token (at
+    # most BUDGET_WAIT_SECONDS), then its check (at most CHECK_TIMEOUT_SECONDS); the rest
+    # are refused at once. A hang would be tens of seconds.
+    assert slowest < BUDGET_WAIT_SECONDS + CHECK_TIMEOUT_SECONDS + 3.0
     # Structural first (below): few junk keys reached the API and none was refused for the
     # rate. The time bound catches what that would cost the real user: a /me check behind
     # the API's pre-auth limit waits out a Retry-After of many seconds. Its call itself
@@ -479,6 +499,61 @@ async def test_junk_bearers_do_not_delay_a_real_users_first_call(tmp_path: Path)
     refused = [r for r in key_checks if r.status in {401, 429}]
     assert len(refused) <= 30
     assert all(r.status != 429 for r in key_checks)
+
+
+async def test_a_real_key_is_let_in_after_junk_from_its_own_address(tmp_path: Path) -> None:
+    """30 junk keys from 127.0.0.1 spend its refusal budget (20); a key the API accepts,
+    never seen before, from that same address, is still checked and let in."""
+    app, sandbox = _per_user(tmp_path)
+    real = sandbox.state.sandbox.issue_key(SECOND_PRO_KEY, name="Never seen")
+    with serve_in_thread(app, path="", lifespan=True) as base:
+        async with httpx2.AsyncClient(timeout=30, verify=TLS) as http:
+            statuses: list[int] = []
+
+            async def scan() -> None:
+                resp = await initialize(http, f"{base}/mcp", junk_key())
+                statuses.append(resp.status_code)
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(30):
+                    tg.start_soon(scan)
+            assert statuses == [401] * 30
+            refused = me_checks(sandbox, 401)
+            # The budget was spent: 20 at once, at most a refill or two more while they ran.
+            assert 20 <= refused <= 23, refused
+            started = time.monotonic()
+            let_in = await initialize(http, f"{base}/mcp", real)
+            took = time.monotonic() - started
+            assert let_in.status_code == 200, let_in.text
+            assert real not in let_in.text
+            # Its check was one /me, accepted, and it cost the budget nothing: the next
+            # never-seen key is let in the same way.
+            assert me_checks(sandbox, 200) == 1
+            other = sandbox.state.sandbox.issue_key(SECOND_PRO_KEY, name="Also new")
+            assert (await initialize(http, f"{base}/mcp", other)).status_code == 200
+    print(f"a never-seen key after 30 junk keys: let in after {took:.2f} s")
+    assert me_checks(sandbox, 429) == 0
+    assert took < 20.0  # it waited at most for a refill of the budget (3 s), not for ever
+
+
+async def test_a_burst_of_real_keys_from_one_address_is_let_in_whole(tmp_path: Path) -> None:
+    """30 users behind one address (a NAT, a balancer not trusted) reconnect at once, more
+    than the address's budget holds: each key takes a token and gives it back when it is
+    accepted, so those waiting for one are checked too, and none is refused."""
+    app, sandbox = _per_user(tmp_path)
+    keys = [sandbox.state.sandbox.issue_key(SECOND_PRO_KEY, name=f"User {n}") for n in range(30)]
+    statuses: list[int] = []
+    with serve_in_thread(app, path="", lifespan=True) as base:
+        async with httpx2.AsyncClient(timeout=30, verify=TLS) as http:
+
+            async def connect(key: str) -> None:
+                statuses.append((await initialize(http, f"{base}/mcp", key)).status_code)
+
+            async with anyio.create_task_group() as tg:
+                for key in keys:
+                    tg.start_soon(connect, key)
+    assert statuses == [200] * 30
+    assert me_checks(sandbox, 200) == 30
 
 
 # --- loose input: refused with the field named, in plain words ---------------------------

@@ -33,6 +33,7 @@ from starlette.routing import Route
 from tradavity_mcp.sandbox import (
     DEMO_KEY,
     SECOND_PRO_KEY,
+    FaultSpec,
     SandboxConfig,
     SandboxTransport,
     create_app,
@@ -41,7 +42,7 @@ from tradavity_mcp.sandbox import (
 from tradavity_mcp.server import HostedOptions, build_http_app, build_server
 from tradavity_mcp.settings import Settings
 
-from ..kit import TLS, data_of, http_transport, meta, text_of
+from ..kit import TLS, data_of, http_transport, junk_key, me_checks, meta, text_of
 from ..server.oauth.kit import (
     MCP_POST,
     REDIRECT,
@@ -572,3 +573,129 @@ async def test_the_key_is_in_no_response_page_token_log_or_row(
         if path.is_file():
             raw = path.read_bytes()
             assert DEMO_KEY[5:].encode() not in raw, path.name
+
+
+# --- limits that never refuse an honest user ---------------------------------------------
+
+
+def _port(served: Served) -> int:
+    """The port a server served on (its tokens are bound to its URL)."""
+    port = urlsplit(served.base).port
+    assert port is not None
+    return port
+
+
+async def test_after_a_restart_a_granted_token_is_let_in_while_junk_spends_the_budget(
+    tmp_path: Path,
+) -> None:
+    """A restarted server has checked no key yet. While junk keys from 127.0.0.1 keep its
+    refusal budget spent (and a junk key always waiting for the next token), an access
+    token from that address is let in at once: its grant vouches for its key."""
+    sandbox = create_app(SandboxConfig(db=":memory:"))
+    async with httpx2.AsyncClient(timeout=30, verify=TLS) as http:
+        with oauth_server(tmp_path, sandbox=sandbox) as first:
+            access = (await tokens_for(http, first, DEMO_KEY))["access_token"]
+        with oauth_server(tmp_path, sandbox=sandbox, port=_port(first)) as again:
+            stop, spent = anyio.Event(), anyio.Event()
+            junk: list[int] = []
+
+            async def flood() -> None:
+                while not stop.is_set():
+                    junk.append(await _status(http, again, junk_key()))
+                    if me_checks(sandbox, 401) >= 20 and len(junk) >= 40:
+                        spent.set()
+                    await anyio.sleep(0.01)
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(4):
+                    tg.start_soon(flood)
+                with anyio.fail_after(20):
+                    await spent.wait()
+                let_in = await _status(http, again, access)
+                stop.set()
+            assert let_in == 200
+            assert set(junk) == {401}
+            assert me_checks(sandbox, 200) >= 1  # the granted key was checked, once
+            async with Client(http_transport(again.base, access)) as client:
+                me = data_of(await client.call_tool("lookup", {"name": "me"}))
+                assert me["user"]["name"] == "Dana Demo"
+    print(f"{len(junk)} junk keys during the check; {me_checks(sandbox, 401)} reached /me")
+    assert me_checks(sandbox, 401) <= 30  # the flood still spent only its own budget
+
+
+async def test_after_a_restart_a_granted_key_the_api_cannot_check_stands_on_its_grant(
+    tmp_path: Path,
+) -> None:
+    """Restarted while the API fails every request: the access token is let in with its
+    grant's scopes (the key was checked when the user consented); a raw key never seen
+    cannot be checked, and is refused."""
+    sandbox = create_app(SandboxConfig(db=":memory:"))
+    stranger = sandbox.state.sandbox.issue_key(SECOND_PRO_KEY, name="Never seen")
+    async with httpx2.AsyncClient(timeout=30, verify=TLS) as http:
+        with oauth_server(tmp_path, sandbox=sandbox) as first:
+            access = (await tokens_for(http, first, DEMO_KEY))["access_token"]
+        sandbox.state.sandbox.set_faults(FaultSpec(error_500=1.0))
+        with oauth_server(tmp_path, sandbox=sandbox, port=_port(first)) as again:
+            assert await _status(http, again, stranger) == 401
+            assert await _status(http, again, access) == 200
+            async with Client(http_transport(again.base, access)) as client:
+                names = {t.name for t in (await client.list_tools()).tools}
+            assert {"journal_trade", "find_trades"} <= names  # the grant's scopes
+            assert sandbox.state.sandbox.counters["error_500"] >= 2  # both /me failed
+            sandbox.state.sandbox.set_faults(None)
+            async with Client(http_transport(again.base, access)) as client:
+                me = data_of(await client.call_tool("lookup", {"name": "me"}))
+                assert me["user"]["name"] == "Dana Demo"
+
+
+async def _consent_page(http: httpx2.AsyncClient, served: Served, client_id: str) -> dict[str, str]:
+    """A new sign-in: /authorize, then the consent page's hidden fields."""
+    start = await http.get(authorize_url(served, client_id, pkce()[1]))
+    page = await http.get(start.headers["location"])
+    assert page.status_code == 200, page.text
+    return forms(page.text).hidden
+
+
+async def _try_key(
+    http: httpx2.AsyncClient, served: Served, hidden: dict[str, str], key: str
+) -> httpx2.Response:
+    return await http.post(
+        served.base + "/consent", data={**hidden, "api_key": key, "action": "check"}
+    )
+
+
+async def test_wrong_keys_on_the_consent_page_end_one_sign_in_not_the_address(
+    served: Served,
+) -> None:
+    """From one address (127.0.0.1): five wrong keys end that sign-in only; a right key
+    counts for nothing, so sign-ins after many typos go through; only key stuffing (30
+    wrong keys within the minute) stops the address."""
+    async with httpx2.AsyncClient(timeout=30, verify=TLS) as http:
+        client_id = (await register(http, served.base))["client_id"]
+        typos = await _consent_page(http, served, client_id)
+        for _ in range(5):
+            assert (await _try_key(http, served, typos, junk_key())).status_code == 401
+        over = await _try_key(http, served, typos, DEMO_KEY)
+        assert over.status_code == 429
+        assert any("this sign-in" in e for e in forms(over.text).errors)
+        # Ten more wrong keys on two more sign-ins: fifteen from this address in all.
+        for _ in range(2):
+            hidden = await _consent_page(http, served, client_id)
+            for _ in range(5):
+                assert (await _try_key(http, served, hidden, junk_key())).status_code == 401
+        # Right keys, on twelve sign-ins: each accepted, none counted.
+        for _ in range(12):
+            hidden = await _consent_page(http, served, client_id)
+            checked = await _try_key(http, served, hidden, DEMO_KEY)
+            assert checked.status_code == 200, checked.text
+            assert ("action", "approve") in forms(checked.text).buttons
+        # Key stuffing: three more sign-ins' worth of wrong keys make thirty; the next
+        # check from this address waits for the minute to pass.
+        for _ in range(3):
+            hidden = await _consent_page(http, served, client_id)
+            for _ in range(5):
+                assert (await _try_key(http, served, hidden, junk_key())).status_code == 401
+        hidden = await _consent_page(http, served, client_id)
+        stopped = await _try_key(http, served, hidden, DEMO_KEY)
+        assert stopped.status_code == 429
+        assert any("your network" in e for e in forms(stopped.text).errors)

@@ -108,8 +108,14 @@ def serve_in_thread(
     """
     sock = listening_socket(host, port)
     bound_port = sock.getsockname()[1]
+    # No proxy headers: the peer is the client, as in the server's own default (uvicorn
+    # would otherwise take X-Forwarded-For from any loopback peer).
     config = uvicorn.Config(
-        app, log_level="critical", lifespan="on" if lifespan else "off", access_log=False
+        app,
+        log_level="critical",
+        lifespan="on" if lifespan else "off",
+        access_log=False,
+        proxy_headers=False,
     )
     server = _Server(config)
     thread = threading.Thread(target=server.run_until_stopped, args=(sock,), daemon=True)

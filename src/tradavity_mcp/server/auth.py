@@ -6,8 +6,8 @@ Three ways to authenticate, all as `Authorization: Bearer ...` on every request:
   a shared secret; the server calls Tradavity with its own `TRADAVITY_API_KEY`.
 * **Per user** (`--auth per-user`): each client presents its own Tradavity API key.
   The key is checked against `/me` (and cached briefly); that client's calls use only
-  that key, its own cache, and its own ledger entries. Unknown keys cost little: see
-  `Workspaces` for the limits on checking them.
+  that key, its own cache, and its own ledger entries. Unknown keys cost little, and a
+  key Tradavity accepts is never turned away by what they cost: see `Workspaces`.
 * **OAuth** (`--auth oauth`): per user, with the server as its own OAuth 2.1
   authorization server (`oauth`): connectors get opaque tokens on a consent page where
   the user gives their key once; `http.HttpGuard` swaps each token for its key, and from
@@ -25,8 +25,8 @@ import hmac
 import ipaddress
 import logging
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -45,12 +45,15 @@ from .workspace import Workspace
 
 __all__ = [
     "CLIENT_ADDRESS",
+    "GRANTED",
+    "Granted",
     "KeyMemory",
     "PerUserVerifier",
     "Recalled",
     "ServerTokenVerifier",
     "Workspaces",
     "address_key",
+    "granted",
     "unauthorized",
 ]
 
@@ -58,7 +61,9 @@ logger = logging.getLogger("tradavity_mcp.hosted")
 
 #: The HTTP client being served, as every per-client limit counts it (`address_key` of
 #: its network address; set by the HTTP app's guard): checking unknown keys here, and the
-#: OAuth server's limits.
+#: OAuth server's limits. Behind a load balancer it is the client's own address only with
+#: `--trusted-proxy` (uvicorn then takes it from `X-Forwarded-For`); otherwise the
+#: balancer's.
 CLIENT_ADDRESS: ContextVar[str] = ContextVar("tradavity_client_address", default="unknown")
 
 
@@ -94,14 +99,16 @@ CHECK_TIMEOUT_SECONDS = 3.0
 REFUSED_TTL_SECONDS = 60.0
 #: Most refused keys remembered at once.
 MAX_REFUSED = 10_000
-#: Concurrent `/me` checks of unknown keys per client address; more wait for a slot...
-MAX_CHECKS_PER_CLIENT = 4
-#: ...at most this long, then are refused.
-SLOT_WAIT_SECONDS = 1.0
-#: Unknown keys one client address may have refused per minute. Past this, its new
-#: keys are refused without asking Tradavity, which keeps the pre-auth budget the API
-#: grants this server (per IP) for the users who have real keys.
-PREAUTH_BUDGET_PER_MINUTE = 20
+#: The refusal budget of one client address: checks that did not end in an accepted key
+#: (refused, or unanswered) it may spend at once...
+REFUSAL_BUDGET = 20
+#: ...and one more every this many seconds (20 a minute, kept up). It guards the
+#: pre-auth budget the API grants this server's address (100 unknown keys a minute) for
+#: the users who have real keys.
+REFUSAL_REFILL_SECONDS = 3.0
+#: How long a new key waits for its address's budget when it is spent: longer than one
+#: refill, so a key that waits alone is always checked.
+BUDGET_WAIT_SECONDS = 4.0
 #: Most client addresses tracked at once (the least recently seen are forgotten).
 MAX_CLIENTS = 4096
 
@@ -133,6 +140,26 @@ class KeyMemory(Protocol):
     async def refused(self, fingerprint: str, ttl: float) -> None: ...
 
 
+@dataclass(frozen=True)
+class Granted:
+    """A key this server's OAuth store vouches for: a user gave it on the consent page,
+    Tradavity accepted it then (with these scopes), and a live access token stands for it.
+    It is no stranger's guess, so checking it spends no refusal budget."""
+
+    fingerprint: str
+    scopes: frozenset[str]
+
+
+#: The key the current request's OAuth access token stood for (set by the HTTP guard
+#: when it swaps the token for the key), or None.
+GRANTED: ContextVar[Granted | None] = ContextVar("tradavity_granted_key", default=None)
+
+
+def granted(key: str, scopes: Iterable[str]) -> Granted:
+    """What `GRANTED` holds for a key a live grant unlocked."""
+    return Granted(fingerprint=_fingerprint(key), scopes=frozenset(scopes))
+
+
 #: The one-attempt policy of key checks.
 _CHECK_ONCE = RetryPolicy(max_attempts=1)
 
@@ -153,11 +180,48 @@ class _Pending:
 
 
 @dataclass
-class _Client:
-    """What we track per client address: its check slots and its recent refusals."""
+class _Budget:
+    """A client address's refusal budget: a bucket of `REFUSAL_BUDGET` tokens, refilled
+    one every `REFUSAL_REFILL_SECONDS`."""
 
-    slots: anyio.Semaphore = field(default_factory=lambda: anyio.Semaphore(MAX_CHECKS_PER_CLIENT))
-    refusals: deque[float] = field(default_factory=deque)
+    level: float
+    at: float
+
+    def fill(self, now: float) -> None:
+        self.level = min(REFUSAL_BUDGET, self.level + (now - self.at) / REFUSAL_REFILL_SECONDS)
+        self.at = now
+
+    def take(self, now: float) -> bool:
+        self.fill(now)
+        if self.level < 1:
+            return False
+        self.level -= 1
+        return True
+
+    def give_back(self) -> None:
+        self.level = min(REFUSAL_BUDGET, self.level + 1)
+
+    def seconds_to_next(self, now: float) -> float:
+        self.fill(now)
+        return max(0.0, (1 - self.level) * REFUSAL_REFILL_SECONDS)
+
+
+@dataclass
+class _Client:
+    """What we track per client address: its refusal budget, its checks under way, and
+    the keys waiting for a token, first come first served."""
+
+    budget: _Budget
+    #: Checks under way that took a token (each gives it back if its key is accepted).
+    checking: int = 0
+    #: The keys waiting, in order (each stands for itself).
+    line: list[object] = field(default_factory=list)
+    #: Set (and replaced) whenever a check ends or the line moves.
+    changed: anyio.Event = field(default_factory=anyio.Event)
+
+    def notify(self) -> None:
+        self.changed.set()
+        self.changed = anyio.Event()
 
 
 class Workspaces:
@@ -166,12 +230,31 @@ class Workspaces:
     Unknown keys are what scanners send, so checking them is bounded every way: a key
     Tradavity refused is remembered for a minute; each check is one `/me` request with
     a short timeout and no retries (a 429 is a 401 at once); concurrent requests with
-    one key share one check; each client address gets a few checks at a time and a
-    small budget of refused keys per minute, after which its new keys are refused
-    without asking.
+    one key share one check.
+
+    What the checks cost is charged to the client address they came from, and only for
+    keys that were not accepted: each address has a refusal budget (`_Budget`: 20 at once,
+    then one every 3 s). A check takes a token from it before asking `/me`, and gives it
+    back when Tradavity accepts the key, so a real key costs nothing, however many junk
+    keys came before it. When the budget is spent, a new key is not refused: it waits
+    (`BUDGET_WAIT_SECONDS`, longer than a refill) for the next token and is then checked;
+    keys behind it wait only while checks under way could give a token back (`_spend`),
+    the others are refused unchecked at once. So a scanner gets at most 20 keys at once,
+    then 20 a minute, to the API from each address, however many it sends, and holds one
+    connection open doing so; and a real key is refused by the budget only when it
+    arrives while the address's budget is spent and another new key from that very
+    address is already waiting (a flood from there at that moment).
+
+    Keys already verified are not checked again until `VERIFY_TTL_SECONDS`, and keys an
+    OAuth grant vouches for (`GRANTED`: they came out of our own store, not from a guess)
+    are checked without the budget; when `/me` cannot answer for a granted key, its
+    grant's scopes stand in until the next check. Behind a load balancer the address is
+    the client's own only with `--trusted-proxy`; otherwise all its clients share one
+    budget, the balancer's.
 
     With `shared` (replicas), each answer of `/me` is also kept there, for as long as
-    it holds here, and looked up before asking: one check serves every replica.
+    it holds here, and looked up before asking: one check serves every replica. The
+    budgets are each replica's own.
     """
 
     def __init__(
@@ -212,7 +295,7 @@ class Workspaces:
             return None
         pending = self._pending.get(fingerprint)
         if pending is not None:
-            await pending.done.wait()  # bounded by the leader's timeout
+            await pending.done.wait()  # bounded by the leader's budget wait and timeout
             return pending.result
         pending = self._pending[fingerprint] = _Pending()
         try:
@@ -237,17 +320,50 @@ class Workspaces:
     def _client(self, address: str) -> _Client:
         state = self._clients.get(address)
         if state is None:
-            state = self._clients[address] = _Client()
+            budget = _Budget(level=REFUSAL_BUDGET, at=self._clock())
+            state = self._clients[address] = _Client(budget)
             while len(self._clients) > MAX_CLIENTS:
                 self._clients.popitem(last=False)
         else:
             self._clients.move_to_end(address)
         return state
 
-    def _budget_spent(self, client: _Client, now: float) -> bool:
-        while client.refusals and now - client.refusals[0] >= 60.0:
-            client.refusals.popleft()
-        return len(client.refusals) >= PREAUTH_BUDGET_PER_MINUTE
+    async def _spend(self, client: _Client) -> bool:
+        """A token of `client`'s refusal budget, at once or after a short wait; False (at
+        once) when no token can come to this key in time, or none came.
+
+        The first key in line waits for the next refill (`BUDGET_WAIT_SECONDS` is longer
+        than one); each key behind it waits only while a check under way could give a
+        token back (an accepted key does). So a burst of real keys is checked in full,
+        while a flood of junk holds one connection, not hundreds."""
+        if not client.line and client.budget.take(self._clock()):
+            client.checking += 1
+            return True
+        if len(client.line) > client.checking:
+            return False
+        me = object()
+        client.line.append(me)
+        try:
+            with anyio.move_on_after(BUDGET_WAIT_SECONDS):
+                while True:
+                    position = client.line.index(me)
+                    if position == 0 and client.budget.take(self._clock()):
+                        client.checking += 1
+                        return True
+                    if position > client.checking:
+                        return False
+                    changed = client.changed
+                    wait = (
+                        client.budget.seconds_to_next(self._clock())
+                        if position == 0
+                        else BUDGET_WAIT_SECONDS
+                    )
+                    with anyio.move_on_after(wait):
+                        await changed.wait()
+            return False
+        finally:
+            client.line.remove(me)
+            client.notify()
 
     async def _recall(self, fingerprint: str) -> Recalled | None:
         return await self._shared.recall(fingerprint) if self._shared is not None else None
@@ -269,36 +385,47 @@ class Workspaces:
                 return None
             age = VERIFY_TTL_SECONDS - known.seconds_left
             return await self._admit(fingerprint, token, known.scopes, age)
-        address = CLIENT_ADDRESS.get()
-        client = self._client(address)
-        if self._budget_spent(client, self._clock()):
-            logger.info("refused an unknown key unchecked: this client's key budget is spent")
+        vouched = GRANTED.get()
+        if vouched is not None and vouched.fingerprint == fingerprint:
+            return await self._check_granted(fingerprint, token, vouched)
+        client = self._client(CLIENT_ADDRESS.get())
+        if not await self._spend(client):
+            logger.info("refused an unknown key unchecked: this client's refusal budget is spent")
             return None
-        acquired = False
-        with anyio.move_on_after(SLOT_WAIT_SECONDS):
-            await client.slots.acquire()
-            acquired = True
-        if not acquired:
-            logger.info("refused an unknown key: too many key checks from one client")
-            return None
+        me: Me | Literal["refused", "unknown"] = "unknown"
         try:
-            # The budget may have been spent while this request waited for its slot.
-            if self._budget_spent(client, self._clock()):
-                return None
             me = await self._ask(token)
         finally:
-            client.slots.release()
+            client.checking -= 1
+            if isinstance(me, Me):
+                client.budget.give_back()  # a key Tradavity accepts costs nothing
+            client.notify()
         if isinstance(me, Me):
             await self._share(fingerprint, me.scopes)
             return await self._admit(fingerprint, token, me.scopes)
-        client.refusals.append(self._clock())
         if me == "refused":
             await self._share(fingerprint, None)
             self._remember_refused(fingerprint)
         return None
 
+    async def _check_granted(self, fingerprint: str, token: str, vouched: Granted) -> _Entry | None:
+        """A key an OAuth grant vouches for, new to this process (after a restart, say):
+        checked without the budget; when `/me` cannot answer, the grant's scopes stand in
+        until the next check."""
+        me = await self._ask(token)
+        if isinstance(me, Me):
+            await self._share(fingerprint, me.scopes)
+            return await self._admit(fingerprint, token, me.scopes)
+        if me == "refused":
+            await self._share(fingerprint, None)
+            self._remember_refused(fingerprint)
+            return None
+        logger.info("a granted key could not be checked now; its grant's scopes stand in")
+        age = VERIFY_TTL_SECONDS - REVERIFY_RETRY_SECONDS
+        return await self._admit(fingerprint, token, vouched.scopes, age)
+
     async def _ask(self, token: str) -> Me | Literal["refused", "unknown"]:
-        """One `/me` request for a key nobody vouched for yet."""
+        """One `/me` request for a key not verified in this process yet."""
         api = self._make_client(SecretStr(token))
         api.retry = _CHECK_ONCE  # this client is ours alone, and closed after the check
         self.checks_sent += 1

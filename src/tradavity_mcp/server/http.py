@@ -25,7 +25,7 @@ from ..api.errors import TradavityError, Unauthorized
 from ..api.idempotency import principal_for_key
 from ..api.models import Me
 from ..settings import API_KEY_PATTERN
-from .auth import CLIENT_ADDRESS, PerUserVerifier, address_key, unauthorized
+from .auth import CLIENT_ADDRESS, GRANTED, PerUserVerifier, address_key, granted, unauthorized
 from .oauth import (
     KeyCheck,
     KeyRefused,
@@ -117,13 +117,15 @@ class HttpGuard:
     """ASGI middleware in front of every route, present and future: the Host/Origin
     checks `/mcp` gets from the SDK, and the bearer check when the server authenticates
     (except `PUBLIC_PATHS`). It also records the client's address for the pre-auth
-    limits of `auth` and `oauth` (an IPv6 client by its /64: `auth.address_key`).
+    limits of `auth` and `oauth` (an IPv6 client by its /64: `auth.address_key`; the
+    peer's, or with `--trusted-proxy` the address uvicorn took from a trusted balancer's
+    `X-Forwarded-For`).
 
     With `oauth`, its endpoints are answered without a bearer (and without the Origin
     check: browsers and connectors call them from elsewhere; the consent page checks
     its own), and an access token it issued is swapped, inside this process, for the
-    key it stands for before the request goes on; a Tradavity key sent as the bearer
-    goes on as it is."""
+    key it stands for before the request goes on (`auth.GRANTED` says the grant vouches
+    for that key); a Tradavity key sent as the bearer goes on as it is."""
 
     def __init__(
         self,
@@ -148,6 +150,7 @@ class HttpGuard:
             return
         client = scope.get("client")
         token = CLIENT_ADDRESS.set(address_key(str(client[0])) if client else "unknown")
+        vouched = GRANTED.set(None)
         try:
             # The token swap comes first: the bearer check below then sees a key.
             refusal = await self._swap_token(scope) if self.oauth is not None else None
@@ -160,6 +163,7 @@ class HttpGuard:
             else:
                 await refusal(scope, receive, send)
         finally:
+            GRANTED.reset(vouched)
             CLIENT_ADDRESS.reset(token)
 
     def _is_oauth_path(self, path: str) -> bool:
@@ -192,6 +196,8 @@ class HttpGuard:
             scope.setdefault("state", {})[STILL_AUTHORIZED] = partial(
                 self.oauth.still_stands, token, resolved
             )
+            # The grant vouches for its key: checking it spends no refusal budget.
+            GRANTED.set(granted(resolved.key, resolved.scopes))
             return None
         return None
 

@@ -92,12 +92,14 @@ def oauth_server(
     state_dir: Path | None = None,
     sandbox: Any = None,
     wrap: Callable[[Any], Any] | None = None,
+    port: int | None = None,
     **options: Any,
 ) -> Iterator[Served]:
     """A per-user server with its own authorization server, on a loopback port (its app
-    served inside `wrap`, when given)."""
+    served inside `wrap`, when given; `port`: the one a server before it used, to restart
+    it where its tokens were issued)."""
     state = state_dir or tmp_path / "state"
-    port = free_port()
+    port = port or free_port()
     base = f"http://127.0.0.1:{port}"
     app = oauth_app(base, state, sandbox, **options)
     with serve_in_thread(wrap(app) if wrap else app, port=port, path="", lifespan=True):

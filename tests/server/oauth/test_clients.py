@@ -288,3 +288,20 @@ def test_rate_limit_outside_the_total_and_without_one() -> None:
     endless = RateLimit(per_address=1, total=None, window=60.0, clock=lambda: 0.0)
     assert [endless.allow(str(n)) for n in range(100)] == [True] * 100
     assert not endless.allow("0")
+
+
+def test_a_withdrawn_admission_counts_no_more() -> None:
+    limit = RateLimit(per_address=2, total=3, window=60.0, clock=lambda: 0.0)
+    assert limit.allow("a", "t1")
+    assert limit.allow("a", "t2")
+    assert not limit.allow("a", "t3")
+    limit.take_back("a", "t1")
+    assert limit.allow("a", "t4")
+    assert limit.allow("b", "t5")
+    assert not limit.allow("c", "t6"), "the total is spent: t2, t4, t5"
+    limit.take_back("b", "t5")
+    assert limit.allow("c", "t7")
+    limit.take_back("a", "")  # an admission without a ticket cannot be withdrawn
+    assert not limit.allow("a", "t8")
+    per_request = RateLimit(per_address=1, total=None, window=60.0)
+    assert all(per_request.allow(f"request {n}", "t") for n in range(100))  # no total

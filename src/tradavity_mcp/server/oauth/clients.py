@@ -335,9 +335,12 @@ async def _resolve(host: str, port: int) -> list[str]:
 class Admission(Protocol):
     """A rate limit as the endpoints ask it: may one more event from `address` go ahead?
     `overall=False`: the event neither counts toward the limit's total nor is refused by
-    it (a client address this server already trusts), only by the address's own."""
+    it (a client address this server already trusts), only by the address's own. An event
+    admitted under a `ticket` may be withdrawn later (it then counts no more)."""
 
-    async def admit(self, address: str, *, overall: bool = True) -> bool: ...
+    async def admit(self, address: str, ticket: str = "", *, overall: bool = True) -> bool: ...
+
+    async def withdraw(self, address: str, ticket: str) -> None: ...
 
 
 #: Makes a limit shared by replicas (`--redis`) from its name and this replica's own
@@ -349,31 +352,48 @@ SharedLimits = Callable[[str, "RateLimit"], Admission]
 class RateLimit:
     """At most `per_address` events per client address (`auth.address_key`: an IPv6
     client by its /64), and `total` in all (None: no total), per window, in this
-    process."""
+    process. An "address" is whatever the limit is kept per: a client address, or a
+    consent request."""
 
     per_address: int
     total: int | None
     window: float = 3600.0
     clock: Callable[[], float] = time.monotonic
-    _by_address: OrderedDict[str, deque[float]] = field(default_factory=OrderedDict)
-    _all: deque[float] = field(default_factory=deque)
+    _by_address: OrderedDict[str, deque[tuple[float, str]]] = field(default_factory=OrderedDict)
+    _all: deque[tuple[float, str]] = field(default_factory=deque)
 
-    def allow(self, address: str, *, overall: bool = True) -> bool:
+    def allow(self, address: str, ticket: str = "", *, overall: bool = True) -> bool:
         now = self.clock()
         seen = self._by_address.setdefault(address, deque())
         self._by_address.move_to_end(address)
         for times in (seen, self._all):
-            while times and now - times[0] >= self.window:
+            while times and now - times[0][0] >= self.window:
                 times.popleft()
         counted = overall and self.total is not None
         if len(seen) >= self.per_address or (counted and len(self._all) >= (self.total or 0)):
             return False
-        seen.append(now)
+        seen.append((now, ticket))
         if counted:
-            self._all.append(now)
+            self._all.append((now, ticket))
         while len(self._by_address) > 4096:
             self._by_address.popitem(last=False)
         return True
 
-    async def admit(self, address: str, *, overall: bool = True) -> bool:
-        return self.allow(address, overall=overall)
+    def take_back(self, address: str, ticket: str) -> None:
+        """The event admitted under `ticket` no longer counts."""
+        if not ticket:
+            return
+        seen = self._by_address.get(address)
+        for times in (seen, self._all):
+            if times is None:
+                continue
+            for entry in times:
+                if entry[1] == ticket:
+                    times.remove(entry)
+                    break
+
+    async def admit(self, address: str, ticket: str = "", *, overall: bool = True) -> bool:
+        return self.allow(address, ticket, overall=overall)
+
+    async def withdraw(self, address: str, ticket: str) -> None:
+        self.take_back(address, ticket)

@@ -24,6 +24,7 @@ assistant.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import logging
 import secrets
@@ -97,9 +98,28 @@ def tools_by_scope(scopes: list[str]) -> list[tuple[str, list[str]]]:
     return out
 
 
+#: Wrong keys one consent request may try (in its life: ten minutes, the store's
+#: `pending_ttl`); then that request is over and the user connects again.
+TRIES_PER_REQUEST = 5
+
+
 def consent_limit() -> RateLimit:
-    """Keys tried on the consent page: each is a `/me` request to Tradavity."""
-    return RateLimit(per_address=10, total=600, window=60.0)
+    """Wrong keys tried on the consent page per client address, and in all, per minute:
+    each is a `/me` request to Tradavity.
+
+    Only wrong keys count (a check is admitted first and withdrawn when Tradavity accepts
+    the key), and each consent request has its own small limit (`request_limit`), so a
+    person's typos end their own attempt, not their neighbours': an address is stopped
+    only by many more wrong keys than anyone types, from any number of requests, within
+    the minute (key stuffing). Behind a load balancer, `--trusted-proxy` makes the address
+    the client's own rather than the balancer's.
+    """
+    return RateLimit(per_address=30, total=600, window=60.0)
+
+
+def request_limit() -> RateLimit:
+    """Wrong keys tried on one consent request (kept per request, no total)."""
+    return RateLimit(per_address=TRIES_PER_REQUEST, total=None, window=600.0)
 
 
 @dataclass
@@ -108,8 +128,10 @@ class Consent:
     box: KeyBox
     check_key: KeyCheck
     issuer: str
-    #: Keys checked per client address (each check is a `/me` request to Tradavity).
+    #: Wrong keys per client address (each check is a `/me` request to Tradavity).
     limit: Admission = field(default_factory=consent_limit)
+    #: Wrong keys per consent request.
+    request_limit: Admission = field(default_factory=request_limit)
 
     @property
     def secure_cookie(self) -> bool:
@@ -202,12 +224,26 @@ class Consent:
                 error="That is not a Tradavity API key: keys are 'tvty_' followed by 48 "
                 "characters. Copy yours from Settings \u2192 API in Tradavity.",
             )
-        if not await self.limit.admit(CLIENT_ADDRESS.get()):
+        address = CLIENT_ADDRESS.get()
+        attempt = "request:" + hashlib.sha256(request_id.encode()).hexdigest()
+        ticket = secrets.token_hex(16)
+        if not await self.request_limit.admit(attempt, ticket):
             return self._key_page(
                 request_id,
                 pending,
                 cookie,
-                error="Too many keys were tried from here in the last minute: wait a minute.",
+                error="Too many wrong keys were tried on this sign-in: go back to your "
+                "assistant and connect again.",
+                status=429,
+            )
+        if not await self.limit.admit(address, ticket):
+            await self.request_limit.withdraw(attempt, ticket)
+            return self._key_page(
+                request_id,
+                pending,
+                cookie,
+                error="Too many wrong keys were tried from your network in the last "
+                "minute: wait a minute, then try again.",
                 status=429,
             )
         try:
@@ -216,6 +252,9 @@ class Consent:
             return self._key_page(
                 request_id, pending, cookie, error=str(refused), status=refused.status
             )
+        # A key Tradavity accepts costs nobody any tries.
+        await self.limit.withdraw(address, ticket)
+        await self.request_limit.withdraw(attempt, ticket)
         user = me.user or {}
         label = str(user.get("email") or user.get("name") or user.get("id") or "Tradavity user")
         checked = Checked(

@@ -36,7 +36,7 @@ from ..auth import CLIENT_ADDRESS
 from ..writes.stores import is_postgres_url
 from .bounds import authorize_refusal, registration_problem
 from .clients import DEFAULT_REDIRECT_HOSTS, ClientDocuments, RateLimit, SharedLimits, fetch_limit
-from .consent import CONSENT_PATH, Consent, KeyCheck, consent_limit
+from .consent import CONSENT_PATH, Consent, KeyCheck, consent_limit, request_limit
 from .crypto import load_secret
 from .offload import AsyncOAuthStore
 from .provider import Resolved, TradavityProvider
@@ -230,13 +230,14 @@ class OAuthServer:
             per_address=options.authorizations_per_address, total=None, window=60.0
         )
         self.authorizations = limits("authorize", requests) if limits else requests
-        tried = consent_limit()
+        tried, per_request = consent_limit(), request_limit()
         self.consent = Consent(
             self.store,
             self.box,
             check_key,
             self.issuer,
             limit=limits("consent", tried) if limits else tried,
+            request_limit=limits("consent-request", per_request) if limits else per_request,
         )
         #: Paths answered without a bearer (the OAuth endpoints and discovery).
         self.paths = frozenset(

@@ -50,11 +50,13 @@ _GRANT_TYPES = ("authorization_code", "refresh_token")
 
 @dataclass(frozen=True)
 class Resolved:
-    """What an access token stands for: a grant, the key it unlocks, and when it expires."""
+    """What an access token stands for: a grant, the key it unlocks, when it expires, and
+    the scopes Tradavity gave that key when the user consented."""
 
     grant_id: str
     key: str
     expires: float
+    scopes: tuple[str, ...] = ()
 
 
 class TradavityProvider:
@@ -282,4 +284,4 @@ class TradavityProvider:
         if key is None:
             return None
         await self.store.touch(grant.id)
-        return Resolved(grant_id=grant.id, key=key, expires=live[1])
+        return Resolved(grant_id=grant.id, key=key, expires=live[1], scopes=grant.scopes)

@@ -2,14 +2,16 @@
 
 `--auth oauth` limits dynamic client registrations (per client address and in all, per
 hour), authorization requests and client metadata documents fetched (per address, per
-minute) and the keys tried on the consent page (per address, per minute: each is a `/me`
-request to Tradavity). Kept in each process, N replicas behind a load balancer would let
-N times as much through. Here each limit is a sliding log in Redis: a sorted set of
-admission times per address and one for all, on Redis's own clock (so the replicas'
-clocks do not matter). One Lua script drops what is older than the window, and admits
-only if both counts are under their limits, recording the admission in both: two
-replicas never both get the last place. (An admission outside the total, `overall=False`,
-is checked and recorded in the address's log only.)
+minute) and the wrong keys tried on the consent page (per consent request, and per
+address and in all per minute: each is a `/me` request to Tradavity; a key Tradavity
+accepts is withdrawn and counts for nothing). Kept in each process, N replicas behind a
+load balancer would let N times as much through. Here each limit is a sliding log in
+Redis: a sorted set of admission times per address and one for all, on Redis's own clock
+(so the replicas' clocks do not matter). One Lua script drops what is older than the
+window, and admits only if both counts are under their limits, recording the admission
+in both: two replicas never both get the last place. (An admission outside the total,
+`overall=False`, is checked and recorded in the address's log only.) A withdrawal
+removes the admission (its ticket) from both.
 
 Addresses are kept as a one-way digest. Redis away: each replica admits by its own limit
 (as without `--redis`, the budget once per replica) and says so once on stderr.
@@ -68,25 +70,42 @@ class RedisRateLimit:
         self._local = local
         self._outage = outage
 
-    async def admit(self, address: str, *, overall: bool = True) -> bool:
+    def _keys(self, address: str) -> list[str]:
+        digest = hashlib.sha256(address.encode()).hexdigest()[:32]
+        return [f"{self._key}:{digest}", f"{self._key}:all"]
+
+    async def admit(self, address: str, ticket: str = "", *, overall: bool = True) -> bool:
         if not self._outage.down:
-            digest = hashlib.sha256(address.encode()).hexdigest()[:32]
-            keys = [f"{self._key}:{digest}", f"{self._key}:all"]
             total = self._local.total if overall else None
             args: list[int | str] = [
                 round(self._local.window * 1000),
                 self._local.per_address,
                 "" if total is None else total,
-                uuid.uuid4().hex,
+                ticket or uuid.uuid4().hex,
             ]
             try:
-                admitted = await self._redis.eval(_ADMIT, 2, *keys, *args)
+                admitted = await self._redis.eval(_ADMIT, 2, *self._keys(address), *args)
             except (RedisError, OSError) as exc:
                 self._outage.failed(exc, _FALLBACK)
             else:
                 self._outage.answered()
                 return bool(admitted)
-        return self._local.allow(address, overall=overall)
+        return self._local.allow(address, ticket, overall=overall)
+
+    async def withdraw(self, address: str, ticket: str) -> None:
+        # Admitted here or, while Redis was away, by the local limit: taken back from both.
+        self._local.take_back(address, ticket)
+        if self._outage.down or not ticket:
+            return
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for key in self._keys(address):
+                    pipe.zrem(key, ticket)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            self._outage.failed(exc, _FALLBACK)
+        else:
+            self._outage.answered()
 
 
 def redis_limits(redis: Redis, url: str) -> SharedLimits:

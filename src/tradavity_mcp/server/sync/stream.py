@@ -13,7 +13,6 @@ token: its grant revoked, or the token expired) is checked again every
 `recheck_seconds`: once it no longer stands, the stream sends `: authorization ended`
 and closes, delivering nothing more. The client reconnects with a fresh token and
 `Last-Event-ID`, and misses nothing.
->>>>>>> consent
 """
 
 from __future__ import annotations
