@@ -111,8 +111,8 @@ async def find_trades(
     limit: Annotated[int, Field(ge=1, le=200), Whole] = 20,
     cursor: Annotated[str | None, Field(description="next_cursor from the last page")] = None,
 ) -> CallToolResult:
-    """List trades, newest first, with filters. Rows are compact; use get_trade for one
-    trade in full."""
+    """List trades, newest first, with filters; days are the user's local days. Rows are
+    compact; use get_trade for one trade in full."""
     with reported():
         data = await read.find_trades(
             current_workspace(),
