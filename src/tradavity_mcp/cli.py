@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr
 
 from . import __version__
+from .logs import log_to_stderr
 from .settings import DEFAULT_BASE_URL, ConfigError, Settings, user_state_dir
 from .snippets import CLIENTS, snippet
 
@@ -270,11 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _sandbox(arguments[1:])
     parser = _parser()
     args = parser.parse_args(arguments)
-    logging.basicConfig(
-        level=args.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    log_to_stderr(args.log_level)
     if args.command == "config":
         print(snippet(args.client, sandbox=args.config_sandbox, uvx=args.uvx))
         return 0
@@ -325,7 +322,7 @@ def _sandbox(arguments: list[str]) -> int:
         prog="tradavity-mcp sandbox", description="Serve the Tradavity API sandbox over HTTP."
     )
     add_arguments(parser)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    log_to_stderr(logging.WARNING)
     return run(parser.parse_args(arguments))
 
 
