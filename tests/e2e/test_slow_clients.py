@@ -57,6 +57,12 @@ async def _hold(request: Request) -> Response:
     return PlainTextResponse("released")
 
 
+async def _late(request: Request) -> Response:
+    await anyio.sleep(2.0)  # a slow check before the body is read
+    body = await request.body()
+    return PlainTextResponse(f"got {len(body)} bytes")
+
+
 async def _ok(request: Request) -> Response:
     return PlainTextResponse("ok")
 
@@ -66,6 +72,7 @@ APP = Starlette(
         Route("/healthz", _ok),
         Route("/echo", _echo, methods=["POST"]),
         Route("/hold", _hold),
+        Route("/late", _late, methods=["POST"]),
     ]
 )
 
@@ -113,6 +120,23 @@ def test_a_body_that_trickles_in_is_cut_and_a_steady_upload_is_not() -> None:
             reply = response(sock)
         assert reply.startswith(b"HTTP/1.1 200 OK\r\n")
         assert reply.endswith(b"got 65536 bytes")
+
+
+def test_time_the_app_spends_not_reading_is_not_held_against_the_client() -> None:
+    with serve_in_thread(APP, path="", limits=ConnectionLimits(body_timeout=1.0)) as base:
+        port = port_of(base)
+        # 1 MiB sent at once: reading pauses once 64 KiB wait, until the app reads.
+        big = b"z" * (1 << 20)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(post_head(len(big), "/late") + big)
+            assert response(sock).endswith(b"got 1048576 bytes")
+        # A client that waits to be asked for its body (Expect: 100-continue).
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            head = post_head(10, "/late").replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n")
+            sock.sendall(head)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n")  # after 2 s
+            sock.sendall(b"0123456789")
+            assert response(sock).endswith(b"got 10 bytes")
 
 
 def _mcp_app(tmp_path: Path) -> Starlette:

@@ -246,8 +246,7 @@ class _GuardedH11(H11Protocol):
             self._leave()
             return
         now = self.loop.time()
-        if self._phase is _Phase.BODY and self.flow.read_paused:
-            # The app has not read what came: not the client's delay.
+        if self._phase is _Phase.BODY and self._app_behind():
             self._deadline = max(self._deadline, now + self.limits.body_timeout)
         if now < self._deadline:  # moved on by the body's bytes
             self._timer = self.loop.call_at(self._deadline, self._due)
@@ -309,6 +308,13 @@ class _GuardedH11(H11Protocol):
         else:
             oldest._close()
         return True
+
+    def _app_behind(self) -> bool:
+        """The body waits on the app, not the client: the app has not read what came
+        (reading is paused), or has not asked for the body a client sending
+        `Expect: 100-continue` waits to be asked for."""
+        cycle = self.cycle
+        return self.flow.read_paused or (cycle is not None and cycle.waiting_for_100_continue)
 
     def _partial(self) -> bool:
         """Bytes of a request that has not been read in full yet."""
