@@ -273,9 +273,9 @@ class _GuardedH11(H11Protocol):
             )
             self._close(
                 408,
-                f"The request body arrived too slowly (it must start within "
-                f"{self.limits.body_timeout:g} s and keep up {BODY_MIN_RATE} bytes a "
-                "second); the connection is closed.",
+                f"The request body arrived too slowly: it has {self.limits.body_timeout:g} s, "
+                f"and 1 s more for every {BODY_MIN_RATE} bytes received; the connection "
+                "is closed.",
             )
 
     def _make_room(self) -> bool:
