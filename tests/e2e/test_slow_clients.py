@@ -58,7 +58,7 @@ async def _hold(request: Request) -> Response:
 
 
 async def _late(request: Request) -> Response:
-    await anyio.sleep(2.0)  # a slow check before the body is read
+    await anyio.sleep(3.0)  # a slow check before the body is read
     body = await request.body()
     return PlainTextResponse(f"got {len(body)} bytes")
 
@@ -123,7 +123,9 @@ def test_a_body_that_trickles_in_is_cut_and_a_steady_upload_is_not() -> None:
 
 
 def test_time_the_app_spends_not_reading_is_not_held_against_the_client() -> None:
-    with serve_in_thread(APP, path="", limits=ConnectionLimits(body_timeout=1.0)) as base:
+    """The app reads the body 3 s in, past the 2 s deadline; from then on, the client has
+    its 2 s again."""
+    with serve_in_thread(APP, path="", limits=ConnectionLimits(body_timeout=2.0)) as base:
         port = port_of(base)
         # 1 MiB sent at once: reading pauses once 64 KiB wait, until the app reads.
         big = b"z" * (1 << 20)
@@ -134,7 +136,7 @@ def test_time_the_app_spends_not_reading_is_not_held_against_the_client() -> Non
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
             head = post_head(10, "/late").replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n")
             sock.sendall(head)
-            assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n")  # after 2 s
+            assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n")  # after 3 s
             sock.sendall(b"0123456789")
             assert response(sock).endswith(b"got 10 bytes")
 

@@ -27,11 +27,13 @@ import asyncio
 import enum
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import h11
 from uvicorn.config import Config
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
@@ -172,9 +174,11 @@ class _GuardedH11(H11Protocol):
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._answered = 0
+        self._expects_continue = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.flow = _Flow(transport, self._app_reads)
         if len(self.connections) > self.cap and not self._make_room():
             return
         self._update()
@@ -221,6 +225,7 @@ class _GuardedH11(H11Protocol):
         if phase is _Phase.HEAD:
             self._arm(self.limits.header_timeout)
         elif phase is _Phase.BODY:
+            self._expects_continue = self.cycle.waiting_for_100_continue
             self._arm(self.limits.body_timeout)
         else:
             self._disarm()
@@ -309,6 +314,16 @@ class _GuardedH11(H11Protocol):
             oldest._close()
         return True
 
+    def _app_reads(self, was_paused: bool) -> None:
+        """The app asks for the body (uvicorn resumes reading): when it was behind, the
+        client's time starts again now."""
+        if self._phase is not _Phase.BODY:
+            return
+        continued = self._expects_continue and not self.cycle.waiting_for_100_continue
+        if was_paused or continued:
+            self._expects_continue = False
+            self._deadline = max(self._deadline, self.loop.time() + self.limits.body_timeout)
+
     def _app_behind(self) -> bool:
         """The body waits on the app, not the client: the app has not read what came
         (reading is paused), or has not asked for the body a client sending
@@ -337,6 +352,19 @@ class _GuardedH11(H11Protocol):
         self.connections.discard(self)  # counted out now, not when the loop gets to it
         self._leave()
         self.transport.close()
+
+
+class _Flow(FlowControl):
+    """uvicorn's flow control, which also tells the connection each time the app asks
+    for more of the body, and whether reading was paused until then."""
+
+    def __init__(self, transport: asyncio.Transport, reads: Callable[[bool], None]) -> None:
+        super().__init__(transport)
+        self._reads = reads
+
+    def resume_reading(self) -> None:
+        self._reads(self.read_paused)
+        super().resume_reading()
 
 
 _REASONS = {408: "Request Timeout", 503: "Service Unavailable"}
