@@ -44,6 +44,7 @@ from .workspace import Workspace
 
 __all__ = [
     "CLIENT_ADDRESS",
+    "KeptKeys",
     "KeyMemory",
     "PerUserVerifier",
     "Recalled",
@@ -110,6 +111,15 @@ class KeyMemory(Protocol):
     async def accepted(self, fingerprint: str, scopes: frozenset[str], ttl: float) -> None: ...
 
     async def refused(self, fingerprint: str, ttl: float) -> None: ...
+
+
+class KeptKeys(Protocol):
+    """Users' keys the server keeps between their visits (`--auth oauth`: each grant
+    holds its user's key sealed), looked up by principal, so that their pending writes
+    are finished after a restart without waiting for them. Raises nothing: a key that
+    cannot be had now is None."""
+
+    async def key_for(self, principal: str) -> str | None: ...
 
 
 #: The one-attempt policy of key checks.

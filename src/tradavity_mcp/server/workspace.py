@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -56,6 +57,15 @@ class Workspace:
     setup_problem: str | None = None
     #: Set once `scopes` is known (or known to be unknowable for now).
     scopes_ready: anyio.Event = field(default_factory=anyio.Event)
+    #: A hosted user's: whether the server keeps their key (by principal), so that their
+    #: pending writes are finished after a restart without them. None: the server's own
+    #: key, always at hand.
+    key_kept: Callable[[str], Awaitable[bool]] | None = None
+
+    async def pending_outlives_restart(self) -> bool:
+        """Is a pending write of this workspace finished even if the server restarts
+        first, without the user calling again?"""
+        return self.key_kept is None or await self.key_kept(self.principal)
 
     async def load_scopes(self) -> None:
         """Learn the key's scopes from `/me`; on failure leave them unknown (list all)."""
@@ -89,15 +99,18 @@ class Workspace:
         except (ZoneInfoNotFoundError, ValueError):
             return ZoneInfo("UTC")
 
-    async def to_utc(self, value: str, *, field_name: str = "trade_date") -> datetime:
+    async def to_utc(
+        self, value: str, *, field_name: str = "trade_date", now: float | None = None
+    ) -> datetime:
         """Parse a trade time: ISO 8601 with an offset, or local to the user's timezone.
 
         `2026-11-20T09:31` is 9:31 in the user's Tradavity timezone; a bare date is the
-        start of that day there; `now` is now.
+        start of that day there; `now` is `now` if given (when the call was made), else
+        this moment.
         """
         text = value.strip()
         if text.casefold() == "now":
-            return datetime.fromtimestamp(self.clock(), UTC)
+            return datetime.fromtimestamp(self.clock() if now is None else now, UTC)
         example = (
             "use ISO 8601, e.g. 2026-11-20T09:31 (your Tradavity timezone), "
             "2026-11-20T14:31Z, or 'now'"

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx2
 
+from tradavity_mcp.api.client import RetryPolicy
 from tradavity_mcp.sandbox import SandboxConfig, SandboxTransport, create_app, serve_in_thread
 from tradavity_mcp.server import HostedOptions, StreamOptions, build_http_app, build_server
 from tradavity_mcp.server.oauth import OAuthOptions
@@ -72,9 +73,12 @@ def oauth_server(
     *,
     state_dir: Path | None = None,
     sandbox: Any = None,
+    transport: httpx2.AsyncBaseTransport | None = None,
+    retry: RetryPolicy | None = None,
     **options: Any,
 ) -> Iterator[Served]:
-    """A per-user server with its own authorization server, on a loopback port."""
+    """A per-user server with its own authorization server, on a loopback port (the
+    sandbox behind it, or `transport`, which reaches one)."""
     state = state_dir or tmp_path / "state"
     app_sandbox = sandbox or create_app(SandboxConfig(db=":memory:"))
     settings = Settings.load(environ={}, base_url=SANDBOX_URL, state_dir=state, require_key=False)
@@ -84,7 +88,11 @@ def oauth_server(
     stream = StreamOptions(heartbeat_seconds=0.2, poll_seconds=0.05)
     hosted = HostedOptions(auth="per-user", public_url=base, stream=stream)
     server = build_server(
-        settings, transport=SandboxTransport(app_sandbox), stdio=False, hosted=hosted
+        settings,
+        transport=transport or SandboxTransport(app_sandbox),
+        stdio=False,
+        hosted=hosted,
+        retry=retry,
     )
     app = build_http_app(
         server,

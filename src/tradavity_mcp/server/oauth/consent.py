@@ -26,6 +26,7 @@ from mcp.server.auth.provider import construct_redirect_uri
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from ...api.idempotency import principal_for_key
 from ...api.models import Me
 from ...settings import API_KEY_PATTERN
 from ..auth import CLIENT_ADDRESS
@@ -187,6 +188,7 @@ class Consent:
             key_mac=self.box.mac("key", key),
             key_sealed=self.box.seal(key),
             scopes=sorted(me.scopes),
+            principal=principal_for_key(key),
         )
         await self.store.check_pending(request_id, checked)
         return self._approve_page(request_id, pending, cookie, checked)

@@ -312,6 +312,10 @@ class OAuthServer:
     async def resolve(self, token: str) -> Resolved | None:
         return await self.provider.resolve(token)
 
+    async def key_for(self, principal: str) -> str | None:
+        """The key a live grant holds for `principal` (`auth.KeptKeys`)."""
+        return await self.provider.key_for(principal)
+
     async def aclose(self) -> None:
         await self.store.aclose()
 

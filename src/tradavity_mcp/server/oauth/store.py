@@ -2,9 +2,10 @@
 (`PgOAuthStore` in `store_pg` keeps the same rules on PostgreSQL, for replicas).
 
 Nothing secret is stored in clear: tokens, codes and consent requests are kept under
-their SHA-256; the Tradavity key only sealed (`KeyBox.seal`), and known by its HMAC.
-A grant is one user's consent for one client and one resource; revoking it ends every
-token issued under it.
+their SHA-256; the Tradavity key only sealed (`KeyBox.seal`), and known by its HMAC and
+by its principal (the one-way name the write ledger files the user's calls under, so the
+resumer finds the grant whose key finishes them). A grant is one user's consent for one
+client and one resource; revoking it ends every token issued under it.
 
 The rules are SQL both stores run alike. What must happen once (a consent approved, a
 code redeemed, a refresh token rotated) is one conditional statement whose row count
@@ -54,7 +55,7 @@ CREATE TABLE IF NOT EXISTS grants (
     id TEXT PRIMARY KEY, client_id TEXT NOT NULL, client_name TEXT NOT NULL,
     user_label TEXT NOT NULL, key_mac TEXT NOT NULL, key_sealed BLOB NOT NULL,
     scopes TEXT NOT NULL, resource TEXT NOT NULL, created REAL NOT NULL,
-    last_used REAL, revoked REAL);
+    last_used REAL, revoked REAL, principal TEXT);
 CREATE TABLE IF NOT EXISTS codes (
     hash TEXT PRIMARY KEY, grant_id TEXT NOT NULL, info TEXT NOT NULL,
     expires REAL NOT NULL, used REAL);
@@ -92,6 +93,8 @@ class Checked:
     key_mac: str
     key_sealed: bytes
     scopes: list[str]
+    #: `principal_for_key` of the key.
+    principal: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,9 @@ class Grant:
     created: float
     last_used: float | None
     revoked: float | None
+    #: `principal_for_key` of the key (None: a grant made before it was recorded; "":
+    #: its key could not be opened to find it).
+    principal: str | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +159,10 @@ class OAuthStore:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(grants)")}
+        if "principal" not in columns:  # a store made before grants recorded it
+            self._db.execute("ALTER TABLE grants ADD COLUMN principal TEXT")
+        self._db.execute("CREATE INDEX IF NOT EXISTS grants_principal ON grants(principal)")
         self._lock = threading.Lock()
         self.clock = clock
         self.access_ttl = access_ttl
@@ -235,6 +245,7 @@ class OAuthStore:
             "user_label": checked.user_label,
             "key_mac": checked.key_mac,
             "scopes": checked.scopes,
+            "principal": checked.principal,
         }
         self._run(
             "UPDATE pending SET checked = ?, key_sealed = ? WHERE id_hash = ?",
@@ -254,6 +265,7 @@ class OAuthStore:
             key_mac=info["key_mac"],
             key_sealed=bytes(row[1]),
             scopes=list(info["scopes"]),
+            principal=info.get("principal"),
         )
 
     def take_pending(self, request_id: str) -> bool:
@@ -280,7 +292,7 @@ class OAuthStore:
             run("DELETE FROM codes WHERE expires < ?", (now - 86400.0,))
             run(
                 "INSERT INTO grants (id, client_id, client_name, user_label, key_mac, key_sealed,"
-                " scopes, resource, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " scopes, resource, created, principal) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     grant_id,
                     pending.client_id,
@@ -291,6 +303,7 @@ class OAuthStore:
                     " ".join(sorted(checked.scopes)),
                     pending.resource,
                     now,
+                    checked.principal,
                 ),
             )
             run(
@@ -329,7 +342,7 @@ class OAuthStore:
     def grant(self, grant_id: str) -> Grant | None:
         row = self._one(
             "SELECT id, client_id, client_name, user_label, key_mac, key_sealed, scopes,"
-            " resource, created, last_used, revoked FROM grants WHERE id = ?",
+            " resource, created, last_used, revoked, principal FROM grants WHERE id = ?",
             (grant_id,),
         )
         if row is None:
@@ -346,6 +359,31 @@ class OAuthStore:
             created=row[8],
             last_used=row[9],
             revoked=row[10],
+            principal=row[11],
+        )
+
+    def live_grants_of(self, principal: str) -> list[Grant]:
+        """The live grants holding the key of `principal`, the most recently used first."""
+        ids = self._list(
+            "SELECT id FROM grants WHERE principal = ? AND revoked IS NULL"
+            " ORDER BY coalesce(last_used, created) DESC",
+            (principal,),
+        )
+        return [g for g in (self.grant(r[0]) for r in ids) if g is not None]
+
+    def unnamed_grants(self) -> list[tuple[str, bytes]]:
+        """(id, sealed key) of the live grants whose principal is not recorded (made by
+        an older version)."""
+        rows = self._list(
+            "SELECT id, key_sealed FROM grants WHERE principal IS NULL AND revoked IS NULL"
+        )
+        return [(r[0], bytes(r[1])) for r in rows]
+
+    def name_grant(self, grant_id: str, principal: str) -> None:
+        """Record a grant's principal ("" when its key cannot be opened)."""
+        self._run(
+            "UPDATE grants SET principal = ? WHERE id = ? AND principal IS NULL",
+            (principal, grant_id),
         )
 
     def grants(self, *, include_revoked: bool = False) -> list[Grant]:

@@ -68,6 +68,10 @@ def _at(epoch: Any) -> str:
     return "at " + datetime.fromtimestamp(epoch, UTC).strftime("%H:%M UTC")
 
 
+#: In a pending result: the write is finished after a restart only once its user is back.
+WAITS_FOR_USER = "waits_for_user"
+
+
 def _note(outcome: str, data: dict[str, Any], what: str) -> str | None:
     """The sentence that says whether anything was written, and what to do next."""
     when = _at(data.get("twin_created_at"))
@@ -79,16 +83,22 @@ def _note(outcome: str, data: dict[str, Any], what: str) -> str | None:
             f"If the user really wants a second identical {what}, call again with "
             "allow_duplicate: true."
         )
+    # The server cannot finish it while the user is away (it keeps no key of theirs).
+    after_restart = (
+        " If this server restarts before then, it is finished when the user next connects."
+        if data.get(WAITS_FOR_USER)
+        else ""
+    )
     if outcome == "pending" and "twin_created_at" in data:
         return (
             f"An identical call {when} is still being finished; nothing new was written. It "
-            "lands automatically once Tradavity confirms it; do not call again."
+            f"lands automatically once Tradavity confirms it; do not call again.{after_restart}"
         )
     if outcome == "pending":
         return (
             "Tradavity has not confirmed this write yet. It is saved and will be finished "
-            "automatically, exactly once; do not call again. Check later with get_trade or "
-            "find_trades."
+            f"automatically, exactly once; do not call again.{after_restart} Check later "
+            "with get_trade or find_trades."
         )
     return None
 
@@ -372,15 +382,18 @@ def adapter(spec: WriteSpec, env: ToolEnv, description: str) -> Callable[..., An
         request = ctx.request_context
         identity = resolve_call_id(request.meta, request.params)
         run_env = RunEnv(allowed_dirs=_allowed_dirs(env, roots), progress=_progress(ctx))
+        ws = current_workspace()
         with reported():
             outcome, data, _ = await invoke(
-                current_workspace(),
+                ws,
                 spec,
                 args,
                 identity,
                 run_env,
                 allow_duplicate=bool(getattr(args, "allow_duplicate", False)),
             )
+        if outcome == "pending" and not await ws.pending_outlives_restart():
+            data = {**data, WAITS_FOR_USER: True}
         return look.render(outcome, data, args)
 
     params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
