@@ -45,6 +45,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 LONG_FIRST = (
     "tests/drills/test_drills.py",  # 18
     "tests/replicas/",  # 17
+    "tests/e2e/test_resumer.py",  # 15
     "tests/apps/",  # 12
     "tests/test_cli.py",  # 9
     "tests/drills/test_secrets_and_load.py",  # 5

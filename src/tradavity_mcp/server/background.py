@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .writes.table import Backoff
 
 __all__ = [
+    "KEY_LOOKUP_SECONDS",
     "PRUNE_INTERVAL_SECONDS",
     "REFDATA_REFRESH_SECONDS",
     "RESUME_INTERVAL_SECONDS",
@@ -43,6 +44,9 @@ logger = logging.getLogger("tradavity_mcp.server")
 RESUME_INTERVAL_SECONDS = 30.0
 #: How often finished calls past their retention are pruned from the ledger.
 PRUNE_INTERVAL_SECONDS = 3600.0
+#: How long the resumer waits before looking again for the kept key of a user it found
+#: none for (a per-user key: their calls wait for them; or a grant not made yet).
+KEY_LOOKUP_SECONDS = 600.0
 #: How often the sync log is read for runs the platform started itself.
 SYNC_POLL_SECONDS = 120.0
 #: How often kept reference lists (accounts, tags, protocols, ...) are fetched again.
@@ -129,6 +133,8 @@ class Resumer:
         self._retention = settings.ledger_retention_days * 86400
         self._pruned_at = -math.inf
         self._backoff: Backoff | None = None
+        #: Principals whose key the server does not keep, and when to look again.
+        self._keyless: dict[str, float] = {}
         #: Passes done (for tests and diagnostics).
         self.passes = 0
 
@@ -165,6 +171,8 @@ class Resumer:
         by_principal: dict[str, list[CallRecord]] = {}
         for record in pending:
             by_principal.setdefault(record.principal, []).append(record)
+        for gone in [p for p in self._keyless if p not in by_principal]:
+            del self._keyless[gone]
         here = {ws.principal: ws for ws in self._workspaces()}
         for principal, records in by_principal.items():
             try:
@@ -175,8 +183,13 @@ class Resumer:
                 now = self._clock()
                 if self._guest is None or not any(backoff.due(r, now) for r in records):
                     continue
+                if self._keyless.get(principal, -math.inf) > now:
+                    continue  # looked for its key a moment ago, in vain
                 async with self._guest(principal) as guest:
-                    if guest is not None:
-                        await resume_pending(guest, env, records=records, backoff=backoff)
+                    if guest is None:
+                        self._keyless[principal] = now + KEY_LOOKUP_SECONDS
+                        continue
+                    self._keyless.pop(principal, None)
+                    await resume_pending(guest, env, records=records, backoff=backoff)
             except Exception:  # one user's failure must not stop the others
                 logger.exception("resuming a user's pending calls failed")
