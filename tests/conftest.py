@@ -49,6 +49,7 @@ LONG_FIRST = (
     "tests/replicas/",  # 17
     "tests/e2e/test_slow_clients.py",  # 15
     "tests/e2e/test_client_address.py",  # 14 (two server processes, budgets refilling)
+    "tests/e2e/test_resumer.py",  # 15
     "tests/apps/",  # 12
     "tests/server/oauth/test_bounds.py",  # 12
     "tests/test_cli.py",  # 9

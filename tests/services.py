@@ -96,7 +96,7 @@ def _template() -> Path:
 class PostgresServer:
     """A PostgreSQL server on 127.0.0.1 in a temporary directory of its own (a copy of the
     template cluster): `start()`, `stop()` (unreachable, as a failed database host is;
-    `start()` brings it back on its port), `close()`."""
+    `start()` brings it back on its port), `restart()`, `close()`."""
 
     def __init__(self, *, max_connections: int = 200) -> None:
         self.prefix = _run_as()
@@ -133,6 +133,17 @@ class PostgresServer:
             check=True, capture_output=True,
         )  # fmt: skip
         self.running = True
+
+    def restart(self) -> None:
+        """Restarted as an operator restarts it (`-m fast`): every session ends, its
+        session locks with it; what was committed stays."""
+        subprocess.run(
+            [*self.prefix, _bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"],
+            capture_output=True,
+            check=True,
+        )
+        self.running = False
+        self.start()
 
     def stop(self) -> None:
         subprocess.run(

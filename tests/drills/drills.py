@@ -237,9 +237,12 @@ async def outage(runs: int, state: Path) -> dict[str, Any]:
         transport.down = False
         # The background resumer finishes them; nobody calls again. Wait while it makes
         # progress (every few seconds at least one more lands), however many there are.
+        # Time passes meanwhile (a minute per poll): calls it tried during the outage wait
+        # out their backoff (at most an hour) before it tries them again.
         landed, stalled_since = 0, time.monotonic()
         while landed < runs:
             await anyio.sleep(0.1)
+            clock.manual.advance(60)
             async with _api(app, clock) as api:
                 now_landed = len([r async for r in api.iter_trades(symbol="M2K")])
             if now_landed > landed:

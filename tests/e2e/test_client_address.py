@@ -19,7 +19,7 @@ import pytest
 from tradavity_mcp.sandbox import SECOND_PRO_KEY, SandboxConfig, create_app, serve_in_thread
 
 from ..kit import TLS, junk_key, me_checks
-from ..replicas._harness import _env, _kill, _wait_http
+from ..replicas._harness import _kill, clean_env, wait_http
 from ..server.oauth.kit import INITIALIZE, MCP_POST, free_port
 
 pytestmark = pytest.mark.anyio
@@ -39,11 +39,11 @@ def _server(tmp_path: Path, api: str, *flags: str) -> Iterator[str]:
             [sys.executable, "-m", "tradavity_mcp", "--transport", "http", "--auth", "per-user",
              "--port", str(port), "--base-url", api, "--state-dir", str(tmp_path / "state"),
              "--log-level", "INFO", *flags],
-            env=_env({}), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errlog,
+            env=clean_env({}), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errlog,
         )  # fmt: skip
     try:
         base = f"http://127.0.0.1:{port}"
-        _wait_http(f"{base}/healthz", proc, log)
+        wait_http(f"{base}/healthz", proc, log)
         yield base
     finally:
         _kill(proc)

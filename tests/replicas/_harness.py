@@ -61,12 +61,15 @@ class Postgres(PostgresServer):
         super().__init__(max_connections=100)
 
 
-def _env(extra: dict[str, str]) -> dict[str, str]:
+def clean_env(extra: dict[str, str]) -> dict[str, str]:
+    """This environment without our variables, and `extra`: what a process started here
+    gets."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(_OURS)}
     return {**base, **extra}
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+    """Until `url` answers 200 (the process `proc` logging to `log` is up)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -128,14 +131,14 @@ class SandboxProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "tests.replicas._sandbox", "--port", str(self.port),
                  "--rate-multiplier", str(rate_multiplier)],
-                env=_env({}), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                env=clean_env({}), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=errlog,
             )  # fmt: skip
         self.root = f"http://127.0.0.1:{self.port}"
         self.api = f"{self.root}/api/v1"
 
     def wait_ready(self) -> None:
-        _wait_http(f"{self.root}/", self.proc, self.log)
+        wait_http(f"{self.root}/", self.proc, self.log)
 
     def _control(self, method: str, name: str, **kwargs: Any) -> Any:
         response = httpx2.request(
@@ -208,7 +211,7 @@ class Replicas:
 
     def _launch(self, replica: Replica) -> None:
         replica.state.mkdir(parents=True, exist_ok=True)
-        env = _env(
+        env = clean_env(
             {"TRADAVITY_MCP_SECRET_KEY": SECRET_KEY, "TRADAVITY_STATE_DIR": str(replica.state)}
         )
         with replica.log.open("ab") as errlog:
@@ -222,7 +225,7 @@ class Replicas:
 
     def _ready(self, replica: Replica) -> None:
         assert replica.proc is not None
-        _wait_http(f"{replica.url}/healthz", replica.proc, replica.log)
+        wait_http(f"{replica.url}/healthz", replica.proc, replica.log)
 
     def start(self) -> None:
         """Every replica at once (their start-ups and migrations overlap), then each ready."""

@@ -103,7 +103,7 @@ async def double_dispatch(setup: Setup, runs: int, *, lanes: int = 1) -> dict[st
     }
 
 
-async def _wait_for(sandbox: SandboxProcess, since: int, path_part: str, n: int = 1) -> None:
+async def wait_for_writes(sandbox: SandboxProcess, since: int, path_part: str, n: int = 1) -> None:
     """Until the sandbox has carried out `n` writes to `path_part` (polling its log)."""
     with anyio.fail_after(20):
         while True:
@@ -112,7 +112,7 @@ async def _wait_for(sandbox: SandboxProcess, since: int, path_part: str, n: int 
             await anyio.sleep(0.02)
 
 
-async def _verify_whole(api: TradavityClient, plan: Plan, symbol: str, pnl: float) -> int:
+async def verify_whole(api: TradavityClient, plan: Plan, symbol: str, pnl: float) -> int:
     """The one trade at `pnl`, with its tags, one screenshot and one checklist."""
     rows = [r async for r in api.iter_trades(symbol=symbol)]
     assert [float(r.net_pnl or 0) for r in rows if r.net_pnl == pnl] == [pnl], "one trade"
@@ -165,9 +165,9 @@ async def kill_mid_journal(
 
                 tg.start_soon(doomed_call)
                 if landed:  # the trade, then its three parts, carried out
-                    await _wait_for(sandbox, mark, "/api/v1/", 4)
+                    await wait_for_writes(sandbox, mark, "/api/v1/", 4)
                 else:
-                    await _wait_for(sandbox, mark, "/trades")
+                    await wait_for_writes(sandbox, mark, "/trades")
                     await anyio.sleep(0.15)
                 replicas.kill(victim)
                 at_kill, _ = sandbox.log_since(mark)
@@ -205,7 +205,7 @@ async def kill_mid_journal(
     # before this call reached it ("replayed"): either way one whole trade, checked below.
     assert answer["outcome"] in {"done", "replayed"}, answer
     async with sandbox.api_client(key) as api:
-        number = await _verify_whole(api, plan, symbol, 1000 + run + 0.25)
+        number = await verify_whole(api, plan, symbol, 1000 + run + 0.25)
     assert answer["trade_number"] == number
     assert replicas.pending_calls(key) == []
     finish = [s for s in sandbox.log_since(after_kill)[0] if s.write]

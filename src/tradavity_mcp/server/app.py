@@ -31,16 +31,23 @@ from ..api.idempotency import principal_for_key
 from ..api.pacing import SendWindow
 from ..settings import Settings
 from .apps import AppsOnly, register_apps
-from .auth import KeyMemory, PerUserVerifier, ServerTokenVerifier, Workspaces, unauthorized
+from .auth import (
+    KeptKeys,
+    KeyMemory,
+    PerUserVerifier,
+    ServerTokenVerifier,
+    Workspaces,
+    unauthorized,
+)
 from .background import (
     REFDATA_REFRESH_SECONDS,
     RESUME_INTERVAL_SECONDS,
     SYNC_POLL_SECONDS,
     WARM_UP_DELAY_SECONDS,
+    Resumer,
     build_models_soon,
     poll_sync_forever,
     refresh_reference_forever,
-    resume_forever,
 )
 from .completions import register_completions
 from .deferred import defer_registration
@@ -159,6 +166,11 @@ class Backend:
         self.shared_sync: RedisSync | None = None
         #: Set by the first message after `initialize` (see `HandshakeWatch`).
         self._greeted: anyio.Event | None = None
+        #: `--auth oauth`: the users' keys their grants hold, for finishing their pending
+        #: writes while they are away (None: only keys seen by this process).
+        self.kept_keys: KeptKeys | None = None
+        #: The resumer of the open backend (None while closed).
+        self.resumer: Resumer | None = None
 
     def greeted(self) -> None:
         """A client is past `initialize`: work deferred until then may start."""
@@ -206,8 +218,11 @@ class Backend:
             window=windows(principal_for_key(key.get_secret_value())) if windows else None,
         )
 
-    def _workspace(self, api: TradavityClient, ledger: AsyncLedger) -> Workspace:
-        """The one place workspaces are made: the server's own, and each hosted user's."""
+    def _workspace(
+        self, api: TradavityClient, ledger: AsyncLedger, *, hosted_user: bool = False
+    ) -> Workspace:
+        """The one place workspaces are made: the server's own, and each hosted user's
+        (whose pending writes outlive a restart only if the server keeps their key)."""
         ws = Workspace(
             api=api,
             ledger=ledger,
@@ -215,10 +230,29 @@ class Backend:
             sleep=self.link.clock.sleep,
             clock=self.link.clock.now,
             duplicate_window=self.settings.duplicate_window,
+            key_kept=self._key_kept if hosted_user else None,
         )
         if self.shared_sync is not None:
             ws.sync = self.shared_sync.monitor(api.principal)
         return ws
+
+    async def _key_kept(self, principal: str) -> bool:
+        """Does the server keep this user's key (an OAuth grant holds it)?"""
+        return self.kept_keys is not None and await self.kept_keys.key_for(principal) is not None
+
+    @asynccontextmanager
+    async def _guest(self, ledger: AsyncLedger, principal: str) -> AsyncIterator[Workspace | None]:
+        """A workspace for a user away from this process, from the key their grant
+        holds, for one resumer pass (its client closed after); None without a key."""
+        key = await self.kept_keys.key_for(principal) if self.kept_keys is not None else None
+        if key is None or principal_for_key(key) != principal:
+            yield None
+            return
+        api = self._client(SecretStr(key))
+        try:
+            yield self._workspace(api, ledger)
+        finally:
+            await api.aclose()
 
     async def _open(self, stack: AsyncExitStack) -> AppState:
         # Opened, and closed, in a worker thread, like every later call on it.
@@ -230,7 +264,7 @@ class Backend:
         if self.hosted.auth == "per-user":
             registry = Workspaces(
                 make_client=self._client,
-                make_workspace=lambda api: self._workspace(api, ledger),
+                make_workspace=lambda api: self._workspace(api, ledger, hosted_user=True),
                 shared=self.keys,
             )
             stack.push_async_callback(registry.aclose)
@@ -239,10 +273,18 @@ class Backend:
             api = self._client(SecretStr(self.link.api_key))
             stack.push_async_callback(api.aclose)
             state.default = self._workspace(api, ledger)
+        self.resumer = Resumer(
+            ledger=ledger,
+            clock=self.link.clock.now,
+            workspaces=state.workspaces,
+            settings=self.settings,
+            guest=partial(self._guest, ledger) if self.hosted.auth == "per-user" else None,
+        )
+        stack.callback(setattr, self, "resumer", None)
         tg = await stack.enter_async_context(anyio.create_task_group())
         stack.callback(tg.cancel_scope.cancel)
         background: list[Callable[[], Awaitable[None]]] = [
-            partial(resume_forever, state.workspaces, self.settings, self.resume_interval),
+            partial(self.resumer.run_forever, self.resume_interval),
             partial(poll_sync_forever, state.workspaces, SYNC_POLL_SECONDS),
             partial(refresh_reference_forever, state.workspaces, REFDATA_REFRESH_SECONDS),
             partial(build_models_soon, WARM_UP_DELAY_SECONDS),

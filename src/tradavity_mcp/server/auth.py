@@ -47,6 +47,7 @@ __all__ = [
     "CLIENT_ADDRESS",
     "GRANTED",
     "Granted",
+    "KeptKeys",
     "KeyMemory",
     "PerUserVerifier",
     "Recalled",
@@ -158,6 +159,15 @@ GRANTED: ContextVar[Granted | None] = ContextVar("tradavity_granted_key", defaul
 def granted(key: str, scopes: Iterable[str]) -> Granted:
     """What `GRANTED` holds for a key a live grant unlocked."""
     return Granted(fingerprint=_fingerprint(key), scopes=frozenset(scopes))
+
+
+class KeptKeys(Protocol):
+    """Users' keys the server keeps between their visits (`--auth oauth`: each grant
+    holds its user's key sealed), looked up by principal, so that their pending writes
+    are finished after a restart without waiting for them. Raises nothing: a key that
+    cannot be had now is None."""
+
+    async def key_for(self, principal: str) -> str | None: ...
 
 
 #: The one-attempt policy of key checks.

@@ -7,32 +7,46 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING
 
 import anyio
 from pydantic import BaseModel
 
+from ..api.clock import Now
 from ..settings import Settings
 from .sync.status import refresh_sync
 from .workspace import Workspace
+from .writes.ledger import CallRecord
+from .writes.offload import AsyncLedger
+
+if TYPE_CHECKING:
+    from .writes.table import Backoff
 
 __all__ = [
+    "KEY_LOOKUP_SECONDS",
     "PRUNE_INTERVAL_SECONDS",
     "REFDATA_REFRESH_SECONDS",
     "RESUME_INTERVAL_SECONDS",
     "SYNC_POLL_SECONDS",
     "WARM_UP_DELAY_SECONDS",
+    "Guest",
+    "Resumer",
     "build_models_soon",
     "poll_sync_forever",
     "refresh_reference_forever",
-    "resume_forever",
 ]
 
 logger = logging.getLogger("tradavity_mcp.server")
 
-#: How often the resumer looks for pending writes.
+#: How often the resumer looks for pending writes (each call is tried on its own
+#: schedule, `writes.table.Backoff`).
 RESUME_INTERVAL_SECONDS = 30.0
 #: How often finished calls past their retention are pruned from the ledger.
 PRUNE_INTERVAL_SECONDS = 3600.0
+#: How long the resumer waits before looking again for the kept key of a user it found
+#: none for (a per-user key: their calls wait for them; or a grant not made yet).
+KEY_LOOKUP_SECONDS = 600.0
 #: How often the sync log is read for runs the platform started itself.
 SYNC_POLL_SECONDS = 120.0
 #: How often kept reference lists (accounts, tags, protocols, ...) are fetched again.
@@ -86,26 +100,96 @@ async def refresh_reference_forever(workspaces: Workspaces, interval: float) -> 
                 logger.info("reference refresh failed: %s", exc)
 
 
-async def resume_forever(workspaces: Workspaces, settings: Settings, interval: float) -> None:
-    """Finish unattended pending writes; now and then, prune the ledger's old calls."""
-    # The journaling code loads here, in the background, not on the way to `initialize`.
-    from .writes.journal import RunEnv  # noqa: PLC0415
-    from .writes.table import resume_pending  # noqa: PLC0415
+#: A short-lived workspace for a principal no request brought to this process (None:
+#: its key is not at hand), as an async context manager that closes its client.
+Guest = Callable[[str], AbstractAsyncContextManager[Workspace | None]]
 
-    env = RunEnv(allowed_dirs=list(settings.allowed_dirs))
-    retention = settings.ledger_retention_days * 86400
-    pruned_at = -math.inf
-    while True:
-        for ws in workspaces():
+
+class Resumer:
+    """Finishes unattended pending writes, and now and then prunes the ledger's old calls.
+
+    Each pass reads every pending call in the ledger once. A call whose principal has a
+    workspace in this process is finished there; another, by a `guest` workspace made
+    for the pass from the key the user's OAuth grant holds (one at a time, closed after),
+    so a restart strands no one whose key the server keeps. A principal with neither
+    waits for its user's next connection. Each call is tried at once, then on the
+    `table.Backoff` schedule while it stays pending.
+    """
+
+    def __init__(
+        self,
+        *,
+        ledger: AsyncLedger,
+        clock: Now,
+        workspaces: Workspaces,
+        settings: Settings,
+        guest: Guest | None = None,
+    ) -> None:
+        self._ledger = ledger
+        self._clock = clock
+        self._workspaces = workspaces
+        self._guest = guest
+        self._allowed_dirs = list(settings.allowed_dirs)
+        self._retention = settings.ledger_retention_days * 86400
+        self._pruned_at = -math.inf
+        self._backoff: Backoff | None = None
+        #: Principals whose key the server does not keep, and when to look again.
+        self._keyless: dict[str, float] = {}
+        #: Passes done (for tests and diagnostics).
+        self.passes = 0
+
+    async def run_forever(self, interval: float) -> None:
+        while True:
+            await self.run_once()
+            await anyio.sleep(interval)
+
+    async def run_once(self) -> None:
+        """One pass: every pending call that is due, then pruning when it is due."""
+        try:
+            await self._resume_all()
+        except Exception:  # the resumer must outlive any one failure
+            logger.exception("resumer pass failed")
+        if self._clock() - self._pruned_at > PRUNE_INTERVAL_SECONDS:
+            self._pruned_at = self._clock()
             try:
-                await resume_pending(ws, env)
-            except Exception:  # the resumer must outlive any one failure
-                logger.exception("resumer pass failed")
-        current = workspaces()
-        if current and current[0].clock() - pruned_at > PRUNE_INTERVAL_SECONDS:
-            pruned_at = current[0].clock()
-            try:
-                await current[0].ledger.prune(pruned_at - retention)
+                await self._ledger.prune(self._pruned_at - self._retention)
             except Exception:
                 logger.exception("ledger prune failed")
-        await anyio.sleep(interval)
+        self.passes += 1
+
+    async def _resume_all(self) -> None:
+        pending = await self._ledger.pending_calls()
+        if not pending and self._backoff is None:
+            return  # nothing to do: the journaling code is not even loaded
+        # The journaling code loads here, in the background, not on the way to `initialize`.
+        from .writes.journal import RunEnv  # noqa: PLC0415
+        from .writes.table import Backoff, resume_pending  # noqa: PLC0415
+
+        backoff = self._backoff = self._backoff or Backoff()
+        backoff.keep_only(pending)
+        env = RunEnv(allowed_dirs=self._allowed_dirs)
+        by_principal: dict[str, list[CallRecord]] = {}
+        for record in pending:
+            by_principal.setdefault(record.principal, []).append(record)
+        for gone in [p for p in self._keyless if p not in by_principal]:
+            del self._keyless[gone]
+        here = {ws.principal: ws for ws in self._workspaces()}
+        for principal, records in by_principal.items():
+            try:
+                ws = here.get(principal)
+                if ws is not None:
+                    await resume_pending(ws, env, records=records, backoff=backoff)
+                    continue
+                now = self._clock()
+                if self._guest is None or not any(backoff.due(r, now) for r in records):
+                    continue
+                if self._keyless.get(principal, -math.inf) > now:
+                    continue  # looked for its key a moment ago, in vain
+                async with self._guest(principal) as guest:
+                    if guest is None:
+                        self._keyless[principal] = now + KEY_LOOKUP_SECONDS
+                        continue
+                    self._keyless.pop(principal, None)
+                    await resume_pending(guest, env, records=records, backoff=backoff)
+            except Exception:  # one user's failure must not stop the others
+                logger.exception("resuming a user's pending calls failed")

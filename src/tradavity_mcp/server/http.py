@@ -303,6 +303,8 @@ def build_http_app(
             raise ValueError("--auth oauth needs a per-user server (users bring their own keys)")
         authorization = OAuthServer(oauth, key_check(backend), _shared_limits(backend))
         front = list(authorization.routes())
+        # The grants hold the users' keys: the resumer finishes their writes while away.
+        backend.kept_keys = authorization
     elif backend.verifier is not None:
         front = list(resource_metadata_routes(backend.hosted.public_url, None))
 

@@ -174,14 +174,17 @@ class LocalClock:
 
     # --- reading a trade time --------------------------------------------------------
 
-    def trade_time(self, value: str, *, field_name: str = "trade_date") -> datetime:
+    def trade_time(
+        self, value: str, *, field_name: str = "trade_date", now: float | None = None
+    ) -> datetime:
         """A trade time in UTC: ISO 8601 with an offset, or local to the user's zone
         (`2026-11-20T09:31` is 9:31 there; a bare date the start of that day); `now` is
-        now. A time in the future (past `FUTURE_TOLERANCE_SECONDS`) is refused, naming
-        both times and, when it is most likely a day off, the day meant."""
+        `now` when given (the moment the call was made), else now. A time in the future
+        (past `FUTURE_TOLERANCE_SECONDS`) is refused, naming both times and, when it is
+        most likely a day off, the day meant."""
         text = value.strip()
         if text.casefold() == "now":
-            return datetime.fromtimestamp(self.at, UTC)
+            return datetime.fromtimestamp(self.at if now is None else now, UTC)
         example = (
             "use ISO 8601, e.g. 2026-11-20T09:31 (your Tradavity timezone), "
             "2026-11-20T14:31Z, or 'now'"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,6 +53,15 @@ class Workspace:
     setup_problem: str | None = None
     #: Set once `scopes` is known (or known to be unknowable for now).
     scopes_ready: anyio.Event = field(default_factory=anyio.Event)
+    #: A hosted user's: whether the server keeps their key (by principal), so that their
+    #: pending writes are finished after a restart without them. None: the server's own
+    #: key, always at hand.
+    key_kept: Callable[[str], Awaitable[bool]] | None = None
+
+    async def pending_outlives_restart(self) -> bool:
+        """Is a pending write of this workspace finished even if the server restarts
+        first, without the user calling again?"""
+        return self.key_kept is None or await self.key_kept(self.principal)
 
     async def load_scopes(self) -> None:
         """Learn the key's scopes from `/me`; on failure leave them unknown (list all)."""
@@ -95,11 +105,13 @@ class Workspace:
             return LocalClock(UTC, "UTC", self.clock(), known=False)
         return LocalClock(zone, name, self.clock())
 
-    async def to_utc(self, value: str, *, field_name: str = "trade_date") -> datetime:
-        """A trade time as given (local without an offset, or `now`) in UTC; refused in
-        the future (`LocalClock.trade_time`)."""
+    async def to_utc(
+        self, value: str, *, field_name: str = "trade_date", now: float | None = None
+    ) -> datetime:
+        """A trade time as given (local without an offset, or `now`: when the call was
+        made, if given) in UTC; refused in the future (`LocalClock.trade_time`)."""
         clock = await self.local_clock(strict=True)
-        return clock.trade_time(value, field_name=field_name)
+        return clock.trade_time(value, field_name=field_name, now=now)
 
 
 #: The workspace of the request being handled (set by `scope.RequestScope`).

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx2
 
+from tradavity_mcp.api.client import RetryPolicy
 from tradavity_mcp.sandbox import SandboxConfig, SandboxTransport, create_app, serve_in_thread
 from tradavity_mcp.server import HostedOptions, StreamOptions, build_http_app, build_server
 from tradavity_mcp.server.oauth import OAuthOptions
@@ -66,16 +67,29 @@ class Served:
         return self.base + "/mcp"
 
 
-def oauth_app(base: str, state: Path, sandbox: Any = None, **options: Any) -> Any:
-    """The HTTP app of a per-user server with its own authorization server at `base`."""
-    app_sandbox = sandbox or create_app(SandboxConfig(db=":memory:"))
+def oauth_app(
+    base: str,
+    state: Path,
+    sandbox: Any = None,
+    *,
+    transport: httpx2.AsyncBaseTransport | None = None,
+    retry: RetryPolicy | None = None,
+    **options: Any,
+) -> Any:
+    """The HTTP app of a per-user server with its own authorization server at `base` (the
+    sandbox behind it, or `transport`, which reaches one)."""
     settings = Settings.load(environ={}, base_url=SANDBOX_URL, state_dir=state, require_key=False)
     # A quick heartbeat: a reader of /sync/stream knows the replay is over at the first one.
     # An OAuth bearer's stream checks its token again as often.
     stream = StreamOptions(heartbeat_seconds=0.2, poll_seconds=0.05, recheck_seconds=0.2)
     hosted = HostedOptions(auth="per-user", public_url=base, stream=stream)
     server = build_server(
-        settings, transport=SandboxTransport(app_sandbox), stdio=False, hosted=hosted
+        settings,
+        transport=transport
+        or SandboxTransport(sandbox or create_app(SandboxConfig(db=":memory:"))),
+        stdio=False,
+        hosted=hosted,
+        retry=retry,
     )
     return build_http_app(
         server,
@@ -93,15 +107,18 @@ def oauth_server(
     sandbox: Any = None,
     wrap: Callable[[Any], Any] | None = None,
     port: int | None = None,
+    transport: httpx2.AsyncBaseTransport | None = None,
+    retry: RetryPolicy | None = None,
     **options: Any,
 ) -> Iterator[Served]:
     """A per-user server with its own authorization server, on a loopback port (its app
     served inside `wrap`, when given; `port`: the one a server before it used, to restart
-    it where its tokens were issued)."""
+    it where its tokens were issued; the sandbox behind it, or `transport`, which reaches
+    one)."""
     state = state_dir or tmp_path / "state"
     port = port or free_port()
     base = f"http://127.0.0.1:{port}"
-    app = oauth_app(base, state, sandbox, **options)
+    app = oauth_app(base, state, sandbox, transport=transport, retry=retry, **options)
     with serve_in_thread(wrap(app) if wrap else app, port=port, path="", lifespan=True):
         yield Served(base=base, state_dir=state)
 

@@ -9,15 +9,17 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import psycopg
 import pytest
 
-from tradavity_mcp.api.errors import error_for
+from tradavity_mcp.api.errors import APIConnectionError, error_for
 from tradavity_mcp.server.errors import StepFailed, UserError
+from tradavity_mcp.server.writes import store_pg
 from tradavity_mcp.server.writes.call import (
+    PENDING_LIMIT_SECONDS,
     REPLAY_WINDOW_SECONDS,
     CallId,
     Pending,
@@ -28,7 +30,11 @@ from tradavity_mcp.server.writes.ledger import CallDraft, Ledger, LedgerUnavaila
 from tradavity_mcp.server.writes.offload import AsyncLedger
 from tradavity_mcp.server.writes.store_pg import Connections, PgLedger, migrations, redact_url
 
+from ...services import PostgresServer
+
 pytestmark = pytest.mark.anyio
+
+T = TypeVar("T")
 
 
 class Clock:
@@ -311,6 +317,117 @@ async def test_a_retryable_failure_is_left_pending_and_the_lease_given_back(
     assert pending[0].owner is None
 
 
+async def test_a_call_pending_past_the_limit_ends_saying_what_was_written(store: Open) -> None:
+    """Still unconfirmed three days after it was made, a call is stopped at its next
+    attempt: recorded as failed, with what was written and what never was confirmed;
+    nothing is sent for it again."""
+    clock = Clock()
+    ledger = store(clock)
+    sent: list[str] = []
+
+    async def body(call: WriteCall) -> dict[str, Any]:
+        async def create(key: str, request: Any) -> dict[str, Any]:
+            sent.append("create")
+            return {"trade_number": 41}
+
+        async def tags(key: str, request: Any) -> dict[str, Any]:
+            sent.append("tags")
+            raise Pending("tags", "outage")
+
+        async def look_for_tags(request: Any) -> Any:
+            sent.append("look")  # past the replay window, looked for first: unreachable
+            raise APIConnectionError("down")
+
+        trade = await call.write("create", create, build=_const({"symbol": "MES"}))
+        await call.write("tags", tags, build=_const({"tag_ids": [1]}), find=look_for_tags)
+        return {"trade": trade}
+
+    def again() -> WriteCall:
+        return _call(ledger, clock, {"x": 1}, "host:old")
+
+    assert (await again().run(body))[0] == "pending"
+    clock.now += PENDING_LIMIT_SECONDS - 60
+    assert (await again().run(body))[0] == "pending"  # not yet: tried, and kept
+    assert sent == ["create", "tags", "look"]
+    clock.now += 120
+    with pytest.raises(UserError) as ended:
+        await again().run(body)
+    text = str(ended.value)
+    assert "within 72 hours, so it was stopped" in text
+    assert "Written: create (trade #41)." in text
+    assert "never confirmed (it may or may not be in Tradavity): tags." in text
+    record = ledger.get_call("p", "create_trade", "host:old")
+    assert record is not None
+    assert record.state == "failed"
+    assert ledger.pending_calls() == []
+    with pytest.raises(UserError) as replayed:
+        await again().run(body)
+    assert str(replayed.value) == text
+    assert sent == ["create", "tags", "look", "look"]  # nothing asked after the end
+
+
+async def test_a_call_that_never_wrote_is_forgotten_past_the_limit(store: Open) -> None:
+    clock = Clock()
+    ledger = store(clock)
+
+    async def body(call: WriteCall) -> dict[str, Any]:
+        raise APIConnectionError("down")  # before the first write (looking names up)
+
+    assert (await _call(ledger, clock, {"x": 1}, "host:never").run(body))[0] == "pending"
+    clock.now += PENDING_LIMIT_SECONDS + 1
+    with pytest.raises(UserError, match="Nothing was written; make the call again"):
+        await _call(ledger, clock, {"x": 1}, "host:never").run(body)
+    assert ledger.get_call("p", "create_trade", "host:never") is None
+
+
+async def test_a_worker_whose_lease_was_taken_over_stops(store: Open) -> None:
+    """A lease that ran out (its worker could not renew it in time) and was taken over:
+    its first worker stops at its next renewal, before writing beside the second."""
+    clock = Clock()
+    first_ledger, second_ledger = store(clock), store(clock)
+    gate = anyio.Event()
+    sent: list[str] = []
+    outcomes: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    def body(who: str) -> Callable[[WriteCall], Awaitable[dict[str, Any]]]:
+        async def run(call: WriteCall) -> dict[str, Any]:
+            async def send(key: str, request: Any) -> dict[str, Any]:
+                sent.append(who)
+                return {"trade_number": 7}
+
+            if who == "first":
+                await gate.wait()  # slow: the lease runs out meanwhile
+            return {"trade": await call.write("create", send, build=_const({}))}
+
+        return run
+
+    first = _call(first_ledger, clock, {"x": 1}, "host:l")
+    first.lease_seconds = 2.0  # renewed every half second
+
+    first_ended = anyio.Event()
+
+    async def run_first() -> None:
+        outcomes["first"] = await first.run(body("first"))
+        first_ended.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_first)
+        with anyio.fail_after(20):
+            while second_ledger.get_call("p", "create_trade", "host:l") is None:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        clock.now += 10  # its lease ran out, unrenewed
+        outcomes["second"] = await _call(second_ledger, clock, {"x": 1}, "host:l").run(
+            body("second")
+        )
+        with anyio.fail_after(20):  # a guard against hanging, not the measure
+            await first_ended.wait()
+        gate.set()
+    assert outcomes["second"] == ("done", {"trade": {"trade_number": 7}})
+    assert outcomes["first"][0] == "pending"
+    assert outcomes["first"][1]["pending_step"] == "lease"
+    assert sent == ["second"]
+
+
 async def test_finished_calls_keep_no_bytes_and_are_pruned(store: Open) -> None:
     clock = Clock()
     ledger = store(clock)
@@ -438,6 +555,55 @@ def test_a_lease_frees_at_once_when_its_owner_process_leaves_the_store(
     finally:
         a.close()
         b.close()
+
+
+def _after_a_restart(act: Callable[[], T]) -> T:
+    """`act`, once more if it met a connection lost in the restart (that call fails
+    plainly, and the next one connects again)."""
+    try:
+        return act()
+    except LedgerUnavailable:
+        return act()
+
+
+def test_a_lease_holds_across_a_restart_of_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL restarts: every session lock is gone, the living replica's too. Its
+    lease still holds (taken before the restart, and the other replica lost its own
+    session); at its next renewal it takes its lock again, and only once it is really
+    gone is the call free at once."""
+    server = PostgresServer()
+    server.start()
+    clock = Clock()
+    a = b = None
+    try:
+        url = server.database("ledger")
+        a, b = PgLedger(url, clock=clock), PgLedger(url, clock=clock)
+        draft = _draft("host:r", id_source="host")
+        owner = a.new_owner()
+        assert a.claim(draft, owner=owner, lease_seconds=600).kind == "new"
+        server.restart()
+
+        def claim_by_b() -> str:
+            assert b is not None
+            return b.claim(draft, owner=b.new_owner(), lease_seconds=600).kind
+
+        assert _after_a_restart(claim_by_b) == "busy"
+        # Past B's own grace, the lease taken before the restart still holds.
+        monkeypatch.setattr(store_pg, "RECONNECT_GRACE_SECONDS", 0.0)
+        assert claim_by_b() == "busy"
+        # A renews: its lock is taken again, in a new session.
+        assert _after_a_restart(lambda: a.renew("p", "journal_trade", "host:r", owner, 600))
+        assert claim_by_b() == "busy"
+        a.close()  # A is gone now: its lock goes with its session
+        deadline = time.monotonic() + 10
+        while (kind := claim_by_b()) == "busy" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert kind == "resume"
+    finally:
+        for ledger in (a, b):
+            if ledger is not None:
+                ledger.close()
+        server.close()
 
 
 def test_one_users_wait_on_a_lock_holds_one_connection_not_the_store(

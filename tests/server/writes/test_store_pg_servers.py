@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import psycopg
 import pytest
 from mcp import Client
@@ -17,12 +18,22 @@ from mcp.server.mcpserver import MCPServer
 from tradavity_mcp.api.client import TradavityClient
 from tradavity_mcp.sandbox import DEMO_KEY, ManualClock, SandboxConfig, SandboxTransport, create_app
 from tradavity_mcp.server import build_server
+from tradavity_mcp.server.writes.call import CALL_ID_META_KEY
 from tradavity_mcp.server.writes.ledger import Ledger, LedgerUnavailable
 from tradavity_mcp.server.writes.store_pg import PgLedger
 from tradavity_mcp.server.writes.stores import open_ledger
 from tradavity_mcp.settings import ConfigError, Settings
 
-from ...kit import NOW, SANDBOX_URL, SandboxTime, data_of, plain_trade, sandbox_writes, text_of
+from ...kit import (
+    NOW,
+    SANDBOX_URL,
+    SandboxTime,
+    data_of,
+    meta,
+    plain_trade,
+    sandbox_writes,
+    text_of,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -163,3 +174,72 @@ async def test_a_store_lost_mid_run_refuses_writes_with_the_fix_then_recovers(
         assert again["outcome"] == "done"
     counts = await _trades_by_pnl(app)
     assert (counts.get(1.0), counts.get(2.0), counts.get(3.0)) == (1, 1, None)
+
+
+class _StoreLostAfter(httpx2.AsyncBaseTransport):
+    """The sandbox; once armed, the ledger's database is closed to every connection the
+    moment Tradavity has answered `POST /trades` (the trade exists; nothing recorded it)."""
+
+    def __init__(self, app: Any, database_url: str) -> None:
+        self.inner = SandboxTransport(app)
+        self.name = database_url.rpartition("/")[2]
+        self.admin_url = database_url.rpartition("/")[0] + "/postgres"
+        self.armed = False
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await self.inner.handle_async_request(request)
+        if self.armed and request.method == "POST" and request.url.path.endswith("/trades"):
+            self.armed = False
+            _allow_connections(self.admin_url, self.name, allow=False)
+        return response
+
+
+def _allow_connections(admin_url: str, name: str, *, allow: bool) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allow).lower()}')
+        if not allow:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname=%s",
+                (name,),
+            )
+
+
+async def test_a_store_lost_mid_journal_names_the_trade_written_and_the_parts_not(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """The store goes the moment the trade is created: the error says trade #N was
+    created and its tags were not written (not "nothing was sent"); once the store is
+    back, the same call finishes that trade, and there is one."""
+    clock = ManualClock(NOW)
+    app = create_app(SandboxConfig(db=":memory:", clock=clock))
+    transport = _StoreLostAfter(app, postgres_url)
+    server = build_server(
+        _settings(tmp_path, postgres_url), transport=transport, clock=SandboxTime(clock)
+    )
+    args = {"trade": {**plain_trade(64.5), "symbol": "MYM"}, "tags": ["fomo", "breakout"]}
+    call_meta = meta({CALL_ID_META_KEY: "store-lost-1"})
+    async with Client(server) as client:
+        transport.armed = True
+        failed = await client.call_tool("journal_trade", args, meta=call_meta)
+        assert failed.is_error
+        text = text_of(failed)
+        async with TradavityClient(
+            DEMO_KEY, base_url=SANDBOX_URL, transport=SandboxTransport(app)
+        ) as api:
+            [row] = [r async for r in api.iter_trades(symbol="MYM") if r.net_pnl == 64.5]
+            assert (await api.get_trade(row.trade_number)).tags == []
+        assert f"Trade #{row.trade_number} was created in Tradavity." in text
+        assert "Not written: tags." in text
+        assert "Nothing was sent" not in text
+        assert "write ledger's store postgresql://postgres@127.0.0.1" in text  # and the fix
+        _allow_connections(transport.admin_url, transport.name, allow=True)
+        again = data_of(await client.call_tool("journal_trade", args, meta=call_meta))
+        assert again["outcome"] in {"done", "replayed"}  # by this call, or the resumer
+        assert again["trade_number"] == row.trade_number
+    async with TradavityClient(
+        DEMO_KEY, base_url=SANDBOX_URL, transport=SandboxTransport(app)
+    ) as api:
+        rows = [r async for r in api.iter_trades(symbol="MYM") if r.net_pnl == 64.5]
+        assert [r.trade_number for r in rows] == [row.trade_number]
+        tags = (await api.get_trade(row.trade_number)).tags
+        assert sorted(str(t.get("name")).casefold() for t in tags) == ["breakout", "fomo"]

@@ -36,6 +36,7 @@ from mcp.server.auth.provider import construct_redirect_uri
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from ...api.idempotency import principal_for_key
 from ...api.models import Me
 from ...settings import API_KEY_PATTERN
 from ..auth import CLIENT_ADDRESS
@@ -263,6 +264,7 @@ class Consent:
             key_sealed=self.box.seal(key),
             scopes=sorted(me.scopes),
             browser=browser,
+            principal=principal_for_key(key),
         )
         if not await self.store.check_pending(request_id, checked):
             return await self._not_taken(request_id, cookie)

@@ -383,6 +383,10 @@ class OAuthServer:
             logger.warning("an open stream's token could not be checked again: %s", exc)
             return True
 
+    async def key_for(self, principal: str) -> str | None:
+        """The key a live grant holds for `principal` (`auth.KeptKeys`)."""
+        return await self.provider.key_for(principal)
+
     async def aclose(self) -> None:
         await self.store.aclose()
 

@@ -90,6 +90,15 @@ class AsyncOAuthStore:
     async def grants(self, *, include_revoked: bool = False) -> list[Grant]:
         return await self._run(self.sync.grants, include_revoked=include_revoked)
 
+    async def live_grants_of(self, principal: str) -> list[Grant]:
+        return await self._run(self.sync.live_grants_of, principal)
+
+    async def unnamed_grants(self) -> list[tuple[str, bytes]]:
+        return await self._run(self.sync.unnamed_grants)
+
+    async def name_grant(self, grant_id: str, principal: str) -> None:
+        await self._run(self.sync.name_grant, grant_id, principal)
+
     async def revoke(self, grant_id: str) -> bool:
         return await self._run.shielded(self.sync.revoke, grant_id)
 

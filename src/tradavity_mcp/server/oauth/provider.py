@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import anyio
+import anyio.to_thread
 from mcp.server.auth.provider import (
     AccessToken,
     AuthorizationCode,
@@ -24,12 +26,13 @@ from mcp.server.auth.provider import (
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 from pydantic import AnyUrl
 
+from ...api.idempotency import principal_for_key
 from ..auth import CLIENT_ADDRESS
 from .bounds import KEPT_FIELDS, MAX_CLIENT_NAME, challenge_problem, scope_problem
 from .clients import ClientDocuments, is_client_document_url, redirect_allowed
 from .crypto import KeyBox
 from .offload import AsyncOAuthStore
-from .store import Grant, Pending, TokenPair
+from .store import Grant, OAuthStoreUnavailable, Pending, TokenPair
 
 __all__ = ["Resolved", "TradavityProvider", "same_resource"]
 
@@ -80,6 +83,8 @@ class TradavityProvider:
         self.resource = resource
         self.redirect_hosts = redirect_hosts
         self.clock = clock
+        #: Every grant's principal is recorded (see `_name_grants`).
+        self._named = False
 
     # clients
 
@@ -271,6 +276,40 @@ class TradavityProvider:
     async def revoke_token(self, token: AccessToken | RefreshToken) -> None:
         if token.subject:
             await self.store.revoke(token.subject)
+
+    async def key_for(self, principal: str) -> str | None:
+        """The key of `principal` a live grant for this server's resource holds, so its
+        pending writes can be finished while the user is away; None when no grant holds
+        it (a key given as the bearer, a revoked grant) or the store cannot say now."""
+        try:
+            if not self._named:
+                await self._name_grants()
+            grants = await self.store.live_grants_of(principal)
+        except OAuthStoreUnavailable as exc:
+            logger.warning("could not look for a user's grant: %s", exc)
+            return None
+        for grant in grants:
+            if same_resource(grant.resource, self.resource):
+                key = self.box.open(grant.key_sealed)
+                if key is not None and principal_for_key(key) == principal:
+                    return key
+        return None
+
+    async def _name_grants(self) -> None:
+        """Record the principal of the grants made before grants recorded it: each key
+        opened once (in a worker thread: a few thousand grants take a moment of CPU)."""
+        unnamed = await self.store.unnamed_grants()
+
+        def names() -> list[tuple[str, str]]:
+            out = []
+            for grant_id, sealed in unnamed:
+                key = self.box.open(sealed)
+                out.append((grant_id, principal_for_key(key) if key is not None else ""))
+            return out
+
+        for grant_id, principal in await anyio.to_thread.run_sync(names):
+            await self.store.name_grant(grant_id, principal)
+        self._named = True
 
     async def resolve(self, token: str) -> Resolved | None:
         """The key behind a live access token issued for this server's resource."""

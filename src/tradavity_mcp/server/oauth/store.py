@@ -2,9 +2,10 @@
 (`PgOAuthStore` in `store_pg` keeps the same rules on PostgreSQL, for replicas).
 
 Nothing secret is stored in clear: tokens, codes and consent requests are kept under
-their SHA-256; the Tradavity key only sealed (`KeyBox.seal`), and known by its HMAC.
-A grant is one user's consent for one client and one resource; revoking it ends every
-token issued under it.
+their SHA-256; the Tradavity key only sealed (`KeyBox.seal`), and known by its HMAC and
+by its principal (the one-way name the write ledger files the user's calls under, so the
+resumer finds the grant whose key finishes them). A grant is one user's consent for one
+client and one resource; revoking it ends every token issued under it.
 
 The rules are SQL both stores run alike. What must happen once (a consent approved, a
 code redeemed, a refresh token rotated) is one conditional statement whose row count
@@ -62,7 +63,7 @@ CREATE TABLE IF NOT EXISTS grants (
     id TEXT PRIMARY KEY, client_id TEXT NOT NULL, client_name TEXT NOT NULL,
     user_label TEXT NOT NULL, key_mac TEXT NOT NULL, key_sealed BLOB NOT NULL,
     scopes TEXT NOT NULL, resource TEXT NOT NULL, created REAL NOT NULL,
-    last_used REAL, revoked REAL);
+    last_used REAL, revoked REAL, principal TEXT);
 CREATE TABLE IF NOT EXISTS codes (
     hash TEXT PRIMARY KEY, grant_id TEXT NOT NULL, info TEXT NOT NULL,
     expires REAL NOT NULL, used REAL);
@@ -73,7 +74,11 @@ CREATE TABLE IF NOT EXISTS tokens (
 
 #: Columns added to a table since it was first shipped, (table, column, type): a store
 #: file made before gets them when it is opened. (PostgreSQL: `migrations/`.)
-_ADDED_COLUMNS = (("clients", "registered_from", "TEXT"), ("pending", "browser", "TEXT"))
+_ADDED_COLUMNS = (
+    ("clients", "registered_from", "TEXT"),
+    ("pending", "browser", "TEXT"),
+    ("grants", "principal", "TEXT"),
+)
 
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS tokens_grant ON tokens(grant_id);
@@ -82,6 +87,7 @@ CREATE INDEX IF NOT EXISTS codes_by_expiry ON codes(expires);
 CREATE INDEX IF NOT EXISTS clients_by_created ON clients(created);
 CREATE INDEX IF NOT EXISTS clients_by_origin ON clients(registered_from);
 CREATE INDEX IF NOT EXISTS grants_by_client ON grants(client_id);
+CREATE INDEX IF NOT EXISTS grants_principal ON grants(principal);
 """
 
 #: How long a registered client that never completed an authorization is kept.
@@ -149,6 +155,8 @@ class Checked:
     #: The browser it was typed in (an HMAC of its consent cookie): the only one that may
     #: then allow or cancel the request. Empty for a grant made without the page (tests).
     browser: str = ""
+    #: `principal_for_key` of the key.
+    principal: str | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +172,9 @@ class Grant:
     created: float
     last_used: float | None
     revoked: float | None
+    #: `principal_for_key` of the key (None: a grant made before it was recorded; "":
+    #: its key could not be opened to find it).
+    principal: str | None = None
 
 
 @dataclass(frozen=True)
@@ -332,6 +343,7 @@ class OAuthStore:
             "user_label": checked.user_label,
             "key_mac": checked.key_mac,
             "scopes": checked.scopes,
+            "principal": checked.principal,
         }
         done = self._run(
             "UPDATE pending SET checked = ?, key_sealed = ?, browser = ? WHERE id_hash = ?"
@@ -361,6 +373,7 @@ class OAuthStore:
             key_sealed=bytes(row[1]),
             scopes=list(info["scopes"]),
             browser=row[2] or "",
+            principal=info.get("principal"),
         )
 
     def take_pending(self, request_id: str, browser: str | None = None) -> bool:
@@ -392,7 +405,7 @@ class OAuthStore:
             run("DELETE FROM codes WHERE expires < ?", (now - 86400.0,))
             run(
                 "INSERT INTO grants (id, client_id, client_name, user_label, key_mac, key_sealed,"
-                " scopes, resource, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " scopes, resource, created, principal) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     grant_id,
                     pending.client_id,
@@ -403,6 +416,7 @@ class OAuthStore:
                     " ".join(sorted(checked.scopes)),
                     pending.resource,
                     now,
+                    checked.principal,
                 ),
             )
             run(
@@ -441,7 +455,7 @@ class OAuthStore:
     def grant(self, grant_id: str) -> Grant | None:
         row = self._one(
             "SELECT id, client_id, client_name, user_label, key_mac, key_sealed, scopes,"
-            " resource, created, last_used, revoked FROM grants WHERE id = ?",
+            " resource, created, last_used, revoked, principal FROM grants WHERE id = ?",
             (grant_id,),
         )
         if row is None:
@@ -458,6 +472,31 @@ class OAuthStore:
             created=row[8],
             last_used=row[9],
             revoked=row[10],
+            principal=row[11],
+        )
+
+    def live_grants_of(self, principal: str) -> list[Grant]:
+        """The live grants holding the key of `principal`, the most recently used first."""
+        ids = self._list(
+            "SELECT id FROM grants WHERE principal = ? AND revoked IS NULL"
+            " ORDER BY coalesce(last_used, created) DESC",
+            (principal,),
+        )
+        return [g for g in (self.grant(r[0]) for r in ids) if g is not None]
+
+    def unnamed_grants(self) -> list[tuple[str, bytes]]:
+        """(id, sealed key) of the live grants whose principal is not recorded (made by
+        an older version)."""
+        rows = self._list(
+            "SELECT id, key_sealed FROM grants WHERE principal IS NULL AND revoked IS NULL"
+        )
+        return [(r[0], bytes(r[1])) for r in rows]
+
+    def name_grant(self, grant_id: str, principal: str) -> None:
+        """Record a grant's principal ("" when its key cannot be opened)."""
+        self._run(
+            "UPDATE grants SET principal = ? WHERE id = ? AND principal IS NULL",
+            (principal, grant_id),
         )
 
     def grants(self, *, include_revoked: bool = False) -> list[Grant]:

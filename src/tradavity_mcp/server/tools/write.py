@@ -70,6 +70,10 @@ def _at(epoch: Any, clock: LocalClock) -> str:
     return "at " + clock.text(epoch)
 
 
+#: In a pending result: the write is finished after a restart only once its user is back.
+WAITS_FOR_USER = "waits_for_user"
+
+
 def _note(outcome: str, data: dict[str, Any], what: str, clock: LocalClock) -> str | None:
     """The sentence that says whether anything was written, and what to do next."""
     when = _at(data.get("twin_created_at"), clock)
@@ -81,16 +85,22 @@ def _note(outcome: str, data: dict[str, Any], what: str, clock: LocalClock) -> s
             f"If the user really wants a second identical {what}, call again with "
             "allow_duplicate: true."
         )
+    # The server cannot finish it while the user is away (it keeps no key of theirs).
+    after_restart = (
+        " If this server restarts before then, it is finished when the user next connects."
+        if data.get(WAITS_FOR_USER)
+        else ""
+    )
     if outcome == "pending" and "twin_created_at" in data:
         return (
             f"An identical call {when} is still being finished; nothing new was written. It "
-            "lands automatically once Tradavity confirms it; do not call again."
+            f"lands automatically once Tradavity confirms it; do not call again.{after_restart}"
         )
     if outcome == "pending":
         return (
             "Tradavity has not confirmed this write yet. It is saved and will be finished "
-            "automatically, exactly once; do not call again. Check later with get_trade or "
-            "find_trades."
+            f"automatically, exactly once; do not call again.{after_restart} Check later "
+            "with get_trade or find_trades."
         )
     return None
 
@@ -453,6 +463,8 @@ def adapter(spec: WriteSpec, env: ToolEnv, description: str) -> Callable[..., An
                 run_env,
                 allow_duplicate=bool(getattr(args, "allow_duplicate", False)),
             )
+        if outcome == "pending" and not await ws.pending_outlives_restart():
+            data = {**data, WAITS_FOR_USER: True}
         return look.render(outcome, data, args, await ws.local_clock())
 
     params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]

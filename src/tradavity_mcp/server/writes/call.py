@@ -20,6 +20,9 @@ Every journaling tool runs as a `WriteCall` (see the README's "Exactly once" tab
    every retry and resume sends that request under that key.
 5. **Past the API's 24 h replay window** a step with an unknown outcome is looked for
    (`find`) and adopted if found; it is never re-sent blindly.
+6. **An end.** A call still pending `PENDING_LIMIT_SECONDS` after it was made is stopped
+   at its next attempt: recorded as failed, with what was written and what never was
+   confirmed, and nothing more is sent for it.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from .ledger import (
     CallRecord,
     LedgerUnavailable,
     StepRecord,
+    Unrecorded,
     canonical_json,
     digest_arguments,
 )
@@ -56,6 +60,7 @@ __all__ = [
     "CALL_ID_META_KEY",
     "DUPLICATE_WINDOW_SECONDS",
     "HOST_CALL_ID_KEYS",
+    "PENDING_LIMIT_SECONDS",
     "REPLAY_WINDOW_SECONDS",
     "CallId",
     "NotYet",
@@ -81,6 +86,10 @@ DUPLICATE_WINDOW_SECONDS = 600.0
 REPLAY_WINDOW_SECONDS = 23.5 * 3600
 #: How long a worker's claim on a call lasts without renewal, and how often it renews.
 LEASE_SECONDS = 60.0
+#: A call Tradavity has not confirmed for this long after it was made is stopped at its
+#: next attempt (three days: a long outage, a weekend; well past the replay window, so a
+#: step sent but never confirmed was looked for, `find`, whenever the API answered).
+PENDING_LIMIT_SECONDS = 72 * 3600.0
 
 #: creates: a new journal entry each time (duplicates are held back);
 #: sets: puts something into a state (every invocation is applied, in order).
@@ -136,6 +145,8 @@ class _Lease:
     """A worker's hold on a call while its body runs."""
 
     given_back: bool = False
+    #: The body is done and its end is being recorded (which ends the lease).
+    ending: bool = False
 
 
 @dataclass
@@ -164,6 +175,10 @@ class WriteCall:
     target: str | None = None
     duplicate_window: float = DUPLICATE_WINDOW_SECONDS
     lease_seconds: float = LEASE_SECONDS
+    pending_limit: float = PENDING_LIMIT_SECONDS
+    #: When the call was made, as its ledger record says (set by `run` once claimed): the
+    #: moment `now` in its arguments stands for, however late a step runs.
+    made_at: float | None = None
 
     @property
     def _id(self) -> tuple[str, str, str]:
@@ -258,7 +273,10 @@ class WriteCall:
             except (TradavityError, UserError) as exc:
                 await self.ledger.fail_step(*self._id, name, describe_error(exc))
                 raise StepFailed(name, exc) from None
-            await self.ledger.finish_step(*self._id, name, result)
+            try:
+                await self.ledger.finish_step(*self._id, name, result)
+            except LedgerUnavailable as exc:
+                raise Unrecorded(exc, name, result) from None
             return result
 
     @staticmethod
@@ -354,6 +372,8 @@ class WriteCall:
                         continue
                     return await self._answer_from_twin(record, body)
                 case "new" | "resume" | "continue":
+                    # A call carried on was made when the call it carries on was.
+                    self.made_at = (claim.previous or record).created_at
                     return await self._execute(body, owner)
 
     async def _answer_from_twin(
@@ -391,10 +411,14 @@ class WriteCall:
         async def renew() -> None:
             while True:
                 await anyio.sleep(self.lease_seconds / 4)
-                await self.ledger.renew(*self._id, owner, self.lease_seconds)
+                held = await self.ledger.renew(*self._id, owner, self.lease_seconds)
+                if not held and not lease.ending:
+                    # Taken over (the lease ran out while the store could not renew it):
+                    # the body stops here, and the worker holding it now finishes it.
+                    raise Pending("lease", "another worker took this call over")
 
         try:
-            # The renewer never fails on its own: a group holds the body's one error.
+            # The renewer fails only when the lease is lost; a group holds one error.
             with one_error():
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(renew)
@@ -408,6 +432,9 @@ class WriteCall:
                 if not lease.given_back:
                     await self.ledger.release(*self._id, owner)
             except LedgerUnavailable:
+                # This process knows the worker is gone: a retry here need not wait out
+                # the lease (another process waits until it runs out).
+                self.ledger.worker_ended(owner)
                 logger.warning("%s: could not release the call's lease", self.tool)
 
     async def _execute(
@@ -416,6 +443,7 @@ class WriteCall:
         try:
             async with self._leased(owner) as lease:
                 result = await body(self)
+                lease.ending = True
                 # Recorded while the lease is still held: given back first, the call would
                 # stand pending and unowned for a moment, and a worker waiting for it (on
                 # another replica) would resume it and answer "done" instead of "replayed".
@@ -425,11 +453,13 @@ class WriteCall:
                 lease.given_back = True
         except Pending as exc:
             logger.warning("%s: step %s pending: %s", self.tool, exc.step, exc.reason)
+            await self._stop_if_overdue()
             return "pending", {"pending_step": exc.step, "reason": exc.reason}
         except APIConnectionError as exc:
             # The API went away before the first write (while resolving names): the
             # call is kept and finished once it is back, like any other pending write.
             logger.warning("%s: Tradavity unreachable; call kept pending", self.tool)
+            await self._stop_if_overdue()
             return "pending", {"pending_step": "lookup", "reason": exc.message}
         except NotYet as exc:
             if not await self._written_anything():
@@ -449,6 +479,23 @@ class WriteCall:
             raise
         return "done", result
 
+    async def _stop_if_overdue(self) -> None:
+        """A call pending past `pending_limit` ends here: recorded as failed, with what
+        was written and what never was confirmed (forgotten if nothing was sent), and
+        never sent again. Raises `UserError` with those words."""
+        if self.made_at is None or self.clock() - self.made_at < self.pending_limit:
+            return
+        steps = await self.ledger.steps(*self._id)
+        message = _overdue_text(self.tool, self.pending_limit, steps)
+        logger.warning("%s: stopped after %.0f h pending", self.tool, self.pending_limit / 3600)
+        if any(s.state in ("done", "pending") for s in steps):
+            await self.ledger.finish_call(
+                *self._id, state="failed", result={"error": message}, stored_args=self.stored
+            )
+        else:
+            await self.ledger.forget_call(*self._id)
+        raise UserError(message)
+
     async def _finish_done(self, result: dict[str, Any]) -> None:
         # Recorded "partial" (so a journal_trade of the same trade carries on from it):
         # a part failed, or its checklist is a draft waiting for the trader's answers.
@@ -463,3 +510,29 @@ class WriteCall:
             result=result,
             stored_args=self.stored,
         )
+
+
+def _step_name(step: StepRecord) -> str:
+    """A step as the user knows it: its name, and the trade it created, if it did."""
+    number = step.result.get("trade_number") if isinstance(step.result, dict) else None
+    return f"{step.step} (trade #{number})" if number is not None else step.step
+
+
+def _overdue_text(tool: str, limit: float, steps: list[StepRecord]) -> str:
+    written = [_step_name(s) for s in steps if s.state == "done"]
+    unsure = [s.step for s in steps if s.state == "pending"]
+    text = (
+        f"Tradavity did not confirm this {tool} call within {limit / 3600:.0f} hours, so it "
+        "was stopped: nothing more is sent for it."
+    )
+    if written:
+        text += " Written: " + ", ".join(written) + "."
+    if unsure:
+        text += (
+            " Sent but never confirmed (it may or may not be in Tradavity): "
+            + ", ".join(unsure)
+            + "."
+        )
+    if written or unsure:
+        return text + " Check the trade in Tradavity and add what is missing."
+    return text + " Nothing was written; make the call again once Tradavity answers."

@@ -54,7 +54,7 @@ from .args import (
     UpdateTradeArgs,
 )
 from .call import Pending, WriteCall
-from .ledger import digest_arguments
+from .ledger import LedgerUnavailable, Unrecorded, digest_arguments
 
 __all__ = [
     "RunEnv",
@@ -110,11 +110,12 @@ def _fields_error(exc: ValidationError | RequestInvalid, prefix: str = "") -> Us
 
 
 async def build_trade_body(
-    ws: Workspace, fields: Mapping[str, Any], *, patch: bool = False
+    ws: Workspace, fields: Mapping[str, Any], *, patch: bool = False, now: float | None = None
 ) -> dict[str, Any]:
     """Resolve names to ids, check emotions and times, validate: the API body.
 
-    In a patch an explicit null clears a stop (`sl_price`/`tp_price`).
+    In a patch an explicit null clears a stop (`sl_price`/`tp_price`). A trade date of
+    `now` is `now` (when the call was made), else this moment.
     """
     given = {k: v for k, v in fields.items() if v is not None or (patch and k in _CLEARABLE)}
     body: dict[str, Any] = {k: v for k, v in given.items() if k not in _RENAMED}
@@ -129,7 +130,7 @@ async def build_trade_body(
         account = await ws.ref.account(given.get("account"))
         body["account_id"] = account.id
         if "trade_date" in given:
-            body["trade_date"] = await ws.to_utc(str(given["trade_date"]))
+            body["trade_date"] = await ws.to_utc(str(given["trade_date"]), now=now)
     if given.get("strategy") is not None or given.get("setup") is not None:
         strategy_id, setup_id = await ws.ref.strategy_and_setup(
             given.get("strategy"), given.get("setup")
@@ -158,7 +159,8 @@ async def _create_step(ws: Workspace, call: WriteCall, trade: TradeFields) -> di
     """POST /trades once; past the replay window, look for the trade before re-sending."""
 
     async def build() -> dict[str, Any]:
-        return await build_trade_body(ws, trade.canonical())
+        # "now" is when the call was made, not when this step first runs (a resume).
+        return await build_trade_body(ws, trade.canonical(), now=call.made_at)
 
     async def send(key: str, body: dict[str, Any]) -> dict[str, Any]:
         return summarize_trade(await ws.api.create_trade(body, idempotency_key=key))
@@ -735,12 +737,18 @@ async def journal_trade(
                 await create()
     except StepFailed as exc:
         raise UserError("the trade was not created: " + describe_error(exc)) from None
+    except Unrecorded as exc:
+        # Created, then the ledger failed: the error names the trade, not "nothing sent".
+        number = int(exc.result["trade_number"])
+        names = [part for part, _, _ in _parts(ws, call, args, env, number, earlier, {})]
+        raise _ledger_failed(exc, number, earlier=False, outcomes={}, parts=names) from None
     summary = created["summary"]
     number = int(summary["trade_number"])
     waiting: dict[str, Any] = {}
     parts = _parts(ws, call, args, env, number, earlier, waiting)
     outcomes: dict[str, str] = {}
     unknown: list[BaseException] = []
+    ledger_down: list[LedgerUnavailable] = []
 
     async def run(part: str, step: str, work: Callable[[], Awaitable[str | None]]) -> None:
         try:
@@ -749,11 +757,23 @@ async def journal_trade(
         except (StepFailed, UserError) as exc:
             outcomes[part] = "failed: " + describe_error(exc, subject=f"trade #{number}")
         except (Pending, APIConnectionError) as exc:
+            outcomes[part] = _UNCONFIRMED
             unknown.append(exc)  # the others still finish; the call stays pending
+        except LedgerUnavailable as exc:
+            outcomes[part] = _UNRECORDED if isinstance(exc, Unrecorded) else _NOT_WRITTEN
+            ledger_down.append(exc)
 
     async with anyio.create_task_group() as tg:
         for part, step, work in parts:
             tg.start_soon(run, part, step, work)
+    if ledger_down:
+        raise _ledger_failed(
+            ledger_down[0],
+            number,
+            earlier="create" in earlier,
+            outcomes=outcomes,
+            parts=[part for part, _, _ in parts],
+        )
     if unknown:
         raise unknown[0]
     steps = {"create": "done (earlier)" if "create" in earlier else "done"}
@@ -765,6 +785,47 @@ async def journal_trade(
 
 
 Work = Callable[[], Awaitable[str | None]]
+
+
+#: What became of a journal_trade part when the ledger failed during the call.
+_UNRECORDED = "written, not recorded"
+_NOT_WRITTEN = "not written"
+_UNCONFIRMED = "not confirmed"
+
+
+def _ledger_failed(
+    exc: LedgerUnavailable,
+    number: int,
+    *,
+    earlier: bool,
+    outcomes: Mapping[str, str],
+    parts: Sequence[str],
+) -> LedgerUnavailable:
+    """The ledger failed after the trade was created: what was written and what was not,
+    instead of the ledger's usual "nothing was sent"."""
+    written = [
+        p for p in parts if outcomes.get(p, "").startswith("done") or outcomes.get(p) == _UNRECORDED
+    ]
+    refused = [
+        f"{p} ({outcomes[p].removeprefix('failed: ')})"
+        for p in parts
+        if outcomes.get(p, "").startswith("failed")
+    ]
+    unsure = [p for p in parts if outcomes.get(p) == _UNCONFIRMED]
+    missing = [p for p in parts if p not in outcomes or outcomes[p] == _NOT_WRITTEN]
+    text = f"Trade #{number} was created in Tradavity" + (" by an earlier call" if earlier else "")
+    text += f", and its {', '.join(written)} written." if written else "."
+    if missing:
+        text += f" Not written: {', '.join(missing)}."
+    if unsure:
+        text += f" Sent, not confirmed: {', '.join(unsure)}."
+    if refused:
+        text += f" Refused by Tradavity: {'; '.join(refused)}."
+    text += (
+        " The call is kept: once the ledger works again the rest is finished automatically, "
+        f"exactly once. Do not journal this trade again; check trade #{number} with get_trade."
+    )
+    return LedgerUnavailable(exc.problem, text)
 
 
 def _parts(

@@ -48,6 +48,7 @@ __all__ = [
     "Ledger",
     "LedgerUnavailable",
     "StepRecord",
+    "Unrecorded",
     "canonical_json",
     "digest_arguments",
 ]
@@ -121,11 +122,44 @@ def digest_arguments(arguments: Any) -> str:
     return hashlib.sha256(canonical_json(arguments).encode("utf-8")).hexdigest()
 
 
+#: What a ledger failure says was sent, unless told otherwise: nothing, for every write is
+#: recorded before it is sent.
+NOTHING_SENT = "Nothing was sent to Tradavity."
+
+
 class LedgerUnavailable(Exception):
-    """The ledger cannot be read or written. The message names the store and the fix."""
+    """The ledger cannot be read or written. The message names the store and the fix
+    (`problem`), then what was sent to Tradavity (`sent`: by default, nothing)."""
+
+    def __init__(self, problem: str, sent: str = NOTHING_SENT) -> None:
+        super().__init__(f"{problem} {sent}")
+        self.problem = problem
+
+
+class Unrecorded(LedgerUnavailable):
+    """Tradavity carried out a step's write, and then the ledger could not record it.
+
+    The step stays recorded as sent, under its key: once the ledger works again, the
+    call is finished by sending it again under that key, which Tradavity answers with
+    the write it already made (`result`), not a second one.
+    """
+
+    def __init__(self, cause: LedgerUnavailable, step: str, result: Any) -> None:
+        number = result.get("trade_number") if isinstance(result, dict) else None
+        what = f" (trade #{number})" if number is not None else ""
+        super().__init__(
+            cause.problem,
+            f"Tradavity carried out the '{step}' write{what}, but it could not be recorded; "
+            "the call is finished from the ledger once it works again (nothing is written "
+            "twice): do not repeat it.",
+        )
+        self.step = step
+        self.result = result
 
 
 class _Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
     def fetchone(self) -> Any: ...
     def fetchall(self) -> list[Any]: ...
 
@@ -172,7 +206,7 @@ def _explain(path: str, exc: sqlite3.Error) -> LedgerUnavailable:
             f"{where} could not be used ({exc}). Check the file and TRADAVITY_STATE_DIR, "
             "or run `tradavity-mcp doctor`."
         )
-    return LedgerUnavailable(fix + " Nothing was sent to Tradavity.")
+    return LedgerUnavailable(fix)
 
 
 @dataclass(frozen=True)
@@ -269,6 +303,9 @@ class Ledger:
         self._clock = clock
         self.path = str(path)
         self._lock = threading.Lock()
+        self._ended_lock = threading.Lock()
+        #: Owners of this process whose worker ended without giving its lease back.
+        self._ended: set[str] = set()
         try:
             if self.path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -325,6 +362,17 @@ class Ledger:
     def new_owner(self) -> str:
         """A lease owner name for one worker of this process."""
         return self.OWNER_PREFIX + uuid.uuid4().hex[:12]
+
+    def worker_ended(self, owner: str) -> None:
+        """A worker of this process ended without giving its lease back (the store
+        failed): its lease holds nothing, here, from now on (elsewhere, until it runs
+        out)."""
+        with self._ended_lock:
+            self._ended.add(owner)
+
+    def _worker_ended(self, owner: str) -> bool:
+        with self._ended_lock:
+            return owner in self._ended
 
     @contextmanager
     def _tx(self, scope: str | None = None) -> Iterator[_Db]:
@@ -396,24 +444,32 @@ class Ledger:
         """Is somebody working on this call right now?"""
         if not record.owner or record.lease_until is None:
             return False
-        if record.lease_until < self._clock():
+        if record.lease_until < self._clock() or self._worker_ended(record.owner):
             return False
         host, _, rest = record.owner.partition(":")
         pid = rest.partition(":")[0]
         # A worker in a process that no longer exists on this host holds nothing.
         return not (host == socket.gethostname() and pid.isdigit() and not _process_alive(int(pid)))
 
+    def _leasing(self, db: _Db) -> None:
+        """Called in the transaction that takes or renews a lease, before it does: a
+        store whose leases stand on this process's session checks it holds it."""
+
     def _in_hand(self, record: CallRecord) -> bool:
         """Unfinished, and somebody is working on it right now."""
         return record.state == "pending" and self.lease_alive(record)
 
-    def renew(self, principal: str, tool: str, call_id: str, owner: str, seconds: float) -> None:
+    def renew(self, principal: str, tool: str, call_id: str, owner: str, seconds: float) -> bool:
+        """Extend `owner`'s lease; False when it holds it no more (another worker took
+        the call over once the lease had run out, or the call's end was recorded)."""
         with self._tx(principal) as db:
-            db.execute(
+            self._leasing(db)
+            renewed = db.execute(
                 "UPDATE calls SET lease_until=? WHERE principal=? AND tool=? AND call_id=? "
-                "AND owner=?",
+                "AND owner=? AND state='pending'",
                 (self._clock() + seconds, principal, tool, call_id, owner),
-            )
+            ).rowcount
+        return renewed == 1
 
     def release(self, principal: str, tool: str, call_id: str, owner: str) -> None:
         with self._tx(principal) as db:
@@ -446,6 +502,7 @@ class Ledger:
         now = self._clock()
         lease = now + lease_seconds
         with self._tx(draft.principal) as db:
+            self._leasing(db)
             row = self._row(db, draft.principal, draft.tool, draft.call_id)
             if row is not None:
                 return self._existing(db, row, draft.args_digest, owner, lease)

@@ -19,8 +19,9 @@ waits.
   anyio's default one shared with everything else in the process: SQLite serializes its
   calls on one lock, PostgreSQL's pool has as many connections, and a store that waits
   must not take the threads other work needs.
-* `new_owner` reads no store and stays synchronous; `lease_alive` may ask PostgreSQL
-  whether the owner's process is still connected, so it is offloaded like the rest.
+* `new_owner` and `worker_ended` read no store and stay synchronous; `lease_alive` may
+  ask PostgreSQL whether the owner's process is still connected, so it is offloaded like
+  the rest.
 """
 
 from __future__ import annotations
@@ -92,6 +93,9 @@ class AsyncLedger:
     def new_owner(self) -> str:
         return self.sync.new_owner()
 
+    def worker_ended(self, owner: str) -> None:
+        self.sync.worker_ended(owner)
+
     async def lease_alive(self, record: CallRecord) -> bool:
         return await self._run(self.sync.lease_alive, record)
 
@@ -114,8 +118,8 @@ class AsyncLedger:
 
     async def renew(
         self, principal: str, tool: str, call_id: str, owner: str, seconds: float
-    ) -> None:
-        await self._run(self.sync.renew, principal, tool, call_id, owner, seconds)
+    ) -> bool:
+        return await self._run(self.sync.renew, principal, tool, call_id, owner, seconds)
 
     async def release(self, principal: str, tool: str, call_id: str, owner: str) -> None:
         await self._run.shielded(self.sync.release, principal, tool, call_id, owner)

@@ -13,7 +13,11 @@ and changes only how it reaches the store:
   the store: each process holds a session advisory lock on its own token for as long as
   its connection lives, so a SIGKILLed replica (whose connection PostgreSQL closes) frees
   its calls for the others without waiting out the lease. A process id says nothing
-  about a process on another machine.
+  about a process on another machine. A restart of PostgreSQL (or a failover) ends every
+  session, the living replicas' too: for `RECONNECT_GRACE_SECONDS` after one, a free
+  session lock proves nothing and a lease holds until it expires; meanwhile each living
+  replica takes its lock again, at the latest at its next claim or renewal (which check
+  the lock's connection), so it is held again long before the grace ends.
 * Statements go through a few connections (`Connections`), so one user's call waiting
   on another replica's lock holds one connection, not the whole store.
 * The tables come from versioned migrations shipped in the package
@@ -41,7 +45,7 @@ from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
 
 from ...api.clock import Now
-from .ledger import CallRecord, Ledger, LedgerUnavailable, _Cursor, _Db
+from .ledger import CallDraft, CallRecord, Claim, Ledger, LedgerUnavailable, _Cursor, _Db
 
 __all__ = [
     "Connections",
@@ -56,6 +60,13 @@ __all__ = [
 
 #: Connections one store opens at most (as many as the server's store threads).
 POOL_SIZE = 4
+
+#: After this process had to connect to PostgreSQL again (a restart, a failover), how long
+#: a free session lock is not taken for its owner's death: the owner may be alive and not
+#: connected again yet. As long as a lease (`call.LEASE_SECONDS`): a lease taken before
+#: the loss has run out by then, and a living owner has taken its lock again (at its next
+#: renewal, a quarter of a lease later).
+RECONNECT_GRACE_SECONDS = 60.0
 
 #: The advisory lock key that serializes migrations across replicas starting together.
 _MIGRATION_LOCK = 0x7472_6164_6C65_6467  # "tradledg"
@@ -278,7 +289,14 @@ class PgLedger(Ledger):
         self._token = secrets.token_hex(8)
         self.OWNER_PREFIX = f"pg:{self._token}:"
         self._alive_lock = threading.Lock()
+        self._ended_lock = threading.Lock()
+        self._ended: set[str] = set()
         self._alive: psycopg.Connection[tuple[Any, ...]] | None = None
+        #: The backend process of the session that holds the lock.
+        self._alive_pid = 0
+        #: When that session had to be opened again after one was lost (monotonic; None:
+        #: never lost).
+        self._reconnected: float | None = None
         with self._alive_lock:
             # The first connection says plainly what is wrong (credentials, database,
             # reachability) and applies the migrations; it then holds the session lock.
@@ -302,17 +320,19 @@ class PgLedger(Ledger):
             rights="create and write tables in its database",
             meanwhile="the server writes nothing until it is back",
         )
-        return LedgerUnavailable(fix + " Nothing was sent to Tradavity.")
+        return LedgerUnavailable(fix)
 
-    def _alive_connection(self) -> psycopg.Connection[tuple[Any, ...]]:
+    def _alive_connection(self, *, lost: bool = False) -> psycopg.Connection[tuple[Any, ...]]:
         """The connection that holds this process's session lock (and applied the
-        migrations), opened again, and the lock taken again, if it was lost."""
+        migrations), opened again, and the lock taken again, if it was lost (`lost`:
+        known to be, though the driver has not noticed yet). Under `_alive_lock`."""
         conn = self._alive
-        if conn is not None and not conn.closed and not conn.broken:
+        if conn is not None and not (lost or conn.closed or conn.broken):
             return conn
         if conn is not None:
             conn.close()
             self._alive = None
+            self._reconnected = time.monotonic()
         try:
             conn = psycopg.connect(
                 self._url,
@@ -325,7 +345,46 @@ class PgLedger(Ledger):
         except psycopg.Error as exc:
             raise self._explain(exc) from None
         self._alive = conn
+        self._alive_pid = conn.info.backend_pid
         return conn
+
+    def _leasing(self, db: _Db) -> None:
+        """In the transaction that takes or renews a lease: this process's session lock
+        must be held, or another replica would take the lease for a dead one's."""
+        unsigned = _owner_key(self._token) & 0xFFFF_FFFF_FFFF_FFFF
+        held = db.execute(
+            "SELECT count(*) AS n FROM pg_locks WHERE locktype='advisory' AND granted "
+            "AND pid=? AND classid=? AND objid=? AND objsubid=1",
+            (self._alive_pid, unsigned >> 32, unsigned & 0xFFFF_FFFF),
+        ).fetchone()
+        if not held["n"]:
+            raise _SessionLost
+
+    def _session_back(self) -> None:
+        """Open the session lock's connection again (PostgreSQL restarted, or dropped it)."""
+        with self._alive_lock:
+            self._alive_connection(lost=True)
+
+    def claim(
+        self,
+        draft: CallDraft,
+        *,
+        owner: str,
+        lease_seconds: float,
+        window: float | None = None,
+    ) -> Claim:
+        try:
+            return super().claim(draft, owner=owner, lease_seconds=lease_seconds, window=window)
+        except _SessionLost:
+            self._session_back()
+            return super().claim(draft, owner=owner, lease_seconds=lease_seconds, window=window)
+
+    def renew(self, principal: str, tool: str, call_id: str, owner: str, seconds: float) -> bool:
+        try:
+            return super().renew(principal, tool, call_id, owner, seconds)
+        except _SessionLost:
+            self._session_back()
+            return super().renew(principal, tool, call_id, owner, seconds)
 
     def schema_version(self) -> int:
         rows = self._read("SELECT max(version) AS v FROM schema_version", ())
@@ -363,27 +422,60 @@ class PgLedger(Ledger):
 
     def lease_alive(self, record: CallRecord) -> bool:
         """Held until it expires, unless its owner process is gone from the store (its
-        session lock is free): then the call is free for another worker at once."""
+        session lock is free): then the call is free for another worker at once.
+
+        Not when the lease was taken before PostgreSQL last started, nor within the
+        grace after this process lost its own session (a restart or failover ended every
+        session): its owner may be alive and not connected again yet."""
         if not record.owner or record.lease_until is None:
             return False
-        if record.lease_until < self._clock():
+        if record.lease_until < self._clock() or self._worker_ended(record.owner):
             return False
         kind, _, rest = record.owner.partition(":")
         token = rest.partition(":")[0]
         if kind != "pg" or token == self._token:
             return True
-        # Take the owner's lock and give it back at once: granted means nobody holds it.
         with self._alive_lock:
-            conn = self._alive_connection()
-            try:
-                row = conn.execute(
-                    "SELECT CASE WHEN pg_try_advisory_lock(%(k)s) "
-                    "THEN NOT pg_advisory_unlock(%(k)s) ELSE true END",
-                    {"k": _owner_key(token)},
-                ).fetchone()
-            except psycopg.Error as exc:
+            held, before_start = self._owner_connected(token, record)
+            reconnected = self._reconnected
+        if held or before_start:
+            return True
+        return reconnected is not None and time.monotonic() - reconnected < RECONNECT_GRACE_SECONDS
+
+    def _owner_connected(self, token: str, record: CallRecord) -> tuple[bool, bool]:
+        """(whether the owner's session lock is held, whether the lease was taken before
+        PostgreSQL last started), asked on the session lock's connection (opened again,
+        once, if it was lost). Under `_alive_lock`."""
+        # Take the owner's lock and give it back at once: granted means nobody holds it.
+        query = (
+            "SELECT CASE WHEN pg_try_advisory_lock(%(k)s) "
+            "THEN NOT pg_advisory_unlock(%(k)s) ELSE true END, "
+            "coalesce((SELECT leased_at < pg_postmaster_start_time() FROM calls "
+            "WHERE principal=%(p)s AND tool=%(t)s AND call_id=%(c)s), false)"
+        )
+        params = {
+            "k": _owner_key(token),
+            "p": record.principal,
+            "t": record.tool,
+            "c": record.call_id,
+        }
+        conn = self._alive_connection()
+        try:
+            row = conn.execute(query, params).fetchone()
+        except psycopg.Error as exc:
+            if not conn.broken:
                 raise self._explain(exc) from None
-        return bool(row and row[0])
+            # Lost (PostgreSQL restarted): opened again, once; the grace starts now.
+            try:
+                row = self._alive_connection().execute(query, params).fetchone()
+            except psycopg.Error as again:
+                raise self._explain(again) from None
+        assert row is not None
+        return bool(row[0]), bool(row[1])
+
+
+class _SessionLost(Exception):
+    """This process's session lock is not held (its session ended with a restart)."""
 
 
 def _owner_key(token: str) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import cpu
@@ -31,8 +31,19 @@ from .args import (
 )
 from .call import CallId, WriteCall
 from .journal import RunEnv
+from .ledger import CallRecord
 
-__all__ = ["FILE_SECONDS", "WRITES", "RunEnv", "WriteSpec", "invoke", "resume_pending"]
+__all__ = [
+    "FILE_SECONDS",
+    "RETRY_CAP_SECONDS",
+    "RETRY_FIRST_SECONDS",
+    "WRITES",
+    "Backoff",
+    "RunEnv",
+    "WriteSpec",
+    "invoke",
+    "resume_pending",
+]
 
 logger = logging.getLogger("tradavity_mcp.writes")
 
@@ -168,18 +179,74 @@ async def _resume_one(
     return outcome
 
 
-async def resume_pending(ws: Workspace, env: RunEnv) -> int:
-    """Drive every unattended pending call of this workspace to a known outcome, oldest
-    first. Returns how many finished."""
+#: The resumer's first wait after a try that left a call pending; each further try
+#: waits twice as long as the one before, up to `RETRY_CAP_SECONDS`.
+RETRY_FIRST_SECONDS = 30.0
+RETRY_CAP_SECONDS = 3600.0
+
+
+@dataclass
+class Backoff:
+    """When the resumer tries each pending call next: at once when it first sees the
+    call (after a restart, too), then, while it stays pending, 30 s later, 1 min, 2 min
+    and so on, doubling up to an hour between tries, until the call ends (done, failed,
+    or stopped past `call.PENDING_LIMIT_SECONDS`). Kept in memory, by call."""
+
+    first: float = RETRY_FIRST_SECONDS
+    cap: float = RETRY_CAP_SECONDS
+    #: (principal, tool, call id) -> (tries that left it pending, when it is due).
+    _tries: dict[tuple[str, str, str], tuple[int, float]] = field(default_factory=dict)
+
+    @staticmethod
+    def _key(record: CallRecord) -> tuple[str, str, str]:
+        return (record.principal, record.tool, record.call_id)
+
+    def due(self, record: CallRecord, now: float) -> bool:
+        tried = self._tries.get(self._key(record))
+        return tried is None or now >= tried[1]
+
+    def left_pending(self, record: CallRecord, now: float) -> None:
+        tries = self._tries.get(self._key(record), (0, now))[0] + 1
+        self._tries[self._key(record)] = (tries, now + min(self.first * 2 ** (tries - 1), self.cap))
+
+    def ended(self, record: CallRecord) -> None:
+        self._tries.pop(self._key(record), None)
+
+    def keep_only(self, pending: list[CallRecord]) -> None:
+        """Forget the calls no longer pending (finished by a user or another replica)."""
+        still = {self._key(r) for r in pending}
+        for key in [k for k in self._tries if k not in still]:
+            del self._tries[key]
+
+
+async def resume_pending(
+    ws: Workspace,
+    env: RunEnv,
+    *,
+    records: list[CallRecord] | None = None,
+    backoff: Backoff | None = None,
+) -> int:
+    """Drive the unattended pending calls of this workspace (`records`, else all of its
+    principal's) to a known outcome, oldest first; with `backoff`, only those due, and
+    all of them once one finishes (Tradavity answers again). Returns how many finished."""
+    if records is None:
+        records = await ws.ledger.pending_calls(ws.principal)
     finished = 0
-    for record in await ws.ledger.pending_calls(ws.principal):
+    for record in records:
+        if backoff is not None and not finished and not backoff.due(record, ws.clock()):
+            continue
         if await ws.ledger.lease_alive(record):
             continue  # somebody is working on it right now
         try:
             outcome = await _resume_one(ws, record.tool, record.call_id, record.id_source, env)
         except Exception as exc:  # one bad record must not stop the others
             logger.warning("resuming %s %s failed: %s", record.tool, record.call_id[:16], exc)
-            continue
+            outcome = "pending"  # tried again later, as a pending one (the ledger down?)
+        if backoff is not None:
+            if outcome == "pending":
+                backoff.left_pending(record, ws.clock())
+            else:
+                backoff.ended(record)
         if outcome not in (None, "pending"):
             finished += 1
             logger.info("finished pending %s call", record.tool)
