@@ -91,6 +91,8 @@ class ScreenshotResult(WriteResult):
     screenshot_id: int | None = None
     file_type: str | None = None
     label: str | None = None
+    #: The local file taken (with `latest`).
+    file: str | None = None
 
 
 class ProtocolResult(WriteResult):

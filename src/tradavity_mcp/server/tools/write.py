@@ -214,6 +214,7 @@ def _render_screenshot(
         screenshot_id=data.get("screenshot_id"),
         file_type=data.get("file_type"),
         label=data.get("label"),
+        file=data.get("file"),
         note=note,
     )
     text = (
@@ -221,6 +222,8 @@ def _render_screenshot(
         if result.screenshot_id
         else f"Screenshot for trade #{number} not confirmed yet."
     )
+    if result.file:
+        text += f" The file taken: {result.file}."
     return _text_result(result, text, note)
 
 
@@ -334,17 +337,17 @@ def _roots_if(ctx: Context, wants_path: bool) -> Any:
     return ListRoots()
 
 
-def _roots_for_path(ctx: Context, path: str | None = None) -> Any:
-    return _roots_if(ctx, path is not None)
+def _roots_for_path(ctx: Context, path: str | None = None, latest: bool = False) -> Any:
+    return _roots_if(ctx, path is not None or latest is True)
 
 
 def _roots_for_journal(ctx: Context, screenshot: Any = None) -> Any:
-    path = (
-        screenshot.get("path")
-        if isinstance(screenshot, dict)
-        else getattr(screenshot, "path", None)
-    )
-    return _roots_if(ctx, path is not None)
+    def part(name: str) -> Any:
+        if isinstance(screenshot, dict):
+            return screenshot.get(name)
+        return getattr(screenshot, name, None)
+
+    return _roots_if(ctx, part("path") is not None or part("latest") is True)
 
 
 # --- the table -----------------------------------------------------------------------------
