@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 import os
 import sys
 import time
@@ -9,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from mcp import Client, StdioServerParameters
+from mcp.types import ImageContent
+from PIL import Image
 
 from tradavity_mcp.api.client import TradavityClient
 from tradavity_mcp.sandbox import DEMO_KEY, SandboxConfig, create_app, serve_in_thread
@@ -102,3 +107,63 @@ async def test_latest_in_an_empty_folder_says_so(env: Env) -> None:
         assert "window takes a span" in text_of(bad)
         assert "'soon'" in text_of(bad)
     assert await env.api.list_screenshots(number) == []
+
+
+def _noisy_png(size: int) -> bytes:
+    """A PNG of about `size` bytes that does not compress (random pixels)."""
+    side = int((size / 3) ** 0.5) + 1
+    out = io.BytesIO()
+    Image.frombytes("RGB", (side, side), os.urandom(side * side * 3)).save(out, format="PNG")
+    return out.getvalue()
+
+
+async def test_get_trade_shows_a_big_chart_scaled_down_text_first(env: Env) -> None:
+    big = _noisy_png(1_000_000)
+    assert len(big) >= 1_000_000
+    async with Client(env.server()) as client:
+        number = await _new_trade(client, 9.0)
+        data = data_of(
+            await client.call_tool(
+                "attach_screenshot",
+                {
+                    "trade_number": number,
+                    "data": base64.b64encode(big).decode(),
+                    "filename": "big.png",
+                    "label": "Entry",
+                },
+            )
+        )
+        result = await client.call_tool("get_trade", {"trade_number": number})
+        assert not result.is_error, text_of(result)
+        kinds = [c.type for c in result.content]
+        assert kinds[0] == "text"
+        images = [c for c in result.content if isinstance(c, ImageContent)]
+        assert len(images) == 1
+        assert len(images[0].data) <= 300_000
+        shown = Image.open(io.BytesIO(base64.b64decode(images[0].data)))
+        assert shown.size[0] > 100  # still a picture one can read, not a thumbnail
+        assert f"Screenshot {data['screenshot_id']} (Entry):" in text_of(result)
+        # The text block is the trade, as before.
+        assert json.loads(result.content[0].text)["trade_number"] == number  # type: ignore[union-attr]
+        without = await client.call_tool(
+            "get_trade", {"trade_number": number, "include_images": False}
+        )
+        assert [c.type for c in without.content] == ["text"]
+
+
+async def test_get_trade_keeps_a_small_chart_as_it_is(env: Env) -> None:
+    small = png_bytes((5, 6, 7))
+    async with Client(env.server()) as client:
+        number = await _new_trade(client, 1.0)
+        await client.call_tool(
+            "attach_screenshot",
+            {
+                "trade_number": number,
+                "data": base64.b64encode(small).decode(),
+                "filename": "small.png",
+            },
+        )
+        result = await client.call_tool("get_trade", {"trade_number": number})
+        images = [c for c in result.content if isinstance(c, ImageContent)]
+        assert [base64.b64decode(i.data) for i in images] == [small]
+        assert images[0].mime_type == "image/png"
