@@ -91,8 +91,10 @@ class ScreenshotResult(WriteResult):
     screenshot_id: int | None = None
     file_type: str | None = None
     label: str | None = None
-    #: The local file taken (with `latest`).
+    #: The local file taken (with `latest`), or the uploaded file's name.
     file: str | None = None
+    #: The one-time link the user uploads the chart through (HTTP, no file given).
+    upload_url: str | None = None
 
 
 class ProtocolResult(WriteResult):

@@ -156,10 +156,16 @@ async def get_trade(
 CHART_SECONDS = 10.0
 
 
+def _shrunk(raw: bytes, deadline: Deadline) -> tuple[bytes, str]:
+    from ..charts import shrink  # noqa: PLC0415 (Pillow only when a chart is shown)
+
+    return shrink(raw, deadline)
+
+
 async def _chart_blocks(ws: Workspace, trade_number: int, rows: Any) -> list[Any]:
     """Each image screenshot (`charts.MAX_CHARTS` at most) as a caption and the image,
     scaled down (`charts.shrink`, in a worker thread); one that cannot be shown, said."""
-    from ..charts import MAX_CHARTS, shrink  # noqa: PLC0415
+    from ..charts import MAX_CHARTS  # noqa: PLC0415
 
     shots = [r for r in rows or [] if isinstance(r, dict) and r.get("screenshot_id") is not None]
     images = [r for r in shots if str(r.get("file_type", "")).lower() in {"png", "jpg", "jpeg"}]
@@ -170,7 +176,7 @@ async def _chart_blocks(ws: Workspace, trade_number: int, rows: Any) -> list[Any
         try:
             raw = await ws.api.download_screenshot(trade_number, sid)
             small, mime = await cpu.run(
-                lambda _d, raw=raw: shrink(raw, _d),
+                partial(_shrunk, raw),
                 seconds=CHART_SECONDS,
                 what="Scaling the chart",
                 advice="Call get_trade with include_images false for the trade alone.",

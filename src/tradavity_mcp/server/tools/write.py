@@ -54,9 +54,12 @@ class ToolEnv:
         allowed_dirs: tuple[Path, ...],
         stdio: bool,
         output_schemas: bool = False,
+        public_url: str | None = None,
     ) -> None:
         self.allowed_dirs = allowed_dirs
         self.stdio = stdio
+        #: Where upload links point (HTTP); None: no links.
+        self.public_url = public_url
         #: Build output schemas only when they are advertised (they cost start-up time).
         self.output_schemas = output_schemas
 
@@ -80,6 +83,18 @@ def _note(outcome: str, data: dict[str, Any], what: str, clock: LocalClock) -> s
             f"An identical call {when} already wrote this {what}; nothing new was written. "
             f"If the user really wants a second identical {what}, call again with "
             "allow_duplicate: true."
+        )
+    if outcome == "pending" and data.get("upload_url"):
+        return (
+            f"Nothing is attached yet. Show the user this link to upload the chart (PNG, "
+            f"JPEG or PDF, up to 10 MB), from any device: {data['upload_url']} . It works "
+            f"once, until {data.get('expires_at')}; the {what} is attached exactly once when "
+            "the file lands (see it with get_trade). Do not call again to wait."
+        )
+    if outcome == "pending" and data.get("pending_step") == "screenshot" and data.get("expires_at"):
+        return (
+            f"Still waiting for the user to upload the chart through the link given earlier "
+            f"(valid until {data['expires_at']}). It is attached once the file lands."
         )
     if outcome == "pending" and "twin_created_at" in data:
         return (
@@ -215,6 +230,7 @@ def _render_screenshot(
         file_type=data.get("file_type"),
         label=data.get("label"),
         file=data.get("file"),
+        upload_url=data.get("upload_url"),
         note=note,
     )
     text = (
@@ -445,7 +461,11 @@ def adapter(spec: WriteSpec, env: ToolEnv, description: str) -> Callable[..., An
             args = await _parsed(spec, {k: v for k, v in given.items() if v is not None})
         request = ctx.request_context
         identity = resolve_call_id(request.meta, request.params)
-        run_env = RunEnv(allowed_dirs=_allowed_dirs(env, roots), progress=_progress(ctx))
+        run_env = RunEnv(
+            allowed_dirs=_allowed_dirs(env, roots),
+            progress=_progress(ctx),
+            upload_base=None if env.stdio else env.public_url,
+        )
         ws = current_workspace()
         with reported():
             outcome, data, _ = await invoke(

@@ -56,6 +56,7 @@ from .args import (
 )
 from .call import Pending, WriteCall
 from .ledger import digest_arguments
+from .uploads import upload_link_step
 
 __all__ = [
     "RunEnv",
@@ -86,6 +87,9 @@ class RunEnv:
     #: Folders local screenshot paths may be read from; None where paths are refused.
     allowed_dirs: Sequence[Path] | None = None
     progress: Progress | None = None
+    #: The server's public URL, where a screenshot given neither as a file nor as data
+    #: is asked for through a one-time upload link (HTTP); None: no links (stdio).
+    upload_base: str | None = None
 
 
 def summarize_trade(trade: Trade) -> dict[str, Any]:
@@ -438,11 +442,17 @@ async def _screenshot_step(
     call: WriteCall,
     number: int,
     shot: ScreenshotPart,
-    allowed: Sequence[Path] | None,
+    env: RunEnv,
 ) -> dict[str, Any]:
     """Upload once. The request records the file's digest, not its bytes: a retry reads
     the same file again and refuses to send different content under the same key. With
     `latest`, the request records which file was found, and a retry reads that one."""
+    allowed = env.allowed_dirs
+    if not (shot.path is not None or shot.data is not None or shot.latest):
+        by_link = env.allowed_dirs is None and env.upload_base is not None
+        step = await ws.ledger.get_step(call.principal, call.tool, call.call_id.value, "screenshot")
+        if by_link or (step is not None and "link" in (step.request or {})):
+            return await upload_link_step(ws, call, number, shot.label, env.upload_base)
     loaded: dict[str, tuple[bytes, str, str | None]] = {}
 
     async def content(chosen: str | None = None) -> tuple[bytes, str, str | None]:
@@ -525,7 +535,7 @@ async def attach_screenshot(
     ws: Workspace, call: WriteCall, args: AttachScreenshotArgs, env: RunEnv
 ) -> dict[str, Any]:
     try:
-        return await _screenshot_step(ws, call, args.trade_number, args, env.allowed_dirs)
+        return await _screenshot_step(ws, call, args.trade_number, args, env)
     except StepFailed as exc:
         raise UserError(_screenshot_error(exc, args.trade_number)) from None
 
@@ -835,7 +845,7 @@ def _parts(
         shot = args.screenshot
 
         async def put_screenshot() -> str | None:
-            done = await _screenshot_step(ws, call, number, shot, env.allowed_dirs)
+            done = await _screenshot_step(ws, call, number, shot, env)
             if "file" not in done:
                 return None
             said = "done (earlier)" if "screenshot" in earlier else "done"
