@@ -29,6 +29,7 @@ from ..kit import (
     SANDBOX_URL,
     TLS,
     SandboxTime,
+    chromium,
     data_of,
     http_transport,
     plain_trade,
@@ -167,3 +168,28 @@ async def test_oauth_link_attaches_once(tmp_path: Path) -> None:
         assert not re.search(r"tvty_", access)
         async with Client(http_transport(served.base, access)) as client:
             await _upload_once_then_refused(served.base, sandbox, client, served.base)
+
+
+@pytest.mark.parametrize("javascript", [True, False], ids=["js", "no-js"])
+async def test_the_page_in_chromium(hosted: Hosted, tmp_path: Path, javascript: bool) -> None:
+    chart = tmp_path / "entry.png"
+    chart.write_bytes(png_bytes((200, 100, 0)))
+    async with Client(http_transport(hosted.base, DEMO_KEY)) as client:
+        trade, url, _ = await _link_for(client, 7.5 if javascript else 8.5)
+    async with chromium() as browser:
+        context = await browser.new_context(java_script_enabled=javascript)
+        page = await context.new_page()
+        await page.goto(url)
+        assert f"trade #{trade}" in await page.inner_text("h1")
+        await page.set_input_files("#file", str(chart))
+        if javascript:  # the preview shows the chosen image
+            await page.wait_for_selector("#preview:not([hidden])", timeout=10_000)
+        await page.click("button[type=submit]")
+        await page.wait_for_selector("#said", timeout=20_000)
+        said = await page.inner_text("#said")
+        assert f"attached to trade #{trade}" in said
+        await context.close()
+    async with _api(hosted.sandbox) as api:
+        shots = await api.list_screenshots(trade)
+        assert len(shots) == 1
+        assert await api.download_screenshot(trade, shots[0].screenshot_id) == chart.read_bytes()
