@@ -193,3 +193,24 @@ async def test_the_page_in_chromium(hosted: Hosted, tmp_path: Path, javascript: 
         shots = await api.list_screenshots(trade)
         assert len(shots) == 1
         assert await api.download_screenshot(trade, shots[0].screenshot_id) == chart.read_bytes()
+
+
+async def test_journal_trade_asks_for_its_chart_by_link(hosted: Hosted) -> None:
+    args = {"trade": plain_trade(31.0), "screenshot": {"label": "Exit"}}
+    async with Client(http_transport(hosted.base, DEMO_KEY)) as client:
+        first = await client.call_tool("journal_trade", args)
+        data = data_of(first)
+        assert data["outcome"] == "pending", data
+        url = str(data["upload_url"])
+        assert url in text_of(first)
+        async with httpx2.AsyncClient(verify=TLS, timeout=30) as http:
+            done = await http.post(url, files=_png_form())
+            assert done.status_code == 200, done.text
+            assert f"attached to trade #{data['trade_number']}" in done.text
+        again = data_of(await client.call_tool("journal_trade", args))
+        number = int(again["trade_number"])
+        assert number == data["trade_number"]
+        assert again["steps"]["screenshot"] == "done: chart.png"
+    async with _api(hosted.sandbox) as api:
+        shots = await api.list_screenshots(number)
+        assert [s.label for s in shots] == ["Exit"]

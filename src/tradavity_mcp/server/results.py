@@ -129,6 +129,8 @@ class ArchiveResult(WriteResult):
 
 
 class JournalResult(TradeResult):
+    #: The one-time link the user uploads the chart through (HTTP, no file given).
+    upload_url: str | None = None
     #: step -> "done" | "done (earlier)" | "failed: <why>" | "draft: <what is missing>"
     steps: dict[str, str] = {}
     #: The checklist's required items still without an answer, as in ProtocolResult.

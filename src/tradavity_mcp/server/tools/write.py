@@ -88,7 +88,7 @@ def _note(outcome: str, data: dict[str, Any], what: str, clock: LocalClock) -> s
         return (
             f"Nothing is attached yet. Show the user this link to upload the chart (PNG, "
             f"JPEG or PDF, up to 10 MB), from any device: {data['upload_url']} . It works "
-            f"once, until {data.get('expires_at')}; the {what} is attached exactly once when "
+            f"once, until {data.get('expires_at')}; the chart is attached exactly once when "
             "the file lands (see it with get_trade). Do not call again to wait."
         )
     if outcome == "pending" and data.get("pending_step") == "screenshot" and data.get("expires_at"):
@@ -183,14 +183,21 @@ def _render_journal(
         protocol = str(waiting.get("protocol") or "pre_trade")
         notes.append(_ask_then_finish(summary.trade_number, protocol, to_answer))
     note = " ".join(n for n in notes if n) or None
+    fields = _trade_fields(summary, clock)
+    waiting_upload = summary is None and data.get("upload_url") and data.get("trade_number")
+    if waiting_upload:
+        fields = {"trade_number": data["trade_number"]}
     result = JournalResult(
         outcome=final,
         steps=steps,
         note=note,
         to_answer=to_answer or None,
-        **_trade_fields(summary, clock),
+        upload_url=data.get("upload_url"),
+        **fields,
     )
     lines = [f"Trade {summary.line(clock)}." if summary else "Trade not confirmed yet."]
+    if waiting_upload:
+        lines = [f"Trade #{data['trade_number']} created; its chart waits for the upload."]
     lines += [f"- {s}: {v}" for s, v in steps.items()]
     if outcome == "pending":
         lines.append(f"- pending at step: {data.get('pending_step')}")

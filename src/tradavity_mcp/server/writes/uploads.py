@@ -67,7 +67,7 @@ async def upload_link_step(
                 "nothing was attached. Call attach_screenshot again for a new link."
             )
         if link.state == "open":
-            extra = {"expires_at": request["expires_at"]}
+            extra: dict[str, Any] = {"expires_at": request["expires_at"], "trade_number": number}
             if "url" in made:
                 extra["upload_url"] = made["url"]
                 reason = "waiting for the trader to upload the chart through the link"
