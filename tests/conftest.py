@@ -48,6 +48,7 @@ LONG_FIRST = (
     "tests/drills/test_drills.py",  # 18
     "tests/replicas/",  # 17
     "tests/e2e/test_slow_clients.py",  # 15
+    "tests/e2e/test_upload_link.py",  # 14 (Chromium, with and without JavaScript)
     "tests/e2e/test_client_address.py",  # 14 (two server processes, budgets refilling)
     "tests/e2e/test_resumer.py",  # 15
     "tests/apps/",  # 12

@@ -21,7 +21,9 @@ import httpx2
 import pytest
 from mcp import Client
 
-from ..kit import TLS, data_of, text_of
+from tradavity_mcp.api.client import TradavityClient
+
+from ..kit import TLS, data_of, png_bytes, text_of
 from . import scenarios
 from ._harness import Setup, three_replicas
 from .scenarios import assert_every_write_recorded, committed, host_id, trade, trades_by_pnl
@@ -297,3 +299,34 @@ async def test_redis_restarted_mid_run_loses_and_doubles_nothing(setup: Setup) -
     counts = await trades_by_pnl(setup.sandbox, key, "M6E")
     assert [p for p in pnls if counts[p] != 1] == []
     assert_every_write_recorded(setup, key, setup.sandbox.log_since(mark)[0])
+
+
+async def test_an_upload_link_made_on_one_replica_is_taken_on_another(setup: Setup) -> None:
+    """attach_screenshot with no file on replica 0 answers a link; the trader's upload
+    lands on replica 1 (the link is in the shared store, as its hash); a second upload
+    through replica 2 is refused; the call, asked again on replica 2, attaches the file
+    once."""
+    key = setup.sandbox.new_key()
+    first, second, third = setup.replicas.replicas
+    async with setup.replicas.client(key, pin=0) as (client, _):
+        made = data_of(await client.call_tool("create_trade", trade(4.25, "MCL")))
+        number = made["trade_number"]
+        asked = data_of(await client.call_tool("attach_screenshot", {"trade_number": number}))
+    assert asked["outcome"] == "pending"
+    url = str(asked["upload_url"])
+    assert url.startswith(first.url + "/upload/")
+    path = url[len(first.url) :]
+    sent = png_bytes((4, 40, 140))
+    async with httpx2.AsyncClient(verify=TLS, timeout=30) as http:
+        taken = await http.post(second.url + path, files={"file": ("c.png", sent, "image/png")})
+        assert taken.status_code == 200, taken.text
+        assert f"trade #{number}" in taken.text
+        again = await http.post(third.url + path, files={"file": ("d.png", sent, "image/png")})
+        assert again.status_code == 410
+    async with setup.replicas.client(key, pin=2) as (client, _):
+        done = data_of(await client.call_tool("attach_screenshot", {"trade_number": number}))
+    assert done["screenshot_id"] is not None, done
+    async with TradavityClient(key, base_url=setup.sandbox.api) as api:
+        shots = await api.list_screenshots(number)
+        assert len(shots) == 1
+        assert await api.download_screenshot(number, shots[0].screenshot_id) == sent

@@ -121,6 +121,8 @@ class ApiResponse:
     meta: Mapping[str, Any] = field(default_factory=dict)
     replayed: bool = False
     headers: Mapping[str, str] = field(default_factory=dict)
+    #: The body as sent (a file the API streams, such as a screenshot, has no envelope).
+    content: bytes = b""
 
     @property
     def request_id(self) -> str | None:
@@ -414,6 +416,7 @@ class TradavityClient:
                 meta=meta,
                 replayed=headers.get("x-idempotent-replay", "").lower() == "true",
                 headers=dict(headers),
+                content=response.content,
             )
         err = _dict(envelope.get("error"))
         details = _dict(err.get("details"))
@@ -636,6 +639,11 @@ class TradavityClient:
         resp = await self.request("GET", f"/trades/{trade_number}/screenshots")
         rows = _rows(resp.data, "screenshots", where=f"GET /trades/{trade_number}/screenshots")
         return [Screenshot.model_validate(r) for r in rows]
+
+    async def download_screenshot(self, trade_number: int, screenshot_id: int) -> bytes:
+        """The screenshot's file, as the API streams it."""
+        resp = await self.request("GET", f"/trades/{trade_number}/screenshots/{screenshot_id}")
+        return resp.content
 
     # --- tags ---------------------------------------------------------------------------
 

@@ -260,7 +260,7 @@ class Backend:
         stack.push_async_callback(ledger.aclose)
         if self.redis is not None:
             stack.push_async_callback(self.redis.aclose)
-        state = AppState()
+        state = AppState(ledger=ledger)
         if self.hosted.auth == "per-user":
             registry = Workspaces(
                 make_client=self._client,
@@ -484,7 +484,12 @@ def build_server(
     if redis is not None and settings.redis_url is not None:
         _share_through_redis(backend, redis, settings.redis_url)
     prompts = cache(load_prompts)
-    defer_registration(mcp, lambda: _register(mcp, settings, prompts(), stdio=stdio))
+    defer_registration(
+        mcp,
+        lambda: _register(
+            mcp, settings, prompts(), stdio=stdio, public_url=None if stdio else hosted.public_url
+        ),
+    )
     install_legacy_subscriptions(mcp, notifier)
     register_completions(mcp)
     check_prompt_requests(mcp, prompts)
@@ -496,7 +501,12 @@ def build_server(
 
 
 def _register(
-    mcp: TradavityServer, settings: Settings, prompts: list[PromptTemplate], *, stdio: bool
+    mcp: TradavityServer,
+    settings: Settings,
+    prompts: list[PromptTemplate],
+    *,
+    stdio: bool,
+    public_url: str | None = None,
 ) -> None:
     """The tools, resources and prompts, added on first use (`deferred`), with their
     modules."""
@@ -505,7 +515,10 @@ def _register(
     from .tools import ToolEnv, register_tools  # noqa: PLC0415
 
     env = ToolEnv(
-        allowed_dirs=settings.allowed_dirs, stdio=stdio, output_schemas=settings.output_schemas
+        allowed_dirs=settings.allowed_dirs,
+        stdio=stdio,
+        output_schemas=settings.output_schemas,
+        public_url=public_url,
     )
     register_tools(mcp, env, read_only=settings.read_only)
     register_apps(mcp, read_only=settings.read_only)

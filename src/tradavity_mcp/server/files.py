@@ -24,7 +24,14 @@ import anyio.to_thread
 
 from .errors import UserError
 
-__all__ = ["READ_TIMEOUT_SECONDS", "dirs_from_roots", "read_confined", "read_confined_async"]
+__all__ = [
+    "READ_TIMEOUT_SECONDS",
+    "dirs_from_roots",
+    "newest_image",
+    "newest_image_async",
+    "read_confined",
+    "read_confined_async",
+]
 
 #: How long reading one screenshot may take before the call gives up.
 READ_TIMEOUT_SECONDS = 10.0
@@ -151,3 +158,81 @@ async def read_confined_async(
         )
     assert scope.cancelled_caught
     raise UserError(f"reading {path} took longer than {limit_seconds:g} s; gave up")
+
+
+#: The files `newest_image` considers: pictures (a chart), not PDFs.
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
+
+#: How many directory entries one look for the newest image reads at most (a folder of
+#: a million files is not walked to the end).
+MAX_SCANNED = 20_000
+
+#: How deep below an allowed folder the look goes (0: the folder itself only).
+MAX_DEPTH = 2
+
+
+def newest_image(allowed: Sequence[Path], *, since: float | None = None) -> Path:
+    """The most recently modified PNG/JPEG file in the allowed folders (and their
+    subfolders, `MAX_DEPTH` deep), modified at or after `since` (epoch seconds) if given.
+
+    Symbolic links are never followed, to a file or a folder: what is found lies inside
+    an allowed folder. Raises `UserError` when there is none, naming the folders.
+    """
+    if not allowed:
+        raise UserError(
+            "reading local files is off: no allowed directories. Set TRADAVITY_ALLOWED_DIRS "
+            "(or --allowed-dir) to the folder with your charts, or send the image as base64 data"
+        )
+    best: tuple[float, str] | None = None
+    scanned = 0
+    roots = [d.resolve() for d in allowed]
+    pending: list[tuple[Path, int]] = [(root, 0) for root in roots]
+    while pending and scanned < MAX_SCANNED:
+        folder, depth = pending.pop()
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    scanned += 1
+                    if scanned > MAX_SCANNED:
+                        break
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            if depth < MAX_DEPTH:
+                                pending.append((Path(entry.path), depth + 1))
+                            continue
+                        if not entry.is_file(follow_symlinks=False):
+                            continue
+                        if Path(entry.name).suffix.lower() not in IMAGE_SUFFIXES:
+                            continue
+                        mtime = entry.stat(follow_symlinks=False).st_mtime
+                    except OSError:
+                        continue
+                    if since is not None and mtime < since:
+                        continue
+                    if best is None or (mtime, entry.path) > best:
+                        best = (mtime, entry.path)
+        except OSError:
+            continue
+    if best is None:
+        shown = ", ".join(str(r) for r in roots)
+        within = " modified in that window" if since is not None else ""
+        raise UserError(
+            f"no PNG or JPEG file{within} in the allowed folders ({shown}); save the chart "
+            "there, or pass its path"
+        )
+    return Path(best[1])
+
+
+async def newest_image_async(
+    allowed: Sequence[Path],
+    *,
+    since: float | None = None,
+    limit_seconds: float = READ_TIMEOUT_SECONDS,
+) -> Path:
+    """`newest_image` in a worker thread, given up after `limit_seconds`."""
+    with anyio.move_on_after(limit_seconds) as scope:
+        return await anyio.to_thread.run_sync(
+            lambda: newest_image(allowed, since=since), abandon_on_cancel=True
+        )
+    assert scope.cancelled_caught
+    raise UserError(f"looking for the newest chart took longer than {limit_seconds:g} s; gave up")

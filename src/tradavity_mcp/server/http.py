@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlsplit
 
 import anyio
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
@@ -37,7 +38,9 @@ from .oauth import (
 )
 from .oauth.clients import SharedLimits
 from .sync.stream import STILL_AUTHORIZED, sync_stream_endpoint
+from .upload_page import UPLOAD_ROUTE, upload_endpoint
 from .workspace import Workspace
+from .writes.uploads import UPLOAD_PATH
 
 if TYPE_CHECKING:
     from .app import Backend, TradavityServer
@@ -51,7 +54,7 @@ Authenticate = Callable[[Request], Awaitable[Workspace | Response]]
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 #: Routes answered without authentication (they say nothing about the user).
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
-PUBLIC_PREFIXES = ("/.well-known/",)
+PUBLIC_PREFIXES = ("/.well-known/", UPLOAD_PATH)
 
 
 async def healthz(request: Request) -> Response:
@@ -91,6 +94,10 @@ def add_routes(mcp: TradavityServer, backend: Backend) -> None:
             path, methods=["GET"], include_in_schema=False
         )
         register(handler)
+    upload: Callable[[Handler], Handler] = mcp.custom_route(
+        UPLOAD_ROUTE, methods=["GET", "POST"], include_in_schema=False
+    )
+    upload(upload_endpoint(backend))
 
 
 def _security_for(
@@ -211,6 +218,11 @@ class HttpGuard:
             request = Request(
                 {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != b"origin"]}
             )
+        if path.startswith(UPLOAD_PATH) and self._same_origin(request):
+            # The upload page posts its form to itself: its own origin is not foreign.
+            request = Request(
+                {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != b"origin"]}
+            )
         if self.checks is not None and (self.check_public or path not in PUBLIC_PATHS):
             refused = await self.checks.validate_request(request, is_post=False)
             if refused is not None:
@@ -220,6 +232,14 @@ class HttpGuard:
             if isinstance(who, Response):
                 return who
         return None
+
+    def _same_origin(self, request: Request) -> bool:
+        """The Origin is this server's public URL's."""
+        origin = request.headers.get("origin")
+        if not origin or not self.public_url:
+            return False
+        public = urlsplit(self.public_url)
+        return origin.rstrip("/") == f"{public.scheme}://{public.netloc}"
 
 
 def _shared_limits(backend: Backend) -> SharedLimits | None:

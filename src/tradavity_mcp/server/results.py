@@ -91,6 +91,10 @@ class ScreenshotResult(WriteResult):
     screenshot_id: int | None = None
     file_type: str | None = None
     label: str | None = None
+    #: The local file taken (with `latest`), or the uploaded file's name.
+    file: str | None = None
+    #: The one-time link the user uploads the chart through (HTTP, no file given).
+    upload_url: str | None = None
 
 
 class ProtocolResult(WriteResult):
@@ -125,6 +129,8 @@ class ArchiveResult(WriteResult):
 
 
 class JournalResult(TradeResult):
+    #: The one-time link the user uploads the chart through (HTTP, no file given).
+    upload_url: str | None = None
     #: step -> "done" | "done (earlier)" | "failed: <why>" | "draft: <what is missing>"
     steps: dict[str, str] = {}
     #: The checklist's required items still without an answer, as in ProtocolResult.

@@ -26,6 +26,8 @@ class AppState:
     default: Workspace | None = None
     registry: Workspaces | None = None
     workspaces_seen: list[Workspace] = field(default_factory=list)
+    #: The write ledger every workspace here shares (upload links are taken through it).
+    ledger: Any = None
 
     def workspace_for_request(self) -> Workspace:
         """The calling user's workspace: per bearer key in per-user mode, else the one."""

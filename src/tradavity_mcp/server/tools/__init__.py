@@ -82,7 +82,8 @@ TOOLS: tuple[Tool, ...] = (
     _journaling(
         "attach_screenshot",
         "Attach screenshot",
-        "Attach a chart screenshot (PNG, JPEG or PDF, max 10 MB) to a trade.",
+        "Attach a chart screenshot (PNG, JPEG or PDF, max 10 MB) to a trade. Over HTTP with "
+        "no path or data: answers a one-time upload link to show the user.",
     ),
     _journaling(
         "record_protocol_response",

@@ -15,13 +15,14 @@ from mcp.types import CallToolResult, ImageContent, TextContent
 from pydantic import BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
+from ...api.errors import TradavityError
 from ...api.models import AnyCase, Direction, Grade
 from .. import cpu, read
 from ..cpu import Deadline
-from ..errors import reported
+from ..errors import UserError, describe_error, reported
 from ..read import LookupName, Outcome, Range, StatsKind
 from ..when import readable
-from ..workspace import current_workspace
+from ..workspace import Workspace, current_workspace
 
 if TYPE_CHECKING:
     from ..calendar_png import Period
@@ -139,10 +140,64 @@ async def find_trades(
 
 async def get_trade(
     trade_number: Annotated[int, Field(ge=1, description="Trade number (#)"), Whole],
+    include_images: Annotated[bool, Field(description="Show its charts as images")] = True,
 ) -> CallToolResult:
-    """One trade in full: fills, tags, confirmations, screenshots, checklists."""
+    """One trade in full: fills, tags, confirmations, screenshots (as images), checklists."""
+    ws = current_workspace()
     with reported():
-        return _result(await read.get_trade(current_workspace(), trade_number))
+        data = await read.get_trade(ws, trade_number)
+    result = _result(data)
+    if include_images:
+        result.content.extend(await _chart_blocks(ws, trade_number, data.get("screenshots")))
+    return result
+
+
+#: Seconds scaling one chart may take (a 4K chart takes well under one).
+CHART_SECONDS = 10.0
+
+
+def _shrunk(raw: bytes, deadline: Deadline) -> tuple[bytes, str]:
+    from ..charts import shrink  # noqa: PLC0415 (Pillow only when a chart is shown)
+
+    return shrink(raw, deadline)
+
+
+async def _chart_blocks(ws: Workspace, trade_number: int, rows: Any) -> list[Any]:
+    """Each image screenshot (`charts.MAX_CHARTS` at most) as a caption and the image,
+    scaled down (`charts.shrink`, in a worker thread); one that cannot be shown, said."""
+    from ..charts import MAX_CHARTS  # noqa: PLC0415
+
+    shots = [r for r in rows or [] if isinstance(r, dict) and r.get("screenshot_id") is not None]
+    images = [r for r in shots if str(r.get("file_type", "")).lower() in {"png", "jpg", "jpeg"}]
+    blocks: list[Any] = []
+    for row in images[:MAX_CHARTS]:
+        sid = int(row["screenshot_id"])
+        caption = f"Screenshot {sid}" + (f" ({row['label']})" if row.get("label") else "")
+        try:
+            raw = await ws.api.download_screenshot(trade_number, sid)
+            small, mime = await cpu.run(
+                partial(_shrunk, raw),
+                seconds=CHART_SECONDS,
+                what="Scaling the chart",
+                advice="Call get_trade with include_images false for the trade alone.",
+            )
+        except (TradavityError, UserError) as exc:
+            said = describe_error(exc, subject=f"screenshot {sid}")
+            blocks.append(TextContent(type="text", text=f"{caption}: not shown ({said})."))
+            continue
+        blocks.append(TextContent(type="text", text=f"{caption}:"))
+        blocks.append(
+            ImageContent(type="image", data=base64.b64encode(small).decode(), mime_type=mime)
+        )
+    rest = len(shots) - len(images[:MAX_CHARTS])
+    if rest:
+        blocks.append(
+            TextContent(
+                type="text",
+                text=f"{rest} more screenshot(s) not shown (PDFs, or past {MAX_CHARTS}).",
+            )
+        )
+    return blocks
 
 
 async def get_stats(

@@ -54,9 +54,12 @@ class ToolEnv:
         allowed_dirs: tuple[Path, ...],
         stdio: bool,
         output_schemas: bool = False,
+        public_url: str | None = None,
     ) -> None:
         self.allowed_dirs = allowed_dirs
         self.stdio = stdio
+        #: Where upload links point (HTTP); None: no links.
+        self.public_url = public_url
         #: Build output schemas only when they are advertised (they cost start-up time).
         self.output_schemas = output_schemas
 
@@ -84,6 +87,18 @@ def _note(outcome: str, data: dict[str, Any], what: str, clock: LocalClock) -> s
             f"An identical call {when} already wrote this {what}; nothing new was written. "
             f"If the user really wants a second identical {what}, call again with "
             "allow_duplicate: true."
+        )
+    if outcome == "pending" and data.get("upload_url"):
+        return (
+            f"Nothing is attached yet. Show the user this link to upload the chart (PNG, "
+            f"JPEG or PDF, up to 10 MB), from any device: {data['upload_url']} . It works "
+            f"once, until {clock.text(data.get('expires_at'))}; the chart is attached exactly "
+            "once when the file lands (see it with get_trade). Do not call again to wait."
+        )
+    if outcome == "pending" and data.get("pending_step") == "screenshot" and data.get("expires_at"):
+        return (
+            f"Still waiting for the user to upload the chart through the link given earlier "
+            f"(valid until {clock.text(data['expires_at'])}). It is attached once the file lands."
         )
     # The server cannot finish it while the user is away (it keeps no key of theirs).
     after_restart = (
@@ -178,14 +193,21 @@ def _render_journal(
         protocol = str(waiting.get("protocol") or "pre_trade")
         notes.append(_ask_then_finish(summary.trade_number, protocol, to_answer))
     note = " ".join(n for n in notes if n) or None
+    fields = _trade_fields(summary, clock)
+    waiting_upload = summary is None and data.get("upload_url") and data.get("trade_number")
+    if waiting_upload:
+        fields = {"trade_number": data["trade_number"]}
     result = JournalResult(
         outcome=final,
         steps=steps,
         note=note,
         to_answer=to_answer or None,
-        **_trade_fields(summary, clock),
+        upload_url=data.get("upload_url"),
+        **fields,
     )
     lines = [f"Trade {summary.line(clock)}." if summary else "Trade not confirmed yet."]
+    if waiting_upload:
+        lines = [f"Trade #{data['trade_number']} created; its chart waits for the upload."]
     lines += [f"- {s}: {v}" for s, v in steps.items()]
     if outcome == "pending":
         lines.append(f"- pending at step: {data.get('pending_step')}")
@@ -224,6 +246,8 @@ def _render_screenshot(
         screenshot_id=data.get("screenshot_id"),
         file_type=data.get("file_type"),
         label=data.get("label"),
+        file=data.get("file"),
+        upload_url=data.get("upload_url"),
         note=note,
     )
     text = (
@@ -231,6 +255,8 @@ def _render_screenshot(
         if result.screenshot_id
         else f"Screenshot for trade #{number} not confirmed yet."
     )
+    if result.file:
+        text += f" The file taken: {result.file}."
     return _text_result(result, text, note)
 
 
@@ -344,17 +370,17 @@ def _roots_if(ctx: Context, wants_path: bool) -> Any:
     return ListRoots()
 
 
-def _roots_for_path(ctx: Context, path: str | None = None) -> Any:
-    return _roots_if(ctx, path is not None)
+def _roots_for_path(ctx: Context, path: str | None = None, latest: bool = False) -> Any:
+    return _roots_if(ctx, path is not None or latest is True)
 
 
 def _roots_for_journal(ctx: Context, screenshot: Any = None) -> Any:
-    path = (
-        screenshot.get("path")
-        if isinstance(screenshot, dict)
-        else getattr(screenshot, "path", None)
-    )
-    return _roots_if(ctx, path is not None)
+    def part(name: str) -> Any:
+        if isinstance(screenshot, dict):
+            return screenshot.get(name)
+        return getattr(screenshot, name, None)
+
+    return _roots_if(ctx, part("path") is not None or part("latest") is True)
 
 
 # --- the table -----------------------------------------------------------------------------
@@ -452,7 +478,11 @@ def adapter(spec: WriteSpec, env: ToolEnv, description: str) -> Callable[..., An
             args = await _parsed(spec, {k: v for k, v in given.items() if v is not None})
         request = ctx.request_context
         identity = resolve_call_id(request.meta, request.params)
-        run_env = RunEnv(allowed_dirs=_allowed_dirs(env, roots), progress=_progress(ctx))
+        run_env = RunEnv(
+            allowed_dirs=_allowed_dirs(env, roots),
+            progress=_progress(ctx),
+            upload_base=None if env.stdio else env.public_url,
+        )
         ws = current_workspace()
         with reported():
             outcome, data, _ = await invoke(

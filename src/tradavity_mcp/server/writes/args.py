@@ -231,6 +231,23 @@ def _with_blobs(value: Any, blobs: dict[str, bytes]) -> Any:
 
 _BLOB = "blob:"
 
+_WINDOW = re.compile(
+    r"(?:the\s+)?(?:last\s+|past\s+)?(\d+(?:\.\d+)?)\s*"
+    r"(s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?|d|days?)",
+    re.IGNORECASE,
+)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def window_seconds(text: str) -> float:
+    """'the last 10 minutes', '10 min', '2h' -> seconds; a clear error otherwise."""
+    match = _WINDOW.fullmatch(text.strip())
+    if match is None or float(match.group(1)) <= 0:
+        raise ValueError(
+            f"window takes a span such as 'last 10 minutes', '2 hours' or '30m'; got {text!r}"
+        )
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)[0].lower()]
+
 
 class ScreenshotPart(WriteArgs):
     """A chart: a local file (stdio) or base64 data with a filename."""
@@ -239,6 +256,20 @@ class ScreenshotPart(WriteArgs):
     data: Annotated[str | None, Field(description="Base64 file content")] = None
     filename: Annotated[str | None, Field(description="Needed with data")] = None
     label: Annotated[str | None, Field(description="Caption, max 100 chars")] = None
+    latest: Annotated[bool, Field(description="Newest PNG/JPEG in the allowed folders (stdio)")] = (
+        False
+    )
+    window: Annotated[str | None, Field(description="With latest: e.g. 'last 10 minutes'")] = None
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str | None) -> str | None:
+        if value is not None:
+            window_seconds(value)
+        return value
+
+    def window_seconds(self) -> float | None:
+        return window_seconds(self.window) if self.window is not None else None
 
     @field_validator("data")
     @classmethod
@@ -311,8 +342,8 @@ class JournalTradeArgs(WriteArgs):
     ] = None
     screenshot: Annotated[
         ScreenshotPart | None,
-        _object("{path} or {data (base64), filename}, optional label"),
-        Field(description="{path} or {data (base64), filename}, optional label"),
+        _object("{path}, {data (base64), filename} or {latest, window?}; optional label"),
+        Field(description="{path}, {data (base64), filename} or {latest, window?}; optional label"),
     ] = None
     checklist: Annotated[
         ChecklistPart | None,

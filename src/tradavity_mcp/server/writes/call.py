@@ -99,10 +99,12 @@ WriteKind = Literal["creates", "sets"]
 class Pending(Exception):
     """The outcome of a write is unknown (or the API is unreachable): it will be finished."""
 
-    def __init__(self, step: str, reason: str) -> None:
+    def __init__(self, step: str, reason: str, extra: dict[str, Any] | None = None) -> None:
         super().__init__(reason)
         self.step = step
         self.reason = reason
+        #: What the caller should see beside the reason (an upload link, say).
+        self.extra = dict(extra or {})
 
 
 class NotYet(Exception):
@@ -454,7 +456,7 @@ class WriteCall:
         except Pending as exc:
             logger.warning("%s: step %s pending: %s", self.tool, exc.step, exc.reason)
             await self._stop_if_overdue()
-            return "pending", {"pending_step": exc.step, "reason": exc.reason}
+            return "pending", {"pending_step": exc.step, "reason": exc.reason, **exc.extra}
         except APIConnectionError as exc:
             # The API went away before the first write (while resolving names): the
             # call is kept and finished once it is back, like any other pending write.

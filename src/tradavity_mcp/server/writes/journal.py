@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,7 +37,7 @@ from ...api.models import (
 from ...api.uploads import MAX_SCREENSHOT_BYTES, prepare_upload
 from ..answers import answer_values, build_item_values, to_answer
 from ..errors import StepFailed, UserError, describe_error, one_error
-from ..files import read_confined_async
+from ..files import newest_image_async, read_confined_async
 from ..lookalike import misread
 from ..results import TradeSummary
 from ..sync.trigger import Progress, trigger_sync
@@ -55,6 +56,7 @@ from .args import (
 )
 from .call import Pending, WriteCall
 from .ledger import LedgerUnavailable, Unrecorded, digest_arguments
+from .uploads import upload_link_step
 
 __all__ = [
     "RunEnv",
@@ -85,6 +87,9 @@ class RunEnv:
     #: Folders local screenshot paths may be read from; None where paths are refused.
     allowed_dirs: Sequence[Path] | None = None
     progress: Progress | None = None
+    #: The server's public URL, where a screenshot given neither as a file nor as data
+    #: is asked for through a one-time upload link (HTTP); None: no links (stdio).
+    upload_base: str | None = None
 
 
 def summarize_trade(trade: Trade) -> dict[str, Any]:
@@ -401,22 +406,37 @@ async def tag_trade(ws: Workspace, call: WriteCall, args: TagTradeArgs) -> dict[
 
 
 async def _screenshot_bytes(
-    shot: ScreenshotPart, allowed: Sequence[Path] | None
-) -> tuple[bytes, str]:
-    if (shot.path is None) == (shot.data is None):
-        raise UserError("pass exactly one of path (a local file) or data (base64 with filename)")
-    if shot.path is not None:
+    shot: ScreenshotPart, allowed: Sequence[Path] | None, chosen: str | None = None
+) -> tuple[bytes, str, str | None]:
+    """The file's bytes, its name, and the local path it was read from (for `latest`,
+    the file found; `chosen` is the one an earlier attempt found)."""
+    given = sum((shot.path is not None, shot.data is not None, shot.latest))
+    if given != 1:
+        raise UserError(
+            "pass exactly one of path (a local file), data (base64 with filename) or "
+            "latest: true (the newest chart in the allowed folders)"
+        )
+    if shot.window is not None and not shot.latest:
+        raise UserError("window goes with latest: true (the newest chart within it)")
+    if shot.path is not None or shot.latest:
         if allowed is None:
             raise UserError(
-                "local file paths are only accepted on stdio; send the image as base64 data"
+                "local files (path, latest) are only read on stdio; send the image as base64 data"
             )
-        content = await read_confined_async(shot.path, allowed, max_bytes=MAX_SCREENSHOT_BYTES)
-        return content, shot.filename or Path(shot.path).name
+        path = shot.path
+        if path is None:
+            if chosen is None:
+                seconds = shot.window_seconds()
+                since = time.time() - seconds if seconds is not None else None
+                chosen = str(await newest_image_async(allowed, since=since))
+            path = chosen
+        content = await read_confined_async(path, allowed, max_bytes=MAX_SCREENSHOT_BYTES)
+        return content, shot.filename or Path(path).name, path
     raw = shot.raw()
     assert raw is not None
     if not shot.filename:
         raise UserError("data needs a filename, e.g. 'chart.png'")
-    return raw, shot.filename
+    return raw, shot.filename, None
 
 
 async def _screenshot_step(
@@ -424,32 +444,42 @@ async def _screenshot_step(
     call: WriteCall,
     number: int,
     shot: ScreenshotPart,
-    allowed: Sequence[Path] | None,
+    env: RunEnv,
 ) -> dict[str, Any]:
     """Upload once. The request records the file's digest, not its bytes: a retry reads
-    the same file again and refuses to send different content under the same key."""
-    loaded: dict[str, tuple[bytes, str]] = {}
+    the same file again and refuses to send different content under the same key. With
+    `latest`, the request records which file was found, and a retry reads that one."""
+    allowed = env.allowed_dirs
+    if not (shot.path is not None or shot.data is not None or shot.latest):
+        by_link = env.allowed_dirs is None and env.upload_base is not None
+        step = await ws.ledger.get_step(call.principal, call.tool, call.call_id.value, "screenshot")
+        if by_link or (step is not None and "link" in (step.request or {})):
+            return await upload_link_step(ws, call, number, shot.label, env.upload_base)
+    loaded: dict[str, tuple[bytes, str, str | None]] = {}
 
-    async def content() -> tuple[bytes, str]:
+    async def content(chosen: str | None = None) -> tuple[bytes, str, str | None]:
         if "file" not in loaded:
-            loaded["file"] = await _screenshot_bytes(shot, allowed)
+            loaded["file"] = await _screenshot_bytes(shot, allowed, chosen)
         return loaded["file"]
 
     async def build() -> dict[str, Any]:
-        raw, name = await content()
+        raw, name, path = await content()
         try:
             prepare_upload(raw, name, label=shot.label)
         except RequestInvalid as exc:
             raise UserError(exc.message) from None
-        return {
+        request = {
             "filename": name,
             "label": shot.label,
             "sha256": hashlib.sha256(raw).hexdigest(),
             "size": len(raw),
         }
+        if shot.latest:
+            request["file"] = path
+        return request
 
     async def send(key: str, request: dict[str, Any]) -> dict[str, Any]:
-        raw, _ = await content()
+        raw, _, _ = await content(request.get("file"))
         if hashlib.sha256(raw).hexdigest() != request["sha256"]:
             raise UserError(
                 f"the screenshot changed since the first attempt ({request['filename']}); "
@@ -459,7 +489,8 @@ async def _screenshot_step(
         up = await ws.api.upload_screenshot(
             number, raw, request["filename"], label=request["label"], idempotency_key=key
         )
-        return {"screenshot_id": up.screenshot_id, "file_type": up.file_type, "label": up.label}
+        sent = {"screenshot_id": up.screenshot_id, "file_type": up.file_type, "label": up.label}
+        return {**sent, "file": request["file"]} if "file" in request else sent
 
     async def find(request: dict[str, Any]) -> dict[str, Any] | None:
         suffix = Path(str(request["filename"])).suffix.lower().lstrip(".")
@@ -467,8 +498,9 @@ async def _screenshot_step(
         for row in await ws.api.list_screenshots(number):
             same_type = (row.file_type or "").lower() in {kinds, suffix, f"image/{kinds}"}
             if row.label == request["label"] and (same_type or row.file_type is None):
-                return {"screenshot_id": row.screenshot_id, "file_type": row.file_type,
-                        "label": row.label}  # fmt: skip
+                found = {"screenshot_id": row.screenshot_id, "file_type": row.file_type,
+                         "label": row.label}  # fmt: skip
+                return {**found, "file": request["file"]} if "file" in request else found
         return None
 
     result: dict[str, Any] = await call.write("screenshot", send, build=build, find=find)
@@ -505,7 +537,7 @@ async def attach_screenshot(
     ws: Workspace, call: WriteCall, args: AttachScreenshotArgs, env: RunEnv
 ) -> dict[str, Any]:
     try:
-        return await _screenshot_step(ws, call, args.trade_number, args, env.allowed_dirs)
+        return await _screenshot_step(ws, call, args.trade_number, args, env)
     except StepFailed as exc:
         raise UserError(_screenshot_error(exc, args.trade_number)) from None
 
@@ -873,8 +905,12 @@ def _parts(
     if args.screenshot is not None:
         shot = args.screenshot
 
-        async def put_screenshot() -> None:
-            await _screenshot_step(ws, call, number, shot, env.allowed_dirs)
+        async def put_screenshot() -> str | None:
+            done = await _screenshot_step(ws, call, number, shot, env)
+            if "file" not in done:
+                return None
+            said = "done (earlier)" if "screenshot" in earlier else "done"
+            return f"{said}: {done['file']}"
 
         parts.append(("screenshot", "screenshot", put_screenshot))
     if args.checklist is not None:

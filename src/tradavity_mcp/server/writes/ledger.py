@@ -49,6 +49,7 @@ __all__ = [
     "LedgerUnavailable",
     "StepRecord",
     "Unrecorded",
+    "UploadLink",
     "canonical_json",
     "digest_arguments",
 ]
@@ -104,6 +105,20 @@ CREATE TABLE IF NOT EXISTS blobs (
     data         BLOB NOT NULL,
     PRIMARY KEY (principal, tool, call_id, digest)
 );
+CREATE TABLE IF NOT EXISTS upload_links (
+    token_hash   TEXT PRIMARY KEY,
+    principal    TEXT NOT NULL,
+    tool         TEXT NOT NULL,
+    call_id      TEXT NOT NULL,
+    trade_number INTEGER NOT NULL,
+    state        TEXT NOT NULL,
+    created_at   REAL NOT NULL,
+    expires_at   REAL NOT NULL,
+    filename     TEXT,
+    digest       TEXT,
+    taken_at     REAL
+);
+CREATE INDEX IF NOT EXISTS upload_links_by_expiry ON upload_links (expires_at);
 """
 
 #: Columns added in schema 2, for ledgers written by older versions.
@@ -227,6 +242,21 @@ class CallRecord:
     twin_of: str | None = None
     owner: str | None = None
     lease_until: float | None = None
+
+
+@dataclass(frozen=True)
+class UploadLink:
+    """A one-time upload link of a call's screenshot step (the token only as its hash)."""
+
+    token_hash: str
+    principal: str
+    tool: str
+    call_id: str
+    trade_number: int
+    state: Literal["open", "taken"]
+    expires_at: float
+    filename: str | None = None
+    digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -731,7 +761,67 @@ class Ledger:
                     (r["principal"], r["tool"], r["call_id"]),
                 )
             db.execute("DELETE FROM calls WHERE state<>'pending' AND updated_at<?", (older_than,))
+            db.execute("DELETE FROM upload_links WHERE expires_at<?", (older_than,))
         return len(gone)
+
+    # --- upload links --------------------------------------------------------------------
+
+    def open_upload(
+        self,
+        token_hash: str,
+        principal: str,
+        tool: str,
+        call_id: str,
+        trade_number: int,
+        expires_at: float,
+    ) -> None:
+        """Record a new upload link for a call (its token stored only as its hash)."""
+        with self._tx(principal) as db:
+            db.execute(
+                "INSERT INTO upload_links (token_hash, principal, tool, call_id, trade_number, "
+                "state, created_at, expires_at) VALUES (?,?,?,?,?,'open',?,?)",
+                (token_hash, principal, tool, call_id, trade_number, self._clock(), expires_at),
+            )
+
+    @staticmethod
+    def _link(row: Any) -> UploadLink:
+        return UploadLink(
+            token_hash=row["token_hash"],
+            principal=row["principal"],
+            tool=row["tool"],
+            call_id=row["call_id"],
+            trade_number=int(row["trade_number"]),
+            state=row["state"],
+            expires_at=float(row["expires_at"]),
+            filename=row["filename"],
+            digest=row["digest"],
+        )
+
+    def upload_link(self, token_hash: str) -> UploadLink | None:
+        rows = self._read("SELECT * FROM upload_links WHERE token_hash=?", (token_hash,))
+        return self._link(rows[0]) if rows else None
+
+    def take_upload(self, token_hash: str, filename: str, data: bytes) -> UploadLink | None:
+        """Take the file for an open, unexpired link: the link is spent and the file kept
+        with its call, in one transaction. None when the link is unknown, spent or
+        expired (of two uploads at once, one wins)."""
+        digest = hashlib.sha256(data).hexdigest()
+        now = self._clock()
+        with self._tx() as db:
+            row = db.execute(
+                "UPDATE upload_links SET state='taken', filename=?, digest=?, taken_at=? "
+                "WHERE token_hash=? AND state='open' AND expires_at>=? RETURNING *",
+                (filename, digest, now, token_hash, now),
+            ).fetchone()
+            if row is None:
+                return None
+            link = self._link(row)
+            db.execute(
+                "INSERT INTO blobs (principal, tool, call_id, digest, data) VALUES (?,?,?,?,?) "
+                "ON CONFLICT (principal, tool, call_id, digest) DO NOTHING",
+                (link.principal, link.tool, link.call_id, digest, data),
+            )
+        return link
 
     # --- steps ---------------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ import anyio.to_thread
 
 from ...api.clock import Now
 from ...settings import Settings
-from .ledger import CallDraft, CallRecord, CallState, Claim, Ledger, StepRecord
+from .ledger import CallDraft, CallRecord, CallState, Claim, Ledger, StepRecord, UploadLink
 from .stores import open_ledger
 
 __all__ = ["STORE_THREADS", "AsyncLedger", "Offload", "open_async_ledger"]
@@ -204,6 +204,27 @@ class AsyncLedger:
 
     async def steps(self, principal: str, tool: str, call_id: str) -> list[StepRecord]:
         return await self._run(self.sync.steps, principal, tool, call_id)
+
+    # --- upload links --------------------------------------------------------------------
+
+    async def open_upload(
+        self,
+        token_hash: str,
+        principal: str,
+        tool: str,
+        call_id: str,
+        trade_number: int,
+        expires_at: float,
+    ) -> None:
+        await self._run(
+            self.sync.open_upload, token_hash, principal, tool, call_id, trade_number, expires_at
+        )
+
+    async def upload_link(self, token_hash: str) -> UploadLink | None:
+        return await self._run(self.sync.upload_link, token_hash)
+
+    async def take_upload(self, token_hash: str, filename: str, data: bytes) -> UploadLink | None:
+        return await self._run.shielded(self.sync.take_upload, token_hash, filename, data)
 
 
 async def open_async_ledger(settings: Settings, *, clock: Now = time.time) -> AsyncLedger:

@@ -41,6 +41,7 @@ __all__ = [
     "Backoff",
     "RunEnv",
     "WriteSpec",
+    "finish_now",
     "invoke",
     "resume_pending",
 ]
@@ -251,3 +252,12 @@ async def resume_pending(
             finished += 1
             logger.info("finished pending %s call", record.tool)
     return finished
+
+
+async def finish_now(ws: Workspace, tool: str, call_id: str, env: RunEnv) -> str | None:
+    """Finish one pending call of this workspace now (an upload just landed for it),
+    unless a worker holds it. Its outcome, or None when it was not run."""
+    record = await ws.ledger.get_call(ws.principal, tool, call_id)
+    if record is None or record.state != "pending" or await ws.ledger.lease_alive(record):
+        return None
+    return await _resume_one(ws, tool, call_id, record.id_source, env)
