@@ -283,14 +283,16 @@ class WriteCall:
 
     @staticmethod
     async def _build(name: str, build: Callable[[], Awaitable[Any]] | None) -> Any:
-        """The step's request. A read it needs that fails (the tags list, a 500) fails
-        or holds the step, as a failed send would; nothing was sent, nothing recorded."""
+        """The step's request. A read it needs that is refused (a list we cannot read, a
+        404) fails the step, and one still failing after retries (a 500) holds it, as a
+        failed send would; nothing was sent, nothing recorded. No answer at all is left
+        to the call: pending at its lookups, finished once the API is back."""
         if build is None:
             return None
         try:
             return await build()
-        except APIConnectionError as exc:
-            raise Pending(name, exc.message) from None
+        except APIConnectionError:
+            raise
         except APIStatusError as exc:
             if exc.retryable:
                 raise Pending(name, str(exc)) from None
