@@ -166,11 +166,11 @@ def _add_journal_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--allowed-dir",
-        action="extend",
-        nargs="*",
+        action="append",
         dest="allowed_dirs",
         metavar="DIR",
-        help="folders screenshots may be read from (one or more; repeatable; env "
+        help="folders screenshots may be read from (one or more; repeatable; a command such "
+        "as `doctor` after it is the command, write ./doctor for such a folder; env "
         "TRADAVITY_ALLOWED_DIRS; default: none, plus the client's roots)",
     )
     parser.add_argument(
@@ -339,7 +339,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments[:1] == ["sandbox"]:
         return _sandbox(arguments[1:])
     parser = _parser()
-    args = parser.parse_args(arguments)
+    args = parser.parse_args(_one_folder_each(arguments))
+    if args.allowed_dirs is not None:
+        args.allowed_dirs = [d for d in args.allowed_dirs if d]
     log_to_stderr(args.log_level)
     if args.command == "config":
         print(snippet(args.client, sandbox=args.config_sandbox, uvx=args.uvx))
@@ -360,6 +362,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "grants":
         return _grants(args, parser)
     return _serve(args, parser)
+
+
+#: The subcommands: a word after `--allowed-dir` that names one ends its folders.
+COMMANDS = frozenset({"sandbox", "demo", "doctor", "config", "grants"})
+
+
+def _one_folder_each(arguments: list[str]) -> list[str]:
+    """`--allowed-dir A B` as `--allowed-dir=A --allowed-dir=B`, stopping at a command.
+
+    The desktop extension passes its folder list as the words after one `--allowed-dir`
+    (possibly none), so the flag takes several; but a greedy list would take
+    `doctor` in `--allowed-dir ~/Charts doctor` for a folder and serve instead. The
+    folders end at the next option, the next command's name, or `--`.
+    """
+    out: list[str] = []
+    at = 0
+    while at < len(arguments):
+        word = arguments[at]
+        at += 1
+        if word == "--":
+            return [*out, word, *arguments[at:]]
+        if word != "--allowed-dir":
+            out.append(word)
+            continue
+        folders: list[str] = []
+        while at < len(arguments):
+            following = arguments[at]
+            if following.startswith("-") or following in COMMANDS:
+                break
+            folders.append(following)
+            at += 1
+        out.extend(f"--allowed-dir={folder}" for folder in folders or [""])
+    return out
 
 
 def _grants(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
