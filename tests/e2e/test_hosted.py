@@ -17,6 +17,8 @@ from pydantic import SecretStr
 
 from tradavity_mcp.sandbox import (
     DEMO_KEY,
+    EXPIRED_KEY,
+    REVOKED_KEY,
     SECOND_PRO_KEY,
     SandboxConfig,
     SandboxTransport,
@@ -90,11 +92,34 @@ async def test_sse_transport(sse_server: str) -> None:
 async def test_auth_refusals(per_user: str, token_server: str) -> None:
     async with httpx2.AsyncClient(verify=TLS) as http:
         body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
-        for base, headers in [
-            (per_user, {}),
-            (per_user, {"Authorization": "Bearer tvty_" + "9" * 48}),
-            (per_user, {"Authorization": "Bearer not-a-key"}),
-            (token_server, {"Authorization": f"Bearer {DEMO_KEY}"}),
+        # What a remote user reads: the same words in the challenge and in the body.
+        for base, headers, says in [
+            (per_user, {}, "no credentials: send Authorization: Bearer"),
+            (
+                per_user,
+                {"Authorization": "Bearer tvty_" + "9" * 48},
+                "Tradavity does not know this API key (mistyped, or deleted)",
+            ),
+            (
+                per_user,
+                {"Authorization": f"Bearer {REVOKED_KEY}"},
+                "this Tradavity API key was revoked: create a new one",
+            ),
+            (
+                per_user,
+                {"Authorization": f"Bearer {EXPIRED_KEY}"},
+                "this Tradavity API key has expired: create a new one",
+            ),
+            (
+                per_user,
+                {"Authorization": "Bearer not-a-key"},
+                "this is not a Tradavity API key (tvty_ followed by 48 characters)",
+            ),
+            (
+                token_server,
+                {"Authorization": f"Bearer {DEMO_KEY}"},
+                "this is not the server's token",
+            ),
         ]:
             resp = await http.post(
                 f"{base}/mcp",
@@ -105,7 +130,11 @@ async def test_auth_refusals(per_user: str, token_server: str) -> None:
             challenge = resp.headers["www-authenticate"]
             assert challenge.startswith("Bearer")
             assert "resource_metadata" in challenge
-            assert DEMO_KEY not in resp.text
+            described = resp.json()["error_description"]
+            assert described.startswith(says), described
+            assert f'error_description="{described}"' in challenge
+            for key in (DEMO_KEY, REVOKED_KEY, EXPIRED_KEY):
+                assert key not in resp.text + challenge
         health = await http.get(f"{per_user}/healthz")
         assert health.json()["ok"] is True
         rebinding = await http.post(

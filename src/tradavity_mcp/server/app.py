@@ -31,7 +31,14 @@ from ..api.idempotency import principal_for_key
 from ..api.pacing import SendWindow
 from ..settings import Settings
 from .apps import AppsOnly, register_apps
-from .auth import KeyMemory, PerUserVerifier, ServerTokenVerifier, Workspaces, unauthorized
+from .auth import (
+    UNCHECKED,
+    KeyMemory,
+    PerUserVerifier,
+    ServerTokenVerifier,
+    Workspaces,
+    unauthorized,
+)
 from .background import (
     REFDATA_REFRESH_SECONDS,
     RESUME_INTERVAL_SECONDS,
@@ -273,13 +280,15 @@ class Backend:
         header = request.headers.get("authorization", "")
         token = header[7:].strip() if header[:7].casefold() == "bearer " else ""
         if self.verifier is not None:
-            access = await self.verifier.verify_token(token) if token else None
-            if access is None:
+            if not token:
                 return unauthorized(self.hosted.public_url)
+            access = await self.verifier.verify_token(token)
+            if access is None:
+                return unauthorized(self.hosted.public_url, self.verifier.refusal(token))
             if state.registry is not None:
                 ws = state.registry.get(token)
                 if ws is None:
-                    return unauthorized(self.hosted.public_url)
+                    return unauthorized(self.hosted.public_url, UNCHECKED)
                 return ws
         if state.default is None:
             return unauthorized(self.hosted.public_url)
