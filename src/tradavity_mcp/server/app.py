@@ -49,6 +49,7 @@ from .background import (
     refresh_reference_forever,
     resume_forever,
 )
+from .client_log import ClientLog, install_client_logging
 from .completions import register_completions
 from .deferred import defer_registration
 from .plain import PlainServer
@@ -149,6 +150,8 @@ class Backend:
         #: Checks bearer tokens when the server authenticates at all (set once built).
         self.verifier = verifier
         self.notifier = notifier
+        #: `logging/setLevel` and the lines sent to the sessions that set one.
+        self.client_log: ClientLog | None = None
         self.resume_interval = resume_interval
         self._lock = anyio.Lock()
         self._users = 0
@@ -268,6 +271,8 @@ class Backend:
             for work in background:
                 tg.start_soon(_now, work)
         tg.start_soon(self.notifier.run)
+        if self.client_log is not None:
+            tg.start_soon(self.client_log.run)
         if self.shared_sync is not None:
             tg.start_soon(self.shared_sync.run)
         return state
@@ -453,6 +458,7 @@ def build_server(
     prompts = cache(load_prompts)
     defer_registration(mcp, lambda: _register(mcp, settings, prompts(), stdio=stdio))
     install_legacy_subscriptions(mcp, notifier)
+    backend.client_log = install_client_logging(mcp, one_journal=hosted.auth != "per-user")
     register_completions(mcp)
     check_prompt_requests(mcp, prompts)
     if not stdio:
