@@ -12,6 +12,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
@@ -19,7 +20,7 @@ from pydantic import SecretStr
 from . import __version__
 from .logs import log_to_stderr
 from .settings import DEFAULT_BASE_URL, ConfigError, Settings, user_state_dir
-from .snippets import CLIENTS, snippet
+from .snippets import CLIENTS, screenshot_folder, snippet
 
 if TYPE_CHECKING:
     from .sandbox._connections import ConnectionLimits
@@ -313,6 +314,12 @@ def _add_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     config.add_argument(
         "--uvx", action="store_true", help="launch with uvx instead of this install"
     )
+    config.add_argument(
+        "--screenshots",
+        metavar="DIR",
+        help="the folder charts may be read from (default: this platform's screenshot "
+        "folder, " + str(screenshot_folder()) + ")",
+    )
 
 
 def _add_grants(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -344,7 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.allowed_dirs = [d for d in args.allowed_dirs if d]
     log_to_stderr(args.log_level)
     if args.command == "config":
-        print(snippet(args.client, sandbox=args.config_sandbox, uvx=args.uvx))
+        folder = Path(args.screenshots).expanduser().resolve() if args.screenshots else None
+        print(snippet(args.client, sandbox=args.config_sandbox, uvx=args.uvx, screenshots=folder))
         return 0
     if args.command == "demo":
         from .demo import run_demo
