@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib
 import logging
 import math
 import os
@@ -535,6 +536,9 @@ def _shared_token() -> SecretStr:
 def _start_problem(settings: Settings, args: argparse.Namespace, *, http: bool) -> str | None:
     """What stops the start, in one line: over HTTP a base URL or key the API refuses, and
     on any transport a write ledger that cannot record writes (not a traceback later)."""
+    missing = _hosted_extra_missing(settings, http=http)
+    if missing is not None:
+        return missing
     if http and not settings.sandbox:
         problem = _check_base_url(settings, per_user=args.auth in {"per-user", "oauth"})
         if problem is not None:
@@ -546,6 +550,26 @@ def _start_problem(settings: Settings, args: argparse.Namespace, *, http: bool) 
         open_ledger(settings).close()
     except LedgerUnavailable as exc:
         return str(exc)
+    return None
+
+
+def _hosted_extra_missing(settings: Settings, *, http: bool) -> str | None:
+    """Serving others needs the `hosted` extra; a desktop install has none of it."""
+    wanted = [
+        ("serving over HTTP", "cryptography", http),
+        ("--store", "psycopg", settings.store_url is not None),
+        ("--redis", "redis", settings.redis_url is not None),
+    ]
+    for what, module, used in wanted:
+        if not used:
+            continue
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            return (
+                f"{what} needs the hosted extra ({module} is not installed): "
+                "pip install 'tradavity-mcp[hosted]'"
+            )
     return None
 
 
