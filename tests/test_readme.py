@@ -118,4 +118,5 @@ def test_the_extension_icon_is_drawn(tmp_path: Path) -> None:
     with Image.open(out) as icon:
         assert (icon.format, icon.size) == ("PNG", (512, 512))
         colours = icon.convert("RGB").getcolors(maxcolors=512 * 512)
-        assert colours is not None and len(colours) > 4  # a picture, not a blank square
+        assert colours is not None
+        assert len(colours) > 4  # a picture, not a blank square
