@@ -263,3 +263,41 @@ async def test_a_long_calendar_picture_stalls_no_one(per_user: str) -> None:
             assert len(shown["months"]) == 36
             assert any(isinstance(c, ImageContent) for c in result.content)
     assert sum(not r.is_error for _, r in pictures) >= 1
+
+
+async def test_server_log_lines_reach_only_their_own_user(per_user: str) -> None:
+    """MCP logging with per-user keys: the lines logged while serving one user go to
+    that user's sessions only (here the API client's debug line for each request)."""
+    import warnings
+
+    from mcp.shared.exceptions import MCPDeprecationWarning
+    from mcp.types import LoggingMessageNotificationParams
+
+    seen: dict[str, list[str]] = {"a": [], "b": []}
+    a_saw_trades = anyio.Event()
+
+    def collect(who: str) -> Callable[[LoggingMessageNotificationParams], Awaitable[None]]:
+        async def on_log(params: LoggingMessageNotificationParams) -> None:
+            seen[who].append(str(params.data))
+            if who == "a" and "/trades" in str(params.data):
+                a_saw_trades.set()
+
+        return on_log
+
+    async with (
+        Client(_http(per_user, DEMO_KEY), mode="legacy", logging_callback=collect("a")) as a,
+        Client(_http(per_user, SECOND_PRO_KEY), mode="legacy", logging_callback=collect("b")) as b,
+    ):
+        with warnings.catch_warnings():  # deprecated at 2026-07-28; the 2025 eras use it
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            await a.set_logging_level("debug")
+            await b.set_logging_level("debug")
+        await a.call_tool("find_trades", {"limit": 2})
+        with anyio.fail_after(20):
+            await a_saw_trades.wait()
+        await b.list_tools()  # anything queued for b would have gone out by now
+    assert any("GET /trades" in line for line in seen["a"]), seen["a"]
+    assert not any("/trades" in line for line in seen["b"]), seen["b"]
+    for line in seen["a"] + seen["b"]:
+        assert DEMO_KEY not in line
+        assert SECOND_PRO_KEY not in line
