@@ -1,8 +1,9 @@
 """Start the server as the desktop extension's resolved mcp_config says, and journal.
 
 argv: the resolved config (JSON), the installed `tradavity-mcp`, a picked folder. The
-config's `uv run --directory <ext> --quiet tradavity-mcp` prefix is what the host runs;
-here the bundle's project is already installed, so its entry point stands in for it.
+config's `uv run --directory <ext> --quiet --frozen tradavity-mcp` prefix is what the host
+runs; here `uv sync --frozen` has installed the bundle's lock, so its entry point stands
+in for it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def prepare(config_path: str, folder: str) -> tuple[list[str], dict[str, str], P
     args: list[str] = config["args"]
     assert config["command"] == "uv", config
     prefix = args.index("tradavity-mcp")
-    assert args[:prefix] == ["run", "--directory", args[2], "--quiet"], args
+    assert args[:prefix] == ["run", "--directory", args[2], "--quiet", "--frozen"], args
     rest = args[prefix + 1 :]
     assert rest[0] == "--allowed-dir", rest
     assert len(rest) == 3, rest  # both picked folders, each its own argument

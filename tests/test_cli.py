@@ -273,3 +273,50 @@ def test_dev_says_what_python_it_needs(tmp_path: Path) -> None:
         "sudo apt install python3-venv"
     ]
     assert not (tmp_path / "clone" / ".venv").exists()
+
+
+def test_allowed_dir_does_not_swallow_a_command(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADAVITY_")}
+    env["TRADAVITY_STATE_DIR"] = str(tmp_path / "state")
+    charts = tmp_path / "Charts"
+    charts.mkdir()
+    done = _run("--allowed-dir", str(charts), "doctor", "--sandbox", env=env)
+    assert done.stdout.startswith("tradavity-mcp 0.1.0 doctor"), done.stdout + done.stderr
+    assert done.returncode == 0, done.stdout
+
+
+def test_allowed_dir_takes_the_desktop_extensions_folder_list() -> None:
+    from tradavity_mcp.cli import _one_folder_each, _parser
+
+    def folders(*argv: str) -> object:
+        return _parser().parse_args(_one_folder_each(list(argv))).allowed_dirs
+
+    # The .mcpb passes its picked folders as the words after one flag (or none at all).
+    assert folders("--allowed-dir", "/a", "/b") == ["/a", "/b"]
+    assert folders("--allowed-dir", "/a", "--sandbox", "--allowed-dir", "/c") == ["/a", "/c"]
+    assert folders("--allowed-dir") == [""]  # main() turns this into no folder
+    args = _parser().parse_args(_one_folder_each(["--allowed-dir", "/a", "config", "vscode"]))
+    assert (args.allowed_dirs, args.command, args.client) == (["/a"], "config", "vscode")
+
+
+def test_a_hosted_flag_without_the_hosted_extra_says_what_to_install(tmp_path: Path) -> None:
+    """A desktop install (no `hosted` extra): --store names the extra, in one line."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADAVITY_")}
+    env["TRADAVITY_STATE_DIR"] = str(tmp_path / "state")
+    without = (
+        "import sys; sys.modules['psycopg'] = None; from tradavity_mcp.cli import main; "
+        "raise SystemExit(main(['--sandbox', '--store', 'postgresql://u:secret@db/journal']))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", without],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (
+        "tradavity-mcp: --store needs the hosted extra (psycopg is not installed): "
+        "pip install 'tradavity-mcp[hosted]'"
+    )

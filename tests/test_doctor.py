@@ -108,8 +108,12 @@ def test_bad_key(tmp_path: Path, base_url: str) -> None:
     unknown = "tvty_" + "1" * 48
     done = _doctor(tmp_path, key=unknown, base=base_url)
     assert done.returncode == 1
+    # The fault is the key's, on the key's row; the API did answer, as the API.
+    assert _line(done.stdout, "API key") == (
+        "FAIL API key TRADAVITY_API_KEY is not accepted (unknown or mistyped) (401 unauthorized)"
+    )
     assert _line(done.stdout, "base URL") == (
-        "FAIL base URL TRADAVITY_API_KEY is not accepted (unknown or mistyped) (401 unauthorized)"
+        f"ok base URL {base_url} answers like the Tradavity API (it refused the key)"
     )
     assert unknown not in done.stdout + done.stderr
     malformed = _doctor(tmp_path, key="tvty_123", base=base_url)
@@ -118,17 +122,34 @@ def test_bad_key(tmp_path: Path, base_url: str) -> None:
         "FAIL API key TRADAVITY_API_KEY is not a Tradavity key "
         "('tvty_' + 48 lowercase hex characters)"
     )
-    # The base URL is still checked without the key.
-    assert _line(malformed.stdout, "base URL").startswith("ok base URL")
+    assert _line(malformed.stdout, "base URL") == (
+        f"warn base URL {base_url} not checked (no usable API key)"
+    )
     assert "tvty_123" not in malformed.stdout + malformed.stderr
+
+
+def test_without_a_key_the_api_is_not_contacted(tmp_path: Path) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        listener.setblocking(False)
+        base = f"http://127.0.0.1:{listener.getsockname()[1]}/api/v1"
+        done = _doctor(tmp_path, key=None, base=base)
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nobody connected
+    assert done.returncode == 1
+    assert _line(done.stdout, "API key") == "FAIL API key TRADAVITY_API_KEY is not set"
+    assert _line(done.stdout, "base URL") == f"warn base URL {base} not checked (no usable API key)"
+    assert _line(done.stdout, "clock") == "ok clock not measured (the API was not asked)"
 
 
 def test_revoked_key(tmp_path: Path, base_url: str) -> None:
     done = _doctor(tmp_path, key=REVOKED_KEY, base=base_url)
     assert done.returncode == 1
-    assert _line(done.stdout, "base URL") == (
-        "FAIL base URL TRADAVITY_API_KEY was revoked (401 key_revoked)"
+    assert _line(done.stdout, "API key") == (
+        "FAIL API key TRADAVITY_API_KEY was revoked (401 key_revoked)"
     )
+    assert _line(done.stdout, "base URL").startswith("ok base URL")
     assert "fix: create a new key in Tradavity -> Settings -> API" in done.stdout
     assert REVOKED_KEY not in done.stdout + done.stderr
 

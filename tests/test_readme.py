@@ -101,3 +101,22 @@ def test_desktop_extension_manifest() -> None:
     assert config["env"]["TRADAVITY_SANDBOX"] == "${user_config.sandbox}"
     # A folder list expands to separate arguments only as the last, whole argument.
     assert config["args"][-2:] == ["--allowed-dir", "${user_config.screenshot_folders}"]
+    # Installed from the lock mcpb/build resolves (`uv run --frozen`), with an icon it draws.
+    assert config["args"][:5] == ["run", "--directory", "${__dirname}", "--quiet", "--frozen"]
+    assert "uv" in (ROOT / "mcpb" / "build").read_text("utf-8").split("lock", 1)[0]
+    assert manifest["icon"] == "icon.png"
+
+
+def test_the_extension_icon_is_drawn(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    out = tmp_path / "icon.png"
+    subprocess.run([sys.executable, str(ROOT / "mcpb" / "icon.py"), str(out)], check=True)
+    with Image.open(out) as icon:
+        assert (icon.format, icon.size) == ("PNG", (512, 512))
+        colours = icon.convert("RGB").getcolors(maxcolors=512 * 512)
+        assert colours is not None
+        assert len(colours) > 4  # a picture, not a blank square

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib
 import logging
 import math
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
@@ -19,7 +21,7 @@ from pydantic import SecretStr
 from . import __version__
 from .logs import log_to_stderr
 from .settings import DEFAULT_BASE_URL, ConfigError, Settings, user_state_dir
-from .snippets import CLIENTS, snippet
+from .snippets import CLIENTS, screenshot_folder, snippet
 
 if TYPE_CHECKING:
     from .sandbox._connections import ConnectionLimits
@@ -166,11 +168,11 @@ def _add_journal_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--allowed-dir",
-        action="extend",
-        nargs="*",
+        action="append",
         dest="allowed_dirs",
         metavar="DIR",
-        help="folders screenshots may be read from (one or more; repeatable; env "
+        help="folders screenshots may be read from (one or more; repeatable; a command such "
+        "as `doctor` after it is the command, write ./doctor for such a folder; env "
         "TRADAVITY_ALLOWED_DIRS; default: none, plus the client's roots)",
     )
     parser.add_argument(
@@ -313,6 +315,12 @@ def _add_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     config.add_argument(
         "--uvx", action="store_true", help="launch with uvx instead of this install"
     )
+    config.add_argument(
+        "--screenshots",
+        metavar="DIR",
+        help="the folder charts may be read from (default: this platform's screenshot "
+        "folder, " + str(screenshot_folder()) + ")",
+    )
 
 
 def _add_grants(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -339,10 +347,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments[:1] == ["sandbox"]:
         return _sandbox(arguments[1:])
     parser = _parser()
-    args = parser.parse_args(arguments)
+    args = parser.parse_args(_one_folder_each(arguments))
+    if args.allowed_dirs is not None:
+        args.allowed_dirs = [d for d in args.allowed_dirs if d]
     log_to_stderr(args.log_level)
     if args.command == "config":
-        print(snippet(args.client, sandbox=args.config_sandbox, uvx=args.uvx))
+        folder = Path(args.screenshots).expanduser().resolve() if args.screenshots else None
+        print(snippet(args.client, sandbox=args.config_sandbox, uvx=args.uvx, screenshots=folder))
         return 0
     if args.command == "demo":
         from .demo import run_demo
@@ -360,6 +371,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "grants":
         return _grants(args, parser)
     return _serve(args, parser)
+
+
+#: The subcommands: a word after `--allowed-dir` that names one ends its folders.
+COMMANDS = frozenset({"sandbox", "demo", "doctor", "config", "grants"})
+
+
+def _one_folder_each(arguments: list[str]) -> list[str]:
+    """`--allowed-dir A B` as `--allowed-dir=A --allowed-dir=B`, stopping at a command.
+
+    The desktop extension passes its folder list as the words after one `--allowed-dir`
+    (possibly none), so the flag takes several; but a greedy list would take
+    `doctor` in `--allowed-dir ~/Charts doctor` for a folder and serve instead. The
+    folders end at the next option, the next command's name, or `--`.
+    """
+    out: list[str] = []
+    at = 0
+    while at < len(arguments):
+        word = arguments[at]
+        at += 1
+        if word == "--":
+            return [*out, word, *arguments[at:]]
+        if word != "--allowed-dir":
+            out.append(word)
+            continue
+        folders: list[str] = []
+        while at < len(arguments):
+            following = arguments[at]
+            if following.startswith("-") or following in COMMANDS:
+                break
+            folders.append(following)
+            at += 1
+        out.extend(f"--allowed-dir={folder}" for folder in folders or [""])
+    return out
 
 
 def _grants(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -492,6 +536,9 @@ def _shared_token() -> SecretStr:
 def _start_problem(settings: Settings, args: argparse.Namespace, *, http: bool) -> str | None:
     """What stops the start, in one line: over HTTP a base URL or key the API refuses, and
     on any transport a write ledger that cannot record writes (not a traceback later)."""
+    missing = _hosted_extra_missing(settings, http=http)
+    if missing is not None:
+        return missing
     if http and not settings.sandbox:
         problem = _check_base_url(settings, per_user=args.auth in {"per-user", "oauth"})
         if problem is not None:
@@ -503,6 +550,26 @@ def _start_problem(settings: Settings, args: argparse.Namespace, *, http: bool) 
         open_ledger(settings).close()
     except LedgerUnavailable as exc:
         return str(exc)
+    return None
+
+
+def _hosted_extra_missing(settings: Settings, *, http: bool) -> str | None:
+    """Serving others needs the `hosted` extra; a desktop install has none of it."""
+    wanted = [
+        ("serving over HTTP", "cryptography", http),
+        ("--store", "psycopg", settings.store_url is not None),
+        ("--redis", "redis", settings.redis_url is not None),
+    ]
+    for what, module, used in wanted:
+        if not used:
+            continue
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            return (
+                f"{what} needs the hosted extra ({module} is not installed): "
+                "pip install 'tradavity-mcp[hosted]'"
+            )
     return None
 
 

@@ -181,14 +181,17 @@ def _check_key(settings: Settings, raw: str | None) -> Check:
     return Check("ok", "API key", "set, and shaped like a Tradavity key")
 
 
-def _check_api(probe: Probe, settings: Settings, *, with_key: bool) -> Check:
+def _check_api(probe: Probe, settings: Settings) -> Check:
     shown = "the built-in sandbox" if settings.sandbox else settings.base_url
-    line = describe_probe(probe, with_key=with_key)
+    if probe.kind == "key_refused":
+        # The API answered, as the API: the fault is the key's, on the key's own row.
+        return Check(
+            "ok", "base URL", f"{shown} answers like the Tradavity API (it refused the key)"
+        )
+    line = describe_probe(probe, with_key=True)
     if line is not None:
         detail, _, fix = line.partition(": ")
         return Check("FAIL", "base URL", detail, fix)
-    if probe.kind != "ok":
-        return Check("ok", "base URL", f"{shown} answers like the Tradavity API (key not sent)")
     user = _dict(probe.me.get("user"))
     prefs = probe.me.get("preferences")
     tz = prefs.get("timezone") if isinstance(prefs, dict) else None
@@ -348,17 +351,25 @@ async def _checks(settings: Settings, raw_key: str | None) -> list[Check]:
         from .sandbox import DEMO_KEY, SandboxConfig, SandboxTransport, create_app
 
         app = create_app(SandboxConfig(db=settings.sandbox_path))
-        with_key = True
-        probe = await probe_me(
+        probe: Probe | None = await probe_me(
             "http://sandbox.local/api/v1", DEMO_KEY, transport=SandboxTransport(app)
         )
+    elif checks[0].status != "ok" or settings.api_key is None:
+        # Without a usable key nothing is sent: the API would only refuse it, and
+        # the key's row already says what to do.
+        probe = None
+        checks.append(
+            Check("warn", "base URL", f"{settings.base_url} not checked (no usable API key)")
+        )
+        checks.append(Check("warn", "scopes", "not checked (no usable API key)"))
     else:
-        # Without a usable key the base URL is still checked: the API answers 401.
-        key = settings.api_key if checks[0].status == "ok" else None
-        with_key = key is not None
-        probe = await probe_me(settings.base_url, key.get_secret_value() if key else None)
-    checks.append(_check_api(probe, settings, with_key=with_key))
-    checks.append(_check_scopes(probe, settings))
+        probe = await probe_me(settings.base_url, settings.api_key.get_secret_value())
+        if probe.kind == "key_refused":
+            detail, _, fix = (describe_probe(probe, with_key=True) or "").partition(": ")
+            checks[0] = Check("FAIL", "API key", detail, fix)
+    if probe is not None:
+        checks.append(_check_api(probe, settings))
+        checks.append(_check_scopes(probe, settings))
     state = _check_state_dir(settings.state_dir)
     checks.append(state)
     if state.status == "ok":
@@ -367,7 +378,11 @@ async def _checks(settings: Settings, raw_key: str | None) -> list[Check]:
         checks.append(Check("warn", "ledger", "not checked (the state directory is unusable)"))
     if settings.redis_url is not None:
         checks.append(await _check_redis(settings.redis_url))
-    checks.append(_check_clock(probe))
+    checks.append(
+        _check_clock(probe)
+        if probe is not None
+        else Check("ok", "clock", "not measured (the API was not asked)")
+    )
     return checks
 
 

@@ -164,7 +164,11 @@ def _repeat_record(seen: _Seen) -> logging.LogRecord:
 def log_to_stderr(level: int | str) -> None:
     """Everything logged goes to stderr through one `QuietRepeats`, at `level`; the
     counts it holds back are written at exit, on SIGTERM too (`_report_before_sigterm`)."""
-    logging.basicConfig(level=level, format=FORMAT, handlers=[QuietRepeats(sys.stderr)])
+    handler = QuietRepeats(sys.stderr)
+    # The handler keeps the level too: a client asking for debug lines over MCP
+    # (`server.client_log`) lowers the server's logger, not what stderr shows.
+    handler.setLevel(level)
+    logging.basicConfig(level=level, format=FORMAT, handlers=[handler])
     _report_before_sigterm()
 
 

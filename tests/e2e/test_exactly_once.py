@@ -180,3 +180,41 @@ async def test_journaling_over_a_real_stdio_subprocess(tmp_path: Any, b64png: st
             data = data_of(result)
             assert data["outcome"] == "done"
             assert DEMO_KEY not in text_of(result)
+
+
+async def test_a_desktop_session_loads_none_of_the_hosted_dependencies(
+    tmp_path: Any, b64png: str
+) -> None:
+    """Stdio (the desktop, the .mcpb): PostgreSQL, Redis and our uses of cryptography
+    are the `hosted` extra's, and a whole session (tools, a journaled trade with a
+    chart, the calendar picture) imports none of them."""
+    loaded = tmp_path / "modules.txt"
+    watch = (
+        "import atexit, runpy, sys; "
+        f"atexit.register(lambda: open({str(loaded)!r}, 'w').write('\\n'.join(sys.modules))); "
+        "sys.argv = ['tradavity-mcp']; runpy.run_module('tradavity_mcp', run_name='__main__')"
+    )
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-c", watch],
+        env={
+            "TRADAVITY_SANDBOX": "1",
+            "TRADAVITY_SANDBOX_DB": str(tmp_path / "sandbox.sqlite3"),
+            "TRADAVITY_STATE_DIR": str(tmp_path / "state"),
+        },
+    )
+    async with Client(params) as client:
+        setup = await _setup(client)
+        result = await client.call_tool("journal_trade", _journal(setup, 3.5, b64png))
+        assert data_of(result)["outcome"] == "done"
+        picture = await client.call_tool("get_calendar", {"range": "30d", "format": "image"})
+        assert not picture.is_error, text_of(picture)
+    # The client closed the server's stdin and waited for it: the process has exited.
+    modules = set(loaded.read_text("utf-8").split())
+    assert "tradavity_mcp.server.app" in modules  # the watch saw the server
+    hosted = sorted(m for m in modules if m.split(".")[0] in {"psycopg", "redis"})
+    assert hosted == []
+    # cryptography comes with the MCP SDK itself (pyjwt[crypto]); ours is hosted only.
+    ours = {"tradavity_mcp.server.oauth.crypto", "tradavity_mcp.server.replicas.secret"}
+    assert not ours & modules
+    assert not {m for m in modules if m.startswith("tradavity_mcp.server.oauth")}

@@ -11,12 +11,15 @@ import anyio
 import httpx2
 import pytest
 from mcp import Client
+from mcp.client.session import LoggingFnT
 from mcp.client.sse import sse_client
 from mcp.types import CallToolResult, ImageContent
 from pydantic import SecretStr
 
 from tradavity_mcp.sandbox import (
     DEMO_KEY,
+    EXPIRED_KEY,
+    REVOKED_KEY,
     SECOND_PRO_KEY,
     SandboxConfig,
     SandboxTransport,
@@ -90,11 +93,34 @@ async def test_sse_transport(sse_server: str) -> None:
 async def test_auth_refusals(per_user: str, token_server: str) -> None:
     async with httpx2.AsyncClient(verify=TLS) as http:
         body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
-        for base, headers in [
-            (per_user, {}),
-            (per_user, {"Authorization": "Bearer tvty_" + "9" * 48}),
-            (per_user, {"Authorization": "Bearer not-a-key"}),
-            (token_server, {"Authorization": f"Bearer {DEMO_KEY}"}),
+        # What a remote user reads: the same words in the challenge and in the body.
+        for base, headers, says in [
+            (per_user, {}, "no credentials: send Authorization: Bearer"),
+            (
+                per_user,
+                {"Authorization": "Bearer tvty_" + "9" * 48},
+                "Tradavity does not know this API key (mistyped, or deleted)",
+            ),
+            (
+                per_user,
+                {"Authorization": f"Bearer {REVOKED_KEY}"},
+                "this Tradavity API key was revoked: create a new one",
+            ),
+            (
+                per_user,
+                {"Authorization": f"Bearer {EXPIRED_KEY}"},
+                "this Tradavity API key has expired: create a new one",
+            ),
+            (
+                per_user,
+                {"Authorization": "Bearer not-a-key"},
+                "this is not a Tradavity API key (tvty_ followed by 48 characters)",
+            ),
+            (
+                token_server,
+                {"Authorization": f"Bearer {DEMO_KEY}"},
+                "this is not the server's token",
+            ),
         ]:
             resp = await http.post(
                 f"{base}/mcp",
@@ -105,7 +131,11 @@ async def test_auth_refusals(per_user: str, token_server: str) -> None:
             challenge = resp.headers["www-authenticate"]
             assert challenge.startswith("Bearer")
             assert "resource_metadata" in challenge
-            assert DEMO_KEY not in resp.text
+            described = resp.json()["error_description"]
+            assert described.startswith(says), described
+            assert f'error_description="{described}"' in challenge
+            for key in (DEMO_KEY, REVOKED_KEY, EXPIRED_KEY):
+                assert key not in resp.text + challenge
         health = await http.get(f"{per_user}/healthz")
         assert health.json()["ok"] is True
         rebinding = await http.post(
@@ -234,3 +264,41 @@ async def test_a_long_calendar_picture_stalls_no_one(per_user: str) -> None:
             assert len(shown["months"]) == 36
             assert any(isinstance(c, ImageContent) for c in result.content)
     assert sum(not r.is_error for _, r in pictures) >= 1
+
+
+async def test_server_log_lines_reach_only_their_own_user(per_user: str) -> None:
+    """MCP logging with per-user keys: the lines logged while serving one user go to
+    that user's sessions only (here the API client's debug line for each request)."""
+    import warnings
+
+    from mcp.shared.exceptions import MCPDeprecationWarning
+    from mcp.types import LoggingMessageNotificationParams
+
+    seen: dict[str, list[str]] = {"a": [], "b": []}
+    a_saw_trades = anyio.Event()
+
+    def collect(who: str) -> LoggingFnT:
+        async def on_log(params: LoggingMessageNotificationParams) -> None:
+            seen[who].append(str(params.data))
+            if who == "a" and "/trades" in str(params.data):
+                a_saw_trades.set()
+
+        return on_log
+
+    async with (
+        Client(_http(per_user, DEMO_KEY), mode="legacy", logging_callback=collect("a")) as a,
+        Client(_http(per_user, SECOND_PRO_KEY), mode="legacy", logging_callback=collect("b")) as b,
+    ):
+        with warnings.catch_warnings():  # deprecated at 2026-07-28; the 2025 eras use it
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            await a.set_logging_level("debug")
+            await b.set_logging_level("debug")
+        await a.call_tool("find_trades", {"limit": 2})
+        with anyio.fail_after(20):
+            await a_saw_trades.wait()
+        await b.list_tools()  # anything queued for b would have gone out by now
+    assert any("GET /trades" in line for line in seen["a"]), seen["a"]
+    assert not any("/trades" in line for line in seen["b"]), seen["b"]
+    for line in seen["a"] + seen["b"]:
+        assert DEMO_KEY not in line
+        assert SECOND_PRO_KEY not in line

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp import Client
+from mcp import Client, MCPError
 
 from tradavity_mcp.sandbox import DEMO_KEY
 
@@ -430,6 +430,20 @@ async def test_key_never_appears_in_results(client: Client, env: Env) -> None:
         assert DEMO_KEY not in str(result.structured_content)
     me = await client.read_resource("tradavity://catalog/me")
     assert DEMO_KEY not in str(me)
+
+
+async def test_a_missing_resource_is_invalid_params(client: Client) -> None:
+    """-32602 (the 2026-07-28 revision's code for a resource that does not exist), with
+    words that say which; never -32603, an internal error."""
+    for uri, says in [
+        ("tradavity://trades/999999", "trade #999999 was not found"),
+        ("tradavity://catalog/nonsense", "unknown catalog 'nonsense'"),
+        ("tradavity://trades/abc", "trade_number must be a whole number"),
+    ]:
+        with pytest.raises(MCPError) as caught:
+            await client.read_resource(uri)
+        assert caught.value.error.code == -32602, (uri, caught.value.error)
+        assert caught.value.error.message.startswith(says), caught.value.error.message
 
 
 async def test_archive_is_confirmed_by_elicitation(env: Env) -> None:

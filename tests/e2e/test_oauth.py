@@ -167,6 +167,9 @@ async def test_discovery_names_this_server(served: Served) -> None:
         )
         assert bad.status_code == 401
         assert "resource_metadata" in bad.headers["www-authenticate"]
+        said = "this access token has expired, was revoked or is unknown here: connect again"
+        assert bad.json()["error_description"].startswith(said)
+        assert f'error_description="{said}' in bad.headers["www-authenticate"]
 
 
 async def test_token_and_per_user_modes_name_no_authorization_server(tmp_path: Path) -> None:

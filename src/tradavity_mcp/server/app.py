@@ -32,6 +32,7 @@ from ..api.pacing import SendWindow
 from ..settings import Settings
 from .apps import AppsOnly, register_apps
 from .auth import (
+    UNCHECKED,
     KeptKeys,
     KeyMemory,
     PerUserVerifier,
@@ -49,6 +50,7 @@ from .background import (
     poll_sync_forever,
     refresh_reference_forever,
 )
+from .client_log import ClientLog, install_client_logging
 from .completions import register_completions
 from .deferred import defer_registration
 from .plain import PlainServer
@@ -149,6 +151,8 @@ class Backend:
         #: Checks bearer tokens when the server authenticates at all (set once built).
         self.verifier = verifier
         self.notifier = notifier
+        #: `logging/setLevel` and the lines sent to the sessions that set one.
+        self.client_log: ClientLog | None = None
         self.resume_interval = resume_interval
         self._lock = anyio.Lock()
         self._users = 0
@@ -303,6 +307,8 @@ class Backend:
             for work in background:
                 tg.start_soon(_now, work)
         tg.start_soon(self.notifier.run)
+        if self.client_log is not None:
+            tg.start_soon(self.client_log.run)
         if self.shared_sync is not None:
             tg.start_soon(self.shared_sync.run)
         return state
@@ -315,13 +321,15 @@ class Backend:
         header = request.headers.get("authorization", "")
         token = header[7:].strip() if header[:7].casefold() == "bearer " else ""
         if self.verifier is not None:
-            access = await self.verifier.verify_token(token) if token else None
-            if access is None:
+            if not token:
                 return unauthorized(self.hosted.public_url)
+            access = await self.verifier.verify_token(token)
+            if access is None:
+                return unauthorized(self.hosted.public_url, self.verifier.refusal(token))
             if state.registry is not None:
                 ws = state.registry.get(token)
                 if ws is None:
-                    return unauthorized(self.hosted.public_url)
+                    return unauthorized(self.hosted.public_url, UNCHECKED)
                 return ws
         if state.default is None:
             return unauthorized(self.hosted.public_url)
@@ -491,6 +499,7 @@ def build_server(
         ),
     )
     install_legacy_subscriptions(mcp, notifier)
+    backend.client_log = install_client_logging(mcp, one_journal=hosted.auth != "per-user")
     register_completions(mcp)
     check_prompt_requests(mcp, prompts)
     if not stdio:

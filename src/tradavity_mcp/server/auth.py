@@ -280,7 +280,8 @@ class Workspaces:
         self._clock = clock
         self._shared = shared
         self._by_token: OrderedDict[str, _Entry] = OrderedDict()
-        self._refused: OrderedDict[str, float] = OrderedDict()
+        #: Keys Tradavity refused: when, and its code (`key_revoked`, `key_expired`, ...).
+        self._refused: OrderedDict[str, tuple[float, str]] = OrderedDict()
         self._pending: dict[str, _Pending] = {}
         self._clients: OrderedDict[str, _Client] = OrderedDict()
         self._lock = anyio.Lock()
@@ -318,11 +319,20 @@ class Workspaces:
             del self._pending[fingerprint]
             pending.done.set()
 
+    def refusal(self, token: str) -> str:
+        """Why `verify` turned this key away, in words for the 401 (never the key)."""
+        if not API_KEY_PATTERN.fullmatch(token):
+            return NOT_A_KEY
+        refused = self._refused.get(_fingerprint(token))
+        if refused is None:
+            return UNCHECKED
+        return REFUSED_BECAUSE.get(refused[1], REFUSED_BECAUSE["unauthorized"])
+
     def _still_refused(self, fingerprint: str, now: float) -> bool:
-        refused_at = self._refused.get(fingerprint)
-        if refused_at is None:
+        refused = self._refused.get(fingerprint)
+        if refused is None:
             return False
-        if now - refused_at < REFUSED_TTL_SECONDS:
+        if now - refused[0] < REFUSED_TTL_SECONDS:
             return True
         del self._refused[fingerprint]
         return False
@@ -391,7 +401,9 @@ class Workspaces:
         if known is not None:
             # Checked on another replica (or here, before this process forgot it).
             if known.scopes is None:
-                self._remember_refused(fingerprint, REFUSED_TTL_SECONDS - known.seconds_left)
+                self._remember_refused(
+                    fingerprint, REFUSED_TTL_SECONDS - known.seconds_left, "elsewhere"
+                )
                 return None
             age = VERIFY_TTL_SECONDS - known.seconds_left
             return await self._admit(fingerprint, token, known.scopes, age)
@@ -402,7 +414,7 @@ class Workspaces:
         if not await self._spend(client):
             logger.info("refused an unknown key unchecked: this client's refusal budget is spent")
             return None
-        me: Me | Literal["refused", "unknown"] = "unknown"
+        me: Me | Unauthorized | Literal["unknown"] = "unknown"
         try:
             me = await self._ask(token)
         finally:
@@ -413,9 +425,9 @@ class Workspaces:
         if isinstance(me, Me):
             await self._share(fingerprint, me.scopes)
             return await self._admit(fingerprint, token, me.scopes)
-        if me == "refused":
+        if isinstance(me, Unauthorized):
             await self._share(fingerprint, None)
-            self._remember_refused(fingerprint)
+            self._remember_refused(fingerprint, reason=me.code)
         return None
 
     async def _check_granted(self, fingerprint: str, token: str, vouched: Granted) -> _Entry | None:
@@ -426,15 +438,15 @@ class Workspaces:
         if isinstance(me, Me):
             await self._share(fingerprint, me.scopes)
             return await self._admit(fingerprint, token, me.scopes)
-        if me == "refused":
+        if isinstance(me, Unauthorized):
             await self._share(fingerprint, None)
-            self._remember_refused(fingerprint)
+            self._remember_refused(fingerprint, reason=me.code)
             return None
         logger.info("a granted key could not be checked now; its grant's scopes stand in")
         age = VERIFY_TTL_SECONDS - REVERIFY_RETRY_SECONDS
         return await self._admit(fingerprint, token, vouched.scopes, age)
 
-    async def _ask(self, token: str) -> Me | Literal["refused", "unknown"]:
+    async def _ask(self, token: str) -> Me | Unauthorized | Literal["unknown"]:
         """One `/me` request for a key not verified in this process yet."""
         api = self._make_client(SecretStr(token))
         api.retry = _CHECK_ONCE  # this client is ours alone, and closed after the check
@@ -442,17 +454,19 @@ class Workspaces:
         try:
             with anyio.fail_after(CHECK_TIMEOUT_SECONDS):
                 return await api.me()
-        except Unauthorized:
-            logger.info("a bearer key was refused by Tradavity")
-            return "refused"
+        except Unauthorized as exc:
+            logger.info("a bearer key was refused by Tradavity (%s)", exc.code)
+            return exc
         except (TradavityError, TimeoutError) as exc:
             logger.info("a bearer key could not be checked now: %s", type(exc).__name__)
             return "unknown"
         finally:
             await api.aclose()
 
-    def _remember_refused(self, fingerprint: str, age: float = 0.0) -> None:
-        self._refused[fingerprint] = self._clock() - age
+    def _remember_refused(
+        self, fingerprint: str, age: float = 0.0, reason: str = "unauthorized"
+    ) -> None:
+        self._refused[fingerprint] = (self._clock() - age, reason)
         self._refused.move_to_end(fingerprint)
         while len(self._refused) > MAX_REFUSED:
             self._refused.popitem(last=False)
@@ -482,7 +496,9 @@ class Workspaces:
         if known is not None and known.scopes is None:
             logger.info("a verified bearer key was refused on another replica")
             await self._drop(fingerprint)
-            self._remember_refused(fingerprint, REFUSED_TTL_SECONDS - known.seconds_left)
+            self._remember_refused(
+                fingerprint, REFUSED_TTL_SECONDS - known.seconds_left, "elsewhere"
+            )
             return None
         if known is not None and known.scopes is not None:
             self._trust(fingerprint, entry, known.scopes, VERIFY_TTL_SECONDS - known.seconds_left)
@@ -490,11 +506,11 @@ class Workspaces:
         try:
             with anyio.fail_after(CHECK_TIMEOUT_SECONDS):
                 me = await entry.workspace.api.me()
-        except Unauthorized:
-            logger.info("a verified bearer key is no longer accepted by Tradavity")
+        except Unauthorized as exc:
+            logger.info("a verified bearer key is no longer accepted by Tradavity (%s)", exc.code)
             await self._drop(fingerprint)
             await self._share(fingerprint, None)
-            self._remember_refused(fingerprint)
+            self._remember_refused(fingerprint, reason=exc.code)
             return None
         except (TradavityError, TimeoutError) as exc:
             logger.info("could not re-check a bearer key now (%s); trusting it", type(exc).__name__)
@@ -536,6 +552,11 @@ class PerUserVerifier:
     def __init__(self, workspaces: Callable[[], Workspaces | None]) -> None:
         self._workspaces = workspaces
 
+    def refusal(self, token: str) -> str:
+        """Why this key was turned away: revoked, expired, unknown, or not checked."""
+        registry = self._workspaces()
+        return registry.refusal(token) if registry is not None else UNCHECKED
+
     async def verify_token(self, token: str) -> AccessToken | None:
         registry = self._workspaces()
         if registry is None:
@@ -557,19 +578,50 @@ class ServerTokenVerifier:
     def __init__(self, secret: SecretStr) -> None:
         self._secret = secret.get_secret_value().encode("utf-8")
 
+    def refusal(self, token: str) -> str:
+        return WRONG_TOKEN
+
     async def verify_token(self, token: str) -> AccessToken | None:
         if not hmac.compare_digest(token.encode("utf-8"), self._secret):
             return None
         return AccessToken(token="server-token", client_id="server", scopes=[])  # noqa: S106
 
 
-def unauthorized(public_url: str) -> Response:
-    """401 with the pointer to our OAuth resource metadata."""
+#: What a 401 says, by why the bearer was turned away. Plain ASCII without quotes: each
+#: goes into `WWW-Authenticate` as its `error_description`, and into the body.
+NO_TOKEN = "no credentials: send Authorization: Bearer <your Tradavity API key or token>"  # noqa: S105 (words, not a secret)
+NOT_A_KEY = (
+    "this is not a Tradavity API key (tvty_ followed by 48 characters): copy it again "
+    "from Tradavity -> Settings -> API"
+)
+UNCHECKED = (
+    "this key could not be checked just now (Tradavity did not answer, or too many unknown "
+    "keys came from this address): try again in a minute"
+)
+WRONG_TOKEN = "this is not the server's token: ask whoever runs this server for it"  # noqa: S105
+EXPIRED_TOKEN = (
+    "this access token has expired, was revoked or is unknown here: connect again to sign in"  # noqa: S105
+)
+REFUSED_BECAUSE = {
+    "key_revoked": "this Tradavity API key was revoked: create a new one in Tradavity -> "
+    "Settings -> API",
+    "key_expired": "this Tradavity API key has expired: create a new one in Tradavity -> "
+    "Settings -> API",
+    "unauthorized": "Tradavity does not know this API key (mistyped, or deleted): copy it "
+    "again from Tradavity -> Settings -> API",
+    "elsewhere": "Tradavity refused this API key (unknown, revoked or expired): check it in "
+    "Tradavity -> Settings -> API",
+}
+
+
+def unauthorized(public_url: str, why: str = NO_TOKEN) -> Response:
+    """401 saying `why`, with the pointer to our OAuth resource metadata."""
     metadata = public_url.rstrip("/") + "/.well-known/oauth-protected-resource/mcp"
     return JSONResponse(
-        {"error": "invalid_token", "error_description": "send Authorization: Bearer <token>"},
+        {"error": "invalid_token", "error_description": why},
         status_code=401,
         headers={
-            "WWW-Authenticate": f'Bearer error="invalid_token", resource_metadata="{metadata}"'
+            "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{why}", '
+            f'resource_metadata="{metadata}"'
         },
     )

@@ -26,7 +26,15 @@ from ..api.errors import TradavityError, Unauthorized
 from ..api.idempotency import principal_for_key
 from ..api.models import Me
 from ..settings import API_KEY_PATTERN
-from .auth import CLIENT_ADDRESS, GRANTED, PerUserVerifier, address_key, granted, unauthorized
+from .auth import (
+    CLIENT_ADDRESS,
+    EXPIRED_TOKEN,
+    GRANTED,
+    PerUserVerifier,
+    address_key,
+    granted,
+    unauthorized,
+)
 from .oauth import (
     KeyCheck,
     KeyRefused,
@@ -196,7 +204,7 @@ class HttpGuard:
             except OAuthStoreUnavailable as exc:  # a 503, not a 401: the token may be good
                 return store_down(exc)
             if resolved is None:
-                return unauthorized(self.public_url)
+                return unauthorized(self.public_url, EXPIRED_TOKEN)
             headers[i] = (b"authorization", f"Bearer {resolved.key}".encode("latin-1"))
             scope["headers"] = headers
             # A stream this request opens asks again later (`sync.stream`).

@@ -7,16 +7,16 @@ Resources get no `Context` from the SDK; they find the request's workspace throu
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
 from ..api.errors import TradavityError
 from . import read
-from .errors import UserError, reported
+from .errors import UserError, describe_error, reported
 from .sync.status import refresh_sync
 from .when import readable
 from .workspace import Workspace, current_workspace
@@ -26,9 +26,21 @@ __all__ = ["RESOURCES", "register_resources"]
 JSON = "application/json"
 
 
+@contextlib.contextmanager
+def _failures() -> Iterator[None]:
+    """A read that failed, as the protocol codes it: what the client asked for does not
+    exist or cannot be (a `UserError`: a trade not found, a bad range) is `-32602`
+    (`ResourceNotFoundError`); Tradavity or the store failing is `-32603`."""
+    with reported(ResourceError):
+        try:
+            yield
+        except UserError as exc:
+            raise ResourceNotFoundError(describe_error(exc)) from None
+
+
 async def _text(work: Awaitable[Any]) -> str:
     """The JSON a resource reads as: each time in its local form alone (`readable`)."""
-    with reported(ResourceError):
+    with _failures():
         value = readable(await work)
     text = read.dump(value)
     if len(text) > read.DATA_BUDGET * 2:  # a last guard: `read` already bounds its data
@@ -71,13 +83,13 @@ async def calendar(
 
 async def catalog(name: str) -> str:
     if name not in read.CATALOG:
-        raise ResourceError(f"unknown catalog {name!r}; one of {', '.join(read.CATALOG)}")
+        raise ResourceNotFoundError(f"unknown catalog {name!r}; one of {', '.join(read.CATALOG)}")
     return await _text(read.lookup(current_workspace(), name))
 
 
 async def trade(trade_number: str) -> str:
     if not trade_number.isdigit():
-        raise ResourceError("trade_number must be a whole number")
+        raise ResourceNotFoundError("trade_number must be a whole number")
     return await _text(read.get_trade(current_workspace(), int(trade_number)))
 
 
@@ -94,7 +106,7 @@ async def protocol(protocol: str) -> str:
 
 async def sync_status() -> str:
     ws = current_workspace()
-    with reported(ResourceError):
+    with _failures():
         statuses = await refresh_sync(ws)
     return await _local(ws, {"connections": statuses})
 
@@ -103,7 +115,7 @@ def _limit(raw: str | None, *, default: int) -> int:
     if raw is None or raw == "":
         return default
     if not raw.isdigit() or not 1 <= int(raw) <= 200:
-        raise ResourceError("limit must be a whole number from 1 to 200")
+        raise ResourceNotFoundError("limit must be a whole number from 1 to 200")
     return int(raw)
 
 
