@@ -22,7 +22,7 @@ from mcp.types import CallToolResult, ListRootsResult, TextContent
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 
 from ...api.models import plain_validation_message
-from .. import cpu
+from .. import cpu, insights
 from ..errors import reported
 from ..files import dirs_from_roots
 from ..results import (
@@ -444,15 +444,18 @@ def adapter(spec: WriteSpec, env: ToolEnv, description: str) -> Callable[..., An
         identity = resolve_call_id(request.meta, request.params)
         run_env = RunEnv(allowed_dirs=_allowed_dirs(env, roots), progress=_progress(ctx))
         ws = current_workspace()
-        with reported():
-            outcome, data, _ = await invoke(
-                ws,
-                spec,
-                args,
-                identity,
-                run_env,
-                allow_duplicate=bool(getattr(args, "allow_duplicate", False)),
-            )
+        try:
+            with reported():
+                outcome, data, _ = await invoke(
+                    ws,
+                    spec,
+                    args,
+                    identity,
+                    run_env,
+                    allow_duplicate=bool(getattr(args, "allow_duplicate", False)),
+                )
+        finally:
+            insights.forget(ws)  # what breakdowns read may have changed, even in part
         return look.render(outcome, data, args, await ws.local_clock())
 
     params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
