@@ -4,6 +4,7 @@ health and goals, and the scopes that hide them."""
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import datetime
 from typing import Any
@@ -306,3 +307,15 @@ async def test_a_key_without_the_scopes_hides_what_needs_them(env: Env) -> None:
         assert refused.is_error
         assert "read:protocols" in text_of(refused)
         assert not (await client.call_tool("get_stats", {"kind": "by-grade"})).is_error
+
+
+async def test_resources_read_health_and_goals(client: Client, env: Env) -> None:
+    health = await client.read_resource("tradavity://accounts/Apex%2050K/health")
+    data = json.loads(health.contents[0].text)  # type: ignore[union-attr]
+    accounts = {a.account_name: a.id for a in await env.api.list_accounts()}
+    balance = await env.api.balance(accounts["Apex 50K"])
+    assert data["drawdown_room"] == round(balance["max_drawdown"] - balance["drawdown"], 2)
+    goals = json.loads((await client.read_resource("tradavity://goals")).contents[0].text)  # type: ignore[union-attr]
+    assert {g["name"] for g in goals["goals"]} == {
+        g["goal_name"] for g in await env.api.goals(status="active")
+    }
