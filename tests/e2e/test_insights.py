@@ -264,6 +264,11 @@ async def test_account_health_for_apex(client: Client, env: Env) -> None:
     assert "drawdown_room" not in plain
 
 
+async def test_a_full_key_sees_every_kind(client: Client) -> None:
+    stats = next(t for t in (await client.list_tools()).tools if t.name == "get_stats")
+    assert "by-checklist" in stats.input_schema["properties"]["kind"]["enum"]
+
+
 async def test_goals_name_each_active_goal_with_this_periods_figures(
     client: Client, env: Env
 ) -> None:
@@ -301,6 +306,10 @@ async def test_a_key_without_the_scopes_hides_what_needs_them(env: Env) -> None:
     async with Client(server) as client:
         names = {t.name for t in (await client.list_tools()).tools}
         assert "get_stats" in names
+        stats = next(t for t in (await client.list_tools()).tools if t.name == "get_stats")
+        kinds = stats.input_schema["properties"]["kind"]["enum"]
+        assert "by-checklist" not in kinds
+        assert "by-tag" in kinds
         assert "get_account_health" not in names
         assert "get_goals" not in names
         refused = await client.call_tool("get_stats", {"kind": "by-checklist"})

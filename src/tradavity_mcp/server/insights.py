@@ -46,6 +46,8 @@ __all__ = [
 BREAKDOWNS = ("by-tag", "by-weekday", "by-hour", "by-grade", "by-setup", "by-checklist")
 #: The scope a breakdown needs beyond `read:trades`.
 BREAKDOWN_SCOPES = {"by-checklist": "read:protocols"}
+#: Argument values hidden from tools/list for a key without their scope (`scope`).
+VALUE_SCOPES = {"get_stats": {"kind": BREAKDOWN_SCOPES}}
 #: Fewer decisions than this in a row: marked `few`, "too few to tell".
 FEW = 20
 #: Seconds a range read for a breakdown is used again (if the summary still matches).
