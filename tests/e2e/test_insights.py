@@ -14,7 +14,7 @@ import pytest
 from mcp import Client
 
 from tradavity_mcp.api.client import TradavityClient
-from tradavity_mcp.sandbox import READONLY_KEY, SandboxTransport
+from tradavity_mcp.sandbox import FREE_KEY, READONLY_KEY, SandboxTransport
 from tradavity_mcp.server import build_server
 from tradavity_mcp.server.insights import FEW, wilson
 from tradavity_mcp.settings import Settings
@@ -328,3 +328,32 @@ async def test_resources_read_health_and_goals(client: Client, env: Env) -> None
     assert {g["name"] for g in goals["goals"]} == {
         g["goal_name"] for g in await env.api.goals(status="active")
     }
+
+
+async def test_a_breakdown_on_the_free_tier_paces_itself(env: Env) -> None:
+    """A free key (60 requests a minute) whose window another client nearly spent: the
+    breakdown waits for room rather than meeting a 429, and says when it read."""
+    settings = Settings.load(
+        environ={"TRADAVITY_API_KEY": FREE_KEY},
+        base_url=SANDBOX_URL,
+        state_dir=env.settings.state_dir,
+    )
+    log = env.sandbox.request_log
+    async with TradavityClient(
+        FREE_KEY, base_url=SANDBOX_URL, transport=SandboxTransport(env.app)
+    ) as other:
+        for _ in range(55):
+            await other.list_trades(limit=1)
+    clock = SandboxTime(env.clock)
+    server = build_server(settings, transport=SandboxTransport(env.app), clock=clock)
+    async with Client(server) as client:
+        start, first = env.clock.now(), len(log)
+        result = await client.call_tool("get_stats", {"kind": "by-tag", "range": "30d"})
+        data = data_of(result)
+    ours = log[first:]
+    assert len(ours) > 5  # more than the window had left: it had to wait
+    assert [r.status for r in ours if r.status == 429] == []
+    assert env.clock.now() - start > 1  # the sandbox clock moved: it waited for room
+    assert data["total"]["n"] > 0
+    assert data["as_of"]
+    assert "Data read at" in text_of(result)
