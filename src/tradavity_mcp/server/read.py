@@ -330,8 +330,8 @@ async def stats(
     if kind in insights.BREAKDOWNS:
         return fit(await _breakdown(ws, kind, range_, from_, to, params), budget)
     data = await _api(ws.api.stats(kind, **params), subject="stats")
-    result: dict[str, Any] = insights.enrich(compact(data), kind)
-    return fit(shape_stats(result, kind), budget)
+    result: dict[str, Any] = compact(data)
+    return fit(insights.enrich(shape_stats(result, kind), kind), budget)
 
 
 async def _breakdown(
