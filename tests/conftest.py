@@ -55,6 +55,7 @@ LONG_FIRST = (
     "tests/server/oauth/test_bounds.py",  # 12
     "tests/test_cli.py",  # 9
     "tests/e2e/test_oauth_stream.py",  # 8 (waits for tokens to expire)
+    "tests/e2e/test_insights.py",  # 6 (breakdowns checked against hand counts)
     "tests/drills/test_secrets_and_load.py",  # 5
     "tests/server/writes/test_ledger_backends.py",  # 5
     "tests/server/test_calendar_png.py",  # 5 (every cell size drawn at its most months)

@@ -73,3 +73,27 @@ async def test_figures_follow_the_hosts_locale(host: Host) -> None:
         ".format(v / 100)",
         data["decisions"]["win_rate_pct"],
     )
+
+
+async def test_the_dashboard_shows_goals_and_account_health(host: Host) -> None:
+    await host.open("get_stats", {"kind": "by-weekday"})
+    view = host.view()
+    await view.get_by_test_id("goals").wait_for()
+    goals = data_of(await host.client.call_tool("get_goals", {}))["goals"]
+    names = await view.get_by_test_id("goal").evaluate_all("(els) => els.map(e => e.dataset.name)")
+    assert names == [g["name"] for g in goals]
+    actuals = await view.get_by_test_id("goal-actual").evaluate_all(
+        "(els) => els.map(e => e.dataset.value === undefined ? null : Number(e.dataset.value))"
+    )
+    assert actuals == [g["this_period"].get("actual") for g in goals]
+    # Apex 50K has a balance profile: its room is get_account_health's; the others have none.
+    health = data_of(await host.client.call_tool("get_account_health", {"account": "Apex 50K"}))
+    rows = view.get_by_test_id("health-row")
+    assert await rows.evaluate_all("(els) => els.map(e => e.dataset.account)") == ["Apex 50K"]
+    room = await view.get_by_test_id("health-room").get_attribute("data-value")
+    assert float(room or "nan") == health["drawdown_room"]
+    daily = await view.get_by_test_id("health-daily").get_attribute("data-value")
+    assert float(daily or "nan") == health["today"]["daily_room"]
+    # The stats are still there beside them.
+    await view.get_by_test_id("bars-strategy").wait_for()
+    await host.screenshot("dashboard-goals-health")

@@ -362,6 +362,44 @@ async def read_sizes(days: int = 730) -> dict[str, Any]:
     }
 
 
+#: Breakdowns measured on a long journal: the dearest first (a listing per tag).
+BREAKDOWN_KINDS = ("by-tag", "by-weekday", "by-hour", "by-grade", "by-setup", "by-checklist")
+
+
+async def breakdown_requests(days: int = 730) -> dict[str, Any]:
+    """API requests of a first and a next `get_stats` breakdown of the whole of a
+    `days`-long journal (range `all`), and the largest breakdown result in characters."""
+    clock = ManualClock()
+    app = create_app(SandboxConfig(db=":memory:", clock=clock, demo_days=days))
+    log = app.state.sandbox.request_log
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings.load(
+            environ={"TRADAVITY_API_KEY": DEMO_KEY},
+            base_url="http://sandbox.local/api/v1",
+            state_dir=tmp,
+        )
+        async with Client(build_server(settings, transport=SandboxTransport(app))) as client:
+            await client.list_tools()
+            requests: list[int] = []
+            sizes: dict[str, int] = {}
+            for kind in BREAKDOWN_KINDS:
+                before = len(log)
+                result = await client.call_tool("get_stats", {"kind": kind, "range": "all"})
+                assert not result.is_error, result
+                requests.append(len(log) - before)
+                sizes[kind] = len(result.model_dump_json(by_alias=True, exclude_none=True))
+    largest = max(sizes.items(), key=lambda kv: kv[1])
+    return {
+        "days": days,
+        "trades": len(app.state.sandbox.store.all("trade", 1)),
+        "first": requests[0],
+        "next": max(requests[1:-1]),
+        "checklist": requests[-1],
+        "largest": largest,
+        "budget": RESULT_BUDGET,
+    }
+
+
 def _journal_args(i: int) -> dict[str, Any]:
     """A fully journaled trade as a model sends it: 2 tags by name, a screenshot, a
     checklist by labels."""
@@ -672,6 +710,7 @@ async def _async_parts() -> dict[str, Any]:
         "tools_list": await tools_list_size(),
         "free_tier": await free_tier_throughput(),
         "read_sizes": await read_sizes(),
+        "breakdowns": await breakdown_requests(),
         "round_trips": await journal_round_trips(),
         "hosted": await hosted_throughput(),
         "footprint": await footprint(),
@@ -681,6 +720,7 @@ async def _async_parts() -> dict[str, Any]:
 
 PARTS: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
     "read-sizes": read_sizes,
+    "breakdowns": breakdown_requests,
     "round-trips": journal_round_trips,
     "hosted": hosted_throughput,
     "footprint": footprint,
@@ -733,6 +773,14 @@ def main() -> None:
         f"{z['reads']} reads) | tool **{z['largest_tool'][1]:,}** characters "
         f"(`{z['largest_tool'][0]}`), resource **{z['largest_resource'][1]:,}** "
         f"(`{z['largest_resource'][0]}`) | within {z['budget']:,} |"
+    )
+    b = results["breakdowns"]
+    print(
+        f"| `get_stats` breakdowns of a {b['days']}-day journal ({b['trades']} trades), "
+        f"range all | first (by-tag) **{b['first']} requests**, next **{b['next']}** "
+        f"(by-checklist {b['checklist']}); largest **{b['largest'][1]:,}** characters "
+        f"(`{b['largest'][0]}`) | first at most 60, next at most 5, within "
+        f"{b['budget']:,} |"
     )
     j, h, m = (results[k] for k in ("round_trips", "hosted", "footprint"))
     print(

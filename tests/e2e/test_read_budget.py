@@ -19,6 +19,7 @@ from mcp.types import TextResourceContents
 from tradavity_mcp.api.client import TradavityClient
 from tradavity_mcp.sandbox import DEMO_KEY, ManualClock, SandboxConfig, SandboxTransport, create_app
 from tradavity_mcp.server import build_server
+from tradavity_mcp.server.insights import BREAKDOWNS
 from tradavity_mcp.server.read import CATALOG, LISTS, RESULT_BUDGET, TOP_ROWS, TRADE_ROWS_CAP
 from tradavity_mcp.settings import Settings
 
@@ -44,6 +45,7 @@ TEMPLATE_READS = {
     "tradavity://protocols/{protocol}": ["tradavity://protocols/1", "tradavity://protocols/2"],
     "tradavity://sync/runs{?limit}": ["tradavity://sync/runs?limit=200"],
     "tradavity://sync/recent{?limit}": ["tradavity://sync/recent?limit=200"],
+    "tradavity://accounts/{name}/health": ["tradavity://accounts/Apex%2050K/health"],
 }
 
 TOOL_READS: list[tuple[str, dict[str, Any]]] = [
@@ -59,6 +61,9 @@ TOOL_READS: list[tuple[str, dict[str, Any]]] = [
     *[("lookup", {"name": n}) for n in (*LISTS, *CATALOG)],
     ("lookup", {"name": "protocols", "query": "pre_trade"}),
     ("sync_status", {}),
+    *[("get_stats", {"kind": k, "range": "all"}) for k in BREAKDOWNS],
+    ("get_account_health", {"account": "Apex 50K"}),
+    ("get_goals", {"status": "all"}),
 ]
 
 

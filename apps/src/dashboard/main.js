@@ -30,13 +30,15 @@ async function render(result) {
   if (!given || !given.range) return show(h("p", { class: "muted" }, textOf(result) || "No stats."));
   const span = { from_date: given.range.from, to_date: given.range.to };
   if (input.account !== undefined && input.account !== null) span.account = input.account;
-  const kind = given.totals ? "summary" : given.rows?.[0]?.symbol !== undefined ? "by-symbol" : "by-strategy";
-  const [prefs, summary, bySymbol, byStrategy, calendar] = await Promise.all([
+  const kind = given.kind || (given.totals ? "summary" : given.rows?.[0]?.symbol !== undefined ? "by-symbol" : "by-strategy");
+  const [prefs, summary, bySymbol, byStrategy, calendar, goals, healths] = await Promise.all([
     preferences(bridge),
     kind === "summary" ? given : call("get_stats", { kind: "summary", ...span }),
     kind === "by-symbol" ? given : call("get_stats", { kind: "by-symbol", ...span }),
     kind === "by-strategy" ? given : call("get_stats", { kind: "by-strategy", ...span }),
     call("get_calendar", span),
+    call("get_goals", {}),
+    accountHealths(),
   ]);
   const f = formats(localeOf(bridge.context()), prefs.currency);
   const breakeven = (summary || given).breakeven_offset || { low: 0, high: 0 };
@@ -71,10 +73,47 @@ async function render(result) {
           money("avg_loss", "Average loss", decisions),
           figure("wins_losses", "Won / lost / even", null,
             `${f.count(decisions.wins)} / ${f.count(decisions.losses)} / ${f.count(decisions.breakevens)}`)))),
+    beside(goals, healths, f),
     equity(calendar, f),
     bars("By symbol", "symbol", bySymbol?.rows, f, breakeven),
     bars("By strategy", "strategy", byStrategy?.rows, f, breakeven),
   );
+}
+
+// Account health of every account with a balance profile (a key without read:balance
+// has no get_account_health: the panel is left out), and the goals of this period.
+async function accountHealths() {
+  const accounts = await call("lookup", { name: "accounts" });
+  const rows = (accounts?.items || []).filter((a) => !a.archived);
+  const healths = await Promise.all(rows.map((a) => call("get_account_health", { account: a.name })));
+  return healths.filter((x) => x && isNum(x.drawdown_room));
+}
+
+function beside(goals, healths, f) {
+  const list = goals?.goals || [];
+  if (list.length === 0 && healths.length === 0) return null;
+  return h("div", { class: "panels beside" },
+    healths.length === 0 ? null : h("section", { class: "panel", "data-testid": "health", "aria-labelledby": "a-h" },
+      h("h2", { id: "a-h" }, "Account health ", h("span", { class: "muted" }, "room left")),
+      h("ul", { class: "plain health" }, healths.map((x) =>
+        h("li", { "data-testid": "health-row", "data-account": x.account, title: x.summary },
+          h("strong", {}, x.account), " ",
+          h("span", { class: "num", "data-testid": "health-room", "data-value": x.drawdown_room }, f.amount(x.drawdown_room)),
+          h("span", { class: "muted" }, " to the drawdown limit"),
+          isNum(x.today?.daily_room)
+            ? h("span", { class: "muted" }, " · today ", h("span", { class: "num", "data-testid": "health-daily", "data-value": x.today.daily_room }, f.amount(x.today.daily_room)), " left")
+            : null)))),
+    list.length === 0 ? null : h("section", { class: "panel", "data-testid": "goals", "aria-labelledby": "g-h" },
+      h("h2", { id: "g-h" }, "Goals ", h("span", { class: "muted" }, "this period")),
+      h("ul", { class: "plain" }, list.map((goal) => {
+        const p = goal.this_period || {};
+        // Met: green. Not met yet is not a loss: the period may still be running.
+        const state = p.achieved === true ? "win" : "";
+        return h("li", { "data-testid": "goal", "data-name": goal.name },
+          h("span", { class: "name" }, goal.name),
+          h("span", { class: `num ${state}`, "data-testid": "goal-actual", "data-value": isNum(p.actual) ? p.actual : null },
+            `${isNum(p.actual) ? f.number(p.actual) : "–"} / ${isNum(p.target) ? f.number(p.target) : "–"}`));
+      }))));
 }
 
 function dateText(iso, f) {

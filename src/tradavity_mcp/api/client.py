@@ -789,6 +789,50 @@ class TradavityClient:
         data = (await self.request("GET", "/calendar", params=filters)).data
         return data if isinstance(data, dict) else {"days": data}
 
+    # --- balance and goals --------------------------------------------------------------
+
+    async def balance(self, account_id: int) -> dict[str, Any]:
+        """An account's balance block (404 `NotFound` when it has no balance profile)."""
+        data = (await self.request("GET", f"/accounts/{account_id}/balance")).data
+        out = _unwrap(data, "balance")
+        return out if isinstance(out, dict) else {}
+
+    async def balance_events(
+        self, account_id: int, *, limit: int = 5, **params: Any
+    ) -> list[dict[str, Any]]:
+        """The newest `limit` balance events (`event_type` filters), newest first."""
+        return await self.list_all(
+            f"/accounts/{account_id}/balance/events",
+            "events",
+            params=params,
+            page_size=HIGH_VOLUME_PAGE_SIZE,
+            id_field="event_id",
+            limit=limit,
+        )
+
+    async def payouts(self, account_id: int, *, limit: int = 5) -> list[dict[str, Any]]:
+        return await self.list_all(
+            f"/accounts/{account_id}/balance/payouts",
+            "payouts",
+            page_size=HIGH_VOLUME_PAGE_SIZE,
+            id_field="payout_id",
+            limit=limit,
+        )
+
+    async def goals(self, **params: Any) -> list[dict[str, Any]]:
+        """Goals (`status`: active by default, paused, archived or all)."""
+        return await self.list_all("/goals", "goals", params=params, id_field="goal_id")
+
+    async def goal_snapshots(self, goal_id: int, *, limit: int = 4) -> list[dict[str, Any]]:
+        """A goal's newest `limit` period snapshots, newest first."""
+        return await self.list_all(
+            f"/goals/{goal_id}/snapshots",
+            "snapshots",
+            page_size=365,
+            id_field="snapshot_id",
+            limit=limit,
+        )
+
 
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}

@@ -21,7 +21,7 @@ from typing import Any, Literal, TypeVar, get_args
 
 from ..api.errors import NotFound, ValidationFailed
 from ..api.models import Protocol
-from . import cpu
+from . import cpu, insights
 from .errors import UserError
 from .when import LocalClock
 from .workspace import Workspace
@@ -68,7 +68,18 @@ TOP_ROWS = 20
 SHAPING_SECONDS = 10.0
 
 Range = Literal["today", "yesterday", "7d", "30d", "90d", "mtd", "ytd", "all"]
-StatsKind = Literal["summary", "by-symbol", "by-strategy"]
+StatsKind = Literal[
+    "summary",
+    "by-symbol",
+    "by-strategy",
+    # Computed here from the trade list (`insights`):
+    "by-tag",
+    "by-weekday",
+    "by-hour",
+    "by-grade",
+    "by-setup",
+    "by-checklist",
+]
 #: The reference lists `lookup` reads (with their names resolved).
 ListName = Literal["accounts", "tags", "strategies", "protocols", "connections"]
 #: The catalog `lookup` reads as Tradavity sends it.
@@ -316,9 +327,39 @@ async def stats(
         **_date_filters(range_, from_, to),
         **_filters(account_id=await ws.ref.account_filter(account)),
     }
+    if kind in insights.BREAKDOWNS:
+        return fit(await _breakdown(ws, kind, range_, from_, to, params), budget)
     data = await _api(ws.api.stats(kind, **params), subject="stats")
     result: dict[str, Any] = compact(data)
-    return fit(shape_stats(result, kind), budget)
+    return fit(insights.enrich(shape_stats(result, kind), kind), budget)
+
+
+async def _breakdown(
+    ws: Workspace,
+    kind: str,
+    range_: str | None,
+    from_: str | None,
+    to: str | None,
+    params: dict[str, Any],
+) -> dict[str, Any]:
+    """A breakdown the API does not give, over the user's days of the range (a missing
+    end as the API's stats take it: today, or 30 days before the last)."""
+    clock = await ws.local_clock(strict=True)
+    if range_ is not None:
+        days = clock.days(range_)
+    else:
+        last = date.fromisoformat(to) if to else clock.today
+        first = date.fromisoformat(from_) if from_ else last - timedelta(days=30)
+        days = (first, last)
+    result: dict[str, Any] = compact(
+        await _api(
+            insights.breakdown(
+                ws, kind, days=days, account_id=params.get("account_id"), clock=clock
+            ),
+            subject="stats",
+        )
+    )
+    return result
 
 
 async def calendar(

@@ -15,7 +15,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
 from ..api.errors import TradavityError
-from . import read
+from . import insights, read
 from .errors import UserError, describe_error, reported
 from .sync.status import refresh_sync
 from .when import readable
@@ -79,6 +79,15 @@ async def calendar(
             current_workspace(), range_=range, from_=from_date, to=to_date, account=account
         )
     )
+
+
+async def account_health(name: str) -> str:
+    ws = current_workspace()
+    return await _text(insights.account_health(ws, name, await ws.local_clock()))
+
+
+async def goals() -> str:
+    return await _text(insights.goals(current_workspace()))
 
 
 async def catalog(name: str) -> str:
@@ -214,6 +223,20 @@ RESOURCES: tuple[Resource, ...] = (
         "Protocol items",
         "One protocol (id, name or type) with its items",
         protocol,
+    ),
+    Resource(
+        "tradavity://accounts/{name}/health",
+        "account-health",
+        "Account health",
+        "Room to the drawdown and daily-loss limits, today in the user's day",
+        account_health,
+    ),
+    Resource(
+        "tradavity://goals",
+        "goals",
+        "Goals",
+        "Active goals: this period's target, actual, achieved; the periods before",
+        goals,
     ),
     Resource(
         "tradavity://sync/status",

@@ -101,7 +101,29 @@ class RequestScope:
         result = await call_next(ctx)
         if ctx.method == "tools/list":
             result = _shape_tools_list(result, hidden, output_schemas=self.output_schemas)
+            if scopes is not None:
+                result = _hide_values(result, scopes)
         return result
+
+
+def _hide_values(result: HandlerResult, scopes: frozenset[str]) -> HandlerResult:
+    """Drop the argument values the key's scopes cannot use from their enums (get_stats'
+    `by-checklist` without `read:protocols`); a call with one is refused in words."""
+    from .insights import VALUE_SCOPES  # noqa: PLC0415 (with the tools, on first use)
+
+    if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
+        return result
+    tools = []
+    for listed in result["tools"]:
+        tool = listed
+        for arg, needs in VALUE_SCOPES.get(tool.get("name"), {}).items():
+            prop = tool.get("inputSchema", {}).get("properties", {}).get(arg)
+            if isinstance(prop, dict) and isinstance(prop.get("enum"), list):
+                enum = [v for v in prop["enum"] if v not in needs or needs[v] in scopes]
+                properties = {**tool["inputSchema"]["properties"], arg: {**prop, "enum": enum}}
+                tool = {**tool, "inputSchema": {**tool["inputSchema"], "properties": properties}}
+        tools.append(tool)
+    return {**result, "tools": tools}
 
 
 def _shape_tools_list(

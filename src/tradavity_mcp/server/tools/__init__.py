@@ -18,7 +18,7 @@ from mcp.types import CallToolResult, ToolAnnotations
 from ..apps import ui_meta
 from ..deferred import add_tool
 from ..writes.table import WRITES
-from . import read, sync, write
+from . import insights, read, sync, write
 from .write import ToolEnv
 
 __all__ = ["TOOLS", "TOOL_SCOPES", "Tool", "ToolEnv", "register_tools"]
@@ -65,6 +65,14 @@ TOOLS: tuple[Tool, ...] = (
     # The catalog scope is granted to every key.
     Tool("lookup", "Look up", None, READS, read.lookup),
     Tool("sync_status", "Sync status", "read:autosync", READS, sync.sync_status),
+    Tool(
+        "get_account_health",
+        "Account health",
+        "read:balance",
+        READS,
+        insights.get_account_health,
+    ),
+    Tool("get_goals", "Goals", "read:goals", READS, insights.get_goals),
     _journaling(
         "create_trade",
         "Create trade",

@@ -17,7 +17,7 @@ from pydantic_core import PydanticCustomError
 
 from ...api.errors import TradavityError
 from ...api.models import AnyCase, Direction, Grade
-from .. import cpu, read
+from .. import cpu, insights, read
 from ..cpu import Deadline
 from ..errors import UserError, describe_error, reported
 from ..read import LookupName, Outcome, Range, StatsKind
@@ -207,8 +207,9 @@ async def get_stats(
     to_date: DateArg = None,
     account: AccountArg = None,
 ) -> CallToolResult:
-    """P&L statistics: totals (every row) and decisions (copies count once: win rate,
-    expectancy, profit factor). Default range: last 30 days."""
+    """P&L statistics: totals (every row) and decisions (copies once): n, win rate with
+    its 95% interval, expectancy, profit factor; by tag, weekday, hour, grade, setup or
+    checklist in the user's time. Default range: last 30 days."""
     with reported():
         data = await read.stats(
             current_workspace(),
@@ -218,6 +219,8 @@ async def get_stats(
             to=_iso(to_date),
             account=account,
         )
+    if kind in insights.BREAKDOWNS and "rows" in data:
+        return _result(data, insights.breakdown_text(data))
     return _result(data)
 
 

@@ -22,7 +22,7 @@ from mcp.types import CallToolResult, ListRootsResult, TextContent
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 
 from ...api.models import plain_validation_message
-from .. import cpu
+from .. import cpu, insights
 from ..errors import reported
 from ..files import dirs_from_roots
 from ..results import (
@@ -484,15 +484,18 @@ def adapter(spec: WriteSpec, env: ToolEnv, description: str) -> Callable[..., An
             upload_base=None if env.stdio else env.public_url,
         )
         ws = current_workspace()
-        with reported():
-            outcome, data, _ = await invoke(
-                ws,
-                spec,
-                args,
-                identity,
-                run_env,
-                allow_duplicate=bool(getattr(args, "allow_duplicate", False)),
-            )
+        try:
+            with reported():
+                outcome, data, _ = await invoke(
+                    ws,
+                    spec,
+                    args,
+                    identity,
+                    run_env,
+                    allow_duplicate=bool(getattr(args, "allow_duplicate", False)),
+                )
+        finally:
+            insights.forget(ws)  # what breakdowns read may have changed, even in part
         if outcome == "pending" and not await ws.pending_outlives_restart():
             data = {**data, WAITS_FOR_USER: True}
         return look.render(outcome, data, args, await ws.local_clock())
