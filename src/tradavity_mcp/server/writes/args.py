@@ -209,7 +209,12 @@ class TradeNotes(WriteArgs):
     @classmethod
     def _read_names(cls, data: Any) -> Any:
         """`grade` (what reads return) is `trade_quality_grade`."""
-        return read_names(data, "", list(cls.model_fields)) if isinstance(data, dict) else data
+        if not isinstance(data, dict):
+            return data
+        try:
+            return read_names(data, "", list(cls.model_fields))
+        except ValueError as exc:  # said as it is, without the value echoed
+            raise PydanticCustomError("strict_read_name", str(exc)) from None
 
 
 class TradeFields(TradeNotes):
