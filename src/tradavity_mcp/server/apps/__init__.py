@@ -9,8 +9,10 @@ resources of type `text/html;profile=mcp-app` with a CSP that allows no outside 
 - `ui://tradavity/dashboard.html` for `get_stats`: totals and decisions, by-symbol and
   by-strategy bars, an equity curve (it calls `get_stats` and `get_calendar`);
 - `ui://tradavity/journal.html` for `review_trade`: the trade as the model filled it in,
-  for the trader to correct and submit; the submit is a `journal_trade` call carrying the
-  form's one call id (`_meta["com.tradavity/callId"]`), so a second submit replays.
+  for the trader to correct and submit; each submit is a `journal_trade` call whose id
+  (`_meta["com.tradavity/callId"]`) is the form's and a digest of what it sends, so the
+  same submit again replays, and a correction after a partial carries on that same
+  trade (`ledger.form_of`: at any age), never a second one.
 
 Tools link to their view with `_meta.ui.resourceUri` and the older flat
 `ui/resourceUri` (`ui_meta`), and return the same text and structured content as on any
