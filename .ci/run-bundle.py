@@ -11,7 +11,7 @@ import io
 import json
 import os
 import sys
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import anyio
@@ -54,7 +54,9 @@ async def main(entry: str, rest: list[str], env: dict[str, str], chart: Path) ->
                     "direction": "long",
                     "quantity": 1,
                     "net_pnl": 25,
-                    "trade_date": date.today().isoformat() + "T10:05",
+                    # Two days back: 10:05 of the UTC "today" is still tomorrow for an evening in
+                    # New York, and a trade in the future is refused.
+                    "trade_date": (date.today() - timedelta(days=2)).isoformat() + "T10:05",
                     "account": "Apex 50K",
                 },
                 "screenshot": {"path": str(chart)},

@@ -43,8 +43,11 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 #: The longest files (seconds on one worker of a 2-core machine), handed out first so that
 #: no worker starts one of them last (`--no-loadscope-reorder` keeps this order).
 LONG_FIRST = (
+    "tests/e2e/test_slow_clients_process.py",  # 33
+    "tests/e2e/test_slow_clients_default.py",  # 30 (a deadline of 30 s, waited out)
     "tests/drills/test_drills.py",  # 18
     "tests/replicas/",  # 17
+    "tests/e2e/test_slow_clients.py",  # 15
     "tests/e2e/test_client_address.py",  # 14 (two server processes, budgets refilling)
     "tests/apps/",  # 12
     "tests/server/oauth/test_bounds.py",  # 12

@@ -8,18 +8,21 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
 from . import __version__
+from .logs import log_to_stderr
 from .settings import DEFAULT_BASE_URL, ConfigError, Settings, user_state_dir
 from .snippets import CLIENTS, snippet
 
 if TYPE_CHECKING:
+    from .sandbox._connections import ConnectionLimits
     from .server import TradavityServer
 
 __all__ = ["main"]
@@ -54,13 +57,37 @@ DOCTOR_DESCRIPTION = (
 _STATE_DIR = "<user state dir>"
 
 
+def _limits() -> ConnectionLimits:
+    from .sandbox._connections import ConnectionLimits
+
+    return ConnectionLimits()
+
+
+#: Stand in help texts for values looked up only when help is shown (a start need not
+#: import the sandbox, where the connection limits live).
+_LATER: dict[str, Callable[[], str]] = {
+    _STATE_DIR: lambda: str(user_state_dir()),
+    "<max connections>": lambda: str(_limits().max_connections),
+    "<header timeout>": lambda: f"{_limits().header_timeout:g}",
+    "<body timeout>": lambda: f"{_limits().body_timeout:g}",
+    "<body rate>": lambda: str(_body_rate()),
+}
+
+
+def _body_rate() -> int:
+    from .sandbox._connections import BODY_MIN_RATE
+
+    return BODY_MIN_RATE
+
+
 class _Help(argparse.HelpFormatter):
     """Help that shows each option's default, where it has a meaningful one."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if _STATE_DIR in text:
-            text = text.replace(_STATE_DIR, str(user_state_dir()))
+        for placeholder, value in _LATER.items():
+            if placeholder in text:
+                text = text.replace(placeholder, value())
         default = action.default
         if (
             "%(default)" in text
@@ -202,6 +229,49 @@ def _add_http_options(parser: argparse.ArgumentParser) -> None:
         help="URL clients use to reach this server (the OAuth resource and, with --auth "
         "oauth, the authorization server)",
     )
+    parser.add_argument(
+        "--max-connections",
+        type=_at_least_one,
+        metavar="N",
+        help="HTTP connections open at once, and so requests in progress (one each); at the "
+        "limit, the connection that has waited longest for its request is closed to make "
+        "room. Lowered to fit the open-files limit (default: <max connections>)",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="close a connection whose request line and headers are not all in within this "
+        "time, with a 408 (default: <header timeout>)",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="close a connection whose request body has not arrived within this time, "
+        "plus 1 s for every <body rate> bytes received, with a 408; a response, a stream "
+        "included, is never cut (default: <body timeout>)",
+    )
+
+
+def _at_least_one(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {raw!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more; got {value}")
+    return value
+
+
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {raw!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0; got {raw}")
+    return value
 
 
 def _add_doctor(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -270,11 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _sandbox(arguments[1:])
     parser = _parser()
     args = parser.parse_args(arguments)
-    logging.basicConfig(
-        level=args.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    log_to_stderr(args.log_level)
     if args.command == "config":
         print(snippet(args.client, sandbox=args.config_sandbox, uvx=args.uvx))
         return 0
@@ -325,7 +391,7 @@ def _sandbox(arguments: list[str]) -> int:
         prog="tradavity-mcp sandbox", description="Serve the Tradavity API sandbox over HTTP."
     )
     add_arguments(parser)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    log_to_stderr(logging.WARNING)
     return run(parser.parse_args(arguments))
 
 
@@ -443,7 +509,8 @@ def _start_problem(settings: Settings, args: argparse.Namespace, *, http: bool) 
 def _serve_http(server: TradavityServer, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .sandbox._serve import bracketed, listening_socket
+    from .sandbox._connections import ConnectionLimits, raise_open_files_limit
+    from .sandbox._serve import bracketed, listening_socket, uvicorn_config
     from .server import build_http_app
     from .server.oauth import OAuthOptions
 
@@ -486,14 +553,22 @@ def _serve_http(server: TradavityServer, args: argparse.Namespace) -> int:
     print(
         f"tradavity-mcp on http://{bracketed(args.host)}:{port}{path}", file=sys.stderr, flush=True
     )
+    raise_open_files_limit()
+    default = ConnectionLimits()
+    limits = ConnectionLimits(
+        header_timeout=args.header_timeout or default.header_timeout,
+        body_timeout=args.body_timeout or default.body_timeout,
+        max_connections=args.max_connections or default.max_connections,
+    )
     # The client's address comes from X-Forwarded-For only when a trusted balancer sent it
     # (uvicorn would otherwise trust any loopback peer, or FORWARDED_ALLOW_IPS).
     trusted = list(settings.trusted_proxies)
-    config = uvicorn.Config(
+    config = uvicorn_config(
         app,
+        limits,
         log_level=args.log_level.lower(),
-        proxy_headers=bool(trusted),
-        forwarded_allow_ips=trusted or None,
+        lifespan="on",
+        trusted_proxies=trusted,
     )
     try:
         uvicorn.Server(config).run(sockets=[sock])

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from datetime import datetime, timedelta
 from importlib.resources import files
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from mcp import Client
 
 from tradavity_mcp.server.apps import APPS, REVIEW_TOOL
 
+from ..kit import text_of
 from .conftest import World, run_node
 
 pytestmark = pytest.mark.anyio
@@ -95,12 +98,22 @@ async def test_review_trade_checks_the_draft_and_writes_nothing(world: World) ->
             REVIEW_TOOL,
             {"trade": {"symbol": "ES", "direction": "short", "net_pnl": -20, "trade_date": "now"}},
         )
+        # `now` is read back as the trader's time, with its zone, not as the word.
+        now = datetime.fromtimestamp(world.clock.now(), ZoneInfo("America/New_York"))
+        assert f"on {now:%Y-%m-%d %H:%M} {now:%Z}." in text_of(good)
         data = good.structured_content or {}
         assert data["status"] == "awaiting_user"
         assert data["draft"]["trade"]["symbol"] == "ES"
         assert str(data["call_id"]).startswith("form-")
         again = await client.call_tool(REVIEW_TOOL, data["draft"])
         assert (again.structured_content or {})["call_id"] != data["call_id"]
+        # A trade dated tomorrow is refused here too, as journal_trade would refuse it.
+        tomorrow = f"{now + timedelta(days=1):%Y-%m-%dT%H:%M}"
+        future = await client.call_tool(
+            REVIEW_TOOL, {"trade": {**data["draft"]["trade"], "trade_date": tomorrow}}
+        )
+        assert future.is_error
+        assert f"trade_date '{tomorrow}' is in the future" in text_of(future)
     assert (await world.api.list_trades(limit=1)).items[0].trade_number == before
 
 

@@ -71,7 +71,7 @@ async def test_create_trade_round_trips_through_the_api(client: Client, env: Env
         ({"emotional_state": "zen-ish"}, "unknown emotion 'zen-ish'"),
         ({"trade_date": "next tuesday"}, "trade_date 'next tuesday' is not a date/time"),
         ({"confidence_level": 11}, "confidence_level"),
-        ({"trade_date": "2099-01-01T10:00"}, "tomorrow"),
+        ({"trade_date": "2099-01-01T10:00"}, "trade_date '2099-01-01T10:00' is in the future"),
         ({"trade_date": "9999-12-31T23:59:59"}, "trade_date '9999-12-31T23:59:59' is out of range"),
         ({"general_notes": "clean break\x00"}, "general_notes contains a control character"),
         ({"net_pnl": True}, "net_pnl takes a number or text, not true"),

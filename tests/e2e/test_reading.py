@@ -31,6 +31,7 @@ from tradavity_mcp.server.calendar_png import (
 )
 from tradavity_mcp.server.read import RESULT_BUDGET
 from tradavity_mcp.server.tools import read as read_tools
+from tradavity_mcp.server.when import readable
 
 from ..kit import NOW, data_of, plain_trade, text_of
 from .conftest import Env
@@ -135,7 +136,10 @@ async def test_an_archived_trade_is_shown_marked_archived(client: Client, env: E
     assert "archived" in data["note"]
     assert "archived" in text_of(result)
     via_resource = await _json(client, f"tradavity://trades/{row.trade_number}")
-    assert via_resource == data
+    # The resource reads as the tool's text: each time in the user's zone alone.
+    assert via_resource == readable(data) == json.loads(text_of(result))
+    assert "trade_date" not in via_resource
+    assert via_resource["trade_date_local"] == data["trade_date_local"]
     # A trade that never existed is still not found.
     missing = await client.call_tool("get_trade", {"trade_number": 999999})
     assert missing.is_error

@@ -201,7 +201,9 @@ async def kill_mid_journal(
             await anyio.to_thread.run_sync(replicas.restart, victim)
         waited = time.perf_counter() - waited
         assert time.time() < lease, "finished only once the dead replica's lease ran out"
-    assert answer["outcome"] == "done", answer
+    # Finished by this call ("done"), or, on a slow machine, by the survivor's resumer
+    # before this call reached it ("replayed"): either way one whole trade, checked below.
+    assert answer["outcome"] in {"done", "replayed"}, answer
     async with sandbox.api_client(key) as api:
         number = await _verify_whole(api, plan, symbol, 1000 + run + 0.25)
     assert answer["trade_number"] == number

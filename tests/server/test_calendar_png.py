@@ -16,6 +16,7 @@ from tradavity_mcp.server.calendar_png import (
     FLAT,
     MAX_MONTHS,
     MAX_PERIODS,
+    _money,
     cell_box,
     day_colour,
     estimate,
@@ -208,3 +209,13 @@ def test_what_is_not_drawn_is_summed_by_year_and_covers_the_rest() -> None:
     assert sum(p.net_pnl for p in many) == 100.0
     assert all(a.last + timedelta(days=1) == b.first for a, b in itertools.pairwise(many))
     assert many[-1].last == date(2097, 12, 31)
+
+
+def test_amounts_keep_their_cents_and_never_read_minus_zero() -> None:
+    """A week's total keeps its cents however large; a day's where its cell has room; a
+    loss that rounds to nothing is "0.00", not "-0.00"."""
+    assert _money(-12345.67, cents=True) == "-12,345.67"
+    assert _money(1200.25, cents=True) == "+1,200.25"
+    assert _money(1200.25) == "+1,200"
+    assert _money(-0.004, cents=True) == "0.00"
+    assert _money(0.0) == "0.00"

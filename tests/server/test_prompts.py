@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx2
 import pytest
@@ -13,6 +15,7 @@ from mcp_types import INVALID_PARAMS
 
 from tradavity_mcp.server import build_server
 from tradavity_mcp.server.prompts import _parse, load_prompts
+from tradavity_mcp.server.when import LocalClock
 from tradavity_mcp.settings import Settings
 
 REQUIRED = {"journal_voice_note", "end_of_day_review", "weekly_review", "pre_trade_check"}
@@ -34,10 +37,44 @@ def test_typed_arguments_are_checked() -> None:
     with pytest.raises(ValueError, match="symbol is required"):
         prompts["pre_trade_check"].render({})
     with pytest.raises(ValueError, match="one of 7d, mtd, 30d"):
-        prompts["weekly_review"].render({"range": "year"})
+        prompts["weekly_review"].render({"range": "year"}, EVENING)
     with pytest.raises(ValueError, match="YYYY-MM-DD"):
-        prompts["end_of_day_review"].render({"date": "yesterday-ish"})
-    assert "Day: today" in prompts["end_of_day_review"].render({})
+        prompts["end_of_day_review"].render({"date": "yesterday-ish"}, EVENING)
+
+
+#: 19:40 on Monday 2026-12-07 in New York: already Tuesday 2026-12-08 in UTC.
+EVENING = LocalClock(
+    ZoneInfo("America/New_York"),
+    "America/New_York",
+    datetime(2026, 12, 8, 0, 40, tzinfo=UTC).timestamp(),
+)
+
+
+def test_today_in_a_prompt_is_the_users_local_date() -> None:
+    prompts = {p.name: p for p in load_prompts()}
+    review = prompts["end_of_day_review"].render({}, EVENING)
+    assert "Day: 2026-12-07." in review
+    assert "My today is Monday 2026-12-07 and it is now 2026-12-07 19:40 EST" in review
+    assert "from_date and to_date set to 2026-12-07" in review
+    voice = prompts["journal_voice_note"].render({"transcript": "long MNQ at 9:31"}, EVENING)
+    assert "Times without a date are today, Monday 2026-12-07;" in voice
+    assert "(America/New_York), where it is now 2026-12-07 19:40 EST" in voice
+    weekly = prompts["weekly_review"].render({}, EVENING)
+    assert "up to today (Monday 2026-12-07, America/New_York)" in weekly
+    # The UTC date is named nowhere.
+    for text in (review, voice, weekly):
+        assert "2026-12-08" not in text
+    # A date given is kept; a template that reads the clock is not rendered without one.
+    given = prompts["end_of_day_review"].render({"date": "2026-11-20"}, EVENING)
+    assert "Day: 2026-11-20." in given
+    with pytest.raises(ValueError, match="needs the user's clock"):
+        prompts["end_of_day_review"].render({})
+
+
+def test_a_clock_field_cannot_be_an_argument() -> None:
+    bad = '+++\nname = "x"\n[[arguments]]\nname = "today"\n+++\nHello $today\n'
+    with pytest.raises(ValueError, match=r"\$today is the user's clock, not an argument"):
+        _parse(bad, "x.md")
 
 
 def test_a_placeholder_without_an_argument_fails_at_load(tmp_path: Path) -> None:

@@ -10,37 +10,50 @@ export function localeOf(context) {
   }
 }
 
-/** Number formatters for one locale and currency. */
+/** Number formatters for one locale and currency. Thousands are always grouped (es-ES
+ * and compact de-DE leave 4-digit amounts bare by default), and an amount that rounds to
+ * nothing never reads "-0". */
 export function formats(locale, currency) {
-  let money;
-  try {
-    money = new Intl.NumberFormat(locale, { style: "currency", currency: currency || "USD" });
-  } catch {
-    money = new Intl.NumberFormat(locale, { style: "currency", currency: "USD" });
-  }
-  const plain = new Intl.NumberFormat(locale, { maximumFractionDigits: 2 });
-  const count = new Intl.NumberFormat(locale, { maximumFractionDigits: 0 });
-  const pct = new Intl.NumberFormat(locale, { style: "percent", maximumFractionDigits: 2 });
-  let whole, short;
-  try {
-    const currency = money.resolvedOptions().currency;
-    whole = new Intl.NumberFormat(locale, { style: "currency", currency, maximumFractionDigits: 0 });
-    short = new Intl.NumberFormat(locale, {
-      style: "currency", currency, notation: "compact", maximumSignificantDigits: 2,
-    });
-  } catch {
-    whole = short = plain;
-  }
-  const brief = (v) => (Math.abs(v) < 1000 ? whole : short).format(v);
+  const grouped = { useGrouping: "always" };
+  const make = (options, fallback) => {
+    try {
+      return new Intl.NumberFormat(locale, { ...grouped, ...options });
+    } catch {
+      return fallback;
+    }
+  };
+  const plainOf = (options) => make(options, new Intl.NumberFormat(locale, options));
+  const money0 = plainOf({ style: "currency", currency: "USD", signDisplay: "negative" });
+  const unsigned = make(
+    { style: "currency", currency: currency || "USD", signDisplay: "negative" }, money0,
+  );
+  const code = unsigned.resolvedOptions().currency;
+  const signed = make({ style: "currency", currency: code, signDisplay: "exceptZero" }, unsigned);
+  const plain = plainOf({ maximumFractionDigits: 2, signDisplay: "negative" });
+  const count = plainOf({ maximumFractionDigits: 0 });
+  const pct = plainOf({ style: "percent", maximumFractionDigits: 2, signDisplay: "negative" });
+  const whole = make(
+    { style: "currency", currency: code, maximumFractionDigits: 0, signDisplay: "exceptZero" },
+    signed,
+  );
+  const short = make(
+    {
+      style: "currency", currency: code, notation: "compact", maximumSignificantDigits: 2,
+      signDisplay: "exceptZero",
+    },
+    whole,
+  );
+  // A small amount that rounds to a whole zero keeps its cents ("-$0.30", not "$0").
+  const brief = (v) => (Math.abs(v) < 1 ? signed : Math.abs(v) < 1000 ? whole : short).format(v);
   return {
     locale,
-    currency: money.resolvedOptions().currency,
+    currency: code,
     /** A signed amount: "+$12.50", "-$3.00", "$0.00". */
-    money: (v) => (isNum(v) ? (v > 0 ? "+" : "") + money.format(v) : "–"),
+    money: (v) => (isNum(v) ? signed.format(v) : "–"),
     /** A signed amount in few characters, for small cells: "+$233", "-$1.2K". */
-    short: (v) => (isNum(v) ? (v > 0 ? "+" : "") + brief(v) : "–"),
+    short: (v) => (isNum(v) ? brief(v) : "–"),
     /** An unsigned amount. */
-    amount: (v) => (isNum(v) ? money.format(v) : "–"),
+    amount: (v) => (isNum(v) ? unsigned.format(v) : "–"),
     number: (v) => (isNum(v) ? plain.format(v) : "–"),
     count: (v) => (isNum(v) ? count.format(v) : "–"),
     /** From a percentage (56.16 -> "56.16%"). */

@@ -11,9 +11,10 @@ import uvicorn
 
 from ._app import SandboxConfig, create_app
 from ._clock import ScaledClock
+from ._connections import raise_open_files_limit
 from ._faults import FaultSpec
 from ._seed import DEFAULT_DEMO_DAYS, DEMO_KEY, MAX_DEMO_DAYS
-from ._serve import bracketed, listening_socket
+from ._serve import bracketed, listening_socket, uvicorn_config
 
 __all__ = ["add_arguments", "default_db", "run"]
 
@@ -93,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"Tradavity sandbox on http://{bracketed(args.sandbox_host)}:{port}/api/v1", flush=True)
     print(f"demo key: {DEMO_KEY}", flush=True)
     print(f"database: {db}", flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    raise_open_files_limit()
+    server = uvicorn.Server(uvicorn_config(app, log_level="warning", lifespan="off"))
     try:
         server.run(sockets=[sock])
     finally:

@@ -8,15 +8,14 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from typing import Literal
 
 import uvicorn
 from starlette.types import ASGIApp
 
-__all__ = ["bracketed", "listening_socket", "serve_in_thread"]
+from ._connections import BACKLOG, ConnectionLimits, accept_batch, open_files_limit
 
-
-#: Connections the kernel queues before the server accepts them (uvicorn's default).
-BACKLOG = 2048
+__all__ = ["bracketed", "listening_socket", "serve_in_thread", "uvicorn_config"]
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -34,6 +33,37 @@ def listening_socket(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def uvicorn_config(
+    app: ASGIApp,
+    limits: ConnectionLimits | None = None,
+    *,
+    log_level: str,
+    lifespan: Literal["on", "off"],
+    access_log: bool = True,
+    trusted_proxies: list[str] | None = None,
+) -> uvicorn.Config:
+    """uvicorn as every server here runs: HTTP/1.1 under `limits` (slow clients timed
+    out, open connections capped: `_connections`), no WebSocket (nothing here speaks it,
+    and an upgraded connection would leave the count), and its logs through the root
+    logger, to the one stderr handler the command line set up.
+
+    X-Forwarded-For names the client only when `trusted_proxies` sent it: by default the
+    peer is the client (uvicorn would otherwise trust any loopback peer)."""
+    open_files = open_files_limit()
+    return uvicorn.Config(
+        app,
+        http=(limits or ConnectionLimits()).protocol(open_files),
+        ws="none",
+        backlog=accept_batch(open_files),
+        log_config=None,
+        log_level=log_level,
+        lifespan=lifespan,
+        access_log=access_log,
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=trusted_proxies or None,
+    )
 
 
 def bracketed(host: str) -> str:
@@ -98,24 +128,24 @@ def serve_in_thread(
     *,
     path: str = "/api/v1",
     lifespan: bool = False,
+    limits: ConnectionLimits | None = None,
 ) -> Iterator[str]:
     """Run `app` with uvicorn until the block ends; yields its base URL (+ `path`).
 
     The sandbox needs no lifespan; pass `lifespan=True, path=""` to serve an MCP app. An
     app with a lifespan has finished shutting down when the block ends; one without has
     stopped accepting connections, and uvicorn lets the open ones go (0.1 s or more) in
-    the background.
+    the background. `limits`: how slow a client may be, how many may connect (default:
+    `ConnectionLimits()`).
     """
     sock = listening_socket(host, port)
     bound_port = sock.getsockname()[1]
-    # No proxy headers: the peer is the client, as in the server's own default (uvicorn
-    # would otherwise take X-Forwarded-For from any loopback peer).
-    config = uvicorn.Config(
+    config = uvicorn_config(
         app,
+        limits,
         log_level="critical",
         lifespan="on" if lifespan else "off",
         access_log=False,
-        proxy_headers=False,
     )
     server = _Server(config)
     thread = threading.Thread(target=server.run_until_stopped, args=(sock,), daemon=True)

@@ -72,7 +72,9 @@ __all__ = [
 INSTRUCTIONS = """\
 Tradavity trading journal. To journal a trade the user describes, call journal_trade once \
 with the trade plus its tags, fills, screenshot and checklist; use create_trade alone only \
-for a bare trade. Times without an offset are in the user's Tradavity timezone. Accounts, \
+for a bare trade. Times without an offset, and every day and time shown, are the user's \
+(their Tradavity timezone; `lookup me` gives their date and time now): a trader's "today" \
+is that date, not the UTC one. Accounts, \
 tags, strategies and checklist items are accepted by name; an unknown name fails with the \
 closest matches, so correct it instead of guessing ids. Never invent P&L: ask. A result \
 marked replayed or suspected_duplicate means nothing new was written; pending means it \

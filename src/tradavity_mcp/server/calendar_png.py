@@ -371,13 +371,17 @@ def _draw_month(
                 traded = True
                 if not small:
                     amount = _font(max(9, 15 * cell // CELL))
-                    draw.text((left + 6, top + cell - 30 * cell // CELL), _money(pnl), fill=ink,
+                    # Cents whenever the cell has room for them.
+                    text = _money(pnl, cents=True)
+                    if amount.getlength(text) > cell - 10:
+                        text = _money(pnl)
+                    draw.text((left + 6, top + cell - 30 * cell // CELL), text, fill=ink,
                               font=amount)  # fmt: skip
         if traded and not small:
             left = x0 + PAD + 7 * cell + 6
             top = y0 + _header(cell) + row * cell
             colour = GREEN if week_total > 0 else RED if week_total < 0 else MUTED
-            draw.text((left, top + cell // 2 - 10), _money(week_total), fill=colour,
+            draw.text((left, top + cell // 2 - 10), _money(week_total, cents=True), fill=colour,
                       font=_font(max(9, 16 * cell // CELL)))  # fmt: skip
 
 
@@ -397,6 +401,10 @@ def _paletted(image: Image.Image, exact: set[tuple[int, int, int]]) -> Image.Ima
     return image.quantize(palette=palette, dither=Image.Dither.NONE)
 
 
-def _money(value: float) -> str:
-    sign = "+" if value > 0 else "-" if value < 0 else ""
-    return f"{sign}{abs(value):,.0f}" if abs(value) >= 1000 else f"{sign}{abs(value):,.2f}"
+def _money(value: float, *, cents: bool = False) -> str:
+    """A signed amount: cents always with `cents` (a week's total has the column's room),
+    else dropped from 1,000 up (a day's cell is narrow). Never "-0.00"."""
+    shown = f"{abs(value):,.0f}" if abs(value) >= 1000 and not cents else f"{abs(value):,.2f}"
+    if shown.strip("0.,") == "":
+        return shown
+    return ("+" if value > 0 else "-") + shown

@@ -8,6 +8,11 @@ A file is TOML front matter between `+++` lines, then the template text with
 * `date`: `YYYY-MM-DD` or `today`;
 * `symbol`: an instrument symbol, uppercased;
 * `enum`: one of `choices`.
+
+A template may also name the user's clock, filled in by the server at render time, not
+given as arguments (`CLOCK_FIELDS`): `$today` (`Monday 2026-12-07`), `$now`
+(`2026-12-07 19:40 EST`) and `$timezone` (`America/New_York`); a `date` argument given
+as (or defaulting to) `today` becomes the user's local date.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.prompts.base import Prompt, PromptArgument
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
+
+from .when import LocalClock
+from .workspace import current_workspace
 
 __all__ = [
     "PromptTemplate",
@@ -70,6 +78,14 @@ class ArgSpec:
         return text
 
 
+#: What a template may name of the user's clock, and how each is written.
+CLOCK_FIELDS: dict[str, Callable[[LocalClock], str]] = {
+    "today": lambda clock: f"{clock.now:%A} {clock.today.isoformat()}",
+    "now": lambda clock: clock.text(clock.now),
+    "timezone": lambda clock: clock.name if clock.known else f"UTC: {clock.note}",
+}
+
+
 @dataclass(frozen=True)
 class PromptTemplate:
     name: str
@@ -78,10 +94,18 @@ class PromptTemplate:
     arguments: tuple[ArgSpec, ...]
     body: str
 
-    def render(self, values: dict[str, Any]) -> str:
+    @property
+    def needs_clock(self) -> bool:
+        """Whether rendering reads the user's clock (a clock field or a date argument)."""
+        named = {m.group("named") or m.group("braced") for m in _placeholders(self.body)}
+        return bool(named & set(CLOCK_FIELDS)) or any(a.type == "date" for a in self.arguments)
+
+    def render(self, values: dict[str, Any], clock: LocalClock | None = None) -> str:
         unknown = set(values) - {a.name for a in self.arguments}
         if unknown:
             raise ValueError(f"unknown arguments: {', '.join(sorted(unknown))}")
+        if clock is None and self.needs_clock:
+            raise ValueError(f"prompt {self.name} needs the user's clock to render")
         filled: dict[str, str] = {}
         for arg in self.arguments:
             raw = values.get(arg.name)
@@ -91,7 +115,15 @@ class PromptTemplate:
                 filled[arg.name] = arg.default or ""
             else:
                 filled[arg.name] = arg.check(str(raw))
+            if arg.type == "date" and filled[arg.name].casefold() == "today" and clock:
+                filled[arg.name] = clock.today.isoformat()
+        if clock is not None:
+            filled |= {name: write(clock) for name, write in CLOCK_FIELDS.items()}
         return string.Template(self.body).substitute(filled)
+
+
+def _placeholders(body: str) -> list[re.Match[str]]:
+    return list(string.Template.pattern.finditer(body))
 
 
 def _parse(text: str, origin: str) -> PromptTemplate:
@@ -121,9 +153,11 @@ def _parse(text: str, origin: str) -> PromptTemplate:
     )
     # Every placeholder must be an argument, so a typo fails at start, not mid-chat.
     names = {a.name for a in args}
-    for found in string.Template.pattern.finditer(template.body):
+    for name in names & set(CLOCK_FIELDS):
+        raise ValueError(f"{origin}: ${name} is the user's clock, not an argument")
+    for found in _placeholders(template.body):
         placeholder = found.group("named") or found.group("braced")
-        if placeholder and placeholder not in names:
+        if placeholder and placeholder not in names | set(CLOCK_FIELDS):
             raise ValueError(f"{origin}: ${placeholder} is not an argument")
     return template
 
@@ -145,9 +179,11 @@ def register_prompts(mcp: MCPServer, templates: list[PromptTemplate]) -> None:
     """Register each template (see `check_prompt_requests` for bad requests)."""
     for template in templates:
 
-        def render(_t: PromptTemplate = template, **values: Any) -> str:
+        async def render(_t: PromptTemplate = template, **values: Any) -> str:
+            # The user's clock, read only by templates that speak of days or times.
+            clock = await current_workspace().local_clock() if _t.needs_clock else None
             try:
-                return _t.render(values)
+                return _t.render(values, clock)
             except ValueError as exc:
                 raise MCPError(INVALID_PARAMS, f"prompt {_t.name}: {exc}") from None
 

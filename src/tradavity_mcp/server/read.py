@@ -23,6 +23,7 @@ from ..api.errors import NotFound, ValidationFailed
 from ..api.models import Protocol
 from . import cpu
 from .errors import UserError
+from .when import LocalClock
 from .workspace import Workspace
 
 __all__ = [
@@ -116,14 +117,27 @@ def _filters(**given: Any) -> dict[str, Any]:
 
 
 def _date_filters(range_: str | None, from_: str | None, to: str | None) -> dict[str, Any]:
+    """The API's date filters, checked: a known range, or dates (the user's local days),
+    the first not after the last."""
     if range_ is not None and range_ not in RANGES:
         raise UserError(f"range must be one of {', '.join(RANGES)}; got {range_!r}")
+    days: dict[str, date] = {}
     for name, value in (("from_date", from_), ("to_date", to)):
         if value is not None:
             try:
-                date.fromisoformat(value)
+                days[name] = date.fromisoformat(value)
             except ValueError:
                 raise UserError(f"{name} must be a date, YYYY-MM-DD; got {value!r}") from None
+    if range_ is not None and days:
+        raise UserError(
+            f"pass either range ({range_!r}) or from_date/to_date, not both: a range sets "
+            "both dates itself"
+        )
+    if len(days) == 2 and days["from_date"] > days["to_date"]:
+        raise UserError(
+            f"from_date {from_} is after to_date {to}: the range would hold no day. Pass "
+            "the earlier day as from_date (both are the user's local dates, both included)"
+        )
     return _filters(range=range_, **{"from": from_}, to=to)
 
 
@@ -151,14 +165,26 @@ def _row(data: dict[str, Any]) -> dict[str, Any]:
 async def find_trades(
     ws: Workspace,
     *,
+    range_: str | None = None,
     limit: int = 20,
     cursor: str | None = None,
     fits: Callable[[dict[str, Any]], bool] | None = None,
     **filters: Any,
 ) -> dict[str, Any]:
-    """One page of trade rows. At most `TRADE_ROWS_CAP` rows are fetched (a larger limit
-    is announced and honoured by the cursor); if the page still does not `fits` (very long
-    names), it is fetched again with as many rows as fit, so the cursor stays exact."""
+    """One page of trade rows, each time with its local form beside it. `range_` is
+    turned into the user's local days here (the API's trade list takes dates only); the
+    result states the days it covers. At most `TRADE_ROWS_CAP` rows are fetched (a larger
+    limit is announced and honoured by the cursor); if the page still does not `fits`
+    (very long names), it is fetched again with as many rows as fit, so the cursor stays
+    exact."""
+    _date_filters(range_, filters.get("from"), filters.get("to"))
+    # A range needs the user's zone: "today" in UTC is the very mistake to avoid.
+    clock = await ws.local_clock(strict=range_ is not None)
+    if range_ is not None:
+        first, last = clock.days(range_)
+        filters["from"] = first.isoformat() if first else None
+        filters["to"] = last.isoformat() if last else None
+    span = _filters(range=range_, **{"from": filters.get("from")}, to=filters.get("to"))
     account = filters.pop("account", None)
     subject = f"account {account!r}" if account is not None else "trades"
     # A name is resolved here (active accounts first), not left to the API's reading.
@@ -166,10 +192,12 @@ async def find_trades(
     take = min(limit, TRADE_ROWS_CAP)
     while True:
         page = await _api(ws.api.list_trades(limit=take, cursor=cursor, **params), subject=subject)
-        rows = [_row(row.model_dump(mode="json")) for row in page.items]
+        rows = [clock.stamp(_row(row.model_dump(mode="json"))) for row in page.items]
         if params.get("include_archived"):
             await _mark_archived(ws, rows, params)
-        out: dict[str, Any] = {"trades": rows, "count": len(rows)}
+        out: dict[str, Any] = {"trades": rows, "count": len(rows), "timezone": clock.name}
+        if span:
+            out["range"] = span
         if page.has_more and page.next_cursor:
             out["next_cursor"] = page.next_cursor
         if take < limit and page.has_more:
@@ -177,6 +205,8 @@ async def find_trades(
                 f"{take} of the {limit} rows asked for: one result holds at most {take} "
                 f"here; the other {limit - take} (and any after them) continue at next_cursor."
             )
+        if not clock.known:
+            out["note"] = " ".join(filter(None, [out.get("note"), clock.note + "."]))
         if fits is None or fits(out) or take <= 1:
             return out
         # Cut by the share that fits, then fetch that many again for an exact cursor.
@@ -234,7 +264,7 @@ async def get_trade(ws: Workspace, trade_number: int) -> dict[str, Any]:
     data["tags"] = [t.get("name", t) if isinstance(t, dict) else t for t in data.get("tags", [])]
     for key in ("strategy", "setup"):
         data[key] = _name(data.get(key))
-    result: dict[str, Any] = compact(data)
+    result: dict[str, Any] = (await ws.local_clock()).stamp(compact(data))
     return fit(result, DATA_BUDGET)
 
 
@@ -252,7 +282,9 @@ async def _archived_row(ws: Workspace, trade_number: int) -> dict[str, Any] | No
         )
         for row in page.items:
             if row.trade_number == trade_number:
-                data = _row(row.model_dump(mode="json"))
+                data: dict[str, Any] = (await ws.local_clock()).stamp(
+                    _row(row.model_dump(mode="json"))
+                )
                 data["archived"] = True
                 data["note"] = (
                     "This trade is archived: Tradavity keeps only its summary readable. "
@@ -278,6 +310,8 @@ async def stats(
 ) -> dict[str, Any]:
     if kind not in STATS_KINDS:
         raise UserError(f"kind must be one of {', '.join(STATS_KINDS)}")
+    if range_ is None and from_ is None and to is None:
+        range_ = "30d"  # the last 30 days: today and the 29 before it, the user's days
     params = {
         **_date_filters(range_, from_, to),
         **_filters(account_id=await ws.ref.account_filter(account)),
@@ -349,7 +383,19 @@ def _in_our_words(calendar: dict[str, Any]) -> dict[str, Any]:
 
 
 async def lookup(ws: Workspace, name: str, query: str | None = None) -> Any:
-    """A catalog entry or a reference list; `query` filters (or picks one protocol/strategy)."""
+    """A catalog entry or a reference list; `query` filters (or picks one protocol/strategy).
+    Times carry their local form (`<key>_local`); `me` also the user's date and time now."""
+    clock = await ws.local_clock()
+    return clock.stamp(await _lookup(ws, name, query, clock))
+
+
+async def _lookup(ws: Workspace, name: str, query: str | None, clock: LocalClock) -> Any:
+    if name == "me":
+        data = await _catalog(ws, name, query)
+        if isinstance(data, dict):
+            # The user's today: what "today", "yesterday" and a bare time mean to them.
+            data = {"local_now": clock.now_fields(), **data}
+        return data
     if name in CATALOG:
         return await _catalog(ws, name, query)
     if name == "protocols" and query:
@@ -447,7 +493,7 @@ async def _connection_rows(ws: Workspace) -> list[dict[str, Any]]:
             "account": c.account_name,
             "active": c.is_active,
             "status": c.status,
-            "last_sync": c.last_sync_at,
+            "last_sync_at": c.last_sync_at,
         }
         for c in await ws.ref.connections()
     ]

@@ -18,6 +18,7 @@ from ..api.errors import TradavityError
 from . import read
 from .errors import UserError, reported
 from .sync.status import refresh_sync
+from .when import readable
 from .workspace import Workspace, current_workspace
 
 __all__ = ["RESOURCES", "register_resources"]
@@ -26,13 +27,19 @@ JSON = "application/json"
 
 
 async def _text(work: Awaitable[Any]) -> str:
+    """The JSON a resource reads as: each time in its local form alone (`readable`)."""
     with reported(ResourceError):
-        value = await work
+        value = readable(await work)
     text = read.dump(value)
     if len(text) > read.DATA_BUDGET * 2:  # a last guard: `read` already bounds its data
         structured = value if isinstance(value, dict) else {"items": value}
         text = read.dump(read.fit(structured, read.DATA_BUDGET))
     return text
+
+
+async def _local(ws: Workspace, data: Any) -> str:
+    """`data` as a resource shows it: times in the user's zone, marked."""
+    return read.dump(readable((await ws.local_clock()).stamp(data)))
 
 
 async def stats(
@@ -86,8 +93,10 @@ async def protocol(protocol: str) -> str:
 
 
 async def sync_status() -> str:
+    ws = current_workspace()
     with reported(ResourceError):
-        return read.dump({"connections": await refresh_sync(current_workspace())})
+        statuses = await refresh_sync(ws)
+    return await _local(ws, {"connections": statuses})
 
 
 def _limit(raw: str | None, *, default: int) -> int:
@@ -110,14 +119,14 @@ async def sync_runs(limit: str | None = None) -> str:
     ws = current_workspace()
     await _sync_seen(ws)
     runs = await ws.sync.runs(_limit(limit, default=20))
-    return read.dump({"runs": [e.to_json() for e in runs]})
+    return await _local(ws, {"runs": [e.to_json() for e in runs]})
 
 
 async def sync_recent(limit: str | None = None) -> str:
     ws = current_workspace()
     await _sync_seen(ws)
     events = await ws.sync.events(_limit(limit, default=50))
-    return read.dump({"events": [e.to_json() for e in events]})
+    return await _local(ws, {"events": [e.to_json() for e in events]})
 
 
 @dataclass(frozen=True)

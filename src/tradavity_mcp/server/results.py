@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from .when import LocalClock
+
 __all__ = [
     "ArchiveResult",
     "JournalResult",
@@ -52,11 +54,12 @@ class TradeSummary(_Result):
     account: str | None = None
     grade: str | None = None
 
-    def line(self) -> str:
+    def line(self, clock: LocalClock) -> str:
+        """`#12 MNQ long +48.50 on 2026-12-07 09:31 EST (Apex 50K) grade A`."""
         pnl = f"{self.net_pnl:+,.2f}" if self.net_pnl is not None else "?"
         parts = [f"#{self.trade_number} {self.symbol or '?'} {self.direction or ''} {pnl}".strip()]
         if self.trade_date:
-            parts.append(f"on {self.trade_date}")
+            parts.append(f"on {clock.text(self.trade_date)}")
         if self.account:
             parts.append(f"({self.account})")
         if self.grade:
@@ -70,7 +73,9 @@ class TradeResult(WriteResult):
     symbol: str | None = None
     direction: str | None = None
     net_pnl: float | None = None
+    #: UTC, as Tradavity keeps it; `trade_date_local` is the user's time.
     trade_date: str | None = None
+    trade_date_local: str | None = None
     account: str | None = None
     grade: str | None = None
 

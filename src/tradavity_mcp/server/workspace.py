@@ -10,9 +10,7 @@ import logging
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from datetime import time as dtime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import UTC, datetime
 
 import anyio
 from mcp.server.mcpserver.exceptions import ResourceError
@@ -21,9 +19,9 @@ from ..api.client import TradavityClient
 from ..api.clock import Now, Sleep
 from ..api.errors import APIStatusError, TradavityError
 from ..settings import DEFAULT_BASE_URL
-from .errors import UserError
 from .refdata import RefData
 from .sync.monitor import SyncMonitor
+from .when import LocalClock, zone_named
 from .writes.call import DUPLICATE_WINDOW_SECONDS
 from .writes.offload import AsyncLedger
 
@@ -31,8 +29,6 @@ __all__ = ["CURRENT_WORKSPACE", "Workspace", "current_workspace"]
 
 logger = logging.getLogger("tradavity_mcp.server")
 
-#: Trade dates outside these years are refused before any arithmetic on them.
-MIN_YEAR, MAX_YEAR = 2000, 2100
 #: How long tools/list waits for the key's scopes before listing every tool.
 SCOPES_WAIT_SECONDS = 1.5
 
@@ -82,42 +78,28 @@ class Workspace:
     def principal(self) -> str:
         return self.api.principal
 
-    async def timezone(self) -> ZoneInfo:
-        name = (await self.ref.me()).timezone
+    async def local_clock(self, *, strict: bool = False) -> LocalClock:
+        """The user's clock now: their Tradavity timezone (from `/me`, kept with the
+        reference data) and this workspace's time. When `/me` cannot be read, `strict`
+        raises; otherwise the times are shown in UTC, marked UTC (what is shown after a
+        write must not fail the write)."""
         try:
-            return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            return ZoneInfo("UTC")
+            name = (await self.ref.me()).timezone
+        except TradavityError:
+            if strict:
+                raise
+            return LocalClock.utc(self.clock())
+        zone = zone_named(name)
+        if zone is None:
+            logger.warning("the user's timezone %r is not a known zone; using UTC", name)
+            return LocalClock(UTC, "UTC", self.clock(), known=False)
+        return LocalClock(zone, name, self.clock())
 
     async def to_utc(self, value: str, *, field_name: str = "trade_date") -> datetime:
-        """Parse a trade time: ISO 8601 with an offset, or local to the user's timezone.
-
-        `2026-11-20T09:31` is 9:31 in the user's Tradavity timezone; a bare date is the
-        start of that day there; `now` is now.
-        """
-        text = value.strip()
-        if text.casefold() == "now":
-            return datetime.fromtimestamp(self.clock(), UTC)
-        example = (
-            "use ISO 8601, e.g. 2026-11-20T09:31 (your Tradavity timezone), "
-            "2026-11-20T14:31Z, or 'now'"
-        )
-        try:
-            if len(text) == 10:
-                day = date.fromisoformat(text)
-                parsed = datetime.combine(day, dtime(0, 0))
-            else:
-                parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T"))
-        except ValueError:
-            raise UserError(f"{field_name} {value!r} is not a date/time: {example}") from None
-        if not MIN_YEAR <= parsed.year <= MAX_YEAR:
-            raise UserError(
-                f"{field_name} {value!r} is out of range: Tradavity takes dates from "
-                f"{MIN_YEAR} to tomorrow; {example}"
-            )
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=await self.timezone())
-        return parsed.astimezone(UTC)
+        """A trade time as given (local without an offset, or `now`) in UTC; refused in
+        the future (`LocalClock.trade_time`)."""
+        clock = await self.local_clock(strict=True)
+        return clock.trade_time(value, field_name=field_name)
 
 
 #: The workspace of the request being handled (set by `scope.RequestScope`).

@@ -35,7 +35,9 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ListToolsResult, TextContent, ToolAnnotations
 from pydantic import ValidationError
 
+from ...api.errors import TradavityError
 from ..deferred import add_tool
+from ..errors import UserError
 from ..workspace import CURRENT_WORKSPACE
 
 __all__ = [
@@ -131,8 +133,8 @@ async def review_trade(**given: Any) -> CallToolResult:
     t = args.trade
     text = (
         f"Shown to the user for checking: {t.symbol} {t.direction} net {t.net_pnl:+,.2f} "
-        f"on {t.trade_date}. Nothing is written yet; the trade is journaled once when the "
-        "user submits the form. Do not call journal_trade for it."
+        f"on {await _when(t.trade_date)}. Nothing is written yet; the trade is journaled "
+        "once when the user submits the form. Do not call journal_trade for it."
     )
     return CallToolResult(
         content=[TextContent(type="text", text=text)],
@@ -156,6 +158,21 @@ def _typed_review_trade() -> None:
     returns = CallToolResult
     review_trade.__signature__ = inspect.Signature(params, return_annotation=returns)  # type: ignore[attr-defined]
     review_trade.__annotations__ = {p.name: p.annotation for p in params} | {"return": returns}
+
+
+async def _when(trade_date: str) -> str:
+    """The draft's time as the user reads it (`now` resolved, the zone marked); a time in
+    the future is refused as journal_trade would refuse it."""
+    ws = CURRENT_WORKSPACE.get()
+    if ws is None:
+        return trade_date
+    try:
+        clock = await ws.local_clock(strict=True)
+        return clock.text(clock.trade_time(trade_date))
+    except UserError as exc:
+        raise ToolError(str(exc)) from None
+    except TradavityError:
+        return f"{trade_date} (the user's time)"
 
 
 def register_apps(mcp: MCPServer[Any], *, read_only: bool) -> None:

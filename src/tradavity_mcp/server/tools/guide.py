@@ -18,7 +18,9 @@ from typing import Literal, get_args
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent
 
-from ..prompts import PromptTemplate, load_prompts
+from ..prompts import CLOCK_FIELDS, PromptTemplate, load_prompts
+from ..when import LocalClock
+from ..workspace import current_workspace
 
 __all__ = ["GUIDES", "guide", "guide_text"]
 
@@ -32,17 +34,22 @@ def _templates() -> dict[str, PromptTemplate]:
     return {t.name: t for t in load_prompts()}
 
 
-def guide_text(template: PromptTemplate) -> str:
+def guide_text(template: PromptTemplate, clock: LocalClock | None = None) -> str:
     """The template's text, each argument a `<name>` blank (an optional one: its
-    default), and what each blank stands for."""
+    default, `today` the user's date), what each blank stands for, and the user's clock
+    where the template speaks of it (as the prompt has it)."""
     values: dict[str, str] = {}
     blanks: list[str] = []
     for arg in template.arguments:
         if arg.required or not arg.default:
             values[arg.name] = f"<{arg.name}>"
             blanks.append(f"<{arg.name}> = {arg.description}")
+        elif arg.type == "date" and arg.default.casefold() == "today" and clock is not None:
+            values[arg.name] = clock.today.isoformat()
         else:
             values[arg.name] = arg.default
+    for field, write in CLOCK_FIELDS.items():
+        values[field] = write(clock) if clock is not None else f"<{field}>"
     # Straight into the template: the defaults are already in the form the prompt takes.
     text = string.Template(template.body).substitute(values)
     fill = f"Fill in from the conversation: {'; '.join(blanks)}.\n\n" if blanks else ""
@@ -50,9 +57,9 @@ def guide_text(template: PromptTemplate) -> str:
 
 
 async def guide(name: GuideName) -> CallToolResult:
-    """How to run a journaling session, step by step (the server's prompts, for hosts
-    that show only tools)."""
+    """Step-by-step guidance for a journaling session (the server's prompts)."""
     template = _templates().get(name)
     if template is None:
         raise ToolError(f"unknown guide {name!r}; the guides are {', '.join(GUIDES)}")
-    return CallToolResult(content=[TextContent(type="text", text=guide_text(template))])
+    clock = await current_workspace().local_clock() if template.needs_clock else None
+    return CallToolResult(content=[TextContent(type="text", text=guide_text(template, clock))])

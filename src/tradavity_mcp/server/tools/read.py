@@ -20,6 +20,7 @@ from .. import cpu, read
 from ..cpu import Deadline
 from ..errors import reported
 from ..read import LookupName, Outcome, Range, StatsKind
+from ..when import readable
 from ..workspace import current_workspace
 
 if TYPE_CHECKING:
@@ -74,9 +75,11 @@ def _result(value: Any, text: str | None = None) -> CallToolResult:
 
 
 def _make_result(value: Any, text: str | None) -> CallToolResult:
+    """Structured content as is (times in UTC, each with its local form beside it); the
+    text shows each time in its local form alone."""
     structured = value if isinstance(value, dict) else {"items": value}
     return CallToolResult(
-        content=[TextContent(type="text", text=text or read.dump(value))],
+        content=[TextContent(type="text", text=text or read.dump(readable(value)))],
         structured_content=structured,
     )
 
@@ -90,6 +93,7 @@ def _page_fits(page: dict[str, Any]) -> bool:
 
 
 async def find_trades(
+    range: Annotated[Range, AnyCase] | None = None,
     from_date: DateArg = None,
     to_date: DateArg = None,
     account: AccountArg = None,
@@ -107,11 +111,12 @@ async def find_trades(
     limit: Annotated[int, Field(ge=1, le=200), Whole] = 20,
     cursor: Annotated[str | None, Field(description="next_cursor from the last page")] = None,
 ) -> CallToolResult:
-    """List trades, newest first, with filters. Rows are compact; use get_trade for one
-    trade in full."""
+    """List trades, newest first, with filters; days are the user's local days. Rows are
+    compact; use get_trade for one trade in full."""
     with reported():
         data = await read.find_trades(
             current_workspace(),
+            range_=range,
             limit=limit,
             cursor=cursor,
             fits=_page_fits,
@@ -174,8 +179,9 @@ async def get_calendar(
     """Daily P&L in the user's timezone (default: this month), as data or a picture (at
     most 36 months drawn, up to the last with trades; the rest summed in words)."""
     with reported():
+        ws = current_workspace()
         data = await read.calendar(
-            current_workspace(),
+            ws,
             range_=range,
             from_=_iso(from_date),
             to=_iso(to_date),
@@ -183,6 +189,13 @@ async def get_calendar(
             budget=None if format == "image" else read.DATA_BUDGET,
         )
         if format == "image":
+            span = data.get("range")
+            dated = isinstance(span, dict) and span.get("from") and span.get("to")
+            if not data.get("days") and not dated:
+                # Nothing to place (`all`, no trades): the user's month, not the server's.
+                today = (await ws.local_clock()).today
+                month = {"from": today.replace(day=1).isoformat(), "to": today.isoformat()}
+                data = {**data, "range": {**(span if isinstance(span, dict) else {}), **month}}
             return await cpu.run(
                 partial(_calendar_image, data),
                 seconds=PICTURE_SECONDS,
@@ -205,16 +218,19 @@ async def lookup(
 
 
 def _trades_text(data: dict[str, Any]) -> str:
+    """One line per trade, its time the user's own (`2026-12-07 09:42 EST`), under a line
+    that names the days listed."""
     rows = data.get("trades", [])
+    lines = [_span_text(data)] if data.get("range") else []
     if not rows:
-        return "No trades match."
-    lines = []
+        lines.append("No trades match.")
     for r in rows:
         pnl = r.get("net_pnl")
         pnl_text = f"{pnl:+,.2f}" if isinstance(pnl, int | float) else "?"
         extra = " ".join(str(r[k]) for k in ("grade", "strategy", "setup", "top_tag") if r.get(k))
+        when = r.get("trade_date_local") or "(no time)"
         lines.append(
-            f"#{r.get('trade_number')} {str(r.get('trade_date', ''))[:16]} {r.get('symbol')} "
+            f"#{r.get('trade_number')} {when} {r.get('symbol')} "
             f"{r.get('direction')} {pnl_text} {r.get('account') or ''} {extra}".rstrip()
         )
         lines[-1] += _marks(r)
@@ -229,6 +245,24 @@ def _marks(row: dict[str, Any]) -> str:
     """A copy and an archived trade say so in a list: " (copy)", " (archived)"."""
     marks = [word for key, word in (("is_copy", "copy"), ("archived", "archived")) if row.get(key)]
     return f" ({', '.join(marks)})" if marks else ""
+
+
+def _span_text(data: dict[str, Any]) -> str:
+    """`Trades today, 2026-12-07 (America/New_York):` and the like."""
+    span = data.get("range") or {}
+    first, last, name = span.get("from"), span.get("to"), span.get("range")
+    if first and first == last:
+        days = f"on {first}"
+    elif first and last:
+        days = f"from {first} to {last}"
+    elif first:
+        days = f"from {first}"
+    elif last:
+        days = f"up to {last}"
+    else:
+        days = "of every day"
+    label = f" ({name})" if name and name != "all" else ""
+    return f"Trades {days}{label}, the user's days in {data.get('timezone', 'UTC')}:"
 
 
 #: Seconds the calendar picture may take, waiting for a drawing thread included; past

@@ -24,7 +24,10 @@ async def sync_status(
     """Broker sync state per connection (idle, syncing, cooling_down, needs_reconnect,
     errored, disabled, unknown), last success, next scheduled sync and recent runs."""
     with reported():
-        statuses = await refresh_sync(current_workspace())
+        ws = current_workspace()
+        statuses = await refresh_sync(ws)
+    clock = await ws.local_clock()
+    statuses = clock.stamp(statuses)
     if connection is not None:
         statuses = [s for s in statuses if s["connection_id"] == connection]
         if not statuses:
@@ -34,9 +37,21 @@ async def sync_status(
         line = f"{s['connection_id']} {s.get('broker')} ({s.get('account')}): {s['state']}"
         if "cooldown_seconds_left" in s:
             line += f", {s['cooldown_seconds_left']:.0f} s left"
+        times = [
+            f"{label} {s[key]}"
+            for label, key in (
+                ("last success", "last_success_at_local"),
+                ("next scheduled sync", "next_scheduled_sync_at_local"),
+            )
+            if key in s
+        ]
+        if times:
+            line += f" ({'; '.join(times)})"
         if "action" in s:
             line += f". {s['action']}"
         lines.append(line)
+    if not clock.known:
+        lines.append(f"({clock.note}.)")
     return CallToolResult(
         content=[TextContent(type="text", text="\n".join(lines) or "No connections.")],
         structured_content={"connections": statuses},

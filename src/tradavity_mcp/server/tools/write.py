@@ -12,7 +12,6 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,6 +35,7 @@ from ..results import (
     TradeResult,
     TradeSummary,
 )
+from ..when import LocalClock
 from ..workspace import current_workspace
 from ..writes import table
 from ..writes.args import WriteArgs, strict_value
@@ -64,15 +64,15 @@ class ToolEnv:
 # --- what the model reads ----------------------------------------------------------------
 
 
-def _at(epoch: Any) -> str:
+def _at(epoch: Any, clock: LocalClock) -> str:
     if not isinstance(epoch, int | float):
         return "moments ago"
-    return "at " + datetime.fromtimestamp(epoch, UTC).strftime("%H:%M UTC")
+    return "at " + clock.text(epoch)
 
 
-def _note(outcome: str, data: dict[str, Any], what: str) -> str | None:
+def _note(outcome: str, data: dict[str, Any], what: str, clock: LocalClock) -> str | None:
     """The sentence that says whether anything was written, and what to do next."""
-    when = _at(data.get("twin_created_at"))
+    when = _at(data.get("twin_created_at"), clock)
     if outcome == "replayed":
         return "This exact call ran before; its recorded result is returned, nothing was sent."
     if outcome == "suspected_duplicate":
@@ -107,17 +107,28 @@ def _summary(data: dict[str, Any]) -> TradeSummary | None:
     return TradeSummary.model_validate(trade) if isinstance(trade, dict) else None
 
 
-def _trade_result(outcome: str, data: dict[str, Any], note: str | None) -> TradeResult:
-    summary = _summary(data)
-    return TradeResult(outcome=outcome, note=note, **(summary.model_dump() if summary else {}))
+def _trade_fields(summary: TradeSummary | None, clock: LocalClock) -> dict[str, Any]:
+    """A result's trade fields: the summary, with the trade's time in the user's zone."""
+    if summary is None:
+        return {}
+    local = clock.text(summary.trade_date) if summary.trade_date else None
+    return {**summary.model_dump(), "trade_date_local": local}
 
 
-def _render_create(outcome: str, data: dict[str, Any], args: Any) -> CallToolResult:
-    note = _note(outcome, data, "trade")
+def _trade_result(
+    outcome: str, data: dict[str, Any], note: str | None, clock: LocalClock
+) -> TradeResult:
+    return TradeResult(outcome=outcome, note=note, **_trade_fields(_summary(data), clock))
+
+
+def _render_create(
+    outcome: str, data: dict[str, Any], args: Any, clock: LocalClock
+) -> CallToolResult:
+    note = _note(outcome, data, "trade", clock)
     summary = _summary(data)
-    head = {"done": "Journaled", "replayed": "Already journaled"}.get(outcome, "Trade")
-    text = f"{head} trade {summary.line()}." if summary else "Trade not confirmed yet."
-    return _text_result(_trade_result(outcome, data, note), text, note)
+    head = {"done": "Journaled trade", "replayed": "Already journaled trade"}.get(outcome, "Trade")
+    text = f"{head} {summary.line(clock)}." if summary else "Trade not confirmed yet."
+    return _text_result(_trade_result(outcome, data, note, clock), text, note)
 
 
 def _ask_then_finish(number: int | None, protocol: str, to_answer: list[str]) -> str:
@@ -131,14 +142,16 @@ def _ask_then_finish(number: int | None, protocol: str, to_answer: list[str]) ->
     )
 
 
-def _render_journal(outcome: str, data: dict[str, Any], args: Any) -> CallToolResult:
+def _render_journal(
+    outcome: str, data: dict[str, Any], args: Any, clock: LocalClock
+) -> CallToolResult:
     steps: dict[str, str] = data.get("steps", {})
     failed = [s for s, v in steps.items() if v.startswith("failed")]
     final = "partial" if failed and outcome == "done" else outcome
     summary = _summary(data)
     waiting: dict[str, Any] = data.get("checklist") or {}
     to_answer = [str(x) for x in waiting.get("to_answer") or []]
-    notes = [_note(outcome, data, "trade")]
+    notes = [_note(outcome, data, "trade", clock)]
     if summary and any(v == "done (earlier)" for v in steps.values()) and outcome == "done":
         notes.append(
             f"This continues trade #{summary.trade_number} from an earlier call: the parts "
@@ -160,17 +173,19 @@ def _render_journal(outcome: str, data: dict[str, Any], args: Any) -> CallToolRe
         steps=steps,
         note=note,
         to_answer=to_answer or None,
-        **(summary.model_dump() if summary else {}),
+        **_trade_fields(summary, clock),
     )
-    lines = [f"Trade {summary.line()}." if summary else "Trade not confirmed yet."]
+    lines = [f"Trade {summary.line(clock)}." if summary else "Trade not confirmed yet."]
     lines += [f"- {s}: {v}" for s, v in steps.items()]
     if outcome == "pending":
         lines.append(f"- pending at step: {data.get('pending_step')}")
     return _text_result(result, "\n".join(lines), note)
 
 
-def _render_tags(outcome: str, data: dict[str, Any], args: Any) -> CallToolResult:
-    note = _note(outcome, data, "change")
+def _render_tags(
+    outcome: str, data: dict[str, Any], args: Any, clock: LocalClock
+) -> CallToolResult:
+    note = _note(outcome, data, "change", clock)
     number = args.trade_number
     result = TagResult(
         outcome=outcome,
@@ -188,8 +203,10 @@ def _render_tags(outcome: str, data: dict[str, Any], args: Any) -> CallToolResul
     return _text_result(result, text, note)
 
 
-def _render_screenshot(outcome: str, data: dict[str, Any], args: Any) -> CallToolResult:
-    note = _note(outcome, data, "screenshot")
+def _render_screenshot(
+    outcome: str, data: dict[str, Any], args: Any, clock: LocalClock
+) -> CallToolResult:
+    note = _note(outcome, data, "screenshot", clock)
     number = args.trade_number
     result = ScreenshotResult(
         outcome=outcome,
@@ -207,9 +224,11 @@ def _render_screenshot(outcome: str, data: dict[str, Any], args: Any) -> CallToo
     return _text_result(result, text, note)
 
 
-def _render_protocol(outcome: str, data: dict[str, Any], args: Any) -> CallToolResult:
+def _render_protocol(
+    outcome: str, data: dict[str, Any], args: Any, clock: LocalClock
+) -> CallToolResult:
     to_answer = [str(x) for x in data.get("to_answer") or []]
-    notes = [_note(outcome, data, "checklist response")]
+    notes = [_note(outcome, data, "checklist response", clock)]
     protocol = str(data.get("protocol", args.protocol))
     if to_answer:
         notes.append(_ask_then_finish(args.trade_number, protocol, to_answer))
@@ -234,7 +253,9 @@ def _render_protocol(outcome: str, data: dict[str, Any], args: Any) -> CallToolR
     return _text_result(result, text, note)
 
 
-def _render_sync(outcome: str, data: dict[str, Any], args: Any) -> CallToolResult:
+def _render_sync(
+    outcome: str, data: dict[str, Any], args: Any, clock: LocalClock
+) -> CallToolResult:
     if outcome == "pending":
         raise ToolError(
             "Tradavity did not answer the sync request; it may still run. "
@@ -255,16 +276,21 @@ def _render_sync(outcome: str, data: dict[str, Any], args: Any) -> CallToolResul
     return _text_result(result, text)
 
 
-def _render_update(outcome: str, data: dict[str, Any], args: Any) -> CallToolResult:
-    note = _note(outcome, data, "change")
+def _render_update(
+    outcome: str, data: dict[str, Any], args: Any, clock: LocalClock
+) -> CallToolResult:
+    note = _note(outcome, data, "change", clock)
     summary = _summary(data)
-    text = f"Updated trade {summary.line()}." if summary else "Update not confirmed yet."
+    text = f"Updated trade {summary.line(clock)}." if summary else "Update not confirmed yet."
     extra = "; ".join(data.get("notes", []))
-    return _text_result(_trade_result(outcome, data, note), text, extra and f"Note: {extra}.", note)
+    result = _trade_result(outcome, data, note, clock)
+    return _text_result(result, text, extra and f"Note: {extra}.", note)
 
 
-def _render_archive(outcome: str, data: dict[str, Any], args: Any) -> CallToolResult:
-    note = _note(outcome, data, "change")
+def _render_archive(
+    outcome: str, data: dict[str, Any], args: Any, clock: LocalClock
+) -> CallToolResult:
+    note = _note(outcome, data, "change", clock)
     number = args.trade_number
     result = ArchiveResult(
         outcome=outcome,
@@ -323,7 +349,8 @@ def _roots_for_journal(ctx: Context, screenshot: Any = None) -> Any:
 
 # --- the table -----------------------------------------------------------------------------
 
-Render = Callable[[str, dict[str, Any], Any], CallToolResult]
+#: (outcome, data, arguments, the user's clock) -> the result; every time in it local.
+Render = Callable[[str, dict[str, Any], Any, LocalClock], CallToolResult]
 
 
 @dataclass(frozen=True)
@@ -416,16 +443,17 @@ def adapter(spec: WriteSpec, env: ToolEnv, description: str) -> Callable[..., An
         request = ctx.request_context
         identity = resolve_call_id(request.meta, request.params)
         run_env = RunEnv(allowed_dirs=_allowed_dirs(env, roots), progress=_progress(ctx))
+        ws = current_workspace()
         with reported():
             outcome, data, _ = await invoke(
-                current_workspace(),
+                ws,
                 spec,
                 args,
                 identity,
                 run_env,
                 allow_duplicate=bool(getattr(args, "allow_duplicate", False)),
             )
-        return look.render(outcome, data, args)
+        return look.render(outcome, data, args, await ws.local_clock())
 
     params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
     params += model_parameters(spec.args)

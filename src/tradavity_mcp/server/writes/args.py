@@ -242,9 +242,7 @@ class TradeFields(TradeNotes):
 
 
 class CreateTradeArgs(TradeFields):
-    allow_duplicate: Annotated[
-        bool, Field(description="Even if identical to one just journaled")
-    ] = False
+    allow_duplicate: bool = False  # the result says when (no description: its name does)
 
     def trade(self) -> TradeFields:
         return TradeFields.model_validate(self.model_dump(exclude={"allow_duplicate"}))
@@ -357,9 +355,7 @@ class JournalTradeArgs(WriteArgs):
     checklist: Annotated[ChecklistPart | None, Field(description="As record_protocol_response")] = (
         None
     )
-    allow_duplicate: Annotated[
-        bool, Field(description="Even if identical to one just journaled")
-    ] = False
+    allow_duplicate: bool = False  # the result says when (no description: its name does)
 
     def stored(self) -> dict[str, Any]:
         out = self.canonical()
@@ -393,7 +389,7 @@ class TagTradeArgs(WriteArgs):
 
 class AttachScreenshotArgs(ScreenshotPart):
     trade_number: TradeNumber
-    allow_duplicate: Annotated[bool, Field(description="Even if it was just attached")] = False
+    allow_duplicate: bool = False  # the result says when (no description: its name does)
 
     def stored(self) -> dict[str, Any]:
         return self.without_bytes()
@@ -409,9 +405,7 @@ class RecordProtocolResponseArgs(WriteArgs):
     answers: Answers
     trade_number: Annotated[int | None, Field(ge=1, description="Link to this trade")] = None
     status: Literal["completed", "draft"] = "completed"
-    allow_duplicate: Annotated[
-        bool, Field(description="Even if identical answers were just recorded")
-    ] = False
+    allow_duplicate: bool = False  # the result says when (no description: its name does)
 
 
 class TriggerSyncArgs(WriteArgs):

@@ -118,6 +118,13 @@ async def build_trade_body(
     """
     given = {k: v for k, v in fields.items() if v is not None or (patch and k in _CLEARABLE)}
     body: dict[str, Any] = {k: v for k, v in given.items() if k not in _RENAMED}
+    if patch and "trade_date" in given:
+        # Refused either way; a date in the future is named as such first.
+        await ws.to_utc(str(given["trade_date"]))
+        raise UserError(
+            "trade_date cannot be changed on a journaled trade: archive it and journal it "
+            "again with the right time. Nothing was written."
+        )
     if not patch:
         account = await ws.ref.account(given.get("account"))
         body["account_id"] = account.id
