@@ -199,9 +199,18 @@ async def test_guide_gives_each_prompts_guidance_as_a_tool(env: Env) -> None:
         result = await client.call_tool("guide", {"name": "pre_trade_check"})
         text = "".join(getattr(c, "text", "") for c in result.content)
         prompt = await client.get_prompt("pre_trade_check", {"symbol": "MNQ"})
+        review = await client.call_tool("guide", {"name": "end_of_day_review"})
+        day = await client.get_prompt("end_of_day_review", {})
     assert not result.is_error
     assert "Fill in from the conversation: <symbol> = Instrument about to be traded" in text
     assert "I am about to trade <symbol> (direction: either)" in text
     said = prompt.messages[0].content
     assert "record_protocol_response" in getattr(said, "text", "")
     assert "`record_protocol_response` (protocol `pre_trade`" in text
+    # A template that speaks of the day gets the user's clock, as the prompt does.
+    eod = "".join(getattr(c, "text", "") for c in review.content)
+    said_eod = getattr(day.messages[0].content, "text", "")
+    today_line = next(line for line in said_eod.splitlines() if line.startswith("My today is"))
+    assert today_line in eod
+    assert "<today>" not in eod
+    assert "$" not in eod
