@@ -288,10 +288,6 @@ async def test_a_trade_dated_tomorrow_is_refused_and_nothing_is_sent(
         calls = {
             "create_trade": w.trade(at_0931, 48.0),
             "journal_trade": {"trade": w.trade(at_0931, 48.0), "tags": ["Breakout"]},
-            "update_trade": {
-                "trade_number": existing["trade_number"],
-                "changes": {"trade_date": at_0931},
-            },
         }
         for tool, arguments in calls.items():
             result = await w.call(tool, arguments, meta=meta({"callId": f"future-{tool}"}))
@@ -302,6 +298,16 @@ async def test_a_trade_dated_tomorrow_is_refused_and_nothing_is_sent(
             assert f"that is {at_0931[:10]} 09:31 {trader.zone}" in text
             assert f"it is now {trader.now} for the user" in text
             assert "Nothing was written." in text
+        # A journaled trade's date is not changed at all (#25): archive, journal anew.
+        moved = await w.call(
+            "update_trade",
+            {"trade_number": existing["trade_number"], "changes": {"trade_date": at_0931}},
+            meta=meta({"callId": "future-update_trade"}),
+        )
+        assert moved.is_error
+        assert "changes.trade_date cannot be changed once a trade is journaled: archive this " in (
+            text_of(moved)
+        )
         # Nothing reached the API, and the ledger keeps nothing: not even a pending call.
         assert sandbox_writes(w.app) == writes
         assert await w.trade_count() == trades

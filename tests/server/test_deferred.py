@@ -90,7 +90,7 @@ async def test_tools_and_resources_are_added_on_first_use_and_work(tmp_path: Pat
         assert not registered(server)  # initialize built none of them
         tools = await client.list_tools()
         assert registered(server)
-        assert len(tools.tools) == 16
+        assert len(tools.tools) == 17
         resources = await client.list_resources()
         assert any(r.uri.startswith("tradavity://") for r in resources.resources)
 

@@ -5,6 +5,11 @@ carry noise a model does not need: a `title` on every property, `anyOf: [T, null
 with `default: null` for each optional argument, `additionalProperties: true` on free
 objects. We strip that on the way out. Validation is unaffected: arguments are still
 checked by the tool's full pydantic model, which also accepts an explicit null.
+
+Every nested part is written out in place (`$defs` inlined), field by field, so a model
+fills it on the first try, and a schema holds one type per value: a name-or-id
+(`str | int`) is published as a string (a digit string is an id), since single-type
+dialects (the OpenAPI subset behind Gemini's function declarations) reject type lists.
 """
 
 from __future__ import annotations
@@ -16,8 +21,36 @@ __all__ = ["compact_output_schema", "compact_schema", "compact_tool"]
 _NULL = {"type": "null"}
 
 
+_REF = "#/$defs/"
+
+
+def inline_refs(schema: Any, defs: dict[str, Any] | None = None) -> Any:
+    """`schema` with each local `$ref` replaced by its definition and `$defs` dropped."""
+    if isinstance(schema, list):
+        return [inline_refs(s, defs) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if defs is None:
+        defs = schema.get("$defs") or {}
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith(_REF) and ref[len(_REF) :] in defs:
+        siblings = {k: v for k, v in schema.items() if k != "$ref"}
+        return inline_refs({**defs[ref[len(_REF) :]], **siblings}, defs)
+    return {k: inline_refs(v, defs) for k, v in schema.items() if k != "$defs"}
+
+
+def _required_first(schema: dict[str, Any]) -> None:
+    """Required properties first: the order a model reads (and fills) them."""
+    props, required = schema.get("properties"), schema.get("required")
+    if isinstance(props, dict) and isinstance(required, list):
+        first = {k: props[k] for k in required if k in props}
+        schema["properties"] = first | {k: v for k, v in props.items() if k not in first}
+
+
 def compact_schema(schema: Any) -> Any:
     """A smaller schema that accepts the same non-null values."""
+    if isinstance(schema, dict) and "$defs" in schema:
+        schema = inline_refs(schema)
     if isinstance(schema, list):
         return [compact_schema(s) for s in schema]
     if not isinstance(schema, dict):
@@ -40,8 +73,16 @@ def compact_schema(schema: Any) -> Any:
             out = {**rest[0], **out}
         else:
             out["anyOf"] = rest
-    if out.get("additionalProperties") is True and out.get("type") == "object":
+    # A free object's `true`, and a part's `false` (unknown keys are refused by the
+    # model all the same, naming the key; the top level does not say it either).
+    if out.get("additionalProperties") in (True, False) and out.get("type") == "object":
         del out["additionalProperties"]
+    # A switch is off unless given (its description says what `true` does).
+    if out.get("type") == "boolean" and out.get("default") is False:
+        del out["default"]
+    # Nor does an empty list need saying.
+    if out.get("type") == "array" and out.get("default") == []:
+        del out["default"]
     # An enum of strings says its type already.
     enum = out.get("enum")
     if (
@@ -50,11 +91,15 @@ def compact_schema(schema: Any) -> Any:
         and all(isinstance(v, str) for v in enum)
     ):
         del out["type"]
-    # Collapse `anyOf: [{"type": "string"}, {"type": "integer"}]` into a type list.
+    # A name or an id (`str | int`) is one string field: a digit string is an id.
     any_of = out.get("anyOf")
-    if isinstance(any_of, list) and all(isinstance(s, dict) and set(s) == {"type"} for s in any_of):
+    if any_of in (
+        [{"type": "string"}, {"type": "integer"}],
+        [{"type": "integer"}, {"type": "string"}],
+    ):
         del out["anyOf"]
-        out["type"] = [s["type"] for s in any_of]
+        out["type"] = "string"
+    _required_first(out)
     return out
 
 

@@ -500,6 +500,40 @@ def test_a_partial_trade_is_carried_on_without_its_failed_steps(store: Open) -> 
     assert superseded.state == "superseded"
 
 
+def test_a_review_forms_correction_carries_on_its_partial_at_any_age(store: Open) -> None:
+    """Past the duplicate window a new call id with the same trade writes a new trade;
+    a submit of the same review form (its id, a digest of other arguments) still
+    carries on the form's partial: a form is one trade. Another form's does not."""
+    clock = Clock()
+    ledger = store(clock)
+    form = "meta:form-" + "ab" * 16
+    first = _draft(f"{form}:1a2b", args_digest="d1", trade_digest="trade-1", id_source="meta")
+    assert ledger.claim(first, owner=ledger.new_owner(), lease_seconds=60, window=600).kind == (
+        "new"
+    )
+    ledger.mark_step_sent("p", "journal_trade", f"{form}:1a2b", "create", "k1", {})
+    ledger.finish_step("p", "journal_trade", f"{form}:1a2b", "create", {"id": 9})
+    ledger.finish_call(
+        "p", "journal_trade", f"{form}:1a2b", state="done", result={}, outcome="partial"
+    )
+    clock.now += 3600  # an hour later: far past the 10-minute window
+    stranger = _draft("none:9", args_digest="d9", trade_digest="trade-1")
+    other_form = _draft(
+        "meta:form-" + "cd" * 16 + ":zz", args_digest="d8", trade_digest="trade-1", id_source="meta"
+    )
+    for draft in (stranger, other_form):
+        claim = ledger.claim(draft, owner=ledger.new_owner(), lease_seconds=60, window=600)
+        assert claim.kind == "new"
+        ledger.finish_call("p", "journal_trade", draft.call_id, state="failed", result={})
+    again = _draft(f"{form}:3c4d", args_digest="d2", trade_digest="trade-1", id_source="meta")
+    claim = ledger.claim(again, owner=ledger.new_owner(), lease_seconds=60, window=600)
+    assert claim.kind == "continue"
+    assert claim.previous is not None
+    assert claim.previous.call_id == f"{form}:1a2b"
+    steps = {s.step: s for s in ledger.steps("p", "journal_trade", f"{form}:3c4d")}
+    assert steps["create"].result == {"id": 9}
+
+
 def test_a_live_lease_is_busy_and_an_expired_one_is_taken_over(store: Open) -> None:
     clock = Clock()
     a, b = store(clock), store(clock)

@@ -9,8 +9,10 @@ resources of type `text/html;profile=mcp-app` with a CSP that allows no outside 
 - `ui://tradavity/dashboard.html` for `get_stats`: totals and decisions, by-symbol and
   by-strategy bars, an equity curve (it calls `get_stats` and `get_calendar`);
 - `ui://tradavity/journal.html` for `review_trade`: the trade as the model filled it in,
-  for the trader to correct and submit; the submit is a `journal_trade` call carrying the
-  form's one call id (`_meta["com.tradavity/callId"]`), so a second submit replays.
+  for the trader to correct and submit; each submit is a `journal_trade` call whose id
+  (`_meta["com.tradavity/callId"]`) is the form's and a digest of what it sends, so the
+  same submit again replays, and a correction after a partial carries on that same
+  trade (`ledger.form_of`: at any age), never a second one.
 
 Tools link to their view with `_meta.ui.resourceUri` and the older flat
 `ui/resourceUri` (`ui_meta`), and return the same text and structured content as on any
@@ -20,17 +22,18 @@ host. `review_trade` writes nothing and is listed only to clients that negotiate
 
 from __future__ import annotations
 
+import inspect
 import uuid
 from functools import cache
 from importlib.resources import files
-from typing import Annotated, Any
+from typing import Any
 
 from mcp.server.apps import Apps, ResourceCsp, client_supports_apps
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ListToolsResult, TextContent, ToolAnnotations
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 
 from ...api.errors import TradavityError
 from ..deferred import add_tool
@@ -110,33 +113,20 @@ REVIEW_DESCRIPTION = (
 )
 
 
-async def review_trade(
-    trade: Annotated[
-        dict[str, Any], Field(description="journal_trade's trade (symbol, direction, ...)")
-    ],
-    tags: Annotated[list[str | int] | None, Field(description="Tag names or ids")] = None,
-    create_missing_tags: bool = False,
-    executions: Annotated[
-        dict[str, Any] | None, Field(description="as journal_trade's executions")
-    ] = None,
-    screenshot: Annotated[
-        dict[str, Any] | None, Field(description="as journal_trade's screenshot")
-    ] = None,
-    checklist: Annotated[
-        dict[str, Any] | None, Field(description="as journal_trade's checklist")
-    ] = None,
-) -> CallToolResult:
-    """The draft, checked as journal_trade would check it, and the form's call id."""
+async def review_trade(**given: Any) -> CallToolResult:
+    """The draft, checked as journal_trade would check it, and the form's call id.
+
+    Its parameters are journal_trade's (`review_parameters`), so the form is filled
+    from the same field-by-field schema the model reads for journal_trade."""
     # Imported on first use: the write models are not needed to start the server.
     from ...api.models import plain_validation_message  # noqa: PLC0415
     from ..writes.args import JournalTradeArgs  # noqa: PLC0415
 
-    given: dict[str, Any] = {"trade": trade, "create_missing_tags": create_missing_tags}
-    optional = {"tags": tags, "executions": executions}
-    optional |= {"screenshot": screenshot, "checklist": checklist}
-    given |= {k: v for k, v in optional.items() if v is not None}
+    parts = {k: v for k, v in given.items() if v is not None}
     try:
-        args = JournalTradeArgs.model_validate(given)
+        args = JournalTradeArgs.model_validate(
+            {k: v.model_dump() if hasattr(v, "model_dump") else v for k, v in parts.items()}
+        )
     except ValidationError as exc:
         raise ToolError(f"invalid arguments: {plain_validation_message(exc)}") from None
     draft = args.model_dump(mode="json", exclude_none=True, exclude={"allow_duplicate"})
@@ -150,11 +140,24 @@ async def review_trade(
         content=[TextContent(type="text", text=text)],
         structured_content={
             "status": "awaiting_user",
-            # One id per form: the form's submit (and any repeat of it) is this call.
+            # One id per form: the form's submits (a correction after a partial too)
+            # continue this call.
             "call_id": f"form-{uuid.uuid4().hex}",
             "draft": draft,
         },
     )
+
+
+def _typed_review_trade() -> None:
+    """Give `review_trade` journal_trade's parameters (at registration: the models are
+    imported on first use, not at start)."""
+    from ..tools.write import model_parameters  # noqa: PLC0415
+    from ..writes.args import JournalTradeArgs  # noqa: PLC0415
+
+    params = model_parameters(JournalTradeArgs, exclude=frozenset({"allow_duplicate"}))
+    returns = CallToolResult
+    review_trade.__signature__ = inspect.Signature(params, return_annotation=returns)  # type: ignore[attr-defined]
+    review_trade.__annotations__ = {p.name: p.annotation for p in params} | {"return": returns}
 
 
 async def _when(trade_date: str) -> str:
@@ -198,6 +201,7 @@ def _apps(*, read_only: bool) -> Apps:
             prefers_border=False,
         )
     if not read_only:
+        _typed_review_trade()
         apps.tool(
             resource_uri=APPS["journal"].uri,
             name=REVIEW_TOOL,

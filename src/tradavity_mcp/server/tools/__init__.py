@@ -18,13 +18,17 @@ from mcp.types import CallToolResult, ToolAnnotations
 from ..apps import ui_meta
 from ..deferred import add_tool
 from ..writes.table import WRITES
-from . import insights, read, sync, write
+from . import guide, insights, read, sync, write
 from .write import ToolEnv
 
 __all__ = ["TOOLS", "TOOL_SCOPES", "Tool", "ToolEnv", "register_tools"]
 
 READS = ToolAnnotations(
     read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
+)
+#: Reads only the server's own files.
+GUIDE = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
 )
 WRITE = ToolAnnotations(
     read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True
@@ -76,15 +80,15 @@ TOOLS: tuple[Tool, ...] = (
     _journaling(
         "create_trade",
         "Create trade",
-        "Journal one trade. Returns its trade number. Prefer journal_trade to add tags, "
-        "fills, a screenshot or a checklist in the same call.",
+        "Journal one trade; returns its number. journal_trade also adds tags, fills, a "
+        "screenshot or a checklist in the same call.",
     ),
     _journaling(
         "journal_trade",
         "Journal trade (all-in-one)",
-        "Journal a trade with its tags, fills, chart screenshot and checklist in one call; "
-        "each part written once and reported. The same trade again with corrected parts "
-        "finishes what is missing. Never invent checklist answers: the result names any to ask.",
+        "Journal a trade with its tags, fills, chart and checklist in one call, each part "
+        "written once. The same trade again with corrected parts finishes a partial. Never "
+        "invent checklist answers: the result names any to ask.",
     ),
     _journaling("tag_trade", "Tag trade", "Add, remove or replace tags on a trade."),
     _journaling(
@@ -96,8 +100,8 @@ TOOLS: tuple[Tool, ...] = (
     _journaling(
         "record_protocol_response",
         "Record checklist answers",
-        "Record a protocol (checklist/review) response, optionally linked to a trade (whose "
-        "response it completes, never doubles).",
+        "Record checklist (protocol) answers, optionally for a trade (completing its "
+        "response, never doubling it).",
     ),
     _journaling(
         "trigger_sync",
@@ -107,8 +111,8 @@ TOOLS: tuple[Tool, ...] = (
     _journaling(
         "update_trade",
         "Update trade",
-        "Change a trade's qualitative fields. Symbol, date, direction and P&L cannot be "
-        "edited: archive the trade and create a new one.",
+        "Change a trade's notes, ratings, strategy or stops. Symbol, date, direction and "
+        "P&L are fixed: archive the trade and journal it anew.",
     ),
     _journaling(
         "archive_trade",
@@ -116,6 +120,8 @@ TOOLS: tuple[Tool, ...] = (
         "Archive (soft-delete) a trade; it can be restored in Tradavity for 30 days.",
         DESTRUCTIVE,
     ),
+    # The prompts' guidance, for hosts that show the model only tools.
+    Tool("guide", "Guide", None, GUIDE, guide.guide),
 )
 
 #: Every tool a key may lack the scope for, and that scope.

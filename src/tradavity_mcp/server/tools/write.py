@@ -43,7 +43,7 @@ from ..writes.call import resolve_call_id
 from ..writes.journal import RunEnv
 from ..writes.table import WriteSpec, invoke
 
-__all__ = ["PRESENTATION", "ToolEnv", "adapter"]
+__all__ = ["PRESENTATION", "ToolEnv", "adapter", "model_parameters"]
 
 
 class ToolEnv:
@@ -501,18 +501,7 @@ def adapter(spec: WriteSpec, env: ToolEnv, description: str) -> Callable[..., An
         return look.render(outcome, data, args, await ws.local_clock())
 
     params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
-    for name, info in spec.args.model_fields.items():
-        default = inspect.Parameter.empty if info.is_required() else info.default
-        params.append(
-            inspect.Parameter(
-                name,
-                inspect.Parameter.KEYWORD_ONLY,
-                annotation=Annotated[
-                    info.annotation, *info.metadata, _field(info), _strict(name, info.annotation)
-                ],
-                default=default,
-            )
-        )
+    params += model_parameters(spec.args)
     for name, resolver in look.resolved.items():
         params.append(
             inspect.Parameter(
@@ -528,6 +517,29 @@ def adapter(spec: WriteSpec, env: ToolEnv, description: str) -> Callable[..., An
     tool.__name__ = spec.name
     tool.__doc__ = description
     return tool
+
+
+def model_parameters(
+    model: type[BaseModel], *, exclude: frozenset[str] = frozenset()
+) -> list[inspect.Parameter]:
+    """A tool's keyword parameters from a model's fields: its schema and its checks are
+    the model's (the SDK validates each argument against them before the tool runs)."""
+    params = []
+    for name, info in model.model_fields.items():
+        if name in exclude:
+            continue
+        default = inspect.Parameter.empty if info.is_required() else info.default
+        params.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=Annotated[
+                    info.annotation, *info.metadata, _field(info), _strict(name, info.annotation)
+                ],
+                default=default,
+            )
+        )
+    return params
 
 
 def _strict(name: str, annotation: Any) -> BeforeValidator:

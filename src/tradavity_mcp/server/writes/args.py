@@ -28,26 +28,35 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
 from ...api.models import AssetType, Bias, ExitType, Grade, MarketCondition, Session, Volume
 from ...api.uploads import MAX_SCREENSHOT_BYTES
+from ..plain import read_names
 from .call import WriteKind
 from .ledger import digest_arguments
 
 __all__ = [
     "ArchiveTradeArgs",
+    "AssetConfig",
     "AttachScreenshotArgs",
     "ChecklistPart",
     "CreateTradeArgs",
+    "ExecutionsPart",
+    "Fill",
     "JournalTradeArgs",
     "RecordProtocolResponseArgs",
     "ScreenshotPart",
     "TagTradeArgs",
+    "TradeChanges",
     "TradeFields",
+    "TradeNotes",
     "TriggerSyncArgs",
     "UpdateTradeArgs",
     "WriteArgs",
@@ -157,65 +166,83 @@ class WriteArgs(BaseModel):
         return None
 
 
+TradeNumber = Annotated[int, Field(ge=1)]
+
+
 def _number(description: str | None = None) -> Any:
     return Field(default=None, description=description, allow_inf_nan=False)
 
 
-Name = Annotated[str | int, Field(description="Name or id")]
-TradeNumber = Annotated[int, Field(ge=1, description="Trade number (#) as shown in the journal")]
+class AssetConfig(WriteArgs):
+    """forex: lot_type, pip_value; options: the others (expiration YYYY-MM-DD)"""
+
+    lot_type: Literal["standard", "mini", "micro"] | None = None
+    pip_value: float | None = _number()
+    option_type: Literal["call", "put"] | None = None
+    strike_price: float | None = _number()
+    expiration: str | None = None
 
 
-class TradeFields(WriteArgs):
-    """A trade as create_trade takes it."""
+class TradeNotes(WriteArgs):
+    """The fields a trade's journal entry may change after it is written (PATCH)."""
 
-    symbol: Annotated[str, Field(description="e.g. MNQ, ES, EURUSD")]
-    direction: Literal["long", "short"]
-    net_pnl: Annotated[float, Field(description="Net P&L after fees", allow_inf_nan=False)]
-    trade_date: Annotated[
-        str, Field(description="Entry time, ISO 8601; no offset = user's timezone; or 'now'")
-    ]
-    account: Annotated[
-        str | int | None, Field(description="Account name or id; optional with one active account")
-    ] = None
-    quantity: float | None = _number()
-    fees: float | None = _number("In account currency")
-    gross_pnl: float | None = _number("Default net_pnl + fees")
-    multiplier: float | None = _number()
-    asset_type: AssetType | None = None
-    asset_config: Annotated[
-        dict[str, Any] | None,
-        Field(
-            description="forex {lot_type,pip_value}; options {option_type,strike_price,expiration}"
-        ),
-    ] = None
-    sl_price: float | None = _number()
-    tp_price: float | None = _number()
-    total_points: float | None = _number()
-    rr_expected: float | None = _number()
-    rr_realized: float | None = _number()
-    holding_time: Annotated[int | None, Field(description="Seconds")] = None
+    trade_quality_grade: Grade | None = None
+    emotional_state: Annotated[str | None, Field(description="e.g. calm, fomo")] = None
+    bias: Bias | None = None
+    confidence_level: Annotated[int | None, Field(ge=1, le=10)] = None
+    exit_type: ExitType | None = None
     market_condition: MarketCondition | None = None
     trading_session: Session | None = None
-    trade_quality_grade: Annotated[Grade | None, Field(description="Read back as 'grade'")] = None
     volume: Volume | None = None
-    emotional_state: Annotated[str | None, Field(description="From the emotions catalog")] = None
-    bias: Bias | None = None
-    confidence_level: Annotated[int | None, Field(description="1-10")] = None
-    exit_type: ExitType | None = None
-    setup_quality: str | None = None
+    setup_quality: Annotated[str | None, Field(max_length=100)] = None
     news_events: str | None = None
     strategy: Annotated[str | int | None, Field(description="Name or id")] = None
     setup: Annotated[str | int | None, Field(description="Name or id")] = None
+    sl_price: Annotated[float | None, Field(gt=0, allow_inf_nan=False)] = None
+    tp_price: Annotated[float | None, Field(gt=0, allow_inf_nan=False)] = None
     thought_process: str | None = None
     mistakes_made: str | None = None
     learning_notes: str | None = None
     general_notes: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _read_names(cls, data: Any) -> Any:
+        """`grade` (what reads return) is `trade_quality_grade`."""
+        if not isinstance(data, dict):
+            return data
+        try:
+            return read_names(data, "", list(cls.model_fields))
+        except ValueError as exc:  # said as it is, without the value echoed
+            raise PydanticCustomError("strict_read_name", str(exc)) from None
+
+
+class TradeFields(TradeNotes):
+    # A trade as create_trade takes it (no docstring: it would be the schema's text).
+
+    symbol: Annotated[str, Field(description="e.g. MNQ, ES, EURUSD")]
+    direction: Literal["long", "short"]
+    net_pnl: Annotated[float, Field(description="Net P&L after fees", allow_inf_nan=False)]
+    trade_date: Annotated[
+        str, Field(description="Entry time, ISO 8601 (no offset: user's zone) or 'now'")
+    ]
+    account: Annotated[
+        str | int | None, Field(description="Name or id; optional with one active account")
+    ] = None
+    quantity: Annotated[float | None, Field(ge=0, allow_inf_nan=False)] = None
+    fees: float | None = _number("In account currency")
+    gross_pnl: float | None = _number("Default net_pnl + fees")
+    multiplier: float | None = _number()
+    asset_type: AssetType | None = None
+    asset_config: AssetConfig | None = None
+    total_points: float | None = _number()
+    rr_expected: float | None = _number()
+    rr_realized: float | None = _number()
+    holding_time: Annotated[int | None, Field(ge=0, description="Seconds")] = None
+
 
 class CreateTradeArgs(TradeFields):
-    allow_duplicate: Annotated[
-        bool, Field(description="Write it even if an identical trade was just journaled")
-    ] = False
+    allow_duplicate: bool = False  # the result says when (no description: its name does)
 
     def trade(self) -> TradeFields:
         return TradeFields.model_validate(self.model_dump(exclude={"allow_duplicate"}))
@@ -253,7 +280,7 @@ class ScreenshotPart(WriteArgs):
     """A chart: a local file (stdio) or base64 data with a filename."""
 
     path: Annotated[str | None, Field(description="Local PNG/JPEG/PDF (stdio only)")] = None
-    data: Annotated[str | None, Field(description="Base64 file content")] = None
+    data: Annotated[str | None, Field(description="Base64")] = None
     filename: Annotated[str | None, Field(description="Needed with data")] = None
     label: Annotated[str | None, Field(description="Caption, max 100 chars")] = None
     latest: Annotated[bool, Field(description="Newest PNG/JPEG in the allowed folders (stdio)")] = (
@@ -280,11 +307,14 @@ class ScreenshotPart(WriteArgs):
             return None
         payload = value.split(",", 1)[1] if value.startswith("data:") and "," in value else value
         if len(payload) > (MAX_SCREENSHOT_BYTES * 4) // 3 + 64:
-            raise ValueError("the file is larger than 10 MB; Tradavity accepts at most 10 MB")
+            raise ValueError("holds a file larger than 10 MB; Tradavity accepts at most 10 MB")
         try:
             raw = base64.b64decode("".join(payload.split()), validate=True)
         except (binascii.Error, ValueError):
-            raise ValueError("data is not valid base64") from None
+            raise ValueError(
+                "is not valid base64: send the file's bytes encoded as base64 "
+                "(a data: URL works too)"
+            ) from None
         return base64.b64encode(raw).decode("ascii")
 
     def raw(self) -> bytes | None:
@@ -311,48 +341,53 @@ class ScreenshotPart(WriteArgs):
 
 #: How each checklist item type is answered.
 ANSWERS_DESCRIPTION = (
-    "Item label or id -> answer: checkbox true/false; yes_no_na yes/no/na; select an "
-    "option; rating 1-5; number; text. '*' = all checkbox and yes/no items"
+    "Item label or id -> answer: true/false, yes/no/na, an option, 1-5, a number or "
+    "text; '*' = all yes/no items"
 )
+
+#: A checklist's answers: one text per item. Booleans and numbers are taken too; the
+#: schema says text, the one type every answer can be written as.
+Answers = Annotated[
+    dict[str, Any],
+    WithJsonSchema({"type": "object", "additionalProperties": {"type": "string"}}),
+    Field(description=ANSWERS_DESCRIPTION),
+]
 
 
 class ChecklistPart(WriteArgs):
-    protocol: Annotated[str | int, Field(description="Protocol id, name or type")]
-    answers: dict[str, Any]
+    protocol: Annotated[
+        str | int, Field(description="Name, id or type (pre_trade, end_of_day, ...)")
+    ]
+    answers: Answers
     status: Literal["completed", "draft"] = "completed"
 
 
-def _object(description: str) -> WithJsonSchema:
-    """Keep a nested part's schema a plain object: the model learns its shape from the
-    description, and every conversation does not pay for a `$defs` block."""
-    return WithJsonSchema({"type": "object", "description": description})
+class Fill(WriteArgs):
+    price: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    quantity: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    execution_time: str | None = None
+
+
+class ExecutionsPart(WriteArgs):
+    """The trade's fills (they replace any it has)."""
+
+    entries: list[Fill] | None = None
+    exits: list[Fill] | None = None
 
 
 class JournalTradeArgs(WriteArgs):
-    trade: Annotated[
-        TradeFields,
-        _object("create_trade's arguments (symbol, direction, ...)"),
-        Field(description="create_trade's arguments (symbol, direction, ...)"),
-    ]
+    trade: TradeFields
     tags: Annotated[list[str | int], Field(description="Tag names or ids")] = []
     create_missing_tags: bool = False
-    executions: Annotated[
-        dict[str, Any] | None,
-        Field(description="{entries:[{price,quantity,execution_time?}], exits:[...]}"),
-    ] = None
+    executions: Annotated[ExecutionsPart | None, Field(description="Fills")] = None
     screenshot: Annotated[
         ScreenshotPart | None,
-        _object("{path}, {data (base64), filename} or {latest, window?}; optional label"),
-        Field(description="{path}, {data (base64), filename} or {latest, window?}; optional label"),
+        Field(description="Chart: path, data with filename, or latest (newest in the folders)"),
     ] = None
-    checklist: Annotated[
-        ChecklistPart | None,
-        _object("{protocol, answers, status?}, as record_protocol_response"),
-        Field(description="{protocol, answers, status?}, as record_protocol_response"),
-    ] = None
-    allow_duplicate: Annotated[
-        bool, Field(description="Write it even if an identical trade was just journaled")
-    ] = False
+    checklist: Annotated[ChecklistPart | None, Field(description="As record_protocol_response")] = (
+        None
+    )
+    allow_duplicate: bool = False  # the result says when (no description: its name does)
 
     def stored(self) -> dict[str, Any]:
         out = self.canonical()
@@ -375,12 +410,10 @@ class TagTradeArgs(WriteArgs):
     KIND: ClassVar[WriteKind] = "sets"
 
     trade_number: TradeNumber
-    tags: Annotated[list[str | int], Field(description="Tag names (any case) or ids")]
+    tags: Annotated[list[str | int], Field(description="Tag names or ids")]
     mode: Literal["add", "remove", "replace"] = "add"
     create_missing: Annotated[bool, Field(description="Create unknown tag names")] = False
-    category: Annotated[
-        str | None, Field(description="Category for created tags (made if new)")
-    ] = None
+    category: Annotated[str | None, Field(description="Category for created tags")] = None
 
     def target(self) -> str:
         return f"trade:{self.trade_number}:tags"
@@ -388,9 +421,7 @@ class TagTradeArgs(WriteArgs):
 
 class AttachScreenshotArgs(ScreenshotPart):
     trade_number: TradeNumber
-    allow_duplicate: Annotated[
-        bool, Field(description="Attach it even if the same file was just attached")
-    ] = False
+    allow_duplicate: bool = False  # the result says when (no description: its name does)
 
     def stored(self) -> dict[str, Any]:
         return self.without_bytes()
@@ -401,14 +432,12 @@ class AttachScreenshotArgs(ScreenshotPart):
 
 class RecordProtocolResponseArgs(WriteArgs):
     protocol: Annotated[
-        str | int, Field(description="Protocol id, name or type (pre_trade, end_of_day, ...)")
+        str | int, Field(description="Name, id or type (pre_trade, end_of_day, ...)")
     ]
-    answers: Annotated[dict[str, Any], Field(description=ANSWERS_DESCRIPTION)]
+    answers: Answers
     trade_number: Annotated[int | None, Field(ge=1, description="Link to this trade")] = None
     status: Literal["completed", "draft"] = "completed"
-    allow_duplicate: Annotated[
-        bool, Field(description="Record it even if identical answers were just recorded")
-    ] = False
+    allow_duplicate: bool = False  # the result says when (no description: its name does)
 
 
 class TriggerSyncArgs(WriteArgs):
@@ -421,24 +450,82 @@ class TriggerSyncArgs(WriteArgs):
     wait: Annotated[bool, Field(description="Wait out a cooldown (max 60 s), then sync")] = False
 
 
+#: Fields a journaled trade keeps for good, and what to do instead of changing them.
+_FIXED = dict.fromkeys(
+    (
+        "symbol",
+        "direction",
+        "net_pnl",
+        "gross_pnl",
+        "fees",
+        "trade_date",
+        "quantity",
+        "multiplier",
+        "account",
+        "asset_type",
+        "asset_config",
+        "total_points",
+        "rr_expected",
+        "rr_realized",
+        "holding_time",
+    ),
+    "cannot be changed once a trade is journaled: archive this trade (archive_trade) and "
+    "journal it again with the right value",
+) | {
+    "tags": "are changed with tag_trade",
+    "screenshot": "is added with attach_screenshot",
+    "checklist": "is answered with record_protocol_response",
+}
+
+
+#: A field update_trade does not take: refused with what to do instead (`_FIXED`).
+Fixed = SkipJsonSchema[Any]
+
+
+class TradeChanges(TradeNotes):
+    """update_trade's changes: the fields Tradavity lets a journaled trade change."""
+
+    symbol: Fixed = None
+    direction: Fixed = None
+    net_pnl: Fixed = None
+    gross_pnl: Fixed = None
+    fees: Fixed = None
+    trade_date: Fixed = None
+    quantity: Fixed = None
+    multiplier: Fixed = None
+    account: Fixed = None
+    asset_type: Fixed = None
+    asset_config: Fixed = None
+    total_points: Fixed = None
+    rr_expected: Fixed = None
+    rr_realized: Fixed = None
+    holding_time: Fixed = None
+    tags: Fixed = None
+    screenshot: Fixed = None
+    checklist: Fixed = None
+
+    @field_validator(*_FIXED, mode="before")
+    @classmethod
+    def _fixed(cls, value: Any, info: ValidationInfo) -> Any:
+        raise PydanticCustomError("strict_fixed_field", _FIXED[str(info.field_name)])
+
+    def given(self) -> dict[str, Any]:
+        """The changes as sent, explicit nulls kept (a null clears a stop)."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
 class UpdateTradeArgs(WriteArgs):
     KIND: ClassVar[WriteKind] = "sets"
 
     trade_number: TradeNumber
     changes: Annotated[
-        dict[str, Any],
-        Field(
-            description="Any of: trade_quality_grade, emotional_state, bias, "
-            "confidence_level, market_condition, trading_session, exit_type, "
-            "setup_quality, news_events, volume, strategy, setup, sl_price, tp_price, "
-            "thought_process, mistakes_made, learning_notes, general_notes (null clears "
-            "sl/tp). Same values as create_trade."
-        ),
+        TradeChanges,
+        Field(description="Only those to change; null clears sl_price/tp_price"),
     ]
 
     def canonical(self) -> dict[str, Any]:
         # `changes` keeps its nulls: null is how a stop is cleared.
-        return {"trade_number": self.trade_number, "changes": dict(self.changes)}
+        return {"trade_number": self.trade_number, "changes": self.changes.given()}
 
     def target(self) -> str:
         return f"trade:{self.trade_number}:fields"

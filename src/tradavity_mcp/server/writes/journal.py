@@ -201,8 +201,9 @@ async def update_trade(ws: Workspace, call: WriteCall, args: UpdateTradeArgs) ->
     notes: list[str] = []
 
     async def build() -> dict[str, Any]:
-        body = await build_trade_body(ws, args.changes, patch=True)
-        if "strategy_id" in body and "setup" not in args.changes:
+        changes = args.changes.given()
+        body = await build_trade_body(ws, changes, patch=True)
+        if "strategy_id" in body and "setup" not in changes:
             notes.extend(await _drop_foreign_setup(ws, number, int(body["strategy_id"]), body))
         return body
 
@@ -874,7 +875,7 @@ def _parts(
     answers fills `waiting` (protocol, response, items to ask for)."""
     parts: list[tuple[str, str, Work]] = []
     if args.executions:
-        executions = dict(args.executions)
+        executions = args.executions.model_dump(mode="json", exclude_none=True)
 
         async def put_fills() -> None:
             async def build() -> dict[str, Any]:

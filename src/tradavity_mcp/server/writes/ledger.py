@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 import sqlite3
 import threading
@@ -60,6 +61,17 @@ ClaimKind = Literal["new", "resume", "busy", "replay", "twin", "continue", "mism
 
 #: Bumped when the schema changes; older files are migrated in place on open.
 SCHEMA_VERSION = 2
+
+#: A submit of the Apps journal form: `com.tradavity/callId` is review_trade's form id
+#: and a digest of the submitted arguments (`apps/src/journal/main.js`).
+_FORM_CALL = re.compile(r"(meta:form-[0-9a-f]{32}:)[0-9a-z]{1,16}")
+
+
+def form_of(call_id: str) -> str | None:
+    """The form a call id's submit came from (its prefix, no LIKE wildcard), or None."""
+    match = _FORM_CALL.fullmatch(call_id)
+    return match.group(1) if match else None
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -573,12 +585,15 @@ class Ledger:
 
     def _unfinished_trade(self, db: _Db, draft: CallDraft, since: float) -> CallRecord | None:
         """The newest call with the same trade since `since` that ended partial or is
-        still pending: the one a corrected journal_trade carries on."""
+        still pending: the one a corrected journal_trade carries on. The submits of one
+        review form (`form_of`) carry on each other at any age: a form is one trade."""
+        form = form_of(draft.call_id)
         row = db.execute(
             "SELECT * FROM calls WHERE principal=? AND tool=? AND trade_digest=? "
-            "AND created_at>=? AND (state='pending' OR (state='done' AND outcome='partial')) "
+            "AND (created_at>=? OR call_id LIKE ?) "
+            "AND (state='pending' OR (state='done' AND outcome='partial')) "
             "ORDER BY created_at DESC LIMIT 1",
-            (draft.principal, draft.tool, draft.trade_digest, since),
+            (draft.principal, draft.tool, draft.trade_digest, since, f"{form}%" if form else ""),
         ).fetchone()
         return self._call(row) if row is not None else None
 
