@@ -135,4 +135,29 @@ def compact_tool(tool: dict[str, Any], *, output_schema: bool = True) -> dict[st
         out["inputSchema"] = compact_schema(out["inputSchema"])
     if "outputSchema" in out:
         out["outputSchema"] = compact_output_schema(out["outputSchema"])
+    if isinstance(out.get("annotations"), dict):
+        out["annotations"] = compact_annotations(out["annotations"])
     return out
+
+
+#: The hints' values a client assumes when a tool does not give them (the MCP spec's
+#: `ToolAnnotations`).
+_HINT_DEFAULTS = {
+    "readOnlyHint": False,
+    "destructiveHint": True,
+    "idempotentHint": False,
+    "openWorldHint": True,
+}
+
+
+def compact_annotations(annotations: dict[str, Any]) -> dict[str, Any]:
+    """The hints that say something: none a client assumes anyway, and for a read-only
+    tool none of those the spec gives meaning only for tools that write. Every conversation
+    pays for each character of tools/list; the meaning is the same."""
+    read_only = annotations.get("readOnlyHint") is True
+    return {
+        name: value
+        for name, value in annotations.items()
+        if _HINT_DEFAULTS.get(name, object()) != value
+        and not (read_only and name in {"destructiveHint", "idempotentHint"})
+    }

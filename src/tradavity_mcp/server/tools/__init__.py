@@ -87,15 +87,15 @@ TOOLS: tuple[Tool, ...] = (
         "journal_trade",
         "Journal trade (all-in-one)",
         "Journal a trade with its tags, fills, chart and checklist in one call, each part "
-        "written once. The same trade again with corrected parts finishes a partial. Never "
-        "invent checklist answers: the result names any to ask.",
+        "once; the same trade again with corrected parts finishes a partial. Never invent "
+        "checklist answers: ask what the result names.",
     ),
     _journaling("tag_trade", "Tag trade", "Add, remove or replace tags on a trade."),
     _journaling(
         "attach_screenshot",
         "Attach screenshot",
-        "Attach a chart screenshot (PNG, JPEG or PDF, max 10 MB) to a trade. Over HTTP with "
-        "no path or data: answers a one-time upload link to show the user.",
+        "Attach a chart (PNG, JPEG or PDF, max 10 MB) to a trade; over HTTP without a file, "
+        "answers a one-time upload link for the user.",
     ),
     _journaling(
         "record_protocol_response",
@@ -111,8 +111,8 @@ TOOLS: tuple[Tool, ...] = (
     _journaling(
         "update_trade",
         "Update trade",
-        "Change a trade's notes, ratings, strategy or stops. Symbol, date, direction and "
-        "P&L are fixed: archive the trade and journal it anew.",
+        "Change a trade's notes, ratings, strategy or stops; symbol, date, direction and "
+        "P&L are fixed (archive and journal anew).",
     ),
     _journaling(
         "archive_trade",

@@ -20,8 +20,8 @@ __all__ = ["get_account_health", "get_goals"]
 async def get_account_health(
     account: Annotated[str | int, NoBool, Field(description="Account name or id")],
 ) -> CallToolResult:
-    """A prop account's room: drawdown left to the cap, today's P&L against the daily
-    limit (the user's day), profit-target progress, rule violations, payouts."""
+    """A prop account's room to its drawdown and daily-loss limits (the user's day),
+    target progress, violations, payouts."""
     with reported():
         ws = current_workspace()
         clock = await ws.local_clock()

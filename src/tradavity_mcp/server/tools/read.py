@@ -48,7 +48,8 @@ def _no_bool(accepts: str) -> BeforeValidator:
 
 NoBool = _no_bool("a name, id or number")
 Whole = _no_bool("a whole number")
-DateArg = Annotated[date | None, Field(description="YYYY-MM-DD")]
+#: A day (the schema's `format: date` says YYYY-MM-DD; no description repeats it).
+DateArg = Annotated[date | None, Field()]
 Short = Annotated[str | None, Field(max_length=100)]
 AccountArg = Annotated[str | int | None, NoBool, Field(description="Account name or id")]
 Money = Annotated[float | None, NoBool]
@@ -112,8 +113,8 @@ async def find_trades(
     limit: Annotated[int, Field(ge=1, le=200), Whole] = 20,
     cursor: Annotated[str | None, Field(description="next_cursor from the last page")] = None,
 ) -> CallToolResult:
-    """List trades, newest first, with filters; days are the user's local days. Rows are
-    compact; use get_trade for one trade in full."""
+    """List trades, newest first, with filters, in the user's days. Rows are compact;
+    get_trade gives one in full."""
     with reported():
         data = await read.find_trades(
             current_workspace(),
@@ -207,9 +208,9 @@ async def get_stats(
     to_date: DateArg = None,
     account: AccountArg = None,
 ) -> CallToolResult:
-    """P&L statistics: totals (every row) and decisions (copies once): n, win rate with
-    its 95% interval, expectancy, profit factor; by tag, weekday, hour, grade, setup or
-    checklist in the user's time. Default range: last 30 days."""
+    """P&L stats: totals (every row) and decisions (copies once) with n, win rate and its
+    95% interval, expectancy, profit factor; by tag, weekday, hour, grade, setup or
+    checklist too. Default: last 30 days."""
     with reported():
         data = await read.stats(
             current_workspace(),

@@ -21,8 +21,7 @@ async def sync_status(
         int | None, Field(description="Connection id; all connections if omitted"), Whole
     ] = None,
 ) -> CallToolResult:
-    """Broker sync state per connection (idle, syncing, cooling_down, needs_reconnect,
-    errored, disabled, unknown), last success, next scheduled sync and recent runs."""
+    """Broker sync state per connection: last success, next scheduled sync, recent runs."""
     with reported():
         ws = current_workspace()
         statuses = await refresh_sync(ws)

@@ -279,13 +279,11 @@ def window_seconds(text: str) -> float:
 class ScreenshotPart(WriteArgs):
     """A chart: a local file (stdio) or base64 data with a filename."""
 
-    path: Annotated[str | None, Field(description="Local PNG/JPEG/PDF (stdio only)")] = None
+    path: Annotated[str | None, Field(description="Local file (stdio)")] = None
     data: Annotated[str | None, Field(description="Base64")] = None
     filename: Annotated[str | None, Field(description="Needed with data")] = None
     label: Annotated[str | None, Field(description="Caption, max 100 chars")] = None
-    latest: Annotated[bool, Field(description="Newest PNG/JPEG in the allowed folders (stdio)")] = (
-        False
-    )
+    latest: Annotated[bool, Field(description="Newest image in the allowed folders")] = False
     window: Annotated[str | None, Field(description="With latest: e.g. 'last 10 minutes'")] = None
 
     @field_validator("window")
@@ -382,7 +380,7 @@ class JournalTradeArgs(WriteArgs):
     executions: Annotated[ExecutionsPart | None, Field(description="Fills")] = None
     screenshot: Annotated[
         ScreenshotPart | None,
-        Field(description="Chart: path, data with filename, or latest (newest in the folders)"),
+        Field(description="Chart: path, data + filename, or latest"),
     ] = None
     checklist: Annotated[ChecklistPart | None, Field(description="As record_protocol_response")] = (
         None
