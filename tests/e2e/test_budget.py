@@ -34,9 +34,11 @@ async def test_tools_list_fits_the_budget(env: Env) -> None:
         assert tool.get("description"), tool["name"]
         assert tool.get("title"), tool["name"]
         # Hints equal to the spec's defaults are left out: read as a client reads them.
+        given = tool["annotations"]
+        assert isinstance(given, dict)
         hints = {
             "readOnlyHint": False, "destructiveHint": True, "idempotentHint": False,
-            "openWorldHint": True, **tool["annotations"],
+            "openWorldHint": True, **given,
         }  # fmt: skip
         writes = not hints["readOnlyHint"]
         # Every tool talks to Tradavity but the guide, which reads the server's own texts.
