@@ -28,6 +28,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -57,6 +58,8 @@ __all__ = [
 #: Characters that never belong in a journal field (tab, newline and carriage return do).
 #: A pattern, not a loop over characters: a screenshot's base64 runs to millions of them.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+#: White space in base64 (searched for, so a string without any is not copied).
+_SPACE = re.compile(r"\s")
 
 
 def _literal_values(annotation: Any) -> tuple[str, ...]:
@@ -240,40 +243,68 @@ class ScreenshotPart(WriteArgs):
     filename: Annotated[str | None, Field(description="Needed with data")] = None
     label: Annotated[str | None, Field(description="Caption, max 100 chars")] = None
 
+    # The file's bytes, decoded once while the arguments are checked (`_decoded`), and
+    # their SHA-256 once asked for: never decoded or hashed again on the way to the upload.
+    _raw: bytes | None = PrivateAttr(default=None)
+    _sha256: str | None = PrivateAttr(default=None)
+
     @field_validator("data")
     @classmethod
     def _base64(cls, value: str | None) -> str | None:
-        """One spelling per file: a data URL's prefix and white space dropped, standard
-        base64 (so the same file is always the same call)."""
+        """One spelling per file (so the same file is always the same call): a data
+        URL's prefix and white space dropped. Checked by size here, decoded once by
+        `_decoded`; a string already in that spelling is kept as given, not copied."""
         if value is None:
             return None
         payload = value.split(",", 1)[1] if value.startswith("data:") and "," in value else value
         if len(payload) > (MAX_SCREENSHOT_BYTES * 4) // 3 + 64:
             raise ValueError("the file is larger than 10 MB; Tradavity accepts at most 10 MB")
+        if _SPACE.search(payload) is not None:
+            payload = "".join(payload.split())
+        return payload
+
+    @model_validator(mode="after")
+    def _decoded(self) -> Self:
+        if self.data is None or self._raw is not None:
+            return self
         try:
-            raw = base64.b64decode("".join(payload.split()), validate=True)
+            # binascii reads the ASCII string where it lies (base64.b64decode would
+            # first copy it to bytes).
+            raw = binascii.a2b_base64(self.data, strict_mode=True)
         except (binascii.Error, ValueError):
             raise ValueError("data is not valid base64") from None
-        return base64.b64encode(raw).decode("ascii")
+        # Standard base64 spells each whole group of 3 bytes one way: only the last group
+        # can be spelt otherwise (unused bits set). Re-encoded only then.
+        tail = len(raw) % 3 or 3
+        if base64.b64encode(raw[-tail:]) != self.data[-4:].encode("ascii"):
+            self.data = base64.b64encode(raw).decode("ascii")
+        self._raw = raw
+        return self
 
     def raw(self) -> bytes | None:
-        return base64.b64decode(self.data) if self.data is not None else None
+        return self._raw
+
+    def sha256(self) -> str | None:
+        """The file's SHA-256 (hex), worked out once."""
+        if self._raw is not None and self._sha256 is None:
+            self._sha256 = hashlib.sha256(self._raw).hexdigest()
+        return self._sha256
 
     def without_bytes(self) -> dict[str, Any]:
         """Its canonical form with the file's digest and size in place of its bytes."""
         out = self.canonical()
         raw = self.raw()
         if raw is not None:
-            out["data"] = f"sha256:{hashlib.sha256(raw).hexdigest()} ({len(raw)} bytes, not kept)"
+            out["data"] = f"sha256:{self.sha256()} ({len(raw)} bytes, not kept)"
         return out
 
     def as_blob(self) -> tuple[dict[str, Any], dict[str, bytes]]:
         """Its canonical form with the file as "blob:<digest>", and the file."""
         out = self.canonical()
         raw = self.raw()
-        if raw is None:
+        digest = self.sha256()
+        if raw is None or digest is None:
             return out, {}
-        digest = hashlib.sha256(raw).hexdigest()
         out["data"] = _BLOB + digest
         return out, {digest: raw}
 

@@ -426,29 +426,31 @@ async def _screenshot_step(
 ) -> dict[str, Any]:
     """Upload once. The request records the file's digest, not its bytes: a retry reads
     the same file again and refuses to send different content under the same key."""
-    loaded: dict[str, tuple[bytes, str]] = {}
+    # The file, its name and SHA-256, worked out once for build and send: base64 data
+    # was decoded and hashed once when the arguments were checked; a local file is read
+    # (in a worker thread) and hashed once here, off the event loop.
+    loaded: dict[str, tuple[bytes, str, str]] = {}
 
-    async def content() -> tuple[bytes, str]:
+    async def content() -> tuple[bytes, str, str]:
         if "file" not in loaded:
-            loaded["file"] = await _screenshot_bytes(shot, allowed)
+            raw, name = await _screenshot_bytes(shot, allowed)
+            digest = shot.sha256() if shot.data is not None else None
+            if digest is None:
+                digest = await anyio.to_thread.run_sync(lambda: hashlib.sha256(raw).hexdigest())
+            loaded["file"] = (raw, name, digest)
         return loaded["file"]
 
     async def build() -> dict[str, Any]:
-        raw, name = await content()
+        raw, name, digest = await content()
         try:
             prepare_upload(raw, name, label=shot.label)
         except RequestInvalid as exc:
             raise UserError(exc.message) from None
-        return {
-            "filename": name,
-            "label": shot.label,
-            "sha256": hashlib.sha256(raw).hexdigest(),
-            "size": len(raw),
-        }
+        return {"filename": name, "label": shot.label, "sha256": digest, "size": len(raw)}
 
     async def send(key: str, request: dict[str, Any]) -> dict[str, Any]:
-        raw, _ = await content()
-        if hashlib.sha256(raw).hexdigest() != request["sha256"]:
+        raw, _, digest = await content()
+        if digest != request["sha256"]:
             raise UserError(
                 f"the screenshot changed since the first attempt ({request['filename']}); "
                 "the first version may already be attached. Check the trade, then attach the "
