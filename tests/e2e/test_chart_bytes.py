@@ -126,3 +126,27 @@ async def test_a_4_mb_chart_is_copied_at_most_twice_on_its_way_to_the_request_bo
     assert len(shots) == 1
     assert shots[0].file_type in {"png", "image/png"}
     assert shots[0].file_size == len(chart)
+
+
+@pytest.mark.parametrize(
+    ("spoilt", "said"),
+    [("\x00", "control character"), ("\x7f", "control character"), ("*", "not valid base64")],
+)
+async def test_a_long_chart_with_a_bad_character_deep_inside_is_refused_in_words(
+    metered: tuple[Client, _Metered], env: Env, spoilt: str, said: str
+) -> None:
+    """The fast checks of a long base64 (by slices of bytes) still find one character
+    in millions, and nothing is written."""
+    client, transport = metered
+    data = base64.b64encode(_chart()).decode("ascii")
+    middle = len(data) // 2 + 3
+    data = data[:middle] + spoilt + data[middle + 1 :]
+    trade = {"symbol": "MES", "direction": "long", "net_pnl": 7.5, "account": "Apex 50K"}
+    result = await client.call_tool(
+        "journal_trade", {"trade": trade, "screenshot": {"data": data, "filename": "c.png"}}
+    )
+    assert result.is_error
+    text = " ".join(getattr(c, "text", "") for c in result.content)
+    assert said in text, text
+    assert transport.peaks == []
+    assert not any(t.net_pnl == 7.5 for t in (await env.api.list_trades()).items)
