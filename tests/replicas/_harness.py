@@ -66,7 +66,9 @@ def _env(extra: dict[str, str]) -> dict[str, str]:
     return {**base, **extra}
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 90) -> None:
+    # A start takes a second or two; with both cores busy one took over 30 s. An exit
+    # fails at once (below); only a hang waits this long.
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
