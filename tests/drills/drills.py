@@ -132,10 +132,17 @@ def _start(api_base: str, state: Path, port: int, log: Path) -> subprocess.Popen
     return proc
 
 
+#: How long a server or sandbox process may take to start before it is taken for hung.
+START_SECONDS = 90.0
+
+
 def _wait_ready(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    """Until the server answers `/healthz`."""
-    deadline = time.monotonic() + 20
+    """Until the server answers `/healthz` (a start takes a second or two; a loaded
+    machine was seen to take over 20 s, so only a hang or an exit fails here)."""
+    deadline = time.monotonic() + START_SECONDS
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
         try:
             if (
                 httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=1, verify=TLS).status_code
@@ -434,7 +441,7 @@ def _sandbox_process(log: Path) -> Iterator[str]:
         )  # fmt: skip
     base = f"http://127.0.0.1:{port}/api/v1"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + START_SECONDS
         while True:
             try:
                 headers = {"Authorization": f"Bearer {DEMO_KEY}"}

@@ -491,12 +491,13 @@ async def test_junk_bearers_do_not_delay_a_real_users_first_call(tmp_path: Path)
     # None held open: one junk key of the address waits for its budget's next token (at
     # most BUDGET_WAIT_SECONDS), then its check (at most CHECK_TIMEOUT_SECONDS); the rest
     # are refused at once. A hang would be tens of seconds.
-    assert slowest < BUDGET_WAIT_SECONDS + CHECK_TIMEOUT_SECONDS + 3.0
+    assert slowest < BUDGET_WAIT_SECONDS + CHECK_TIMEOUT_SECONDS + 8.0
     # Structural first (below): few junk keys reached the API and none was refused for the
     # rate. The time bound catches what that would cost the real user: a /me check behind
     # the API's pre-auth limit waits out a Retry-After of many seconds. Its call itself
-    # takes about 0.3 s here, and a busy shared machine may triple that.
-    assert took[0] < 3.0, f"the real user's first call took {took[0]:.2f} s"
+    # takes about 0.3 s here; with both cores busy and 200 requests in this process
+    # it took over 3 s, so the bound is well above that and under such a Retry-After.
+    assert took[0] < 10.0, f"the real user's first call took {took[0]:.2f} s"
     # The scanner spent its own small budget, not the API's pre-auth budget for this
     # server's address (100 a minute): the API saw few of its keys and refused none
     # for the rate.

@@ -23,6 +23,10 @@ from ..kit import SANDBOX_URL, data_of
 pytestmark = pytest.mark.anyio
 
 
+#: How long no new request must arrive for a round to be over (see `let_through_until`).
+SETTLE = 0.4
+
+
 class Gate(httpx2.AsyncBaseTransport):
     """The sandbox behind a gate: while `holding`, each request waits to be let through."""
 
@@ -44,9 +48,13 @@ class Gate(httpx2.AsyncBaseTransport):
         """Release what is waiting, a batch at a time, once no more requests arrive."""
         while not done.is_set():
             seen = -1
-            while len(self.held) != seen:  # settle: every request of this round is here
+            # Settle: every request of this round is here. Between two requests of one
+            # round the server may wait on a worker thread (the ledger, a file), which a
+            # loaded machine can leave unscheduled for a while: the round is over only
+            # once nothing new arrived for SETTLE seconds.
+            while len(self.held) != seen:
                 seen = len(self.held)
-                await anyio.sleep(0.05)
+                await anyio.sleep(SETTLE)
             if self.held:
                 batch, self.held = self.held, []
                 self.batches.append({label for label, _ in batch})

@@ -130,7 +130,9 @@ async def test_a_stream_ends_soon_after_its_grant_is_revoked_and_others_go_on(
 
 
 async def test_a_stream_ends_soon_after_its_token_expires_and_not_before(tmp_path: Path) -> None:
-    ttl = 2.0
+    # Long enough for the token to be fetched and the stream opened and beating before
+    # it expires, even with both cores busy (at 2 s a loaded machine saw it expire first).
+    ttl = 5.0
     with oauth_server(tmp_path, access_ttl=ttl) as served:
         async with httpx2.AsyncClient(timeout=30, verify=TLS) as http:
             before = time.time()

@@ -68,8 +68,10 @@ def clean_env(extra: dict[str, str]) -> dict[str, str]:
     return {**base, **extra}
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
-    """Until `url` answers 200 (the process `proc` logging to `log` is up)."""
+def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 90) -> None:
+    """Until `url` answers 200 (the process `proc` logging to `log` is up). A start takes
+    a second or two; with both cores busy one took over 30 s. An exit fails at once
+    (below); only a hang waits this long."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -166,16 +166,18 @@ async def test_a_free_key_at_full_tilt_through_three_replicas_stays_in_its_windo
     setup: Setup,
 ) -> None:
     """Six clients drive one free-tier key (60 requests a minute) flat out, spread over
-    the three replicas: for two and a half seconds, the first minute's budget goes out and the
-    rest wait for a slot of the one shared window. The API carries out at most 60 of the
-    key's requests in its minute and answers at most two 429s; no error reaches the
-    model. (Right after a Redis restart a replica paces on its own window for a few
-    seconds, and the API's 429s bound the replicas instead: up to five were seen then,
-    absorbed, none reaching the model; so this runs before that scenario.) (The full
-    run, past the minute, is `python -m tests.drills.run replicas --free-tier-calls N`.)"""
-    result = await scenarios.free_tier(setup, 120, give_up_after=2.5)
+    the three replicas, until 50 calls were answered and two seconds more: the first
+    minute's budget goes out and the rest wait for a slot of the one shared window
+    (counted, not timed: a loaded machine takes longer to get there, and the window's
+    minute is far from over when it does). The API carries out at most 60 of the key's
+    requests in its minute and answers at most two 429s; no error reaches the model.
+    (Right after a Redis restart a replica paces on its own window for a few seconds,
+    and the API's 429s bound the replicas instead: up to five were seen then, absorbed,
+    none reaching the model; so this runs before that scenario.) (The full run, past
+    the minute, is `python -m tests.drills.run replicas --free-tier-calls N`.)"""
+    result = await scenarios.free_tier(setup, 120, until_ok=50, give_up_after=45)
     assert set(result["answered"]) == {"ok"}, result
-    assert result["answered"]["ok"] >= 40, result  # the budget was used, flat out
+    assert result["answered"]["ok"] >= 50, result  # the budget was used, flat out
     assert result["most_in_60_s"] <= 60, result
     assert result["429_at_api"] <= 2, result
 

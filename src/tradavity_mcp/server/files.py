@@ -93,7 +93,7 @@ def read_confined(path: str, allowed: Sequence[Path], *, max_bytes: int) -> byte
             raise UserError(
                 f"{path} is {info.st_size / 1048576:.1f} MB; screenshots are limited to 10 MB"
             )
-        return _read_up_to(fd, max_bytes)
+        return _read_up_to(fd, max_bytes, info.st_size)
     except BlockingIOError:
         raise UserError(
             f"{path} is not ready to be read; only regular files can be attached"
@@ -130,16 +130,22 @@ def _confined(path: str, allowed: Sequence[Path]) -> tuple[Path, os.stat_result]
     return real, checked
 
 
-def _read_up_to(fd: int, max_bytes: int) -> bytes:
-    """At most `max_bytes` + 1 bytes (one more tells a file that grew past the cap)."""
+def _read_up_to(fd: int, max_bytes: int, expected: int) -> bytes:
+    """At most `max_bytes` + 1 bytes (one more tells a file that grew past the cap).
+
+    The file's size as it was opened is read at once, into one buffer: for a file that
+    did not change that buffer is the result (a join of one chunk returns it), never a
+    copy of chunks joined (a 10 MB chart was held twice that way)."""
     chunks: list[bytes] = []
     size = 0
+    want = min(expected, max_bytes) + 1
     while size <= max_bytes:
-        chunk = os.read(fd, min(_CHUNK, max_bytes + 1 - size))
+        chunk = os.read(fd, min(want, max_bytes + 1 - size))
         if not chunk:
             break
         chunks.append(chunk)
         size += len(chunk)
+        want = _CHUNK
     return b"".join(chunks)
 
 

@@ -21,7 +21,13 @@ from mcp import Client
 
 from tradavity_mcp.api.client import RetryPolicy
 from tradavity_mcp.api.idempotency import principal_for_key
-from tradavity_mcp.sandbox import FREE_KEY, SandboxConfig, SandboxTransport, ScaledClock, create_app
+from tradavity_mcp.sandbox import (
+    FREE_KEY,
+    ManualClock,
+    SandboxConfig,
+    SandboxTransport,
+    create_app,
+)
 from tradavity_mcp.server import build_server
 from tradavity_mcp.server.replicas.redis_client import open_redis
 from tradavity_mcp.server.replicas.window import RedisOutage, RedisWindow, redis_windows
@@ -139,24 +145,26 @@ async def test_redis_away_paces_on_the_replicas_own_window_and_says_so_once(
         assert await warm.take(T0 + 2, 2, "w2") == T0 + 60
 
 
-class _Fast:
-    """The servers' clock on the sandbox's sped-up time: a minute passes in half a second."""
+class _Waited:
+    """The servers' clock and the sandbox's, on time that passes only when a server
+    waits: a server sleeping until t moves the clock to t (no further back), so the
+    window fills and frees by what was sent and waited for, never by how fast the
+    machine runs the requests (a loaded machine sends no fewer per window)."""
 
-    def __init__(self, clock: ScaledClock) -> None:
+    def __init__(self, clock: ManualClock) -> None:
         self.clock = clock
 
     def now(self) -> float:
         return self.clock.now()
 
     async def sleep(self, seconds: float) -> None:
-        await anyio.sleep(seconds / SPEED)
+        self.clock.set(max(self.clock.now(), self.clock.now() + seconds))
+        await anyio.lowlevel.checkpoint()
 
     def jitter(self) -> float:
         return 0.5
 
 
-#: How much faster than real time the sandbox and the servers' clock run.
-SPEED = 120.0
 #: Calls each of the three servers makes, back to back, on two connections.
 CALLS_PER_SERVER = 50
 
@@ -166,7 +174,7 @@ async def _three_servers_flat_out(
 ) -> dict[str, int]:
     """Three servers (replicas: own state directories, one key) call find_trades flat
     out, each on two connections at once; what the sandbox saw and the model got."""
-    clock = ScaledClock(SPEED)
+    clock = ManualClock(T0)
     app = create_app(SandboxConfig(db=":memory:", clock=clock))
     environ = {"TRADAVITY_API_KEY": FREE_KEY}
     if redis_url is not None:
@@ -175,7 +183,7 @@ async def _three_servers_flat_out(
         build_server(
             Settings.load(environ=environ, base_url=SANDBOX_URL, state_dir=tmp_path / f"r{i}"),
             transport=SandboxTransport(app),
-            clock=_Fast(clock),
+            clock=_Waited(clock),
             retry=RetryPolicy(max_retry_after=120),
         )
         for i in range(3)

@@ -6,6 +6,7 @@ The call rules on every store (replay, twins, resumes, windows, pruning) are in
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import subprocess
@@ -73,6 +74,23 @@ def test_canonical_json_ignores_key_order() -> None:
         {"a": [1, {"x": 1, "y": 2}], "b": 1}
     )
     assert digest_arguments({"a": 1}) != digest_arguments({"a": 2})
+
+
+def test_long_strings_are_digested_in_slices_to_the_same_digest() -> None:
+    """A chart's base64 is hashed where it lies, not dumped into one JSON text: the
+    digest is the one of the whole canonical JSON, so calls recorded before still match
+    (strings past one slice, escapes and non-ASCII across slice edges, two of them)."""
+    chart = "iVBORw0KGgo" * 60_000
+    odd = ('quote" back\\ é 漢 \n ' * 40_000)[:300_001]
+    for arguments in (
+        {"trade": {"symbol": "MES"}, "screenshot": {"data": chart, "filename": "c.png"}},
+        {"a": [odd, {"b": chart}], "c": "short"},
+        {"data": chart[:65_537]},
+        ["x", chart],
+    ):
+        whole = hashlib.sha256(canonical_json(arguments).encode("utf-8")).hexdigest()
+        assert digest_arguments(arguments) == whole
+    assert digest_arguments({"d": chart}) != digest_arguments({"d": chart[:-1] + "A"})
 
 
 def test_call_identity_strongest_first() -> None:

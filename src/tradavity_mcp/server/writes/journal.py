@@ -449,39 +449,41 @@ async def _screenshot_step(
 ) -> dict[str, Any]:
     """Upload once. The request records the file's digest, not its bytes: a retry reads
     the same file again and refuses to send different content under the same key. With
-    `latest`, the request records which file was found, and a retry reads that one."""
+    `latest`, the request records which file was found, and a retry reads that one. The
+    file, its name and SHA-256 are worked out once for build and send: base64 data was
+    decoded and hashed when the arguments were checked; a local file is read and hashed
+    once here, in a worker thread."""
     allowed = env.allowed_dirs
     if not (shot.path is not None or shot.data is not None or shot.latest):
         by_link = env.allowed_dirs is None and env.upload_base is not None
         step = await ws.ledger.get_step(call.principal, call.tool, call.call_id.value, "screenshot")
         if by_link or (step is not None and "link" in (step.request or {})):
             return await upload_link_step(ws, call, number, shot.label, env.upload_base)
-    loaded: dict[str, tuple[bytes, str, str | None]] = {}
+    loaded: dict[str, tuple[bytes, str, str | None, str]] = {}
 
-    async def content(chosen: str | None = None) -> tuple[bytes, str, str | None]:
+    async def content(chosen: str | None = None) -> tuple[bytes, str, str | None, str]:
         if "file" not in loaded:
-            loaded["file"] = await _screenshot_bytes(shot, allowed, chosen)
+            raw, name, path = await _screenshot_bytes(shot, allowed, chosen)
+            digest = shot.sha256() if shot.data is not None else None
+            if digest is None:
+                digest = await anyio.to_thread.run_sync(lambda: hashlib.sha256(raw).hexdigest())
+            loaded["file"] = (raw, name, path, digest)
         return loaded["file"]
 
     async def build() -> dict[str, Any]:
-        raw, name, path = await content()
+        raw, name, path, digest = await content()
         try:
             prepare_upload(raw, name, label=shot.label)
         except RequestInvalid as exc:
             raise UserError(exc.message) from None
-        request = {
-            "filename": name,
-            "label": shot.label,
-            "sha256": hashlib.sha256(raw).hexdigest(),
-            "size": len(raw),
-        }
+        request = {"filename": name, "label": shot.label, "sha256": digest, "size": len(raw)}
         if shot.latest:
             request["file"] = path
         return request
 
     async def send(key: str, request: dict[str, Any]) -> dict[str, Any]:
-        raw, _, _ = await content(request.get("file"))
-        if hashlib.sha256(raw).hexdigest() != request["sha256"]:
+        raw, _, _, digest = await content(request.get("file"))
+        if digest != request["sha256"]:
             raise UserError(
                 f"the screenshot changed since the first attempt ({request['filename']}); "
                 "the first version may already be attached. Check the trade, then attach the "
