@@ -56,8 +56,8 @@ async def test_bad_base64_is_said_once(client: Client, env: Env) -> None:
     )
     assert result.is_error
     assert text_of(result) == (
-        "invalid arguments for journal_trade: screenshot.data is not valid base64: send the "
-        "file's bytes encoded as base64 (a data: URL works too); got 'not base64!!'"
+        "invalid arguments for journal_trade: screenshot data is not valid base64: send the "
+        "file's bytes encoded as base64 (a data: URL works too)"
     )
     assert await _newest(env) == before
 

@@ -378,6 +378,7 @@ _NO_VALUE_SHOWN = {
     "control_character",
     "string_too_long",
     "text_too_many_bytes",
+    "invalid_base64",
 }
 
 

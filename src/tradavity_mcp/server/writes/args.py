@@ -353,9 +353,12 @@ class ScreenshotPart(WriteArgs):
             # first copy it to bytes).
             raw = binascii.a2b_base64(self.data, strict_mode=True)
         except (binascii.Error, ValueError):
-            raise ValueError(
+            # Without the value: it is the whole file (the model's check, so it names
+            # the screenshot, then its data).
+            raise PydanticCustomError(
+                "invalid_base64",
                 "data is not valid base64: send the file's bytes encoded as base64 "
-                "(a data: URL works too)"
+                "(a data: URL works too)",
             ) from None
         # Standard base64 spells each whole group of 3 bytes one way: only the last group
         # can be spelt otherwise (unused bits set). Re-encoded only then.
