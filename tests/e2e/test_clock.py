@@ -216,6 +216,32 @@ async def test_now_is_written_as_the_traders_time(trader: Trader, tmp_path: Path
         _no_utc(text_of(result), trader)
 
 
+@TRADERS
+async def test_a_fills_time_without_an_offset_is_the_traders_as_a_trades_is(
+    trader: Trader, tmp_path: Path
+) -> None:
+    """ "Filled at 09:42" is 09:42 where the trader is, for a fill as for the trade."""
+    async with world(trader, tmp_path) as w:
+        journaled = await w.call(
+            "journal_trade",
+            {
+                "trade": w.trade(trader.trade_0942, 20.0),
+                "executions": {
+                    "entries": [{"price": 2100.25, "quantity": 1,
+                                 "execution_time": trader.trade_0942}],
+                    "exits": [{"price": 2110.25, "quantity": 1}],
+                },
+            },
+        )  # fmt: skip
+        data = data_of(journaled)
+        assert data["steps"]["executions"] == "done", data
+        fills = await w.api.list_executions(data["trade_number"])
+    entry = next(f for f in fills if f.price == 2100.25)
+    assert str(entry.model_dump(mode="json")["execution_time"]).startswith(
+        f"{trader.trade_0942[:10]}T{trader.utc_hour}"
+    )
+
+
 # --- the trader's today ----------------------------------------------------------------
 
 

@@ -863,6 +863,29 @@ def _ledger_failed(
     return LedgerUnavailable(exc.problem, text)
 
 
+async def _fills_in_utc(
+    ws: Workspace, executions: dict[str, Any], *, now: float | None
+) -> dict[str, Any]:
+    """The fills with each `execution_time` as the trader meant it: without an offset, a
+    time in their own zone (as a trade's time is), in UTC for the API; `now` is `now`."""
+    out = dict(executions)
+    for side in ("entries", "exits"):
+        rows = executions.get(side)
+        if not isinstance(rows, list):
+            continue
+        fixed = []
+        for i, row in enumerate(rows):
+            value = row.get("execution_time") if isinstance(row, dict) else None
+            if not isinstance(value, str):
+                fixed.append(row)
+                continue
+            field = f"executions.{side}[{i}].execution_time"
+            moment = await ws.to_utc(value, field_name=field, now=now)
+            fixed.append({**row, "execution_time": moment.strftime("%Y-%m-%dT%H:%M:%SZ")})
+        out[side] = fixed
+    return out
+
+
 def _parts(
     ws: Workspace,
     call: WriteCall,
@@ -881,14 +904,17 @@ def _parts(
 
         async def put_fills() -> None:
             async def build() -> dict[str, Any]:
+                in_utc = await _fills_in_utc(ws, executions, now=call.made_at)
                 try:
-                    return ExecutionsReplace.model_validate(executions).to_json()
+                    return ExecutionsReplace.model_validate(in_utc).to_json()
                 except ValidationError as exc:
                     raise _fields_error(exc, "executions.") from None
 
             async def send(key: str, fills: dict[str, Any]) -> int:
                 written = await ws.api.set_executions(number, fills, idempotency_key=key)
-                return len(fills["executions"]) if written is None else len(written)
+                if written is None:  # landed; the answer's shape unknown: count the request's
+                    return len(fills.get("entries") or []) + len(fills.get("exits") or [])
+                return len(written)
 
             await call.write("executions", send, build=build)
 
