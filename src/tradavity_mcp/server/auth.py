@@ -422,19 +422,25 @@ class Workspaces:
             if isinstance(me, Me):
                 client.budget.give_back()  # a key Tradavity accepts costs nothing
             client.notify()
-        if isinstance(me, Me):
-            await self._share(fingerprint, me.scopes)
-            return await self._admit(fingerprint, token, me.scopes)
-        if isinstance(me, Unauthorized):
-            await self._share(fingerprint, None)
-            self._remember_refused(fingerprint, reason=me.code)
-        return None
+        settled = await self._settle(fingerprint, token, me)
+        return None if settled == "unknown" else settled
 
     async def _check_granted(self, fingerprint: str, token: str, vouched: Granted) -> _Entry | None:
         """A key an OAuth grant vouches for, new to this process (after a restart, say):
         checked without the budget; when `/me` cannot answer, the grant's scopes stand in
         until the next check."""
-        me = await self._ask(token)
+        settled = await self._settle(fingerprint, token, await self._ask(token))
+        if settled != "unknown":
+            return settled
+        logger.info("a granted key could not be checked now; its grant's scopes stand in")
+        age = VERIFY_TTL_SECONDS - REVERIFY_RETRY_SECONDS
+        return await self._admit(fingerprint, token, vouched.scopes, age)
+
+    async def _settle(
+        self, fingerprint: str, token: str, me: Me | Unauthorized | Literal["unknown"]
+    ) -> _Entry | Literal["unknown"] | None:
+        """What `/me` said of a new key, acted on: admitted (and shared), refused (and
+        remembered), or "unknown" when it could not answer."""
         if isinstance(me, Me):
             await self._share(fingerprint, me.scopes)
             return await self._admit(fingerprint, token, me.scopes)
@@ -442,9 +448,7 @@ class Workspaces:
             await self._share(fingerprint, None)
             self._remember_refused(fingerprint, reason=me.code)
             return None
-        logger.info("a granted key could not be checked now; its grant's scopes stand in")
-        age = VERIFY_TTL_SECONDS - REVERIFY_RETRY_SECONDS
-        return await self._admit(fingerprint, token, vouched.scopes, age)
+        return "unknown"
 
     async def _ask(self, token: str) -> Me | Unauthorized | Literal["unknown"]:
         """One `/me` request for a key not verified in this process yet."""
