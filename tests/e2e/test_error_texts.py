@@ -14,21 +14,14 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from ..kit import data_of, text_of
+from ..kit import data_of, plain_trade, text_of
 from .conftest import Env
 
 pytestmark = pytest.mark.anyio
 
 
 def _trade(**extra: Any) -> dict[str, Any]:
-    return {
-        "symbol": "MNQ",
-        "direction": "long",
-        "net_pnl": 48.5,
-        "trade_date": "2026-11-20T09:31",
-        "account": "Apex 50K",
-        **extra,
-    }
+    return {**plain_trade(48.5), **extra}
 
 
 async def _newest(env: Env) -> int:
